@@ -1,0 +1,363 @@
+//! The cell config: the one declarative description of a cell, as it is written in `cell_config.json`.
+//!
+//! These types only describe the shape (serde rejects unknown fields and wrong types); what the
+//! values must satisfy is checked in `validate`, which reports every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The config format this PIC writes; older versions are migrated when read.
+pub const CURRENT_VERSION: u32 = 1;
+
+/// A DNS label, also used for user, peer and cell names.
+pub const LABEL_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+/// A DNS name made of labels (no trailing dot).
+pub const HOSTNAME_PATTERN: &str = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
+
+/// A whole cell: identity, networks, VPN, services and users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "PIC cell config")]
+pub struct CellConfig {
+    /// Format version of this file; 1 is the current one.
+    pub version: u32,
+    pub cell: Identity,
+    pub network: Network,
+    #[serde(default)]
+    pub wireguard: WireGuard,
+    #[serde(default)]
+    pub services: Services,
+    /// People who log in: admins manage the cell, peers see their own devices.
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+/// Who the cell is and where it can be reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The cell's name, a DNS label such as `home`.
+    #[schemars(regex(pattern = LABEL_PATTERN))]
+    pub name: String,
+    #[serde(default)]
+    pub domain: Domain,
+    /// IANA time zone such as `Europe/Berlin`, or `UTC`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+/// How the cell's names are published and where its TLS certificates come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Domain {
+    /// Names under `<cell name>.cell`, served by the cell's DNS, certificates from the cell CA.
+    #[default]
+    Local,
+    /// A domain the owner controls; certificates from an ACME CA.
+    Public {
+        #[schemars(regex(pattern = HOSTNAME_PATTERN))]
+        name: String,
+        /// Contact address given to the ACME CA.
+        acme_email: String,
+    },
+    /// A name kept pointing at the cell's public address by a dynamic DNS provider.
+    Ddns {
+        provider: DdnsProvider,
+        #[schemars(regex(pattern = HOSTNAME_PATTERN))]
+        name: String,
+        acme_email: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DdnsProvider {
+    PicNgo,
+    Cloudflare,
+    Duckdns,
+    Noip,
+    Freedns,
+}
+
+/// The cell network: the bridge the service containers (and DHCP clients) live on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// IPv4 subnet of the cell network, /27 or larger, e.g. `172.20.0.0/24`.
+    #[schemars(with = "String")]
+    pub subnet: Ipv4Net,
+    /// Overrides of service addresses (service name → address); the rest follow the defaults
+    /// (gateway .1, then proxy .2, dns .3, ... in the order of the service catalog).
+    #[serde(default)]
+    pub addresses: BTreeMap<String, Ipv4Addr>,
+}
+
+/// The WireGuard VPN that peers use to reach the cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WireGuard {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_wireguard_port")]
+    pub listen_port: u16,
+    /// VPN subnet, e.g. `10.8.0.0/24`.
+    #[serde(default = "default_wireguard_subnet")]
+    #[schemars(with = "String")]
+    pub subnet: Ipv4Net,
+    /// The server's address in the VPN subnet; defaults to the subnet's first host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    /// `host:port` that peers dial, e.g. `vpn.example.org:51820`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+impl Default for WireGuard {
+    fn default() -> Self {
+        WireGuard {
+            enabled: true,
+            listen_port: default_wireguard_port(),
+            subnet: default_wireguard_subnet(),
+            address: None,
+            endpoint: None,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// A device allowed into the VPN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// A DNS label; the peer is reachable as `<name>.<cell domain>`.
+    #[schemars(regex(pattern = LABEL_PATTERN))]
+    pub name: String,
+    /// The peer's WireGuard public key (base64, 32 bytes).
+    pub public_key: String,
+    /// The peer's address in the VPN subnet.
+    pub address: Ipv4Addr,
+    #[serde(default)]
+    pub routing: Routing,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// After this instant (RFC 3339) the runtime stops accepting the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub expires: Option<jiff::Timestamp>,
+    /// The user who owns this device (a user with role `peer` sees only their own devices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// Which of the peer's traffic goes through the tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// Only the cell and VPN networks.
+    #[default]
+    Split,
+    /// Everything: the cell is the peer's exit to the internet.
+    Full,
+}
+
+/// Every service the cell can run, each with its enable flag and settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    #[serde(default)]
+    pub proxy: Proxy,
+    #[serde(default)]
+    pub dns: Dns,
+    #[serde(default)]
+    pub dhcp: Dhcp,
+    #[serde(default)]
+    pub ntp: Ntp,
+    #[serde(default)]
+    pub mail: Mail,
+    #[serde(default)]
+    pub calendar: UserService,
+    #[serde(default)]
+    pub files: UserService,
+    #[serde(default)]
+    pub webmail: Toggle,
+}
+
+/// The reverse proxy that terminates TLS for the web UI, calendar, files and webmail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Host port for plain HTTP (redirects to HTTPS).
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    /// Host port for HTTPS.
+    #[serde(default = "default_https_port")]
+    pub https_port: u16,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Proxy { enabled: false, http_port: default_http_port(), https_port: default_https_port() }
+    }
+}
+
+/// The cell's resolver: names under the cell domain, everything else forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Resolvers that other names are forwarded to; empty means resolve from the root servers.
+    #[serde(default)]
+    pub upstreams: Vec<IpAddr>,
+    /// Extra records under the cell domain.
+    #[serde(default)]
+    pub records: Vec<DnsRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRecord {
+    /// Name relative to the cell domain, e.g. `nas` or `printer.office`.
+    #[schemars(regex(pattern = HOSTNAME_PATTERN))]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: RecordType,
+    /// An IPv4 address (A), IPv6 address (AAAA), host name (CNAME, MX) or printable text (TXT).
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum RecordType {
+    A,
+    AAAA,
+    CNAME,
+    MX,
+    TXT,
+}
+
+/// DHCP for the cell network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dhcp {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Addresses handed out; required when DHCP is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<DhcpRange>,
+    #[serde(default)]
+    pub reservations: Vec<Reservation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpRange {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+}
+
+/// A fixed address for one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reservation {
+    #[schemars(regex(pattern = LABEL_PATTERN))]
+    pub name: String,
+    /// MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    pub address: Ipv4Addr,
+}
+
+/// NTP for the cell and VPN networks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ntp {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Upstream servers or pools (host names or addresses).
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+/// Mail: domains the cell receives for, and the mailboxes in them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub mailboxes: Vec<Mailbox>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mailbox {
+    /// `local@domain`, with a domain from `services.mail.domains`.
+    pub address: String,
+    /// The user who logs in to read it.
+    pub user: String,
+}
+
+/// A service whose only setting is who may use it (calendar and contacts, files).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserService {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Names from `users`.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// A service with nothing to set but whether it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name, a DNS label.
+    #[schemars(regex(pattern = LABEL_PATTERN))]
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manages the whole cell.
+    Admin,
+    /// Uses the cell: their own devices, mail, calendar and files.
+    Peer,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_wireguard_port() -> u16 {
+    51820
+}
+fn default_wireguard_subnet() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(10, 8, 0, 0), 24).expect("a /24 is a valid prefix")
+}
+fn default_http_port() -> u16 {
+    80
+}
+fn default_https_port() -> u16 {
+    443
+}

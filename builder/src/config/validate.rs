@@ -1,0 +1,441 @@
+//! Semantic validation of a cell config: every rule, every error at once, each naming its field
+//! and saying how to fix it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use super::derived::{is_reserved, nth_host};
+use super::model::{CellConfig, CURRENT_VERSION, Domain, RecordType, Role};
+use super::syntax;
+use crate::services::{self, CATALOG, WEBUI_HOST};
+
+/// One problem with one field of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Where the problem is, e.g. `wireguard.peers[2].name`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+/// Every problem found in a config, in the order of the fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "the cell config has {n} problem{}:", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            write!(f, "\n  {}: {} ({})", e.path, e.message, e.hint)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    pub fn single(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ValidationErrors(vec![FieldError { path: path.into(), message: message.into(), hint: hint.into() }])
+    }
+}
+
+/// A config that passed every rule. Only [`validate`] makes one, so whatever renders from it
+/// can rely on the rules (in particular: no string carries characters special to a config format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig(CellConfig);
+
+impl std::ops::Deref for ValidConfig {
+    type Target = CellConfig;
+    fn deref(&self) -> &CellConfig {
+        &self.0
+    }
+}
+
+impl ValidConfig {
+    pub fn into_inner(self) -> CellConfig {
+        self.0
+    }
+}
+
+/// Checks every rule and returns the config, or all the problems found.
+pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
+    let mut v = Validator { c: &config, errors: Vec::new() };
+    v.version();
+    v.identity();
+    v.network();
+    v.wireguard();
+    v.dns();
+    v.dhcp();
+    v.ntp();
+    v.mail();
+    v.user_services();
+    v.users();
+    v.ports();
+    v.names();
+    if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
+}
+
+const LABEL_HINT: &str = "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen";
+const HOSTNAME_HINT: &str = "use dot-separated labels of lowercase letters, digits and hyphens, e.g. example.org";
+
+struct Validator<'a> {
+    c: &'a CellConfig,
+    errors: Vec<FieldError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+        self.errors.push(FieldError { path: path.into(), message: message.into(), hint: hint.into() });
+    }
+
+    fn label(&mut self, path: impl Into<String>, value: &str) {
+        if !syntax::is_label(value) {
+            self.err(path, format!("{value:?} is not a valid name"), LABEL_HINT);
+        }
+    }
+
+    fn hostname(&mut self, path: impl Into<String>, value: &str) {
+        if !syntax::is_hostname(value) {
+            self.err(path, format!("{value:?} is not a valid host name"), HOSTNAME_HINT);
+        }
+    }
+
+    fn email(&mut self, path: impl Into<String>, value: &str) {
+        if !syntax::is_mail_address(value) {
+            self.err(path, format!("{value:?} is not a valid mail address"), "use local@domain, e.g. admin@example.org");
+        }
+    }
+
+    /// Flags every value that occurs more than once, at each later occurrence.
+    fn unique<K: Eq + std::hash::Hash + fmt::Display>(
+        &mut self,
+        items: impl IntoIterator<Item = (String, K)>,
+        what: &str,
+    ) {
+        let mut seen: HashMap<K, String> = HashMap::new();
+        for (path, key) in items {
+            if let Some(first) = seen.get(&key) {
+                let message = format!("{what} {key} is already used by {first}");
+                self.err(path, message, format!("give each {what} a value of its own"));
+            } else {
+                seen.insert(key, path);
+            }
+        }
+    }
+
+    fn user_ref(&mut self, path: impl Into<String>, name: &str) {
+        if !self.c.users.iter().any(|u| u.name == name) {
+            self.err(path, format!("no user is named {name:?}"), "add the user to `users` or name an existing one");
+        }
+    }
+
+    fn version(&mut self) {
+        if self.c.version != CURRENT_VERSION {
+            self.err(
+                "version",
+                format!("config version {} is not supported", self.c.version),
+                format!("this PIC reads version {CURRENT_VERSION}"),
+            );
+        }
+    }
+
+    fn identity(&mut self) {
+        let id = &self.c.cell;
+        self.label("cell.name", &id.name);
+        match &id.domain {
+            Domain::Local => {}
+            Domain::Public { name, acme_email } | Domain::Ddns { name, acme_email, .. } => {
+                self.hostname("cell.domain.name", name);
+                if !name.contains('.') && syntax::is_hostname(name) {
+                    self.err("cell.domain.name", format!("{name:?} is not a fully qualified domain"), "use a domain you own, e.g. cell.example.org");
+                }
+                self.email("cell.domain.acme_email", acme_email);
+            }
+        }
+        if !syntax::is_timezone(&id.timezone) {
+            self.err("cell.timezone", format!("{:?} is not a known time zone", id.timezone), "use an IANA zone such as Europe/Berlin, or UTC");
+        }
+    }
+
+    fn network(&mut self) {
+        let net = self.c.network.subnet;
+        if net.addr() != net.network() {
+            self.err("network.subnet", format!("{net} has host bits set"), format!("write the network address: {}", net.trunc()));
+        }
+        if net.prefix_len() > 27 {
+            self.err("network.subnet", format!("{net} is too small for the services"), "use a /27 or larger subnet, e.g. 172.20.0.0/24");
+        }
+        if !net.network().is_private() {
+            self.err("network.subnet", format!("{net} is not a private range"), "use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16");
+        }
+        for (name, addr) in &self.c.network.addresses {
+            let path = format!("network.addresses.{name}");
+            if services::get(name).is_none() {
+                let known: Vec<&str> = CATALOG.iter().map(|s| s.name).collect();
+                self.err(path, format!("there is no service named {name:?}"), format!("use one of: {}", known.join(", ")));
+                continue;
+            }
+            self.host_in(&path, *addr, &net, "network.subnet");
+            if *addr == self.c.gateway() {
+                self.err(path, format!("{addr} is the cell network's gateway (the host)"), "choose another address in network.subnet");
+            }
+        }
+        let addresses = CATALOG.iter().map(|s| (format!("network.addresses.{}", s.name), self.c.service_address(s)));
+        let addresses: Vec<_> = addresses.collect();
+        self.unique(addresses, "address");
+    }
+
+    /// `addr` must be a usable host address inside `net`.
+    fn host_in(&mut self, path: &str, addr: Ipv4Addr, net: &Ipv4Net, net_field: &str) {
+        if !net.contains(&addr) {
+            self.err(path, format!("{addr} is outside {net_field} {net}"), format!("choose an address inside {net}"));
+        } else if is_reserved(net, addr) {
+            self.err(path, format!("{addr} is the network or broadcast address of {net}"), format!("choose a host address inside {net}"));
+        }
+    }
+
+    fn wireguard(&mut self) {
+        let wg = &self.c.wireguard;
+        let net = wg.subnet;
+        if net.addr() != net.network() {
+            self.err("wireguard.subnet", format!("{net} has host bits set"), format!("write the network address: {}", net.trunc()));
+        }
+        if net.prefix_len() > 30 {
+            self.err("wireguard.subnet", format!("{net} has no room for peers"), "use a /30 or larger subnet, e.g. 10.8.0.0/24");
+        }
+        if net.contains(&self.c.network.subnet.network()) || self.c.network.subnet.contains(&net.network()) {
+            self.err("wireguard.subnet", format!("{net} overlaps network.subnet {}", self.c.network.subnet), "use separate subnets for the VPN and the cell network");
+        }
+        if let Some(addr) = wg.address {
+            self.host_in("wireguard.address", addr, &net, "wireguard.subnet");
+        } else if nth_host(&net, 1).is_none() {
+            self.err("wireguard.address", "the VPN subnet has no first host address", "set wireguard.address or use a larger subnet");
+        }
+        if wg.listen_port == 0 {
+            self.err("wireguard.listen_port", "port 0 is not a port", "use a port from 1 to 65535, e.g. 51820");
+        }
+        if let Some(endpoint) = &wg.endpoint {
+            if !syntax::is_endpoint(endpoint) {
+                self.err("wireguard.endpoint", format!("{endpoint:?} is not host:port"), "write it like vpn.example.org:51820 or [2001:db8::1]:51820");
+            }
+        }
+        let server = self.c.wireguard_address();
+        for (i, peer) in wg.peers.iter().enumerate() {
+            let p = format!("wireguard.peers[{i}]");
+            self.label(format!("{p}.name"), &peer.name);
+            if !syntax::is_wireguard_key(&peer.public_key) {
+                self.err(format!("{p}.public_key"), "not a WireGuard public key", "give the 44-character base64 key that `wg pubkey` prints");
+            }
+            self.host_in(&format!("{p}.address"), peer.address, &net, "wireguard.subnet");
+            if peer.address == server {
+                self.err(format!("{p}.address"), format!("{server} is the server's own VPN address"), "choose another address in wireguard.subnet");
+            }
+            if let Some(user) = &peer.user {
+                self.user_ref(format!("{p}.user"), user);
+            }
+        }
+        let peers = || wg.peers.iter().enumerate();
+        self.unique(peers().map(|(i, p)| (format!("wireguard.peers[{i}].name"), p.name.clone())), "peer name");
+        self.unique(peers().map(|(i, p)| (format!("wireguard.peers[{i}].public_key"), p.public_key.clone())), "public key");
+        self.unique(peers().map(|(i, p)| (format!("wireguard.peers[{i}].address"), p.address)), "address");
+    }
+
+    fn dns(&mut self) {
+        let dns = &self.c.services.dns;
+        for (i, up) in dns.upstreams.iter().enumerate() {
+            if up.is_unspecified() || up.is_multicast() {
+                self.err(format!("services.dns.upstreams[{i}]"), format!("{up} cannot answer queries"), "give the address of a resolver, e.g. 9.9.9.9");
+            }
+        }
+        self.unique(dns.upstreams.iter().enumerate().map(|(i, u)| (format!("services.dns.upstreams[{i}]"), *u)), "upstream");
+        let mut kinds: BTreeMap<&str, Vec<(usize, RecordType)>> = BTreeMap::new();
+        for (i, r) in dns.records.iter().enumerate() {
+            let p = format!("services.dns.records[{i}]");
+            self.hostname(format!("{p}.name"), &r.name);
+            let value_ok = match r.kind {
+                RecordType::A => r.value.parse::<std::net::Ipv4Addr>().is_ok(),
+                RecordType::AAAA => r.value.parse::<std::net::Ipv6Addr>().is_ok(),
+                RecordType::CNAME | RecordType::MX => syntax::is_hostname(&r.value),
+                RecordType::TXT => syntax::is_safe_text(&r.value),
+            };
+            if !value_ok {
+                let hint = match r.kind {
+                    RecordType::A => "give an IPv4 address such as 192.168.1.10",
+                    RecordType::AAAA => "give an IPv6 address such as 2001:db8::10",
+                    RecordType::CNAME | RecordType::MX => HOSTNAME_HINT,
+                    RecordType::TXT => "use at most 255 printable characters without quotes, backslashes, braces, ; # ` or $",
+                };
+                self.err(format!("{p}.value"), format!("{:?} is not a valid {:?} value", r.value, r.kind), hint);
+            }
+            kinds.entry(r.name.as_str()).or_default().push((i, r.kind));
+        }
+        for entries in kinds.values() {
+            let has_cname = entries.iter().any(|(_, k)| *k == RecordType::CNAME);
+            if has_cname && entries.len() > 1 {
+                for (i, _) in entries.iter().skip(1) {
+                    let name = &dns.records[*i].name;
+                    self.err(format!("services.dns.records[{i}].name"), format!("{name:?} has a CNAME record and other records"), "a CNAME must be the only record of its name; remove one");
+                }
+            }
+        }
+        let records = dns.records.iter().enumerate();
+        self.unique(records.map(|(i, r)| (format!("services.dns.records[{i}]"), format!("{} {:?} {}", r.name, r.kind, r.value))), "record");
+    }
+
+    fn dhcp(&mut self) {
+        let dhcp = &self.c.services.dhcp;
+        let net = self.c.network.subnet;
+        let range = match &dhcp.range {
+            Some(range) => {
+                self.host_in("services.dhcp.range.start", range.start, &net, "network.subnet");
+                self.host_in("services.dhcp.range.end", range.end, &net, "network.subnet");
+                if range.start > range.end {
+                    self.err("services.dhcp.range", format!("start {} is after end {}", range.start, range.end), "swap start and end");
+                }
+                for s in CATALOG {
+                    let addr = self.c.service_address(s);
+                    if range.start <= addr && addr <= range.end {
+                        self.err("services.dhcp.range", format!("the range includes {addr}, the address of service {}", s.name), "move the range past the service addresses, e.g. .100 to .200");
+                    }
+                }
+                Some((range.start, range.end))
+            }
+            None => {
+                if dhcp.enabled {
+                    self.err("services.dhcp.range", "DHCP is enabled but has no range", "add a range such as {\"start\": \"172.20.0.100\", \"end\": \"172.20.0.200\"}");
+                }
+                None
+            }
+        };
+        for (i, r) in dhcp.reservations.iter().enumerate() {
+            let p = format!("services.dhcp.reservations[{i}]");
+            self.label(format!("{p}.name"), &r.name);
+            if !syntax::is_mac(&r.mac) {
+                self.err(format!("{p}.mac"), format!("{:?} is not a MAC address", r.mac), "write six hex pairs separated by colons, e.g. 52:54:00:12:34:56");
+            }
+            if let Some((start, end)) = range {
+                if !(start <= r.address && r.address <= end) {
+                    self.err(format!("{p}.address"), format!("{} is outside the DHCP range {start} to {end}", r.address), "choose an address inside services.dhcp.range");
+                }
+            }
+        }
+        let res = || dhcp.reservations.iter().enumerate();
+        self.unique(res().map(|(i, r)| (format!("services.dhcp.reservations[{i}].mac"), r.mac.to_ascii_lowercase())), "MAC address");
+        self.unique(res().map(|(i, r)| (format!("services.dhcp.reservations[{i}].address"), r.address)), "address");
+    }
+
+    fn ntp(&mut self) {
+        let ntp = &self.c.services.ntp;
+        for (i, s) in ntp.servers.iter().enumerate() {
+            if s.parse::<IpAddr>().is_err() && !syntax::is_hostname(s) {
+                self.err(format!("services.ntp.servers[{i}]"), format!("{s:?} is not a host name or address"), "give a server or pool such as 0.debian.pool.ntp.org");
+            }
+        }
+        if ntp.enabled && ntp.servers.is_empty() {
+            self.err("services.ntp.servers", "NTP is enabled but has no upstream server", "add a pool such as 0.debian.pool.ntp.org");
+        }
+    }
+
+    fn mail(&mut self) {
+        let mail = &self.c.services.mail;
+        for (i, d) in mail.domains.iter().enumerate() {
+            self.hostname(format!("services.mail.domains[{i}]"), d);
+        }
+        self.unique(mail.domains.iter().enumerate().map(|(i, d)| (format!("services.mail.domains[{i}]"), d.clone())), "domain");
+        if mail.enabled && mail.domains.is_empty() {
+            self.err("services.mail.domains", "mail is enabled but receives for no domain", format!("add a domain, e.g. {}", self.c.domain()));
+        }
+        for (i, m) in mail.mailboxes.iter().enumerate() {
+            let p = format!("services.mail.mailboxes[{i}]");
+            match m.address.split_once('@') {
+                Some((_, domain)) if syntax::is_mail_address(&m.address) => {
+                    if !mail.domains.iter().any(|d| d == domain) {
+                        self.err(format!("{p}.address"), format!("{domain:?} is not one of services.mail.domains"), "add the domain to services.mail.domains or use one listed there");
+                    }
+                }
+                _ => self.err(format!("{p}.address"), format!("{:?} is not a valid mail address", m.address), "use lowercase local@domain, e.g. alice@home.cell"),
+            }
+            self.user_ref(format!("{p}.user"), &m.user);
+        }
+        self.unique(mail.mailboxes.iter().enumerate().map(|(i, m)| (format!("services.mail.mailboxes[{i}].address"), m.address.clone())), "mailbox");
+    }
+
+    fn user_services(&mut self) {
+        for (service, users) in [("calendar", &self.c.services.calendar.users), ("files", &self.c.services.files.users)] {
+            for (i, u) in users.iter().enumerate() {
+                self.user_ref(format!("services.{service}.users[{i}]"), u);
+            }
+            self.unique(users.iter().enumerate().map(|(i, u)| (format!("services.{service}.users[{i}]"), u.clone())), "user");
+        }
+    }
+
+    fn users(&mut self) {
+        for (i, u) in self.c.users.iter().enumerate() {
+            self.label(format!("users[{i}].name"), &u.name);
+        }
+        self.unique(self.c.users.iter().enumerate().map(|(i, u)| (format!("users[{i}].name"), u.name.clone())), "user name");
+        if !self.c.users.is_empty() && !self.c.users.iter().any(|u| u.role == Role::Admin) {
+            self.err("users", "no user has the role admin", "give at least one user \"role\": \"admin\" so someone can manage the cell");
+        }
+    }
+
+    /// Published host ports must be valid and must not collide between enabled services.
+    fn ports(&mut self) {
+        let mut seen: BTreeMap<(services::Protocol, u16), &'static str> = BTreeMap::new();
+        for service in services::enabled(self.c) {
+            for p in (service.ports)(self.c) {
+                if p.port == 0 {
+                    self.err(p.field, "port 0 is not a port", "use a port from 1 to 65535");
+                    continue;
+                }
+                match seen.get(&(p.protocol, p.port)) {
+                    Some(first) if *first != p.field => {
+                        self.err(p.field, format!("{}/{} is already published by {first}", p.port, p.protocol), "give each service its own port");
+                    }
+                    _ => {
+                        seen.insert((p.protocol, p.port), p.field);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Names under the cell domain: services, the web UI, peers, DHCP reservations and extra
+    /// records must not claim the same name for different things.
+    fn names(&mut self) {
+        let mut owner: HashMap<String, String> = HashMap::new();
+        owner.insert(WEBUI_HOST.to_string(), "the web UI".into());
+        for s in CATALOG {
+            owner.insert(s.host.to_string(), format!("service {}", s.name));
+        }
+        let mut claim = |v: &mut Self, name: &str, path: String| match owner.get(name) {
+            Some(first) => v.err(path, format!("the name {name:?} is already taken by {first}"), "choose another name"),
+            None => {
+                owner.insert(name.to_string(), path);
+            }
+        };
+        let c = self.c;
+        for (i, p) in c.wireguard.peers.iter().enumerate() {
+            if syntax::is_label(&p.name) {
+                claim(self, &p.name, format!("wireguard.peers[{i}].name"));
+            }
+        }
+        for (i, r) in c.services.dhcp.reservations.iter().enumerate() {
+            if syntax::is_label(&r.name) {
+                claim(self, &r.name, format!("services.dhcp.reservations[{i}].name"));
+            }
+        }
+        for (i, r) in c.services.dns.records.iter().enumerate() {
+            let first_of_name = c.services.dns.records.iter().position(|o| o.name == r.name) == Some(i);
+            if first_of_name && syntax::is_hostname(&r.name) {
+                claim(self, &r.name, format!("services.dns.records[{i}].name"));
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The builder's error type; [`Error::is_invalid_input`] separates the user's mistakes from failures.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::config::ValidationErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The cell config is not valid; every problem is listed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+
+    #[error("rendering {template}: {message}")]
+    Render { template: String, message: String },
+
+    #[error("generation {0} does not exist; `pic generations` lists the ones there are")]
+    NoSuchGeneration(u64),
+
+    #[error("there is no generation before {0} to roll back to")]
+    NothingToRollBackTo(u64),
+
+    #[error("no generation is current yet; run `pic switch` first")]
+    NoCurrentGeneration,
+
+    #[error("{} has no desired cell config; give one with `--config FILE` (or `pic init --config FILE`)", .0.display())]
+    NoDesiredConfig(PathBuf),
+
+    #[error("{} is not an initialized PIC state directory; run `pic --state {} init` first", .0.display(), .0.display())]
+    NotInitialized(PathBuf),
+
+    #[error("`--keep` must be at least 1")]
+    KeepZero,
+
+    #[error("{what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+impl Error {
+    /// True for errors caused by what the user asked for (exit code 2, HTTP 4xx), as opposed to
+    /// failures of the machine or of the state directory.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Invalid(_)
+                | Error::NoSuchGeneration(_)
+                | Error::NothingToRollBackTo(_)
+                | Error::KeepZero
+        )
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {
+        Error::Corrupt { what: what.into(), detail: detail.to_string() }
+    }
+}
+
+/// Attaches the path an I/O error happened at.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T, Error>;
+}
+
+impl<T> IoContext<T> for Result<T, io::Error> {
+    fn at(self, path: &Path) -> Result<T, Error> {
+        self.map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+}

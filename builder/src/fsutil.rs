@@ -1,0 +1,156 @@
+//! The one place that writes files: atomic replace, fsync of files and directories, read-only marking.
+//!
+//! Every file the builder leaves in the state directory goes through [`write_atomic`], so a reader
+//! (or a process started after a crash) sees either the old content or the new one, never a torn
+//! write. Directories are fsynced after entries are added or renamed so the rename itself is durable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext};
+use crate::fault;
+
+/// Prefix of every temporary entry; anything starting with it is garbage from an interrupted writer.
+pub const TMP_PREFIX: &str = ".tmp-";
+
+/// Writes `contents` to `path` atomically: a temporary sibling is written and fsynced, renamed over
+/// `path`, and the parent directory is fsynced.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+    let parent = parent_of(path);
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = parent.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
+    write_new(&tmp, contents, mode)?;
+    fault::point("write_atomic: temporary written");
+    fs::rename(&tmp, path).at(path)?;
+    fault::point("write_atomic: renamed");
+    fsync_dir(&parent)
+}
+
+/// Creates `path` (which must not exist yet), writes and fsyncs it.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .at(path)?;
+    file.write_all(contents).at(path)?;
+    file.sync_all().at(path)
+}
+
+/// Flushes a directory's entries (new names, renames) to disk.
+pub fn fsync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Creates a directory with `mode` if it does not exist yet, and fsyncs its parent when it did not.
+pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), Error> {
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).at(dir)?;
+            fsync_dir(&parent_of(dir))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).at(dir),
+    }
+}
+
+/// Renames `from` to `to` and makes the rename durable.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<(), Error> {
+    fs::rename(from, to).at(to)?;
+    fsync_dir(&parent_of(to))
+}
+
+/// Marks a finished directory tree read-only (files 0444, directories 0555), deepest first.
+pub fn make_read_only(dir: &Path) -> Result<(), Error> {
+    set_tree_mode(dir, 0o444, 0o555)
+}
+
+/// Removes a tree that [`make_read_only`] protected: write bits are restored first so that
+/// removal also works for a non-root owner.
+pub fn remove_tree(dir: &Path) -> Result<(), Error> {
+    set_tree_mode(dir, 0o644, 0o755)?;
+    fs::remove_dir_all(dir).at(dir)
+}
+
+fn set_tree_mode(dir: &Path, file_mode: u32, dir_mode: u32) -> Result<(), Error> {
+    // Directories first when opening up (so their entries become reachable), last when closing.
+    let opening = dir_mode & 0o200 != 0;
+    if opening {
+        fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode)).at(dir)?;
+    }
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let path = entry.path();
+        let kind = entry.file_type().at(&path)?;
+        if kind.is_dir() {
+            set_tree_mode(&path, file_mode, dir_mode)?;
+        } else if kind.is_file() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(file_mode)).at(&path)?;
+        }
+    }
+    if !opening {
+        fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode)).at(dir)?;
+    }
+    Ok(())
+}
+
+/// Removes every entry of `dir` whose name starts with [`TMP_PREFIX`].
+pub fn remove_temporaries(dir: &Path) -> Result<(), Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).at(dir),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().at(&path)?.is_dir() {
+            remove_tree(&path)?;
+        } else {
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        write_atomic(&path, b"one", 0o644).unwrap();
+        write_atomic(&path, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("f.json")]);
+    }
+
+    #[test]
+    fn read_only_tree_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("t");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(tree.join("sub/f"), "x").unwrap();
+        make_read_only(&tree).unwrap();
+        let mode = fs::metadata(tree.join("sub/f")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444);
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+    }
+}

@@ -1,0 +1,22 @@
+//! The PIC builder: one declarative cell config in, immutable content-addressed generations out.
+//!
+//! `config` reads and validates the cell config; `render` turns it into one bundle of files per
+//! service; `store` keeps bundles under their content hash; `generation` and `state` record which
+//! bundles make up each generation and which one is current. Nothing here talks to Docker, HTTP or
+//! WireGuard sockets: rendering is a pure function of the config, the templates and public keys.
+
+pub mod config;
+pub mod diff;
+pub mod error;
+pub mod fault;
+pub mod fsutil;
+pub mod generation;
+pub mod render;
+pub mod secrets;
+pub mod services;
+pub mod state;
+pub mod store;
+pub mod templates;
+
+pub use error::Error;
+pub use state::State;

@@ -1,0 +1,247 @@
+//! The render context: the validated config turned into what templates need, with every derived
+//! value (names under the cell domain, addresses, record lists) computed once, here.
+//!
+//! The context is plain data: the benchmark serializes it to JSON and renders the same templates
+//! with Python's Jinja2, so nothing in it may depend on minijinja features.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{Domain, RecordType, Routing, ValidConfig};
+use crate::services::{CATALOG, WEBUI_HOST};
+
+/// The public key material rendering may use; private keys never reach a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeys {
+    /// The WireGuard server's public key (base64).
+    pub wireguard: String,
+}
+
+/// Port `pic serve` listens on, on the cell network's gateway.
+pub const WEBUI_PORT: u16 = 3000;
+
+#[derive(Debug, Serialize)]
+pub struct Context {
+    pub cell: CellView,
+    pub network: NetworkView,
+    pub services: BTreeMap<&'static str, ServiceView>,
+    pub webui: WebUiView,
+    pub wireguard: WireGuardView,
+    pub dns: DnsView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CellView {
+    pub name: String,
+    pub domain: String,
+    pub domain_mode: &'static str,
+    /// Contact for the ACME CA; empty in local mode (certificates come from the cell CA).
+    pub acme_email: String,
+    pub timezone: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NetworkView {
+    pub subnet: String,
+    pub gateway: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    pub enabled: bool,
+    /// Its fully qualified name.
+    pub fqdn: String,
+    /// Its own address on the cell network.
+    pub address: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebUiView {
+    pub fqdn: String,
+    pub upstream: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireGuardView {
+    pub enabled: bool,
+    pub listen_port: u16,
+    pub subnet: String,
+    pub prefix: u8,
+    pub address: String,
+    /// `host:port` peers dial; empty when the config leaves it to the runtime to discover.
+    pub endpoint: String,
+    pub public_key: String,
+    /// Enabled peers, sorted by name (the config's order does not matter).
+    pub peers: Vec<PeerView>,
+    /// What a split-routing client sends through the tunnel.
+    pub split_allowed_ips: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeerView {
+    pub name: String,
+    pub fqdn: String,
+    pub public_key: String,
+    pub address: String,
+    pub routing: &'static str,
+    /// RFC 3339, or empty; enforced by the runtime, shown in the rendered files.
+    pub expires: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsView {
+    pub upstreams: Vec<String>,
+    /// Every record under the cell domain, sorted, as `name type value` parts.
+    pub records: Vec<RecordView>,
+    /// Reverse (PTR) entries for every address the cell names.
+    pub reverse: Vec<ReverseView>,
+    /// Networks allowed to query.
+    pub allowed: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordView {
+    pub fqdn: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The record data as the zone format writes it (names end in a dot, TXT is quoted).
+    pub data: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReverseView {
+    pub address: String,
+    pub fqdn: String,
+}
+
+impl Context {
+    pub fn new(config: &ValidConfig, keys: &PublicKeys) -> Context {
+        let domain = config.domain();
+        let fqdn = |name: &str| format!("{name}.{domain}");
+        let (domain_mode, acme_email) = match &config.cell.domain {
+            Domain::Local => ("local", String::new()),
+            Domain::Public { acme_email, .. } => ("public", acme_email.clone()),
+            Domain::Ddns { acme_email, .. } => ("ddns", acme_email.clone()),
+        };
+
+        let services: BTreeMap<_, _> = CATALOG
+            .iter()
+            .map(|s| {
+                let view = ServiceView {
+                    enabled: (s.enabled)(config),
+                    fqdn: fqdn(s.host),
+                    address: config.service_address(s).to_string(),
+                };
+                (s.name, view)
+            })
+            .collect();
+
+        let wg = &config.wireguard;
+        let mut peers: Vec<PeerView> = wg
+            .peers
+            .iter()
+            .filter(|p| wg.enabled && p.enabled)
+            .map(|p| PeerView {
+                name: p.name.clone(),
+                fqdn: fqdn(&p.name),
+                public_key: p.public_key.clone(),
+                address: p.address.to_string(),
+                routing: match p.routing {
+                    Routing::Split => "split",
+                    Routing::Full => "full",
+                },
+                expires: p.expires.map(|t| t.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let dns = dns_view(config, &domain, &peers);
+        let wireguard = WireGuardView {
+            enabled: wg.enabled,
+            listen_port: wg.listen_port,
+            subnet: wg.subnet.to_string(),
+            prefix: wg.subnet.prefix_len(),
+            address: config.wireguard_address().to_string(),
+            endpoint: wg.endpoint.clone().unwrap_or_default(),
+            public_key: keys.wireguard.clone(),
+            peers,
+            split_allowed_ips: vec![wg.subnet.to_string(), config.network.subnet.to_string()],
+        };
+
+        Context {
+            cell: CellView {
+                name: config.cell.name.clone(),
+                domain: domain.clone(),
+                domain_mode,
+                acme_email,
+                timezone: config.cell.timezone.clone(),
+            },
+            network: NetworkView {
+                subnet: config.network.subnet.to_string(),
+                gateway: config.gateway().to_string(),
+            },
+            services,
+            webui: WebUiView { fqdn: fqdn(WEBUI_HOST), upstream: format!("{}:{WEBUI_PORT}", config.gateway()) },
+            wireguard,
+            dns,
+        }
+    }
+}
+
+fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
+    let fqdn = |name: &str| format!("{name}.{domain}");
+    let mut records = Vec::new();
+    let mut reverse = Vec::new();
+    let mut a = |name: String, address: String, ptr: bool| {
+        if ptr {
+            reverse.push(ReverseView { address: address.clone(), fqdn: name.clone() });
+        }
+        records.push(RecordView { fqdn: name, kind: "A", data: address });
+    };
+
+    let proxy = crate::services::get("proxy").expect("the catalog has a proxy");
+    if (proxy.enabled)(config) {
+        a(domain.to_string(), config.service_address(proxy).to_string(), false);
+        a(fqdn(WEBUI_HOST), config.service_address(proxy).to_string(), false);
+    }
+    for s in crate::services::enabled(config) {
+        // A web service's name points at the proxy; its own address gets no PTR then.
+        let front = config.service_front_address(s);
+        a(fqdn(s.host), front.to_string(), !s.via_proxy);
+    }
+    for p in peers {
+        a(p.fqdn.clone(), p.address.clone(), true);
+    }
+    if config.services.dhcp.enabled {
+        for r in &config.services.dhcp.reservations {
+            a(fqdn(&r.name), r.address.to_string(), true);
+        }
+    }
+    for r in &config.services.dns.records {
+        let absolute = |v: &str| if v.contains('.') { format!("{v}.") } else { format!("{}.", fqdn(v)) };
+        let (kind, data) = match r.kind {
+            RecordType::A => ("A", r.value.clone()),
+            RecordType::AAAA => ("AAAA", r.value.clone()),
+            RecordType::CNAME => ("CNAME", absolute(&r.value)),
+            RecordType::MX => ("MX", format!("10 {}", absolute(&r.value))),
+            RecordType::TXT => ("TXT", format!("\"{}\"", r.value)),
+        };
+        records.push(RecordView { fqdn: fqdn(&r.name), kind, data });
+    }
+    records.sort();
+    records.dedup();
+    reverse.sort();
+    reverse.dedup();
+
+    let mut allowed = vec![config.network.subnet.to_string()];
+    if config.wireguard.enabled {
+        allowed.push(config.wireguard.subnet.to_string());
+    }
+    DnsView {
+        upstreams: config.services.dns.upstreams.iter().map(|u| u.to_string()).collect(),
+        records,
+        reverse,
+        allowed,
+    }
+}

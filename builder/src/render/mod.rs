@@ -1,0 +1,74 @@
+//! Rendering: the validated config and public keys, through the embedded minijinja templates,
+//! into one bundle of files per enabled service. A pure function: no clock, no environment, no I/O.
+
+mod bundle;
+mod context;
+
+use std::collections::BTreeMap;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, syntax::SyntaxConfig};
+
+pub use bundle::Bundle;
+pub use context::{Context, PublicKeys, WEBUI_PORT};
+
+use crate::config::ValidConfig;
+use crate::error::Error;
+use crate::services;
+use crate::templates::{self, TEMPLATE_SUFFIX};
+
+/// Holds the template environment; build it once and render many configs with it.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Renderer {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_syntax(
+            SyntaxConfig::builder()
+                .keep_trailing_newline(true)
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
+        for (path, source) in templates::EMBEDDED {
+            if path.ends_with(TEMPLATE_SUFFIX) {
+                // A template that does not parse is a build defect, caught by every render test.
+                env.add_template(path, source).unwrap_or_else(|e| panic!("template {path}: {e:#}"));
+            }
+        }
+        Renderer { env }
+    }
+
+    /// Renders every enabled service that has templates; the map is keyed by service name.
+    pub fn render(&self, config: &ValidConfig, keys: &PublicKeys) -> Result<BTreeMap<String, Bundle>, Error> {
+        let context = minijinja::Value::from(minijinja::value::Serde(Context::new(config, keys)));
+        let mut bundles = BTreeMap::new();
+        for service in services::enabled(config).filter(|s| templates::has_service(s.name)) {
+            let mut bundle = Bundle::default();
+            for (file, source) in templates::of_service(service.name) {
+                let (name, contents) = match file.strip_suffix(TEMPLATE_SUFFIX) {
+                    Some(name) => {
+                        let template_name = format!("{}/{file}", service.name);
+                        let render_error = |e: minijinja::Error| Error::Render { template: template_name.clone(), message: format!("{e:#}") };
+                        let template = self.env.get_template(&template_name).map_err(render_error)?;
+                        (name, template.render(context.clone()).map_err(render_error)?)
+                    }
+                    None => (file, source.to_string()),
+                };
+                bundle.files.insert(name.to_string(), contents.into_bytes());
+            }
+            bundles.insert(service.name.to_string(), bundle);
+        }
+        Ok(bundles)
+    }
+}

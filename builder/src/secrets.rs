@@ -1,0 +1,61 @@
+//! `secrets/` (mode 0700): private keys and credentials. Nothing here is ever rendered into the
+//! store or a generation; only public halves leave this directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::{Error, IoContext};
+use crate::fsutil;
+
+const WIREGUARD_DIR: &str = "wireguard";
+const WIREGUARD_PRIVATE: &str = "server.key";
+const WIREGUARD_PUBLIC: &str = "server.pub";
+
+pub struct Secrets {
+    dir: PathBuf,
+}
+
+impl Secrets {
+    pub fn new(dir: PathBuf) -> Secrets {
+        Secrets { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the WireGuard server's private key, for whatever brings the interface up.
+    pub fn wireguard_private_key_path(&self) -> PathBuf {
+        self.dir.join(WIREGUARD_DIR).join(WIREGUARD_PRIVATE)
+    }
+
+    /// Creates the WireGuard server key pair unless it exists; true when it was created.
+    pub fn ensure_wireguard_key(&self) -> Result<bool, Error> {
+        let dir = self.dir.join(WIREGUARD_DIR);
+        fsutil::ensure_dir(&dir, 0o700)?;
+        if self.wireguard_private_key_path().exists() {
+            return Ok(false);
+        }
+        let secret = x25519_dalek::StaticSecret::random();
+        let public = x25519_dalek::PublicKey::from(&secret);
+        // The public half first: a crash between the two leaves no private key without its public key.
+        fsutil::write_atomic(&dir.join(WIREGUARD_PUBLIC), format!("{}\n", STANDARD.encode(public.as_bytes())).as_bytes(), 0o644)?;
+        let private = format!("{}\n", STANDARD.encode(secret.to_bytes()));
+        fsutil::write_atomic(&self.wireguard_private_key_path(), private.as_bytes(), 0o600)?;
+        Ok(true)
+    }
+
+    /// The WireGuard server's public key (base64).
+    pub fn wireguard_public_key(&self) -> Result<String, Error> {
+        let path = self.dir.join(WIREGUARD_DIR).join(WIREGUARD_PUBLIC);
+        let text = fs::read_to_string(&path).at(&path)?;
+        let key = text.trim().to_string();
+        if !crate::config::is_wireguard_key(&key) {
+            return Err(Error::corrupt(path.display().to_string(), "not a WireGuard public key"));
+        }
+        Ok(key)
+    }
+}

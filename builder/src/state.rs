@@ -1,0 +1,449 @@
+//! The state directory: desired config, store, generations, `current`, secrets, data.
+//!
+//! Readers use [`State`] and never lock: every file they read is either immutable (store paths,
+//! generations) or replaced atomically (`cell_config.json`, `current`). Changes go through a
+//! [`Writer`], which holds the exclusive lock on `lock`, so there is one writer at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, ValidConfig};
+use crate::diff::{self, Change, GenerationDiff, ServiceDiff};
+use crate::error::{Error, IoContext};
+use crate::fault;
+use crate::fsutil::{self, TMP_PREFIX};
+use crate::generation::{self, Generations, Manifest, ServiceEntry};
+use crate::render::{Bundle, PublicKeys, Renderer};
+use crate::secrets::Secrets;
+use crate::store::Store;
+use crate::templates;
+
+/// The default state directory on the appliance.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pic";
+/// The desired config inside the state directory.
+pub const DESIRED_CONFIG: &str = "cell_config.json";
+const CURRENT: &str = "current";
+const LOCK: &str = "lock";
+
+pub struct State {
+    root: PathBuf,
+    store: Store,
+    generations: Generations,
+    secrets: Secrets,
+}
+
+/// What `build` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildOutcome {
+    pub generation: u64,
+    /// False when the config built into an existing generation, which is reported instead.
+    pub created: bool,
+    /// Services whose store path differs from the current generation's (added, changed or removed).
+    pub changed_services: Vec<String>,
+}
+
+/// What `switch` or `rollback` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchOutcome {
+    pub from: Option<u64>,
+    pub to: u64,
+}
+
+/// One row of `generations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GenerationInfo {
+    #[serde(flatten)]
+    pub manifest: Manifest,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub removed_generations: Vec<u64>,
+    pub removed_store_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub store_paths: usize,
+    pub generations: usize,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The store path, generation or file at fault.
+    pub what: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InitReport {
+    pub root: PathBuf,
+    pub created_wireguard_key: bool,
+    pub wrote_config: bool,
+}
+
+impl State {
+    pub fn new(root: impl Into<PathBuf>) -> State {
+        let root = root.into();
+        State {
+            store: Store::new(root.join("store")),
+            generations: Generations::new(root.join("generations")),
+            secrets: Secrets::new(root.join("secrets")),
+            root,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.store.dir().is_dir() && self.generations.dir().is_dir() && self.secrets.dir().is_dir()
+    }
+
+    /// Lays out the state directory and creates the WireGuard server key; idempotent (existing
+    /// keys, generations and data are kept). With a config, that config becomes the desired one.
+    pub fn init(&self, config: Option<&ValidConfig>) -> Result<InitReport, Error> {
+        fs::create_dir_all(&self.root).at(&self.root)?;
+        let writer = self.writer_unchecked()?;
+        for (dir, mode) in [
+            (self.store.dir(), 0o755),
+            (self.generations.dir(), 0o755),
+            (self.secrets.dir(), 0o700),
+            (&self.root.join("data"), 0o755),
+            (&self.root.join("backups"), 0o700),
+        ] {
+            fsutil::ensure_dir(dir, mode)?;
+        }
+        let created_wireguard_key = self.secrets.ensure_wireguard_key()?;
+        if let Some(config) = config {
+            writer.set_desired(config)?;
+        }
+        Ok(InitReport { root: self.root.clone(), created_wireguard_key, wrote_config: config.is_some() })
+    }
+
+    /// Takes the writer lock (waiting for another writer to finish) and clears what an
+    /// interrupted writer left behind.
+    pub fn writer(&self) -> Result<Writer<'_>, Error> {
+        if !self.is_initialized() {
+            return Err(Error::NotInitialized(self.root.clone()));
+        }
+        self.writer_unchecked()
+    }
+
+    fn writer_unchecked(&self) -> Result<Writer<'_>, Error> {
+        let path = self.root.join(LOCK);
+        let lock = File::options().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        lock.lock().at(&path)?;
+        for dir in [&self.root, self.store.dir(), self.generations.dir()] {
+            fsutil::remove_temporaries(dir)?;
+        }
+        Ok(Writer { state: self, _lock: lock })
+    }
+
+    pub fn desired_config_path(&self) -> PathBuf {
+        self.root.join(DESIRED_CONFIG)
+    }
+
+    /// The desired config, if there is one.
+    pub fn desired_config(&self) -> Result<Option<ValidConfig>, Error> {
+        let path = self.desired_config_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        config::load(&path).map(Some)
+    }
+
+    /// The current generation's number, if one has been switched to.
+    pub fn current(&self) -> Result<Option<u64>, Error> {
+        let link = self.root.join(CURRENT);
+        let target = match fs::read_link(&link) {
+            Ok(target) => target,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at(&link),
+        };
+        let number = target
+            .strip_prefix("generations")
+            .ok()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::corrupt(link.display().to_string(), format!("points at {}", target.display())))?;
+        Ok(Some(number))
+    }
+
+    pub fn manifest(&self, number: u64) -> Result<Manifest, Error> {
+        self.generations.manifest(number)
+    }
+
+    /// The config a generation was built from (canonical JSON).
+    pub fn generation_config(&self, number: u64) -> Result<String, Error> {
+        self.generations.config_text(number)
+    }
+
+    /// Every generation, oldest first.
+    pub fn generations(&self) -> Result<Vec<GenerationInfo>, Error> {
+        let current = self.current()?;
+        self.generations
+            .numbers()?
+            .into_iter()
+            .map(|n| Ok(GenerationInfo { manifest: self.generations.manifest(n)?, current: current == Some(n) }))
+            .collect()
+    }
+
+    pub fn public_keys(&self) -> Result<PublicKeys, Error> {
+        Ok(PublicKeys { wireguard: self.secrets.wireguard_public_key()? })
+    }
+
+    /// Renders a config with this cell's public keys, without touching the store.
+    pub fn render(&self, config: &ValidConfig) -> Result<BTreeMap<String, Bundle>, Error> {
+        Renderer::new().render(config, &self.public_keys()?)
+    }
+
+    /// Reads a generation's bundle of one service from the store.
+    pub fn bundle(&self, entry: &ServiceEntry) -> Result<Bundle, Error> {
+        let name = entry.store_path.strip_prefix("store/").unwrap_or(&entry.store_path);
+        self.store.read(name)
+    }
+
+    /// The config and per-service, per-file differences from generation `a` to `b`.
+    pub fn diff(&self, a: u64, b: u64) -> Result<GenerationDiff, Error> {
+        let (ma, mb) = (self.manifest(a)?, self.manifest(b)?);
+        let config = diff::unified(&self.generation_config(a)?, &self.generation_config(b)?, "config.json");
+        let names: BTreeSet<&String> = ma.services.keys().chain(mb.services.keys()).collect();
+        let mut services = Vec::new();
+        for name in names {
+            let (ea, eb) = (ma.services.get(name), mb.services.get(name));
+            if ea == eb {
+                continue;
+            }
+            let change = match (ea, eb) {
+                (None, _) => Change::Added,
+                (_, None) => Change::Removed,
+                _ => Change::Changed,
+            };
+            let ba = ea.map(|e| self.bundle(e)).transpose()?;
+            let bb = eb.map(|e| self.bundle(e)).transpose()?;
+            services.push(ServiceDiff {
+                service: name.clone(),
+                change,
+                from_store_path: ea.map(|e| e.store_path.clone()),
+                to_store_path: eb.map(|e| e.store_path.clone()),
+                files: diff::bundles(name, ba.as_ref(), bb.as_ref()),
+            });
+        }
+        Ok(GenerationDiff { from: a, to: b, config, services })
+    }
+
+    /// Re-hashes every store path, checks every generation's config and references, and `current`.
+    pub fn verify(&self) -> Result<VerifyReport, Error> {
+        let mut report = VerifyReport::default();
+        let mut problem = |what: String, detail: String| report.problems.push(Problem { what, detail });
+        let entries = self.store.entries()?;
+        for name in &entries {
+            if let Some(detail) = self.store.check(name)? {
+                problem(format!("store/{name}"), detail);
+            }
+        }
+        let numbers = self.generations.numbers()?;
+        for &n in &numbers {
+            let what = format!("generations/{n}");
+            let manifest = match self.generations.manifest(n) {
+                Ok(m) => m,
+                Err(e) => {
+                    problem(what, e.to_string());
+                    continue;
+                }
+            };
+            match self.generations.config_text(n) {
+                Ok(text) if sha256_hex(text.as_bytes()) == manifest.config_sha256 => {}
+                Ok(_) => problem(what.clone(), "config.json does not match config_sha256".into()),
+                Err(e) => problem(what.clone(), e.to_string()),
+            }
+            for (service, entry) in &manifest.services {
+                let name = entry.store_path.strip_prefix("store/").unwrap_or(&entry.store_path);
+                if Store::name_of(service, &entry.sha256) != name {
+                    problem(what.clone(), format!("service {service}: store path and sha256 disagree"));
+                } else if !entries.iter().any(|e| e == name) {
+                    problem(what.clone(), format!("service {service}: {} is missing", entry.store_path));
+                }
+            }
+        }
+        match self.current() {
+            Ok(Some(n)) if !numbers.contains(&n) => problem(CURRENT.into(), format!("points at generation {n}, which does not exist")),
+            Ok(_) => {}
+            Err(e) => problem(CURRENT.into(), e.to_string()),
+        }
+        report.store_paths = entries.len();
+        report.generations = numbers.len();
+        Ok(report)
+    }
+}
+
+/// Holds the state directory's writer lock; every change goes through here.
+pub struct Writer<'a> {
+    state: &'a State,
+    _lock: File,
+}
+
+impl Writer<'_> {
+    /// Makes `config` the desired config (canonical JSON, written atomically).
+    pub fn set_desired(&self, config: &ValidConfig) -> Result<(), Error> {
+        self.write_desired(&config::to_canonical_json(config))
+    }
+
+    fn write_desired(&self, text: &str) -> Result<(), Error> {
+        let path = self.state.desired_config_path();
+        if fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            return Ok(());
+        }
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+        fault::point("desired config written");
+        Ok(())
+    }
+
+    /// Builds a generation from `config` (which then becomes the desired config) or from the
+    /// desired config. An unchanged config creates nothing and reports the generation it equals.
+    pub fn build(&self, config: Option<&ValidConfig>, reason: &str) -> Result<BuildOutcome, Error> {
+        let state = self.state;
+        let owned;
+        let config = match config {
+            Some(c) => {
+                self.set_desired(c)?;
+                c
+            }
+            None => {
+                owned = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root.clone()))?;
+                &owned
+            }
+        };
+        let bundles = state.render(config)?;
+        let mut services = BTreeMap::new();
+        for (service, bundle) in &bundles {
+            let name = state.store.add(service, bundle)?;
+            let sha256 = Store::parse_name(&name).expect("the store names what it adds").0.to_string();
+            services.insert(service.clone(), ServiceEntry { store_path: format!("store/{name}"), sha256 });
+        }
+        let config_text = config::to_canonical_json(config);
+        let current = state.current()?;
+        let numbers = state.generations.numbers()?;
+        let manifest = Manifest {
+            number: numbers.last().map_or(1, |n| n + 1),
+            parent: current,
+            created: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
+            reason: reason.to_string(),
+            config_sha256: sha256_hex(config_text.as_bytes()),
+            templates_sha256: templates::sha256(),
+            builder_version: env!("CARGO_PKG_VERSION").to_string(),
+            services,
+        };
+        let current_manifest = current.map(|n| state.manifest(n)).transpose()?;
+        let changed_services = changed(current_manifest.as_ref(), &manifest);
+
+        let candidates = current.into_iter().chain(numbers.last().copied());
+        for n in candidates {
+            if state.manifest(n)?.same_content(&manifest) {
+                return Ok(BuildOutcome { generation: n, created: false, changed_services });
+            }
+        }
+
+        let tmp = state.generations.dir().join(format!("{TMP_PREFIX}{}", manifest.number));
+        fs::create_dir(&tmp).at(&tmp)?;
+        fsutil::write_new(&tmp.join(generation::CONFIG), config_text.as_bytes(), 0o444)?;
+        let manifest_text = serde_json::to_string_pretty(&manifest).expect("a manifest serializes") + "\n";
+        fsutil::write_new(&tmp.join(generation::MANIFEST), manifest_text.as_bytes(), 0o444)?;
+        fsutil::fsync_dir(&tmp)?;
+        fault::point("generation complete");
+        fsutil::rename_durable(&tmp, &state.generations.path(manifest.number))?;
+        fault::point("generation in place");
+        Ok(BuildOutcome { generation: manifest.number, created: true, changed_services })
+    }
+
+    /// Makes generation `number` current and its config the desired config.
+    pub fn switch(&self, number: u64) -> Result<SwitchOutcome, Error> {
+        let state = self.state;
+        state.manifest(number)?;
+        let from = state.current()?;
+        // The desired config first: after a crash between the two steps, the next build
+        // reproduces this generation rather than undoing the switch.
+        self.write_desired(&state.generation_config(number)?)?;
+        let tmp = state.root.join(format!("{TMP_PREFIX}{CURRENT}"));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(Path::new("generations").join(number.to_string()), &tmp).at(&tmp)?;
+        fault::point("current link made");
+        fsutil::rename_durable(&tmp, &state.root.join(CURRENT))?;
+        fault::point("current switched");
+        Ok(SwitchOutcome { from, to: number })
+    }
+
+    /// Switches to the newest generation older than the current one.
+    pub fn rollback(&self) -> Result<SwitchOutcome, Error> {
+        let current = self.state.current()?.ok_or(Error::NoCurrentGeneration)?;
+        let previous = self.state.generations.numbers()?.into_iter().filter(|&n| n < current).max();
+        self.switch(previous.ok_or(Error::NothingToRollBackTo(current))?)
+    }
+
+    /// Keeps the `keep` newest generations, the current one and the one before it; removes the
+    /// other generations and every store path no kept generation references.
+    pub fn gc(&self, keep: usize) -> Result<GcReport, Error> {
+        if keep == 0 {
+            return Err(Error::KeepZero);
+        }
+        let state = self.state;
+        let numbers = state.generations.numbers()?;
+        let mut kept: BTreeSet<u64> = numbers.iter().rev().take(keep).copied().collect();
+        if let Some(current) = state.current()? {
+            kept.insert(current);
+            if let Some(previous) = numbers.iter().filter(|&&n| n < current).max() {
+                kept.insert(*previous);
+            }
+        }
+        let mut report = GcReport::default();
+        for n in numbers.into_iter().filter(|n| !kept.contains(n)) {
+            // Renamed away first, so that a crash mid-removal leaves no half generation behind a number.
+            let doomed = state.generations.dir().join(format!("{TMP_PREFIX}gc-{n}"));
+            fsutil::rename_durable(&state.generations.path(n), &doomed)?;
+            fault::point("gc: generation unlinked");
+            fsutil::remove_tree(&doomed)?;
+            report.removed_generations.push(n);
+        }
+        let mut referenced = BTreeSet::new();
+        for n in &kept {
+            for entry in state.manifest(*n)?.services.values() {
+                referenced.insert(entry.store_path.trim_start_matches("store/").to_string());
+            }
+        }
+        for name in state.store.entries()? {
+            if !referenced.contains(&name) {
+                state.store.remove(&name)?;
+                report.removed_store_paths.push(name);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Services whose store path differs between two manifests.
+fn changed(old: Option<&Manifest>, new: &Manifest) -> Vec<String> {
+    let empty = BTreeMap::new();
+    let old = old.map_or(&empty, |m| &m.services);
+    let names: BTreeSet<&String> = old.keys().chain(new.services.keys()).collect();
+    names.into_iter().filter(|n| old.get(*n) != new.services.get(*n)).cloned().collect()
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,66 @@
+//! The command-line grammar of `pic`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use pic_builder::state::DEFAULT_STATE_DIR;
+
+/// The Personal Internet Cell: one declarative config, immutable generations, atomic switches.
+#[derive(Debug, Parser)]
+#[command(name = "pic", version)]
+pub struct Cli {
+    /// The state directory.
+    #[arg(long, global = true, env = "PIC_STATE", default_value = DEFAULT_STATE_DIR)]
+    pub state: PathBuf,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lay out the state directory and create the server keys; with --config, set the desired config.
+    Init {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a cell config and report every problem in it.
+    Validate { file: PathBuf },
+    /// Build a generation from FILE (which becomes the desired config) or from the desired config.
+    Build {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Switch to generation N, or build (as `build` does) and switch to the result.
+    Switch {
+        number: Option<u64>,
+        #[arg(long, conflicts_with = "number")]
+        config: Option<PathBuf>,
+    },
+    /// Switch to the generation before the current one.
+    Rollback,
+    /// List the generations.
+    Generations,
+    /// Show what changed from generation A to B: config, services, files.
+    Diff { from: u64, to: u64 },
+    /// Remove old generations and unreferenced store paths (never the current one or its predecessor).
+    Gc {
+        #[arg(long)]
+        keep: usize,
+    },
+    /// Re-hash the store and check every generation; names whatever does not match.
+    Verify,
+    /// Render a config into DIR/<service>/ without touching the store.
+    Render {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the JSON Schema of the cell config.
+    Schema,
+}

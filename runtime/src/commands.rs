@@ -1,0 +1,198 @@
+//! What each `pic` command does, on top of the builder's state directory.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use pic_builder::config::{self, ValidConfig};
+use pic_builder::diff::{Change, GenerationDiff};
+use pic_builder::state::{BuildOutcome, GenerationInfo, SwitchOutcome};
+use pic_builder::{State, fsutil};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+
+pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
+    let state = State::new(&cli.state);
+    match &cli.command {
+        Command::Init { config } => {
+            let config = config.as_deref().map(load).transpose()?;
+            let report = state.init(config.as_ref())?;
+            out.emit(&report, |r| {
+                let mut s = format!("initialized {}", r.root.display());
+                if r.created_wireguard_key {
+                    s.push_str("\ncreated the WireGuard server key in secrets/");
+                }
+                if r.wrote_config {
+                    s.push_str("\nset the desired cell config");
+                }
+                s
+            });
+        }
+        Command::Validate { file } => {
+            let config = load(file)?;
+            #[derive(Serialize)]
+            struct Valid<'a> {
+                valid: bool,
+                cell: &'a str,
+            }
+            out.emit(&Valid { valid: true, cell: &config.cell.name }, |_| format!("{}: valid", file.display()));
+        }
+        Command::Build { config } => {
+            let config = config.as_deref().map(load).transpose()?;
+            let outcome = state.writer()?.build(config.as_ref(), &reason(&cli.command))?;
+            out.emit(&outcome, describe_build);
+        }
+        Command::Switch { number, config } => {
+            let writer = state.writer()?;
+            let (built, number) = match number {
+                Some(n) => (None, *n),
+                None => {
+                    let config = config.as_deref().map(load).transpose()?;
+                    let outcome = writer.build(config.as_ref(), &reason(&cli.command))?;
+                    let n = outcome.generation;
+                    (Some(outcome), n)
+                }
+            };
+            let switched = writer.switch(number)?;
+            #[derive(Serialize)]
+            struct Switched {
+                build: Option<BuildOutcome>,
+                #[serde(flatten)]
+                switch: SwitchOutcome,
+            }
+            out.emit(&Switched { build: built, switch: switched }, |s| {
+                let mut text = s.build.as_ref().map(describe_build).unwrap_or_default();
+                text.push('\n');
+                text.push_str(&describe_switch(&s.switch));
+                text
+            });
+        }
+        Command::Rollback => {
+            let outcome = state.writer()?.rollback()?;
+            out.emit(&outcome, describe_switch);
+        }
+        Command::Generations => {
+            let generations = state.generations()?;
+            out.emit(&generations, |g| table(g));
+        }
+        Command::Diff { from, to } => {
+            let diff = state.diff(*from, *to)?;
+            out.emit(&diff, describe_diff);
+        }
+        Command::Gc { keep } => {
+            let report = state.writer()?.gc(*keep)?;
+            out.emit(&report, |r| {
+                format!(
+                    "removed {} generation(s) {:?} and {} store path(s)",
+                    r.removed_generations.len(),
+                    r.removed_generations,
+                    r.removed_store_paths.len()
+                )
+            });
+        }
+        Command::Verify => {
+            let report = state.verify()?;
+            out.emit(&report, |r| {
+                let mut s = format!("checked {} store path(s) and {} generation(s)", r.store_paths, r.generations);
+                for p in &r.problems {
+                    let _ = write!(s, "\nMISMATCH {}: {}", p.what, p.detail);
+                }
+                if r.problems.is_empty() {
+                    s.push_str(": all match");
+                }
+                s
+            });
+            if !report.problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Render { config, out: dir } => {
+            let config = load(config)?;
+            let bundles = state.render(&config).context("rendering needs the cell's public keys")?;
+            for (service, bundle) in &bundles {
+                for (file, contents) in &bundle.files {
+                    let path = dir.join(service).join(file);
+                    let parent = path.parent().expect("a bundle file has a folder");
+                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                    fsutil::write_atomic(&path, contents, 0o644)?;
+                }
+            }
+            let services: Vec<&String> = bundles.keys().collect();
+            out.emit(&services, |s| format!("rendered {} into {}", s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), dir.display()));
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&config::json_schema())?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(path: &Path) -> Result<ValidConfig> {
+    config::load(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The reason recorded in a generation built by this command.
+fn reason(command: &Command) -> String {
+    match command {
+        Command::Build { config: Some(f) } => format!("pic build --config {}", f.display()),
+        Command::Switch { config: Some(f), .. } => format!("pic switch --config {}", f.display()),
+        Command::Build { .. } => "pic build".into(),
+        _ => "pic switch".into(),
+    }
+}
+
+fn describe_build(b: &BuildOutcome) -> String {
+    if b.created {
+        format!("built generation {} (changed: {})", b.generation, list_or_none(&b.changed_services))
+    } else {
+        format!("nothing changed: the config builds into generation {}", b.generation)
+    }
+}
+
+fn describe_switch(s: &SwitchOutcome) -> String {
+    match s.from {
+        Some(from) if from == s.to => format!("generation {} is already current", s.to),
+        Some(from) => format!("switched from generation {from} to {}", s.to),
+        None => format!("switched to generation {}", s.to),
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() { "none".into() } else { items.join(", ") }
+}
+
+fn table(generations: &[GenerationInfo]) -> String {
+    if generations.is_empty() {
+        return "no generations yet; `pic switch` builds the first".into();
+    }
+    let mut s = String::from("   GEN  CREATED               SERVICES  REASON");
+    for g in generations {
+        let m = &g.manifest;
+        let mark = if g.current { '*' } else { ' ' };
+        let _ = write!(s, "\n{mark} {:>4}  {:<20}  {:>8}  {}", m.number, m.created, m.services.len(), m.reason);
+    }
+    s
+}
+
+fn describe_diff(d: &GenerationDiff) -> String {
+    let mut s = format!("generation {} -> {}\n", d.from, d.to);
+    if d.config.is_empty() && d.services.is_empty() {
+        s.push_str("no differences\n");
+    }
+    s.push_str(&d.config);
+    for service in &d.services {
+        let change = match service.change {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Changed => "changed",
+        };
+        let _ = writeln!(s, "\n== {} ({change})", service.service);
+        for f in &service.files {
+            s.push_str(&f.unified);
+        }
+    }
+    s
+}
