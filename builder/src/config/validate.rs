@@ -170,6 +170,8 @@ impl Validator<'_> {
         }
         if net.prefix_len() > 27 {
             self.err("network.subnet", format!("{net} is too small for the services"), "use a /27 or larger subnet, e.g. 172.20.0.0/24");
+            // Without room for the default addresses, checking them would only repeat this error.
+            return;
         }
         if !net.network().is_private() {
             self.err("network.subnet", format!("{net} is not a private range"), "use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16");
@@ -216,9 +218,6 @@ impl Validator<'_> {
             self.host_in("wireguard.address", addr, &net, "wireguard.subnet");
         } else if nth_host(&net, 1).is_none() {
             self.err("wireguard.address", "the VPN subnet has no first host address", "set wireguard.address or use a larger subnet");
-        }
-        if wg.listen_port == 0 {
-            self.err("wireguard.listen_port", "port 0 is not a port", "use a port from 1 to 65535, e.g. 51820");
         }
         if let Some(endpoint) = &wg.endpoint {
             if !syntax::is_endpoint(endpoint) {
@@ -394,9 +393,11 @@ impl Validator<'_> {
                     self.err(p.field, "port 0 is not a port", "use a port from 1 to 65535");
                     continue;
                 }
-                match seen.get(&(p.protocol, p.port)) {
-                    Some(first) if *first != p.field => {
-                        self.err(p.field, format!("{}/{} is already published by {first}", p.port, p.protocol), "give each service its own port");
+                match seen.get(&(p.protocol, p.port)).copied() {
+                    Some(first) if first != p.field => {
+                        // Blame the field the user can change: fixed ports are named after their service.
+                        let (blamed, other) = if p.field.ends_with("_port") { (p.field, first) } else { (first, p.field) };
+                        self.err(blamed, format!("{}/{} is also published by {other}", p.port, p.protocol), "choose a port no other service publishes");
                     }
                     _ => {
                         seen.insert((p.protocol, p.port), p.field);
@@ -422,7 +423,9 @@ impl Validator<'_> {
         };
         let c = self.c;
         for (i, p) in c.wireguard.peers.iter().enumerate() {
-            if syntax::is_label(&p.name) {
+            // A repeated peer name is reported by the peers' own uniqueness rule.
+            let repeated = c.wireguard.peers[..i].iter().any(|o| o.name == p.name);
+            if syntax::is_label(&p.name) && !repeated {
                 claim(self, &p.name, format!("wireguard.peers[{i}].name"));
             }
         }
