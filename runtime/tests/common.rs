@@ -1,0 +1,97 @@
+//! Helpers shared by the `pic` command-line tests: run the real binary on a temporary state.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Cell {
+    pub dir: tempfile::TempDir,
+}
+
+impl Cell {
+    pub fn new() -> Cell {
+        Cell { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Runs `pic --state <state> ARGS`.
+    pub fn pic(&self, args: &[&str]) -> Output {
+        let state = self.state();
+        let mut all = vec!["--state", state.to_str().unwrap()];
+        all.extend_from_slice(args);
+        pic(&all)
+    }
+
+    /// Runs `pic` and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.pic(args);
+        assert!(out.status.success(), "pic {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `pic --json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Writes a config file into the test directory and returns its path.
+    pub fn write_config(&self, name: &str, config: &Value) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    pub fn current(&self) -> Option<u64> {
+        let target = std::fs::read_link(self.state().join("current")).ok()?;
+        target.file_name()?.to_str()?.parse().ok()
+    }
+
+    pub fn manifest(&self, n: u64) -> Value {
+        let path = self.state().join(format!("generations/{n}/manifest.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    pub fn generation_numbers(&self) -> Vec<u64> {
+        let mut numbers: Vec<u64> = std::fs::read_dir(self.state().join("generations"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        numbers.sort();
+        numbers
+    }
+}
+
+pub fn pic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pic")).args(args).env_remove("PIC_STATE").output().unwrap()
+}
+
+pub fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cell.json")
+}
+
+pub fn example() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(example_path()).unwrap()).unwrap()
+}
+
+/// The example with one more peer.
+pub fn with_peer(mut config: Value, name: &str, key: &str, address: &str) -> Value {
+    let peer = serde_json::json!({"name": name, "public_key": key, "address": address});
+    config["wireguard"]["peers"].as_array_mut().unwrap().push(peer);
+    config
+}
+
+/// A distinct valid WireGuard key for test peer `i`.
+pub fn key(i: u32) -> String {
+    use base64::Engine;
+    let mut bytes = [0x42u8; 32];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
