@@ -29,6 +29,10 @@ pub struct Manifest {
     /// sha256 over the templates the builder rendered with.
     pub templates_sha256: String,
     pub builder_version: String,
+    /// sha256 over everything rendering reads: the config, the templates, the public keys and
+    /// the builder version. Equal inputs render equal bundles, so a build with the inputs of an
+    /// existing generation can stop before rendering.
+    pub inputs_sha256: String,
     /// Each rendered service and its store path.
     pub services: BTreeMap<String, ServiceEntry>,
 }

@@ -330,30 +330,43 @@ impl Writer<'_> {
                 &owned
             }
         };
-        let bundles = state.render(config)?;
+        let config_text = config::to_canonical_json(config);
+        let keys = state.public_keys()?;
+        let inputs_sha256 = inputs_hash(&config_text, &keys);
+        let current = state.current()?;
+        let numbers = state.generations.numbers()?;
+        // The current generation, then the newest one (a `build` not yet switched to).
+        let candidates: Vec<u64> = current.into_iter().chain(numbers.last().copied()).collect();
+        let current_manifest = current.map(|n| state.manifest(n)).transpose()?;
+        for &n in &candidates {
+            let existing = state.manifest(n)?;
+            if existing.inputs_sha256 == inputs_sha256 {
+                let changed_services = changed(current_manifest.as_ref(), &existing);
+                return Ok(BuildOutcome { generation: n, created: false, changed_services });
+            }
+        }
+
+        let bundles = Renderer::new().render(config, &keys)?;
         let mut services = BTreeMap::new();
         for (service, bundle) in &bundles {
             let name = state.store.add(service, bundle)?;
             let sha256 = Store::parse_name(&name).expect("the store names what it adds").0.to_string();
             services.insert(service.clone(), ServiceEntry { store_path: format!("store/{name}"), sha256 });
         }
-        let config_text = config::to_canonical_json(config);
-        let current = state.current()?;
-        let numbers = state.generations.numbers()?;
         let manifest = Manifest {
             number: numbers.last().map_or(1, |n| n + 1),
             parent: current,
             created: jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string(),
             reason: reason.to_string(),
             config_sha256: sha256_hex(config_text.as_bytes()),
-            templates_sha256: templates::sha256(),
-            builder_version: env!("CARGO_PKG_VERSION").to_string(),
+            templates_sha256: templates::sha256().to_string(),
+            builder_version: BUILDER_VERSION.to_string(),
+            inputs_sha256,
             services,
         };
-        let current_manifest = current.map(|n| state.manifest(n)).transpose()?;
         let changed_services = changed(current_manifest.as_ref(), &manifest);
 
-        let candidates = current.into_iter().chain(numbers.last().copied());
+        // Other inputs can still render the same bundles (an edit that templates ignore).
         for n in candidates {
             if state.manifest(n)?.same_content(&manifest) {
                 return Ok(BuildOutcome { generation: n, created: false, changed_services });
@@ -434,6 +447,18 @@ impl Writer<'_> {
         }
         Ok(report)
     }
+}
+
+const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The hash of every input of rendering (see [`Manifest::inputs_sha256`]).
+fn inputs_hash(config_text: &str, keys: &PublicKeys) -> String {
+    let mut h = Sha256::new();
+    for part in [BUILDER_VERSION, templates::sha256(), &keys.wireguard, config_text] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// Services whose store path differs between two manifests.

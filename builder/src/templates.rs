@@ -24,7 +24,12 @@ pub fn has_service(service: &str) -> bool {
 }
 
 /// A hash over every embedded template, recorded in each generation's manifest.
-pub fn sha256() -> String {
+pub fn sha256() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(compute_sha256)
+}
+
+fn compute_sha256() -> String {
     let mut h = Sha256::new();
     for (path, text) in EMBEDDED {
         h.update((path.len() as u64).to_le_bytes());

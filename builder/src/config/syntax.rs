@@ -58,10 +58,11 @@ pub fn is_safe_text(s: &str) -> bool {
 
 /// A WireGuard key: base64 of exactly 32 bytes.
 pub fn is_wireguard_key(s: &str) -> bool {
+    let mut key = [0u8; 33];
     s.len() == 44
         && base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .is_ok_and(|bytes| bytes.len() == 32)
+            .decode_slice(s, &mut key)
+            .is_ok_and(|len| len == 32)
 }
 
 /// `host:port` with a host name or IPv4 address, or `[ipv6]:port`; port 1 to 65535.

@@ -1,7 +1,7 @@
 //! Semantic validation of a cell config: every rule, every error at once, each naming its field
 //! and saying how to fix it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -65,7 +65,8 @@ impl ValidConfig {
 
 /// Checks every rule and returns the config, or all the problems found.
 pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
-    let mut v = Validator { c: &config, errors: Vec::new() };
+    let user_names = config.users.iter().map(|u| u.name.as_str()).collect();
+    let mut v = Validator { c: &config, user_names, errors: Vec::new() };
     v.version();
     v.identity();
     v.network();
@@ -86,52 +87,55 @@ const HOSTNAME_HINT: &str = "use dot-separated labels of lowercase letters, digi
 
 struct Validator<'a> {
     c: &'a CellConfig,
+    user_names: HashSet<&'a str>,
     errors: Vec<FieldError>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
         self.errors.push(FieldError { path: path.into(), message: message.into(), hint: hint.into() });
     }
 
-    fn label(&mut self, path: impl Into<String>, value: &str) {
+    fn label(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_label(value) {
-            self.err(path, format!("{value:?} is not a valid name"), LABEL_HINT);
+            self.err(path.to_string(), format!("{value:?} is not a valid name"), LABEL_HINT);
         }
     }
 
-    fn hostname(&mut self, path: impl Into<String>, value: &str) {
+    fn hostname(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_hostname(value) {
-            self.err(path, format!("{value:?} is not a valid host name"), HOSTNAME_HINT);
+            self.err(path.to_string(), format!("{value:?} is not a valid host name"), HOSTNAME_HINT);
         }
     }
 
-    fn email(&mut self, path: impl Into<String>, value: &str) {
+    fn email(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_mail_address(value) {
-            self.err(path, format!("{value:?} is not a valid mail address"), "use local@domain, e.g. admin@example.org");
+            self.err(path.to_string(), format!("{value:?} is not a valid mail address"), "use local@domain, e.g. admin@example.org");
         }
     }
 
-    /// Flags every value that occurs more than once, at each later occurrence.
+    /// Flags every value that occurs more than once, at each later occurrence; `path` names the
+    /// field of the i-th value (made only for errors: configs have thousands of peers).
     fn unique<K: Eq + std::hash::Hash + fmt::Display>(
         &mut self,
-        items: impl IntoIterator<Item = (String, K)>,
+        values: impl IntoIterator<Item = K>,
+        path: impl Fn(usize) -> String,
         what: &str,
     ) {
-        let mut seen: HashMap<K, String> = HashMap::new();
-        for (path, key) in items {
-            if let Some(first) = seen.get(&key) {
-                let message = format!("{what} {key} is already used by {first}");
-                self.err(path, message, format!("give each {what} a value of its own"));
+        let mut seen: HashMap<K, usize> = HashMap::new();
+        for (i, key) in values.into_iter().enumerate() {
+            if let Some(&first) = seen.get(&key) {
+                let message = format!("{what} {key} is already used by {}", path(first));
+                self.err(path(i), message, format!("give each {what} a value of its own"));
             } else {
-                seen.insert(key, path);
+                seen.insert(key, i);
             }
         }
     }
 
-    fn user_ref(&mut self, path: impl Into<String>, name: &str) {
-        if !self.c.users.iter().any(|u| u.name == name) {
-            self.err(path, format!("no user is named {name:?}"), "add the user to `users` or name an existing one");
+    fn user_ref(&mut self, path: impl fmt::Display, name: &str) {
+        if !self.user_names.contains(name) {
+            self.err(path.to_string(), format!("no user is named {name:?}"), "add the user to `users` or name an existing one");
         }
     }
 
@@ -188,17 +192,16 @@ impl Validator<'_> {
                 self.err(path, format!("{addr} is the cell network's gateway (the host)"), "choose another address in network.subnet");
             }
         }
-        let addresses = CATALOG.iter().map(|s| (format!("network.addresses.{}", s.name), self.c.service_address(s)));
-        let addresses: Vec<_> = addresses.collect();
-        self.unique(addresses, "address");
+        let addresses: Vec<Ipv4Addr> = CATALOG.iter().map(|s| self.c.service_address(s)).collect();
+        self.unique(addresses, |i| format!("network.addresses.{}", CATALOG[i].name), "address");
     }
 
     /// `addr` must be a usable host address inside `net`.
-    fn host_in(&mut self, path: &str, addr: Ipv4Addr, net: &Ipv4Net, net_field: &str) {
+    fn host_in(&mut self, path: impl fmt::Display, addr: Ipv4Addr, net: &Ipv4Net, net_field: &str) {
         if !net.contains(&addr) {
-            self.err(path, format!("{addr} is outside {net_field} {net}"), format!("choose an address inside {net}"));
+            self.err(path.to_string(), format!("{addr} is outside {net_field} {net}"), format!("choose an address inside {net}"));
         } else if is_reserved(net, addr) {
-            self.err(path, format!("{addr} is the network or broadcast address of {net}"), format!("choose a host address inside {net}"));
+            self.err(path.to_string(), format!("{addr} is the network or broadcast address of {net}"), format!("choose a host address inside {net}"));
         }
     }
 
@@ -226,23 +229,21 @@ impl Validator<'_> {
         }
         let server = self.c.wireguard_address();
         for (i, peer) in wg.peers.iter().enumerate() {
-            let p = format!("wireguard.peers[{i}]");
-            self.label(format!("{p}.name"), &peer.name);
+            self.label(format_args!("wireguard.peers[{i}].name"), &peer.name);
             if !syntax::is_wireguard_key(&peer.public_key) {
-                self.err(format!("{p}.public_key"), "not a WireGuard public key", "give the 44-character base64 key that `wg pubkey` prints");
+                self.err(format!("wireguard.peers[{i}].public_key"), "not a WireGuard public key", "give the 44-character base64 key that `wg pubkey` prints");
             }
-            self.host_in(&format!("{p}.address"), peer.address, &net, "wireguard.subnet");
+            self.host_in(format_args!("wireguard.peers[{i}].address"), peer.address, &net, "wireguard.subnet");
             if peer.address == server {
-                self.err(format!("{p}.address"), format!("{server} is the server's own VPN address"), "choose another address in wireguard.subnet");
+                self.err(format!("wireguard.peers[{i}].address"), format!("{server} is the server's own VPN address"), "choose another address in wireguard.subnet");
             }
             if let Some(user) = &peer.user {
-                self.user_ref(format!("{p}.user"), user);
+                self.user_ref(format_args!("wireguard.peers[{i}].user"), user);
             }
         }
-        let peers = || wg.peers.iter().enumerate();
-        self.unique(peers().map(|(i, p)| (format!("wireguard.peers[{i}].name"), p.name.clone())), "peer name");
-        self.unique(peers().map(|(i, p)| (format!("wireguard.peers[{i}].public_key"), p.public_key.clone())), "public key");
-        self.unique(peers().map(|(i, p)| (format!("wireguard.peers[{i}].address"), p.address)), "address");
+        self.unique(wg.peers.iter().map(|p| &p.name), |i| format!("wireguard.peers[{i}].name"), "peer name");
+        self.unique(wg.peers.iter().map(|p| &p.public_key), |i| format!("wireguard.peers[{i}].public_key"), "public key");
+        self.unique(wg.peers.iter().map(|p| p.address), |i| format!("wireguard.peers[{i}].address"), "address");
     }
 
     fn dns(&mut self) {
@@ -252,11 +253,10 @@ impl Validator<'_> {
                 self.err(format!("services.dns.upstreams[{i}]"), format!("{up} cannot answer queries"), "give the address of a resolver, e.g. 9.9.9.9");
             }
         }
-        self.unique(dns.upstreams.iter().enumerate().map(|(i, u)| (format!("services.dns.upstreams[{i}]"), *u)), "upstream");
+        self.unique(dns.upstreams.iter(), |i| format!("services.dns.upstreams[{i}]"), "upstream");
         let mut kinds: BTreeMap<&str, Vec<(usize, RecordType)>> = BTreeMap::new();
         for (i, r) in dns.records.iter().enumerate() {
-            let p = format!("services.dns.records[{i}]");
-            self.hostname(format!("{p}.name"), &r.name);
+            self.hostname(format_args!("services.dns.records[{i}].name"), &r.name);
             let value_ok = match r.kind {
                 RecordType::A => r.value.parse::<std::net::Ipv4Addr>().is_ok(),
                 RecordType::AAAA => r.value.parse::<std::net::Ipv6Addr>().is_ok(),
@@ -270,7 +270,7 @@ impl Validator<'_> {
                     RecordType::CNAME | RecordType::MX => HOSTNAME_HINT,
                     RecordType::TXT => "use at most 255 printable characters without quotes, backslashes, braces, ; # ` or $",
                 };
-                self.err(format!("{p}.value"), format!("{:?} is not a valid {:?} value", r.value, r.kind), hint);
+                self.err(format!("services.dns.records[{i}].value"), format!("{:?} is not a valid {:?} value", r.value, r.kind), hint);
             }
             kinds.entry(r.name.as_str()).or_default().push((i, r.kind));
         }
@@ -283,8 +283,8 @@ impl Validator<'_> {
                 }
             }
         }
-        let records = dns.records.iter().enumerate();
-        self.unique(records.map(|(i, r)| (format!("services.dns.records[{i}]"), format!("{} {:?} {}", r.name, r.kind, r.value))), "record");
+        let records = dns.records.iter().map(|r| format!("{} {:?} {}", r.name, r.kind, r.value));
+        self.unique(records, |i| format!("services.dns.records[{i}]"), "record");
     }
 
     fn dhcp(&mut self) {
@@ -314,7 +314,7 @@ impl Validator<'_> {
         };
         for (i, r) in dhcp.reservations.iter().enumerate() {
             let p = format!("services.dhcp.reservations[{i}]");
-            self.label(format!("{p}.name"), &r.name);
+            self.label(format_args!("{p}.name"), &r.name);
             if !syntax::is_mac(&r.mac) {
                 self.err(format!("{p}.mac"), format!("{:?} is not a MAC address", r.mac), "write six hex pairs separated by colons, e.g. 52:54:00:12:34:56");
             }
@@ -324,9 +324,11 @@ impl Validator<'_> {
                 }
             }
         }
-        let res = || dhcp.reservations.iter().enumerate();
-        self.unique(res().map(|(i, r)| (format!("services.dhcp.reservations[{i}].mac"), r.mac.to_ascii_lowercase())), "MAC address");
-        self.unique(res().map(|(i, r)| (format!("services.dhcp.reservations[{i}].address"), r.address)), "address");
+        self.unique(dhcp.reservations.iter().map(|r| &r.name), |i| format!("services.dhcp.reservations[{i}].name"), "name");
+        let macs = dhcp.reservations.iter().map(|r| r.mac.to_ascii_lowercase());
+        self.unique(macs, |i| format!("services.dhcp.reservations[{i}].mac"), "MAC address");
+        let addresses = dhcp.reservations.iter().map(|r| r.address);
+        self.unique(addresses, |i| format!("services.dhcp.reservations[{i}].address"), "address");
     }
 
     fn ntp(&mut self) {
@@ -344,9 +346,9 @@ impl Validator<'_> {
     fn mail(&mut self) {
         let mail = &self.c.services.mail;
         for (i, d) in mail.domains.iter().enumerate() {
-            self.hostname(format!("services.mail.domains[{i}]"), d);
+            self.hostname(format_args!("services.mail.domains[{i}]"), d);
         }
-        self.unique(mail.domains.iter().enumerate().map(|(i, d)| (format!("services.mail.domains[{i}]"), d.clone())), "domain");
+        self.unique(mail.domains.iter(), |i| format!("services.mail.domains[{i}]"), "domain");
         if mail.enabled && mail.domains.is_empty() {
             self.err("services.mail.domains", "mail is enabled but receives for no domain", format!("add a domain, e.g. {}", self.c.domain()));
         }
@@ -360,25 +362,25 @@ impl Validator<'_> {
                 }
                 _ => self.err(format!("{p}.address"), format!("{:?} is not a valid mail address", m.address), "use lowercase local@domain, e.g. alice@home.cell"),
             }
-            self.user_ref(format!("{p}.user"), &m.user);
+            self.user_ref(format_args!("{p}.user"), &m.user);
         }
-        self.unique(mail.mailboxes.iter().enumerate().map(|(i, m)| (format!("services.mail.mailboxes[{i}].address"), m.address.clone())), "mailbox");
+        self.unique(mail.mailboxes.iter().map(|m| &m.address), |i| format!("services.mail.mailboxes[{i}].address"), "mailbox");
     }
 
     fn user_services(&mut self) {
         for (service, users) in [("calendar", &self.c.services.calendar.users), ("files", &self.c.services.files.users)] {
             for (i, u) in users.iter().enumerate() {
-                self.user_ref(format!("services.{service}.users[{i}]"), u);
+                self.user_ref(format_args!("services.{service}.users[{i}]"), u);
             }
-            self.unique(users.iter().enumerate().map(|(i, u)| (format!("services.{service}.users[{i}]"), u.clone())), "user");
+            self.unique(users.iter(), |i| format!("services.{service}.users[{i}]"), "user");
         }
     }
 
     fn users(&mut self) {
         for (i, u) in self.c.users.iter().enumerate() {
-            self.label(format!("users[{i}].name"), &u.name);
+            self.label(format_args!("users[{i}].name"), &u.name);
         }
-        self.unique(self.c.users.iter().enumerate().map(|(i, u)| (format!("users[{i}].name"), u.name.clone())), "user name");
+        self.unique(self.c.users.iter().map(|u| &u.name), |i| format!("users[{i}].name"), "user name");
         if !self.c.users.is_empty() && !self.c.users.iter().any(|u| u.role == Role::Admin) {
             self.err("users", "no user has the role admin", "give at least one user \"role\": \"admin\" so someone can manage the cell");
         }
@@ -410,35 +412,63 @@ impl Validator<'_> {
     /// Names under the cell domain: services, the web UI, peers, DHCP reservations and extra
     /// records must not claim the same name for different things.
     fn names(&mut self) {
-        let mut owner: HashMap<String, String> = HashMap::new();
-        owner.insert(WEBUI_HOST.to_string(), "the web UI".into());
+        let c = self.c;
+        let mut owners: HashMap<&str, NameOwner> = HashMap::new();
+        owners.insert(WEBUI_HOST, NameOwner::WebUi);
         for s in CATALOG {
-            owner.insert(s.host.to_string(), format!("service {}", s.name));
+            owners.insert(s.host, NameOwner::Service(s.name));
         }
-        let mut claim = |v: &mut Self, name: &str, path: String| match owner.get(name) {
-            Some(first) => v.err(path, format!("the name {name:?} is already taken by {first}"), "choose another name"),
+        let mut claim = |v: &mut Self, name: &'a str, owner: NameOwner| match owners.get(name) {
+            // Repeats within one kind (two peers, two records) are reported by that kind's own rule.
+            Some(first) if first.same_kind(&owner) => {}
+            Some(first) => v.err(owner.to_string(), format!("the name {name:?} is already taken by {first}"), "choose another name"),
             None => {
-                owner.insert(name.to_string(), path);
+                owners.insert(name, owner);
             }
         };
-        let c = self.c;
         for (i, p) in c.wireguard.peers.iter().enumerate() {
-            // A repeated peer name is reported by the peers' own uniqueness rule.
-            let repeated = c.wireguard.peers[..i].iter().any(|o| o.name == p.name);
-            if syntax::is_label(&p.name) && !repeated {
-                claim(self, &p.name, format!("wireguard.peers[{i}].name"));
+            if syntax::is_label(&p.name) {
+                claim(self, &p.name, NameOwner::Peer(i));
             }
         }
         for (i, r) in c.services.dhcp.reservations.iter().enumerate() {
             if syntax::is_label(&r.name) {
-                claim(self, &r.name, format!("services.dhcp.reservations[{i}].name"));
+                claim(self, &r.name, NameOwner::Reservation(i));
             }
         }
         for (i, r) in c.services.dns.records.iter().enumerate() {
-            let first_of_name = c.services.dns.records.iter().position(|o| o.name == r.name) == Some(i);
-            if first_of_name && syntax::is_hostname(&r.name) {
-                claim(self, &r.name, format!("services.dns.records[{i}].name"));
+            if syntax::is_hostname(&r.name) {
+                claim(self, &r.name, NameOwner::Record(i));
             }
+        }
+    }
+
+}
+
+/// What claimed a name under the cell domain; shown as the field that claimed it.
+#[derive(Debug, Clone, Copy)]
+enum NameOwner {
+    WebUi,
+    Service(&'static str),
+    Peer(usize),
+    Reservation(usize),
+    Record(usize),
+}
+
+impl NameOwner {
+    fn same_kind(&self, other: &NameOwner) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+impl fmt::Display for NameOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameOwner::WebUi => f.write_str("the web UI"),
+            NameOwner::Service(name) => write!(f, "service {name}"),
+            NameOwner::Peer(i) => write!(f, "wireguard.peers[{i}].name"),
+            NameOwner::Reservation(i) => write!(f, "services.dhcp.reservations[{i}].name"),
+            NameOwner::Record(i) => write!(f, "services.dns.records[{i}].name"),
         }
     }
 }

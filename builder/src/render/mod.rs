@@ -51,7 +51,16 @@ impl Renderer {
 
     /// Renders every enabled service that has templates; the map is keyed by service name.
     pub fn render(&self, config: &ValidConfig, keys: &PublicKeys) -> Result<BTreeMap<String, Bundle>, Error> {
-        let context = minijinja::Value::from(minijinja::value::Serde(Context::new(config, keys)));
+        self.render_context(config, &Self::context(config, keys))
+    }
+
+    /// The template context of a config, as the template engine holds it.
+    pub fn context(config: &ValidConfig, keys: &PublicKeys) -> minijinja::Value {
+        minijinja::Value::from(minijinja::value::Serde(Context::new(config, keys)))
+    }
+
+    /// Renders with a context made by [`Renderer::context`] for the same config.
+    pub fn render_context(&self, config: &ValidConfig, context: &minijinja::Value) -> Result<BTreeMap<String, Bundle>, Error> {
         let mut bundles = BTreeMap::new();
         for service in services::enabled(config).filter(|s| templates::has_service(s.name)) {
             let mut bundle = Bundle::default();
