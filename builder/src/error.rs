@@ -53,7 +53,10 @@ impl Error {
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {
-        Error::Corrupt { what: what.into(), detail: detail.to_string() }
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
     }
 }
 
@@ -64,6 +67,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for Result<T, io::Error> {
     fn at(self, path: &Path) -> Result<T, Error> {
-        self.map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        self.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

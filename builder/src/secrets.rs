@@ -42,9 +42,17 @@ impl Secrets {
         let secret = x25519_dalek::StaticSecret::random();
         let public = x25519_dalek::PublicKey::from(&secret);
         // The public half first: a crash between the two leaves no private key without its public key.
-        fsutil::write_atomic(&dir.join(WIREGUARD_PUBLIC), format!("{}\n", STANDARD.encode(public.as_bytes())).as_bytes(), 0o644)?;
+        fsutil::write_atomic(
+            &dir.join(WIREGUARD_PUBLIC),
+            format!("{}\n", STANDARD.encode(public.as_bytes())).as_bytes(),
+            0o644,
+        )?;
         let private = format!("{}\n", STANDARD.encode(secret.to_bytes()));
-        fsutil::write_atomic(&self.wireguard_private_key_path(), private.as_bytes(), 0o600)?;
+        fsutil::write_atomic(
+            &self.wireguard_private_key_path(),
+            private.as_bytes(),
+            0o600,
+        )?;
         Ok(true)
     }
 
@@ -54,7 +62,10 @@ impl Secrets {
         let text = fs::read_to_string(&path).at(&path)?;
         let key = text.trim().to_string();
         if !crate::config::is_wireguard_key(&key) {
-            return Err(Error::corrupt(path.display().to_string(), "not a WireGuard public key"));
+            return Err(Error::corrupt(
+                path.display().to_string(),
+                "not a WireGuard public key",
+            ));
         }
         Ok(key)
     }

@@ -44,7 +44,11 @@ pub struct PublishedPort {
 }
 
 const fn port(protocol: Protocol, port: u16, field: &'static str) -> PublishedPort {
-    PublishedPort { protocol, port, field }
+    PublishedPort {
+        protocol,
+        port,
+        field,
+    }
 }
 
 /// Every service, in the order of their default addresses.
@@ -98,7 +102,13 @@ pub static CATALOG: &[ServiceDef] = &[
         host: "vpn",
         via_proxy: false,
         enabled: |c| c.wireguard.enabled,
-        ports: |c| vec![port(Protocol::Udp, c.wireguard.listen_port, "wireguard.listen_port")],
+        ports: |c| {
+            vec![port(
+                Protocol::Udp,
+                c.wireguard.listen_port,
+                "wireguard.listen_port",
+            )]
+        },
     },
     ServiceDef {
         name: "mail",

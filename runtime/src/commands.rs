@@ -38,11 +38,19 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
                 valid: bool,
                 cell: &'a str,
             }
-            out.emit(&Valid { valid: true, cell: &config.cell.name }, |_| format!("{}: valid", file.display()));
+            out.emit(
+                &Valid {
+                    valid: true,
+                    cell: &config.cell.name,
+                },
+                |_| format!("{}: valid", file.display()),
+            );
         }
         Command::Build { config } => {
             let config = config.as_deref().map(load).transpose()?;
-            let outcome = state.writer()?.build(config.as_ref(), &reason(&cli.command))?;
+            let outcome = state
+                .writer()?
+                .build(config.as_ref(), &reason(&cli.command))?;
             out.emit(&outcome, describe_build);
         }
         Command::Switch { number, config } => {
@@ -63,12 +71,18 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
                 #[serde(flatten)]
                 switch: SwitchOutcome,
             }
-            out.emit(&Switched { build: built, switch: switched }, |s| {
-                let mut text = s.build.as_ref().map(describe_build).unwrap_or_default();
-                text.push('\n');
-                text.push_str(&describe_switch(&s.switch));
-                text
-            });
+            out.emit(
+                &Switched {
+                    build: built,
+                    switch: switched,
+                },
+                |s| {
+                    let mut text = s.build.as_ref().map(describe_build).unwrap_or_default();
+                    text.push('\n');
+                    text.push_str(&describe_switch(&s.switch));
+                    text
+                },
+            );
         }
         Command::Rollback => {
             let outcome = state.writer()?.rollback()?;
@@ -96,7 +110,10 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         Command::Verify => {
             let report = state.verify()?;
             out.emit(&report, |r| {
-                let mut s = format!("checked {} store path(s) and {} generation(s)", r.store_paths, r.generations);
+                let mut s = format!(
+                    "checked {} store path(s) and {} generation(s)",
+                    r.store_paths, r.generations
+                );
                 for p in &r.problems {
                     let _ = write!(s, "\nMISMATCH {}: {}", p.what, p.detail);
                 }
@@ -111,17 +128,26 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         }
         Command::Render { config, out: dir } => {
             let config = load(config)?;
-            let bundles = state.render(&config).context("rendering needs the cell's public keys")?;
+            let bundles = state
+                .render(&config)
+                .context("rendering needs the cell's public keys")?;
             for (service, bundle) in &bundles {
                 for (file, contents) in &bundle.files {
                     let path = dir.join(service).join(file);
                     let parent = path.parent().expect("a bundle file has a folder");
-                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
                     fsutil::write_atomic(&path, contents, 0o644)?;
                 }
             }
             let services: Vec<&String> = bundles.keys().collect();
-            out.emit(&services, |s| format!("rendered {} into {}", s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), dir.display()));
+            out.emit(&services, |s| {
+                format!(
+                    "rendered {} into {}",
+                    s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    dir.display()
+                )
+            });
         }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema())?);
@@ -138,7 +164,9 @@ fn load(path: &Path) -> Result<ValidConfig> {
 fn reason(command: &Command) -> String {
     match command {
         Command::Build { config: Some(f) } => format!("pic build --config {}", f.display()),
-        Command::Switch { config: Some(f), .. } => format!("pic switch --config {}", f.display()),
+        Command::Switch {
+            config: Some(f), ..
+        } => format!("pic switch --config {}", f.display()),
         Command::Build { .. } => "pic build".into(),
         _ => "pic switch".into(),
     }
@@ -146,9 +174,16 @@ fn reason(command: &Command) -> String {
 
 fn describe_build(b: &BuildOutcome) -> String {
     if b.created {
-        format!("built generation {} (changed: {})", b.generation, list_or_none(&b.changed_services))
+        format!(
+            "built generation {} (changed: {})",
+            b.generation,
+            list_or_none(&b.changed_services)
+        )
     } else {
-        format!("nothing changed: the config builds into generation {}", b.generation)
+        format!(
+            "nothing changed: the config builds into generation {}",
+            b.generation
+        )
     }
 }
 
@@ -161,7 +196,11 @@ fn describe_switch(s: &SwitchOutcome) -> String {
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "none".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn table(generations: &[GenerationInfo]) -> String {
@@ -172,7 +211,14 @@ fn table(generations: &[GenerationInfo]) -> String {
     for g in generations {
         let m = &g.manifest;
         let mark = if g.current { '*' } else { ' ' };
-        let _ = write!(s, "\n{mark} {:>4}  {:<20}  {:>8}  {}", m.number, m.created, m.services.len(), m.reason);
+        let _ = write!(
+            s,
+            "\n{mark} {:>4}  {:<20}  {:>8}  {}",
+            m.number,
+            m.created,
+            m.services.len(),
+            m.reason
+        );
     }
     s
 }

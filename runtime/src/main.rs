@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             out.error(&error);
-            if output::is_invalid_input(&error) { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if output::is_invalid_input(&error) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -8,8 +8,8 @@ mod validate;
 use std::path::Path;
 
 pub use derived::{is_reserved, nth_host};
-pub use syntax::is_wireguard_key;
 pub use model::*;
+pub use syntax::is_wireguard_key;
 pub use validate::{FieldError, ValidConfig, ValidationErrors, validate};
 
 use crate::error::{Error, IoContext};
@@ -49,17 +49,29 @@ fn version_of(text: &str) -> Result<u32, ValidationErrors> {
     struct Version {
         version: u32,
     }
-    let missing = || ValidationErrors::single("version", "missing or not a number", format!("add \"version\": {CURRENT_VERSION}"));
+    let missing = || {
+        ValidationErrors::single(
+            "version",
+            "missing or not a number",
+            format!("add \"version\": {CURRENT_VERSION}"),
+        )
+    };
     let versioned = serde_json::from_str::<Versioned>(text).map_err(|e| {
         if e.is_data() {
-            ValidationErrors::single("(root)", "the file does not hold a JSON object", "a cell config is one JSON object; see `pic schema`")
+            ValidationErrors::single(
+                "(root)",
+                "the file does not hold a JSON object",
+                "a cell config is one JSON object; see `pic schema`",
+            )
         } else {
             syntax_error(e)
         }
     })?;
     match versioned.version {
         None => Err(missing()),
-        Some(_) => serde_json::from_str::<Version>(text).map(|v| v.version).map_err(|_| missing()),
+        Some(_) => serde_json::from_str::<Version>(text)
+            .map(|v| v.version)
+            .map_err(|_| missing()),
     }
 }
 
@@ -78,13 +90,21 @@ fn migrate(version: u32, value: serde_json::Value) -> Result<serde_json::Value, 
 }
 
 fn syntax_error(e: serde_json::Error) -> ValidationErrors {
-    ValidationErrors::single("(file)", format!("not valid JSON: {e}"), "fix the JSON syntax at the line and column named")
+    ValidationErrors::single(
+        "(file)",
+        format!("not valid JSON: {e}"),
+        "fix the JSON syntax at the line and column named",
+    )
 }
 
 fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationErrors {
     let path = e.path().to_string();
     ValidationErrors::single(
-        if path == "." { "(root)".to_string() } else { path },
+        if path == "." {
+            "(root)".to_string()
+        } else {
+            path
+        },
         e.inner().to_string(),
         "compare the field with `pic schema`",
     )

@@ -16,7 +16,8 @@ pub const CURRENT_VERSION: u32 = 1;
 /// A DNS label, also used for user, peer and cell names.
 pub const LABEL_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 /// A DNS name made of labels (no trailing dot).
-pub const HOSTNAME_PATTERN: &str = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
+pub const HOSTNAME_PATTERN: &str =
+    "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
 
 /// A whole cell: identity, networks, VPN, services and users.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -204,7 +205,11 @@ pub struct Proxy {
 
 impl Default for Proxy {
     fn default() -> Self {
-        Proxy { enabled: false, http_port: default_http_port(), https_port: default_https_port() }
+        Proxy {
+            enabled: false,
+            http_port: default_http_port(),
+            https_port: default_https_port(),
+        }
     }
 }
 
@@ -234,7 +239,9 @@ pub struct DnsRecord {
     pub value: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum RecordType {
     A,
     AAAA,

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::derived::{is_reserved, nth_host};
-use super::model::{CellConfig, CURRENT_VERSION, Domain, RecordType, Role};
+use super::model::{CURRENT_VERSION, CellConfig, Domain, RecordType, Role};
 use super::syntax;
 use crate::services::{self, CATALOG, WEBUI_HOST};
 
@@ -31,7 +31,11 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "the cell config has {n} problem{}:", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "the cell config has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n  {}: {} ({})", e.path, e.message, e.hint)?;
         }
@@ -40,8 +44,16 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl ValidationErrors {
-    pub fn single(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ValidationErrors(vec![FieldError { path: path.into(), message: message.into(), hint: hint.into() }])
+    pub fn single(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        ValidationErrors(vec![FieldError {
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }])
     }
 }
 
@@ -66,7 +78,11 @@ impl ValidConfig {
 /// Checks every rule and returns the config, or all the problems found.
 pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     let user_names = config.users.iter().map(|u| u.name.as_str()).collect();
-    let mut v = Validator { c: &config, user_names, errors: Vec::new() };
+    let mut v = Validator {
+        c: &config,
+        user_names,
+        errors: Vec::new(),
+    };
     v.version();
     v.identity();
     v.network();
@@ -79,11 +95,17 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.users();
     v.ports();
     v.names();
-    if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
+    if v.errors.is_empty() {
+        Ok(ValidConfig(config))
+    } else {
+        Err(ValidationErrors(v.errors))
+    }
 }
 
-const LABEL_HINT: &str = "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen";
-const HOSTNAME_HINT: &str = "use dot-separated labels of lowercase letters, digits and hyphens, e.g. example.org";
+const LABEL_HINT: &str =
+    "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen";
+const HOSTNAME_HINT: &str =
+    "use dot-separated labels of lowercase letters, digits and hyphens, e.g. example.org";
 
 struct Validator<'a> {
     c: &'a CellConfig,
@@ -92,25 +114,46 @@ struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
-        self.errors.push(FieldError { path: path.into(), message: message.into(), hint: hint.into() });
+    fn err(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        });
     }
 
     fn label(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_label(value) {
-            self.err(path.to_string(), format!("{value:?} is not a valid name"), LABEL_HINT);
+            self.err(
+                path.to_string(),
+                format!("{value:?} is not a valid name"),
+                LABEL_HINT,
+            );
         }
     }
 
     fn hostname(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_hostname(value) {
-            self.err(path.to_string(), format!("{value:?} is not a valid host name"), HOSTNAME_HINT);
+            self.err(
+                path.to_string(),
+                format!("{value:?} is not a valid host name"),
+                HOSTNAME_HINT,
+            );
         }
     }
 
     fn email(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_mail_address(value) {
-            self.err(path.to_string(), format!("{value:?} is not a valid mail address"), "use local@domain, e.g. admin@example.org");
+            self.err(
+                path.to_string(),
+                format!("{value:?} is not a valid mail address"),
+                "use local@domain, e.g. admin@example.org",
+            );
         }
     }
 
@@ -126,7 +169,11 @@ impl<'a> Validator<'a> {
         for (i, key) in values.into_iter().enumerate() {
             if let Some(&first) = seen.get(&key) {
                 let message = format!("{what} {key} is already used by {}", path(first));
-                self.err(path(i), message, format!("give each {what} a value of its own"));
+                self.err(
+                    path(i),
+                    message,
+                    format!("give each {what} a value of its own"),
+                );
             } else {
                 seen.insert(key, i);
             }
@@ -135,7 +182,11 @@ impl<'a> Validator<'a> {
 
     fn user_ref(&mut self, path: impl fmt::Display, name: &str) {
         if !self.user_names.contains(name) {
-            self.err(path.to_string(), format!("no user is named {name:?}"), "add the user to `users` or name an existing one");
+            self.err(
+                path.to_string(),
+                format!("no user is named {name:?}"),
+                "add the user to `users` or name an existing one",
+            );
         }
     }
 
@@ -154,54 +205,97 @@ impl<'a> Validator<'a> {
         self.label("cell.name", &id.name);
         match &id.domain {
             Domain::Local => {}
-            Domain::Public { name, acme_email } | Domain::Ddns { name, acme_email, .. } => {
+            Domain::Public { name, acme_email }
+            | Domain::Ddns {
+                name, acme_email, ..
+            } => {
                 self.hostname("cell.domain.name", name);
                 if !name.contains('.') && syntax::is_hostname(name) {
-                    self.err("cell.domain.name", format!("{name:?} is not a fully qualified domain"), "use a domain you own, e.g. cell.example.org");
+                    self.err(
+                        "cell.domain.name",
+                        format!("{name:?} is not a fully qualified domain"),
+                        "use a domain you own, e.g. cell.example.org",
+                    );
                 }
                 self.email("cell.domain.acme_email", acme_email);
             }
         }
         if !syntax::is_timezone(&id.timezone) {
-            self.err("cell.timezone", format!("{:?} is not a known time zone", id.timezone), "use an IANA zone such as Europe/Berlin, or UTC");
+            self.err(
+                "cell.timezone",
+                format!("{:?} is not a known time zone", id.timezone),
+                "use an IANA zone such as Europe/Berlin, or UTC",
+            );
         }
     }
 
     fn network(&mut self) {
         let net = self.c.network.subnet;
         if net.addr() != net.network() {
-            self.err("network.subnet", format!("{net} has host bits set"), format!("write the network address: {}", net.trunc()));
+            self.err(
+                "network.subnet",
+                format!("{net} has host bits set"),
+                format!("write the network address: {}", net.trunc()),
+            );
         }
         if net.prefix_len() > 27 {
-            self.err("network.subnet", format!("{net} is too small for the services"), "use a /27 or larger subnet, e.g. 172.20.0.0/24");
+            self.err(
+                "network.subnet",
+                format!("{net} is too small for the services"),
+                "use a /27 or larger subnet, e.g. 172.20.0.0/24",
+            );
             // Without room for the default addresses, checking them would only repeat this error.
             return;
         }
         if !net.network().is_private() {
-            self.err("network.subnet", format!("{net} is not a private range"), "use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16");
+            self.err(
+                "network.subnet",
+                format!("{net} is not a private range"),
+                "use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+            );
         }
         for (name, addr) in &self.c.network.addresses {
             let path = format!("network.addresses.{name}");
             if services::get(name).is_none() {
                 let known: Vec<&str> = CATALOG.iter().map(|s| s.name).collect();
-                self.err(path, format!("there is no service named {name:?}"), format!("use one of: {}", known.join(", ")));
+                self.err(
+                    path,
+                    format!("there is no service named {name:?}"),
+                    format!("use one of: {}", known.join(", ")),
+                );
                 continue;
             }
             self.host_in(&path, *addr, &net, "network.subnet");
             if *addr == self.c.gateway() {
-                self.err(path, format!("{addr} is the cell network's gateway (the host)"), "choose another address in network.subnet");
+                self.err(
+                    path,
+                    format!("{addr} is the cell network's gateway (the host)"),
+                    "choose another address in network.subnet",
+                );
             }
         }
         let addresses: Vec<Ipv4Addr> = CATALOG.iter().map(|s| self.c.service_address(s)).collect();
-        self.unique(addresses, |i| format!("network.addresses.{}", CATALOG[i].name), "address");
+        self.unique(
+            addresses,
+            |i| format!("network.addresses.{}", CATALOG[i].name),
+            "address",
+        );
     }
 
     /// `addr` must be a usable host address inside `net`.
     fn host_in(&mut self, path: impl fmt::Display, addr: Ipv4Addr, net: &Ipv4Net, net_field: &str) {
         if !net.contains(&addr) {
-            self.err(path.to_string(), format!("{addr} is outside {net_field} {net}"), format!("choose an address inside {net}"));
+            self.err(
+                path.to_string(),
+                format!("{addr} is outside {net_field} {net}"),
+                format!("choose an address inside {net}"),
+            );
         } else if is_reserved(net, addr) {
-            self.err(path.to_string(), format!("{addr} is the network or broadcast address of {net}"), format!("choose a host address inside {net}"));
+            self.err(
+                path.to_string(),
+                format!("{addr} is the network or broadcast address of {net}"),
+                format!("choose a host address inside {net}"),
+            );
         }
     }
 
@@ -209,51 +303,106 @@ impl<'a> Validator<'a> {
         let wg = &self.c.wireguard;
         let net = wg.subnet;
         if net.addr() != net.network() {
-            self.err("wireguard.subnet", format!("{net} has host bits set"), format!("write the network address: {}", net.trunc()));
+            self.err(
+                "wireguard.subnet",
+                format!("{net} has host bits set"),
+                format!("write the network address: {}", net.trunc()),
+            );
         }
         if net.prefix_len() > 30 {
-            self.err("wireguard.subnet", format!("{net} has no room for peers"), "use a /30 or larger subnet, e.g. 10.8.0.0/24");
+            self.err(
+                "wireguard.subnet",
+                format!("{net} has no room for peers"),
+                "use a /30 or larger subnet, e.g. 10.8.0.0/24",
+            );
         }
-        if net.contains(&self.c.network.subnet.network()) || self.c.network.subnet.contains(&net.network()) {
-            self.err("wireguard.subnet", format!("{net} overlaps network.subnet {}", self.c.network.subnet), "use separate subnets for the VPN and the cell network");
+        if net.contains(&self.c.network.subnet.network())
+            || self.c.network.subnet.contains(&net.network())
+        {
+            self.err(
+                "wireguard.subnet",
+                format!("{net} overlaps network.subnet {}", self.c.network.subnet),
+                "use separate subnets for the VPN and the cell network",
+            );
         }
         if let Some(addr) = wg.address {
             self.host_in("wireguard.address", addr, &net, "wireguard.subnet");
         } else if nth_host(&net, 1).is_none() {
-            self.err("wireguard.address", "the VPN subnet has no first host address", "set wireguard.address or use a larger subnet");
+            self.err(
+                "wireguard.address",
+                "the VPN subnet has no first host address",
+                "set wireguard.address or use a larger subnet",
+            );
         }
-        if let Some(endpoint) = &wg.endpoint {
-            if !syntax::is_endpoint(endpoint) {
-                self.err("wireguard.endpoint", format!("{endpoint:?} is not host:port"), "write it like vpn.example.org:51820 or [2001:db8::1]:51820");
-            }
+        if let Some(endpoint) = &wg.endpoint
+            && !syntax::is_endpoint(endpoint)
+        {
+            self.err(
+                "wireguard.endpoint",
+                format!("{endpoint:?} is not host:port"),
+                "write it like vpn.example.org:51820 or [2001:db8::1]:51820",
+            );
         }
         let server = self.c.wireguard_address();
         for (i, peer) in wg.peers.iter().enumerate() {
             self.label(format_args!("wireguard.peers[{i}].name"), &peer.name);
             if !syntax::is_wireguard_key(&peer.public_key) {
-                self.err(format!("wireguard.peers[{i}].public_key"), "not a WireGuard public key", "give the 44-character base64 key that `wg pubkey` prints");
+                self.err(
+                    format!("wireguard.peers[{i}].public_key"),
+                    "not a WireGuard public key",
+                    "give the 44-character base64 key that `wg pubkey` prints",
+                );
             }
-            self.host_in(format_args!("wireguard.peers[{i}].address"), peer.address, &net, "wireguard.subnet");
+            self.host_in(
+                format_args!("wireguard.peers[{i}].address"),
+                peer.address,
+                &net,
+                "wireguard.subnet",
+            );
             if peer.address == server {
-                self.err(format!("wireguard.peers[{i}].address"), format!("{server} is the server's own VPN address"), "choose another address in wireguard.subnet");
+                self.err(
+                    format!("wireguard.peers[{i}].address"),
+                    format!("{server} is the server's own VPN address"),
+                    "choose another address in wireguard.subnet",
+                );
             }
             if let Some(user) = &peer.user {
                 self.user_ref(format_args!("wireguard.peers[{i}].user"), user);
             }
         }
-        self.unique(wg.peers.iter().map(|p| &p.name), |i| format!("wireguard.peers[{i}].name"), "peer name");
-        self.unique(wg.peers.iter().map(|p| &p.public_key), |i| format!("wireguard.peers[{i}].public_key"), "public key");
-        self.unique(wg.peers.iter().map(|p| p.address), |i| format!("wireguard.peers[{i}].address"), "address");
+        self.unique(
+            wg.peers.iter().map(|p| &p.name),
+            |i| format!("wireguard.peers[{i}].name"),
+            "peer name",
+        );
+        self.unique(
+            wg.peers.iter().map(|p| &p.public_key),
+            |i| format!("wireguard.peers[{i}].public_key"),
+            "public key",
+        );
+        self.unique(
+            wg.peers.iter().map(|p| p.address),
+            |i| format!("wireguard.peers[{i}].address"),
+            "address",
+        );
     }
 
     fn dns(&mut self) {
         let dns = &self.c.services.dns;
         for (i, up) in dns.upstreams.iter().enumerate() {
             if up.is_unspecified() || up.is_multicast() {
-                self.err(format!("services.dns.upstreams[{i}]"), format!("{up} cannot answer queries"), "give the address of a resolver, e.g. 9.9.9.9");
+                self.err(
+                    format!("services.dns.upstreams[{i}]"),
+                    format!("{up} cannot answer queries"),
+                    "give the address of a resolver, e.g. 9.9.9.9",
+                );
             }
         }
-        self.unique(dns.upstreams.iter(), |i| format!("services.dns.upstreams[{i}]"), "upstream");
+        self.unique(
+            dns.upstreams.iter(),
+            |i| format!("services.dns.upstreams[{i}]"),
+            "upstream",
+        );
         let mut kinds: BTreeMap<&str, Vec<(usize, RecordType)>> = BTreeMap::new();
         for (i, r) in dns.records.iter().enumerate() {
             self.hostname(format_args!("services.dns.records[{i}].name"), &r.name);
@@ -268,9 +417,15 @@ impl<'a> Validator<'a> {
                     RecordType::A => "give an IPv4 address such as 192.168.1.10",
                     RecordType::AAAA => "give an IPv6 address such as 2001:db8::10",
                     RecordType::CNAME | RecordType::MX => HOSTNAME_HINT,
-                    RecordType::TXT => "use at most 255 printable characters without quotes, backslashes, braces, ; # ` or $",
+                    RecordType::TXT => {
+                        "use at most 255 printable characters without quotes, backslashes, braces, ; # ` or $"
+                    }
                 };
-                self.err(format!("services.dns.records[{i}].value"), format!("{:?} is not a valid {:?} value", r.value, r.kind), hint);
+                self.err(
+                    format!("services.dns.records[{i}].value"),
+                    format!("{:?} is not a valid {:?} value", r.value, r.kind),
+                    hint,
+                );
             }
             kinds.entry(r.name.as_str()).or_default().push((i, r.kind));
         }
@@ -279,11 +434,18 @@ impl<'a> Validator<'a> {
             if has_cname && entries.len() > 1 {
                 for (i, _) in entries.iter().skip(1) {
                     let name = &dns.records[*i].name;
-                    self.err(format!("services.dns.records[{i}].name"), format!("{name:?} has a CNAME record and other records"), "a CNAME must be the only record of its name; remove one");
+                    self.err(
+                        format!("services.dns.records[{i}].name"),
+                        format!("{name:?} has a CNAME record and other records"),
+                        "a CNAME must be the only record of its name; remove one",
+                    );
                 }
             }
         }
-        let records = dns.records.iter().map(|r| format!("{} {:?} {}", r.name, r.kind, r.value));
+        let records = dns
+            .records
+            .iter()
+            .map(|r| format!("{} {:?} {}", r.name, r.kind, r.value));
         self.unique(records, |i| format!("services.dns.records[{i}]"), "record");
     }
 
@@ -292,15 +454,31 @@ impl<'a> Validator<'a> {
         let net = self.c.network.subnet;
         let range = match &dhcp.range {
             Some(range) => {
-                self.host_in("services.dhcp.range.start", range.start, &net, "network.subnet");
+                self.host_in(
+                    "services.dhcp.range.start",
+                    range.start,
+                    &net,
+                    "network.subnet",
+                );
                 self.host_in("services.dhcp.range.end", range.end, &net, "network.subnet");
                 if range.start > range.end {
-                    self.err("services.dhcp.range", format!("start {} is after end {}", range.start, range.end), "swap start and end");
+                    self.err(
+                        "services.dhcp.range",
+                        format!("start {} is after end {}", range.start, range.end),
+                        "swap start and end",
+                    );
                 }
                 for s in CATALOG {
                     let addr = self.c.service_address(s);
                     if range.start <= addr && addr <= range.end {
-                        self.err("services.dhcp.range", format!("the range includes {addr}, the address of service {}", s.name), "move the range past the service addresses, e.g. .100 to .200");
+                        self.err(
+                            "services.dhcp.range",
+                            format!(
+                                "the range includes {addr}, the address of service {}",
+                                s.name
+                            ),
+                            "move the range past the service addresses, e.g. .100 to .200",
+                        );
                     }
                 }
                 Some((range.start, range.end))
@@ -316,30 +494,58 @@ impl<'a> Validator<'a> {
             let p = format!("services.dhcp.reservations[{i}]");
             self.label(format_args!("{p}.name"), &r.name);
             if !syntax::is_mac(&r.mac) {
-                self.err(format!("{p}.mac"), format!("{:?} is not a MAC address", r.mac), "write six hex pairs separated by colons, e.g. 52:54:00:12:34:56");
+                self.err(
+                    format!("{p}.mac"),
+                    format!("{:?} is not a MAC address", r.mac),
+                    "write six hex pairs separated by colons, e.g. 52:54:00:12:34:56",
+                );
             }
-            if let Some((start, end)) = range {
-                if !(start <= r.address && r.address <= end) {
-                    self.err(format!("{p}.address"), format!("{} is outside the DHCP range {start} to {end}", r.address), "choose an address inside services.dhcp.range");
-                }
+            if let Some((start, end)) = range
+                && !(start <= r.address && r.address <= end)
+            {
+                self.err(
+                    format!("{p}.address"),
+                    format!("{} is outside the DHCP range {start} to {end}", r.address),
+                    "choose an address inside services.dhcp.range",
+                );
             }
         }
-        self.unique(dhcp.reservations.iter().map(|r| &r.name), |i| format!("services.dhcp.reservations[{i}].name"), "name");
+        self.unique(
+            dhcp.reservations.iter().map(|r| &r.name),
+            |i| format!("services.dhcp.reservations[{i}].name"),
+            "name",
+        );
         let macs = dhcp.reservations.iter().map(|r| r.mac.to_ascii_lowercase());
-        self.unique(macs, |i| format!("services.dhcp.reservations[{i}].mac"), "MAC address");
+        self.unique(
+            macs,
+            |i| format!("services.dhcp.reservations[{i}].mac"),
+            "MAC address",
+        );
         let addresses = dhcp.reservations.iter().map(|r| r.address);
-        self.unique(addresses, |i| format!("services.dhcp.reservations[{i}].address"), "address");
+        self.unique(
+            addresses,
+            |i| format!("services.dhcp.reservations[{i}].address"),
+            "address",
+        );
     }
 
     fn ntp(&mut self) {
         let ntp = &self.c.services.ntp;
         for (i, s) in ntp.servers.iter().enumerate() {
             if s.parse::<IpAddr>().is_err() && !syntax::is_hostname(s) {
-                self.err(format!("services.ntp.servers[{i}]"), format!("{s:?} is not a host name or address"), "give a server or pool such as 0.debian.pool.ntp.org");
+                self.err(
+                    format!("services.ntp.servers[{i}]"),
+                    format!("{s:?} is not a host name or address"),
+                    "give a server or pool such as 0.debian.pool.ntp.org",
+                );
             }
         }
         if ntp.enabled && ntp.servers.is_empty() {
-            self.err("services.ntp.servers", "NTP is enabled but has no upstream server", "add a pool such as 0.debian.pool.ntp.org");
+            self.err(
+                "services.ntp.servers",
+                "NTP is enabled but has no upstream server",
+                "add a pool such as 0.debian.pool.ntp.org",
+            );
         }
     }
 
@@ -348,31 +554,58 @@ impl<'a> Validator<'a> {
         for (i, d) in mail.domains.iter().enumerate() {
             self.hostname(format_args!("services.mail.domains[{i}]"), d);
         }
-        self.unique(mail.domains.iter(), |i| format!("services.mail.domains[{i}]"), "domain");
+        self.unique(
+            mail.domains.iter(),
+            |i| format!("services.mail.domains[{i}]"),
+            "domain",
+        );
         if mail.enabled && mail.domains.is_empty() {
-            self.err("services.mail.domains", "mail is enabled but receives for no domain", format!("add a domain, e.g. {}", self.c.domain()));
+            self.err(
+                "services.mail.domains",
+                "mail is enabled but receives for no domain",
+                format!("add a domain, e.g. {}", self.c.domain()),
+            );
         }
         for (i, m) in mail.mailboxes.iter().enumerate() {
             let p = format!("services.mail.mailboxes[{i}]");
             match m.address.split_once('@') {
                 Some((_, domain)) if syntax::is_mail_address(&m.address) => {
                     if !mail.domains.iter().any(|d| d == domain) {
-                        self.err(format!("{p}.address"), format!("{domain:?} is not one of services.mail.domains"), "add the domain to services.mail.domains or use one listed there");
+                        self.err(
+                            format!("{p}.address"),
+                            format!("{domain:?} is not one of services.mail.domains"),
+                            "add the domain to services.mail.domains or use one listed there",
+                        );
                     }
                 }
-                _ => self.err(format!("{p}.address"), format!("{:?} is not a valid mail address", m.address), "use lowercase local@domain, e.g. alice@home.cell"),
+                _ => self.err(
+                    format!("{p}.address"),
+                    format!("{:?} is not a valid mail address", m.address),
+                    "use lowercase local@domain, e.g. alice@home.cell",
+                ),
             }
             self.user_ref(format_args!("{p}.user"), &m.user);
         }
-        self.unique(mail.mailboxes.iter().map(|m| &m.address), |i| format!("services.mail.mailboxes[{i}].address"), "mailbox");
+        self.unique(
+            mail.mailboxes.iter().map(|m| &m.address),
+            |i| format!("services.mail.mailboxes[{i}].address"),
+            "mailbox",
+        );
     }
 
     fn user_services(&mut self) {
-        for (service, users) in [("calendar", &self.c.services.calendar.users), ("files", &self.c.services.files.users)] {
+        for (service, users) in [
+            ("calendar", &self.c.services.calendar.users),
+            ("files", &self.c.services.files.users),
+        ] {
             for (i, u) in users.iter().enumerate() {
                 self.user_ref(format_args!("services.{service}.users[{i}]"), u);
             }
-            self.unique(users.iter(), |i| format!("services.{service}.users[{i}]"), "user");
+            self.unique(
+                users.iter(),
+                |i| format!("services.{service}.users[{i}]"),
+                "user",
+            );
         }
     }
 
@@ -380,9 +613,17 @@ impl<'a> Validator<'a> {
         for (i, u) in self.c.users.iter().enumerate() {
             self.label(format_args!("users[{i}].name"), &u.name);
         }
-        self.unique(self.c.users.iter().map(|u| &u.name), |i| format!("users[{i}].name"), "user name");
+        self.unique(
+            self.c.users.iter().map(|u| &u.name),
+            |i| format!("users[{i}].name"),
+            "user name",
+        );
         if !self.c.users.is_empty() && !self.c.users.iter().any(|u| u.role == Role::Admin) {
-            self.err("users", "no user has the role admin", "give at least one user \"role\": \"admin\" so someone can manage the cell");
+            self.err(
+                "users",
+                "no user has the role admin",
+                "give at least one user \"role\": \"admin\" so someone can manage the cell",
+            );
         }
     }
 
@@ -392,14 +633,26 @@ impl<'a> Validator<'a> {
         for service in services::enabled(self.c) {
             for p in (service.ports)(self.c) {
                 if p.port == 0 {
-                    self.err(p.field, "port 0 is not a port", "use a port from 1 to 65535");
+                    self.err(
+                        p.field,
+                        "port 0 is not a port",
+                        "use a port from 1 to 65535",
+                    );
                     continue;
                 }
                 match seen.get(&(p.protocol, p.port)).copied() {
                     Some(first) if first != p.field => {
                         // Blame the field the user can change: fixed ports are named after their service.
-                        let (blamed, other) = if p.field.ends_with("_port") { (p.field, first) } else { (first, p.field) };
-                        self.err(blamed, format!("{}/{} is also published by {other}", p.port, p.protocol), "choose a port no other service publishes");
+                        let (blamed, other) = if p.field.ends_with("_port") {
+                            (p.field, first)
+                        } else {
+                            (first, p.field)
+                        };
+                        self.err(
+                            blamed,
+                            format!("{}/{} is also published by {other}", p.port, p.protocol),
+                            "choose a port no other service publishes",
+                        );
                     }
                     _ => {
                         seen.insert((p.protocol, p.port), p.field);
@@ -421,7 +674,11 @@ impl<'a> Validator<'a> {
         let mut claim = |v: &mut Self, name: &'a str, owner: NameOwner| match owners.get(name) {
             // Repeats within one kind (two peers, two records) are reported by that kind's own rule.
             Some(first) if first.same_kind(&owner) => {}
-            Some(first) => v.err(owner.to_string(), format!("the name {name:?} is already taken by {first}"), "choose another name"),
+            Some(first) => v.err(
+                owner.to_string(),
+                format!("the name {name:?} is already taken by {first}"),
+                "choose another name",
+            ),
             None => {
                 owners.insert(name, owner);
             }
@@ -442,7 +699,6 @@ impl<'a> Validator<'a> {
             }
         }
     }
-
 }
 
 /// What claimed a name under the cell domain; shown as the field that claimed it.

@@ -182,7 +182,10 @@ impl Context {
                 gateway: config.gateway().to_string(),
             },
             services,
-            webui: WebUiView { fqdn: fqdn(WEBUI_HOST), upstream: format!("{}:{WEBUI_PORT}", config.gateway()) },
+            webui: WebUiView {
+                fqdn: fqdn(WEBUI_HOST),
+                upstream: format!("{}:{WEBUI_PORT}", config.gateway()),
+            },
             wireguard,
             dns,
         }
@@ -195,15 +198,30 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
     let mut reverse = Vec::new();
     let mut a = |name: String, address: String, ptr: bool| {
         if ptr {
-            reverse.push(ReverseView { address: address.clone(), fqdn: name.clone() });
+            reverse.push(ReverseView {
+                address: address.clone(),
+                fqdn: name.clone(),
+            });
         }
-        records.push(RecordView { fqdn: name, kind: "A", data: address });
+        records.push(RecordView {
+            fqdn: name,
+            kind: "A",
+            data: address,
+        });
     };
 
     let proxy = crate::services::get("proxy").expect("the catalog has a proxy");
     if (proxy.enabled)(config) {
-        a(domain.to_string(), config.service_address(proxy).to_string(), false);
-        a(fqdn(WEBUI_HOST), config.service_address(proxy).to_string(), false);
+        a(
+            domain.to_string(),
+            config.service_address(proxy).to_string(),
+            false,
+        );
+        a(
+            fqdn(WEBUI_HOST),
+            config.service_address(proxy).to_string(),
+            false,
+        );
     }
     for s in crate::services::enabled(config) {
         // A web service's name points at the proxy; its own address gets no PTR then.
@@ -219,7 +237,13 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
         }
     }
     for r in &config.services.dns.records {
-        let absolute = |v: &str| if v.contains('.') { format!("{v}.") } else { format!("{}.", fqdn(v)) };
+        let absolute = |v: &str| {
+            if v.contains('.') {
+                format!("{v}.")
+            } else {
+                format!("{}.", fqdn(v))
+            }
+        };
         let (kind, data) = match r.kind {
             RecordType::A => ("A", r.value.clone()),
             RecordType::AAAA => ("AAAA", r.value.clone()),
@@ -227,7 +251,11 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
             RecordType::MX => ("MX", format!("10 {}", absolute(&r.value))),
             RecordType::TXT => ("TXT", format!("\"{}\"", r.value)),
         };
-        records.push(RecordView { fqdn: fqdn(&r.name), kind, data });
+        records.push(RecordView {
+            fqdn: fqdn(&r.name),
+            kind,
+            data,
+        });
     }
     records.sort();
     records.dedup();
@@ -239,7 +267,13 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
         allowed.push(config.wireguard.subnet.to_string());
     }
     DnsView {
-        upstreams: config.services.dns.upstreams.iter().map(|u| u.to_string()).collect(),
+        upstreams: config
+            .services
+            .dns
+            .upstreams
+            .iter()
+            .map(|u| u.to_string())
+            .collect(),
         records,
         reverse,
         allowed,

@@ -43,14 +43,19 @@ impl Renderer {
         for (path, source) in templates::EMBEDDED {
             if path.ends_with(TEMPLATE_SUFFIX) {
                 // A template that does not parse is a build defect, caught by every render test.
-                env.add_template(path, source).unwrap_or_else(|e| panic!("template {path}: {e:#}"));
+                env.add_template(path, source)
+                    .unwrap_or_else(|e| panic!("template {path}: {e:#}"));
             }
         }
         Renderer { env }
     }
 
     /// Renders every enabled service that has templates; the map is keyed by service name.
-    pub fn render(&self, config: &ValidConfig, keys: &PublicKeys) -> Result<BTreeMap<String, Bundle>, Error> {
+    pub fn render(
+        &self,
+        config: &ValidConfig,
+        keys: &PublicKeys,
+    ) -> Result<BTreeMap<String, Bundle>, Error> {
         self.render_context(config, &Self::context(config, keys))
     }
 
@@ -60,7 +65,11 @@ impl Renderer {
     }
 
     /// Renders with a context made by [`Renderer::context`] for the same config.
-    pub fn render_context(&self, config: &ValidConfig, context: &minijinja::Value) -> Result<BTreeMap<String, Bundle>, Error> {
+    pub fn render_context(
+        &self,
+        config: &ValidConfig,
+        context: &minijinja::Value,
+    ) -> Result<BTreeMap<String, Bundle>, Error> {
         let mut bundles = BTreeMap::new();
         for service in services::enabled(config).filter(|s| templates::has_service(s.name)) {
             let mut bundle = Bundle::default();
@@ -68,9 +77,18 @@ impl Renderer {
                 let (name, contents) = match file.strip_suffix(TEMPLATE_SUFFIX) {
                     Some(name) => {
                         let template_name = format!("{}/{file}", service.name);
-                        let render_error = |e: minijinja::Error| Error::Render { template: template_name.clone(), message: format!("{e:#}") };
-                        let template = self.env.get_template(&template_name).map_err(render_error)?;
-                        (name, template.render(context.clone()).map_err(render_error)?)
+                        let render_error = |e: minijinja::Error| Error::Render {
+                            template: template_name.clone(),
+                            message: format!("{e:#}"),
+                        };
+                        let template = self
+                            .env
+                            .get_template(&template_name)
+                            .map_err(render_error)?;
+                        (
+                            name,
+                            template.render(context.clone()).map_err(render_error)?,
+                        )
                     }
                     None => (file, source.to_string()),
                 };

@@ -1,0 +1,46 @@
+# PIC workflows. `make start` runs the cell on ./data; `make test` runs every test tier this
+# machine can run. Both work on a fresh Debian machine with the Rust toolchain.
+
+CARGO  ?= cargo
+STATE  ?= $(CURDIR)/data
+CONFIG ?= $(CURDIR)/examples/cell.json
+PIC     = $(CURDIR)/target/release/pic
+VENV    = $(CURDIR)/target/bench-venv
+
+.PHONY: start build test lint unit schema bench clean
+
+## Build the example cell into ./data and switch to it (later: and serve the web UI).
+start: build
+	@# An existing desired config is the user's: only a fresh state directory gets the example.
+	$(PIC) --state $(STATE) init $$(test -f $(STATE)/cell_config.json || echo --config $(CONFIG))
+	$(PIC) --state $(STATE) switch
+	$(PIC) --state $(STATE) generations
+
+build:
+	$(CARGO) build --release --locked -p pic-runtime
+
+## Every test tier this machine can run.
+test: lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --lib --bins --tests --locked
+
+## Regenerate the committed JSON Schema of the cell config from the types.
+schema:
+	$(CARGO) run -q --locked -p pic-runtime -- schema > builder/schema/cell-config.schema.json
+
+## Benchmarks (not timed tests): build+switch and rendering, against Python's Jinja2.
+bench: $(VENV)/.jinja2
+	PIC_BENCH_PYTHON=$(VENV)/bin/python $(CARGO) bench --locked -p pic-builder --bench build
+
+$(VENV)/.jinja2:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet jinja2
+	touch $@
+
+clean:
+	$(CARGO) clean
