@@ -5,6 +5,7 @@
 //! with Python's Jinja2, so nothing in it may depend on minijinja features.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
@@ -83,7 +84,7 @@ pub struct PeerView {
     pub name: String,
     pub fqdn: String,
     pub public_key: String,
-    pub address: String,
+    pub address: Ipv4Addr,
     pub routing: &'static str,
     /// RFC 3339, or empty; enforced by the runtime, shown in the rendered files.
     pub expires: String,
@@ -109,9 +110,10 @@ pub struct RecordView {
     pub data: String,
 }
 
+/// Ordered by address (numerically), then name.
 #[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReverseView {
-    pub address: String,
+    pub address: Ipv4Addr,
     pub fqdn: String,
 }
 
@@ -146,7 +148,7 @@ impl Context {
                 name: p.name.clone(),
                 fqdn: fqdn(&p.name),
                 public_key: p.public_key.clone(),
-                address: p.address.to_string(),
+                address: p.address,
                 routing: match p.routing {
                     Routing::Split => "split",
                     Routing::Full => "full",
@@ -196,44 +198,35 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
     let fqdn = |name: &str| format!("{name}.{domain}");
     let mut records = Vec::new();
     let mut reverse = Vec::new();
-    let mut a = |name: String, address: String, ptr: bool| {
+    let mut a = |name: String, address: Ipv4Addr, ptr: bool| {
         if ptr {
             reverse.push(ReverseView {
-                address: address.clone(),
+                address,
                 fqdn: name.clone(),
             });
         }
         records.push(RecordView {
             fqdn: name,
             kind: "A",
-            data: address,
+            data: address.to_string(),
         });
     };
 
     let proxy = crate::services::get("proxy").expect("the catalog has a proxy");
     if (proxy.enabled)(config) {
-        a(
-            domain.to_string(),
-            config.service_address(proxy).to_string(),
-            false,
-        );
-        a(
-            fqdn(WEBUI_HOST),
-            config.service_address(proxy).to_string(),
-            false,
-        );
+        a(domain.to_string(), config.service_address(proxy), false);
+        a(fqdn(WEBUI_HOST), config.service_address(proxy), false);
     }
     for s in crate::services::enabled(config) {
         // A web service's name points at the proxy; its own address gets no PTR then.
-        let front = config.service_front_address(s);
-        a(fqdn(s.host), front.to_string(), !s.via_proxy);
+        a(fqdn(s.host), config.service_front_address(s), !s.via_proxy);
     }
     for p in peers {
-        a(p.fqdn.clone(), p.address.clone(), true);
+        a(p.fqdn.clone(), p.address, true);
     }
     if config.services.dhcp.enabled {
         for r in &config.services.dhcp.reservations {
-            a(fqdn(&r.name), r.address.to_string(), true);
+            a(fqdn(&r.name), r.address, true);
         }
     }
     for r in &config.services.dns.records {
