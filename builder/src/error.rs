@@ -32,6 +32,17 @@ pub enum Error {
     #[error("{} is not an initialized PIC state directory; run `pic --state {} init` first", .0.display(), .0.display())]
     NotInitialized(PathBuf),
 
+    #[error("certificate authority: {0}")]
+    Certificate(String),
+
+    #[error("no certificate has serial {0}; `pic cert list` shows the serials")]
+    NoSuchCertificate(String),
+
+    #[error(
+        "{0:?} is not a valid host name; use dot-separated labels of lowercase letters, digits and hyphens"
+    )]
+    InvalidName(String),
+
     #[error("`--keep` must be at least 1")]
     KeepZero,
 
@@ -49,6 +60,8 @@ impl Error {
                 | Error::NoSuchGeneration(_)
                 | Error::NothingToRollBackTo(_)
                 | Error::KeepZero
+                | Error::NoSuchCertificate(_)
+                | Error::InvalidName(_)
         )
     }
 

@@ -162,3 +162,38 @@ pub fn get(name: &str) -> Option<&'static ServiceDef> {
 pub fn enabled(config: &CellConfig) -> impl Iterator<Item = &'static ServiceDef> + '_ {
     CATALOG.iter().filter(move |s| (s.enabled)(config))
 }
+
+/// A certificate the cell needs: its name (the folder under `secrets/tls/`) and further names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSite {
+    pub name: String,
+    pub also: Vec<String>,
+}
+
+/// The certificates the cell CA must provide for a config: every site the proxy serves in local
+/// domain mode (in the other modes Caddy gets them from ACME), and mail's in every mode.
+pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
+    let domain = config.domain();
+    let fqdn = |host: &str| format!("{host}.{domain}");
+    let mut sites = Vec::new();
+    let local = matches!(config.cell.domain, crate::config::Domain::Local);
+    if local && config.services.proxy.enabled {
+        sites.push(TlsSite {
+            name: fqdn(WEBUI_HOST),
+            also: vec![domain.clone()],
+        });
+        for s in enabled(config).filter(|s| s.via_proxy) {
+            sites.push(TlsSite {
+                name: fqdn(s.host),
+                also: Vec::new(),
+            });
+        }
+    }
+    if config.services.mail.enabled {
+        sites.push(TlsSite {
+            name: fqdn("mail"),
+            also: Vec::new(),
+        });
+    }
+    sites
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::ca::CertificateAuthority;
 use crate::config::{self, ValidConfig};
 use crate::diff::{self, Change, GenerationDiff, ServiceDiff};
 use crate::error::{Error, IoContext};
@@ -19,6 +20,7 @@ use crate::fsutil::{self, TMP_PREFIX};
 use crate::generation::{self, Generations, Manifest, ServiceEntry};
 use crate::render::{Bundle, PublicKeys, Renderer};
 use crate::secrets::Secrets;
+use crate::services;
 use crate::store::Store;
 use crate::templates;
 
@@ -85,6 +87,7 @@ pub struct Problem {
 pub struct InitReport {
     pub root: PathBuf,
     pub created_wireguard_key: bool,
+    pub created_ca: bool,
     pub wrote_config: bool,
 }
 
@@ -111,6 +114,11 @@ impl State {
         &self.secrets
     }
 
+    /// The cell's certificate authority, kept in `secrets/`.
+    pub fn ca(&self) -> CertificateAuthority {
+        CertificateAuthority::new(self.secrets.dir())
+    }
+
     pub fn is_initialized(&self) -> bool {
         self.store.dir().is_dir() && self.generations.dir().is_dir() && self.secrets.dir().is_dir()
     }
@@ -130,12 +138,14 @@ impl State {
             fsutil::ensure_dir(dir, mode)?;
         }
         let created_wireguard_key = self.secrets.ensure_wireguard_key()?;
+        let created_ca = self.ca().ensure()?;
         if let Some(config) = config {
             writer.set_desired(config)?;
         }
         Ok(InitReport {
             root: self.root.clone(),
             created_wireguard_key,
+            created_ca,
             wrote_config: config.is_some(),
         })
     }
@@ -384,6 +394,12 @@ impl Writer<'_> {
                 &owned
             }
         };
+        // Certificates are secrets, not part of a generation: they are kept current on every
+        // build, including one that finds nothing else to do.
+        let ca = state.ca();
+        for site in services::tls_sites(config) {
+            ca.ensure_leaf(&site.name, &site.also)?;
+        }
         let config_text = config::to_canonical_json(config);
         let keys = state.public_keys()?;
         let inputs_sha256 = inputs_hash(&config_text, &keys);

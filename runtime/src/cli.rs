@@ -63,4 +63,31 @@ pub enum Command {
     },
     /// Print the JSON Schema of the cell config.
     Schema,
+    /// The certificates the cell CA issued.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// The cell's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// List every certificate issued, with its serial and state.
+    List,
+    /// Issue a certificate for NAME (kept in secrets/tls/NAME/), replacing the current one.
+    Issue {
+        name: String,
+        /// Further names the certificate covers.
+        #[arg(long = "also")]
+        also: Vec<String>,
+    },
+    /// Revoke a certificate by serial; the CRL is rewritten and the next build issues a new one.
+    Revoke { serial: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the CA certificate (PEM) for clients to trust.
+    Export,
 }

@@ -11,7 +11,7 @@ use pic_builder::state::{BuildOutcome, GenerationInfo, SwitchOutcome};
 use pic_builder::{State, fsutil};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CaCommand, CertCommand, Cli, Command};
 use crate::output::Output;
 
 pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
@@ -24,6 +24,9 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
                 let mut s = format!("initialized {}", r.root.display());
                 if r.created_wireguard_key {
                     s.push_str("\ncreated the WireGuard server key in secrets/");
+                }
+                if r.created_ca {
+                    s.push_str("\ncreated the cell CA in secrets/ca/ (`pic ca export` prints its certificate)");
                 }
                 if r.wrote_config {
                     s.push_str("\nset the desired cell config");
@@ -151,6 +154,49 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema())?);
+        }
+        Command::Cert(CertCommand::List) => {
+            let certs = state.ca().list()?;
+            out.emit(&certs, |certs| {
+                let mut s = String::from("SERIAL            NOT AFTER             STATE    NAME");
+                for c in certs {
+                    let state = if c.revoked.is_some() {
+                        "revoked"
+                    } else {
+                        "valid"
+                    };
+                    let _ = write!(
+                        s,
+                        "\n{:<16}  {:<20}  {state:<7}  {}",
+                        c.serial,
+                        c.not_after,
+                        c.subject_alt_names.join(", ")
+                    );
+                }
+                s
+            });
+        }
+        Command::Cert(CertCommand::Issue { name, also }) => {
+            let _writer = state.writer()?;
+            let cert = state.ca().issue(name, also)?;
+            out.emit(&cert, |c| {
+                format!(
+                    "issued {} for {} (until {})",
+                    c.serial,
+                    c.subject_alt_names.join(", "),
+                    c.not_after
+                )
+            });
+        }
+        Command::Cert(CertCommand::Revoke { serial }) => {
+            let _writer = state.writer()?;
+            let cert = state.ca().revoke(serial)?;
+            out.emit(&cert, |c| {
+                format!("revoked {} ({}); the CRL is updated", c.serial, c.name)
+            });
+        }
+        Command::Ca(CaCommand::Export) => {
+            print!("{}", state.ca().certificate_pem()?);
         }
     }
     Ok(ExitCode::SUCCESS)

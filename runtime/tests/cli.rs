@@ -224,11 +224,27 @@ fn private_keys_never_reach_the_store_or_generations() {
                 "{} contains the private key",
                 path.display()
             );
+            assert!(
+                !text.contains("PRIVATE KEY"),
+                "{} contains a PEM private key",
+                path.display()
+            );
             found_public |= text.contains(&public);
             scanned += 1;
         }
     }
     assert!(scanned >= 5, "scanned {scanned} files");
+    // The CA and TLS keys exist, in secrets/ only.
+    assert!(
+        std::fs::read_to_string(secrets.join("ca/ca.key"))
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    assert!(
+        std::fs::read_to_string(secrets.join("tls/pic.home.cell/key.pem"))
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
     // The scan can see keys at all: the public half is rendered.
     assert!(found_public);
 }

@@ -1,0 +1,311 @@
+//! The cell's certificate authority (rcgen): a P-384 CA whose key never leaves `secrets/ca/`,
+//! P-256 leaf certificates for the cell's names, revocation and a CRL.
+//!
+//! Layout under `secrets/`: `ca/ca.key` (0600), `ca/ca.crt`, `ca/index.json` (every certificate
+//! issued), `ca/crl.pem`, and per name `tls/<name>/cert.pem` + `key.pem` (0600) — the files the
+//! rendered configs point at (`/run/pic/tls/<name>/…`, mounted read-only by the runtime).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, RevocationReason, RevokedCertParams,
+    SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::config::is_hostname;
+use crate::error::{Error, IoContext};
+use crate::fsutil;
+
+const CA_VALIDITY_DAYS: i64 = 3650;
+/// Short enough for every client's limit on certificates from a user-installed root (825 days).
+const LEAF_VALIDITY_DAYS: i64 = 397;
+/// A leaf closer than this to expiry is replaced at the next build.
+const RENEW_BEFORE_DAYS: i64 = 30;
+const CRL_VALIDITY_DAYS: i64 = 30;
+
+/// One certificate the CA issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    /// Hex serial number.
+    pub serial: String,
+    /// The name it was issued for (its folder under `tls/`).
+    pub name: String,
+    pub subject_alt_names: Vec<String>,
+    pub not_before: String,
+    pub not_after: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    /// Next CRL number.
+    crl_number: u64,
+    certificates: BTreeMap<String, IssuedCert>,
+}
+
+pub struct CertificateAuthority {
+    secrets: PathBuf,
+}
+
+impl CertificateAuthority {
+    /// The CA kept in the state directory's `secrets/`.
+    pub fn new(secrets: &Path) -> CertificateAuthority {
+        CertificateAuthority {
+            secrets: secrets.to_path_buf(),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.secrets.join("ca")
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir().join("ca.crt")
+    }
+
+    pub fn crl_path(&self) -> PathBuf {
+        self.dir().join("crl.pem")
+    }
+
+    /// Where the certificate and key for `name` live.
+    pub fn leaf_dir(&self, name: &str) -> PathBuf {
+        self.secrets.join("tls").join(name)
+    }
+
+    /// Creates the CA unless it exists; true when it was created.
+    pub fn ensure(&self) -> Result<bool, Error> {
+        fsutil::ensure_dir(&self.dir(), 0o700)?;
+        if self.cert_path().exists() {
+            return Ok(false);
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(ca_error)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("PIC cell CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        params.serial_number = Some(random_serial());
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
+        let cert = params.self_signed(&key).map_err(ca_error)?;
+        // The key first: a crash between the two leaves no certificate without its key.
+        fsutil::write_atomic(
+            &self.dir().join("ca.key"),
+            key.serialize_pem().as_bytes(),
+            0o600,
+        )?;
+        fsutil::write_atomic(&self.cert_path(), cert.pem().as_bytes(), 0o644)?;
+        self.write_crl(&mut Index::default())?;
+        Ok(true)
+    }
+
+    /// The CA certificate (PEM), for clients to trust.
+    pub fn certificate_pem(&self) -> Result<String, Error> {
+        fs::read_to_string(self.cert_path()).at(&self.cert_path())
+    }
+
+    /// Every certificate issued, by serial.
+    pub fn list(&self) -> Result<Vec<IssuedCert>, Error> {
+        Ok(self.index()?.certificates.into_values().collect())
+    }
+
+    /// Issues a new leaf for `name` (and extra names), replacing the files under `tls/<name>/`.
+    pub fn issue(&self, name: &str, extra_names: &[String]) -> Result<IssuedCert, Error> {
+        for n in std::iter::once(name).chain(extra_names.iter().map(String::as_str)) {
+            if !is_hostname(n) {
+                return Err(Error::InvalidName(n.to_string()));
+            }
+        }
+        let issuer = self.issuer()?;
+        let mut sans = vec![name.to_string()];
+        sans.extend(extra_names.iter().filter(|n| *n != name).cloned());
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(ca_error)?;
+        let mut params = CertificateParams::new(sans.clone()).map_err(ca_error)?;
+        params.distinguished_name = self::name(name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial();
+        params.serial_number = Some(serial.clone());
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
+        let cert = params.signed_by(&key, &issuer).map_err(ca_error)?;
+
+        let dir = self.leaf_dir(name);
+        fsutil::ensure_dir(&self.secrets.join("tls"), 0o700)?;
+        fsutil::ensure_dir(&dir, 0o700)?;
+        fsutil::write_atomic(&dir.join("key.pem"), key.serialize_pem().as_bytes(), 0o600)?;
+        fsutil::write_atomic(&dir.join("cert.pem"), cert.pem().as_bytes(), 0o644)?;
+        let issued = IssuedCert {
+            serial: hex::encode(serial.to_bytes()),
+            name: name.to_string(),
+            subject_alt_names: sans,
+            not_before: rfc3339(params.not_before),
+            not_after: rfc3339(params.not_after),
+            revoked: None,
+        };
+        let mut index = self.index()?;
+        index
+            .certificates
+            .insert(issued.serial.clone(), issued.clone());
+        self.write_index(&index)?;
+        Ok(issued)
+    }
+
+    /// Makes sure `name` has a current leaf covering `names`: issues one when there is none, when
+    /// it was revoked, when it expires within 30 days or when its names differ. True when issued.
+    pub fn ensure_leaf(&self, name: &str, names: &[String]) -> Result<bool, Error> {
+        let index = self.index()?;
+        let renew_after = OffsetDateTime::now_utc() + Duration::days(RENEW_BEFORE_DAYS);
+        let current = self.active(&index, name);
+        let fresh = current.is_some_and(|c| {
+            c.revoked.is_none()
+                && c.subject_alt_names == wanted_names(name, names)
+                && OffsetDateTime::parse(
+                    &c.not_after,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .is_ok_and(|t| t > renew_after)
+        });
+        if fresh && self.leaf_dir(name).join("key.pem").exists() {
+            return Ok(false);
+        }
+        self.issue(name, names)?;
+        Ok(true)
+    }
+
+    /// Revokes a certificate by serial and rewrites the CRL.
+    pub fn revoke(&self, serial: &str) -> Result<IssuedCert, Error> {
+        let mut index = self.index()?;
+        let serial = serial.trim_start_matches("0x").to_ascii_lowercase();
+        let cert = index
+            .certificates
+            .get_mut(&serial)
+            .ok_or_else(|| Error::NoSuchCertificate(serial.clone()))?;
+        if cert.revoked.is_none() {
+            cert.revoked = Some(rfc3339(OffsetDateTime::now_utc()));
+        }
+        let revoked = cert.clone();
+        self.write_crl(&mut index)?;
+        Ok(revoked)
+    }
+
+    /// The certificate whose files are in `tls/<name>/` now: the newest issued for the name.
+    fn active<'i>(&self, index: &'i Index, name: &str) -> Option<&'i IssuedCert> {
+        index
+            .certificates
+            .values()
+            .filter(|c| c.name == name)
+            .max_by(|a, b| a.not_before.cmp(&b.not_before))
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, Error> {
+        let key_path = self.dir().join("ca.key");
+        let key =
+            KeyPair::from_pem(&fs::read_to_string(&key_path).at(&key_path)?).map_err(ca_error)?;
+        Issuer::from_ca_cert_pem(&self.certificate_pem()?, key).map_err(ca_error)
+    }
+
+    fn index(&self) -> Result<Index, Error> {
+        let path = self.dir().join("index.json");
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| Error::corrupt(path.display().to_string(), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(index).expect("the index serializes") + "\n";
+        fsutil::write_atomic(&self.dir().join("index.json"), text.as_bytes(), 0o600)
+    }
+
+    /// Signs a new CRL listing every revoked certificate, and saves the index with its number.
+    fn write_crl(&self, index: &mut Index) -> Result<(), Error> {
+        let issuer = self.issuer()?;
+        let now = OffsetDateTime::now_utc();
+        let revoked_certs = index
+            .certificates
+            .values()
+            .filter_map(|c| {
+                let when = c.revoked.as_deref()?;
+                Some(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&hex::decode(&c.serial).ok()?),
+                    revocation_time: OffsetDateTime::parse(
+                        when,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .unwrap_or(now),
+                    reason_code: Some(RevocationReason::Unspecified),
+                    invalidity_date: None,
+                })
+            })
+            .collect();
+        index.crl_number += 1;
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(CRL_VALIDITY_DAYS),
+            crl_number: SerialNumber::from(index.crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&issuer).map_err(ca_error)?;
+        fsutil::write_atomic(
+            &self.crl_path(),
+            crl.pem().map_err(ca_error)?.as_bytes(),
+            0o644,
+        )?;
+        self.write_index(index)
+    }
+}
+
+fn wanted_names(name: &str, extra: &[String]) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    names.extend(extra.iter().filter(|n| *n != name).cloned());
+    names
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// A positive 63-bit serial (a leading zero bit keeps the DER integer positive).
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x40;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}
+
+fn ca_error(e: rcgen::Error) -> Error {
+    Error::Certificate(e.to_string())
+}
