@@ -7,7 +7,11 @@ CONFIG ?= $(CURDIR)/examples/cell.json
 PIC     = $(CURDIR)/target/release/pic
 VENV    = $(CURDIR)/target/bench-venv
 
-.PHONY: start build test lint unit schema bench clean
+.PHONY: start build test deps lint unit schema bench clean
+
+# The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
+DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
+	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux
 
 ## Build the example cell into ./data and switch to it (later: and serve the web UI).
 start: build
@@ -20,7 +24,11 @@ build:
 	$(CARGO) build --release --locked -p pic-runtime
 
 ## Every test tier this machine can run.
-test: lint unit
+test: deps lint unit
+
+## Installs what the tests need (idempotent; as root, else it prints the command to run).
+deps:
+	.ci/install-debian-packages $(DEBIAN_TEST_PACKAGES)
 
 lint:
 	$(CARGO) fmt --all -- --check

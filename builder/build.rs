@@ -10,16 +10,10 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
     files.sort();
-    let mut out =
-        String::from("/// Every file under `templates/`: (path relative to it, contents).\n");
+    let mut out = String::from("/// Every file under `templates/`: (path relative to it, contents).\n");
     out.push_str("pub static EMBEDDED: &[(&str, &str)] = &[\n");
     for (rel, abs) in &files {
-        writeln!(
-            out,
-            "    ({rel:?}, include_str!({:?})),",
-            abs.display().to_string()
-        )
-        .unwrap();
+        writeln!(out, "    ({rel:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
     }
     out.push_str("];\n");
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("templates.rs");
@@ -32,11 +26,7 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         if path.is_dir() {
             collect(root, &path, files);
         } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let abs = path.canonicalize().unwrap();
             files.push((rel, abs));
         }

@@ -19,11 +19,7 @@ fn key(i: u32) -> String {
 
 /// The example cell with `peers` peers in a /16 VPN subnet.
 fn cell(peers: u32) -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/cell.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cell.json")).unwrap();
     let mut config: Value = serde_json::from_str(&text).unwrap();
     config["wireguard"]["subnet"] = json!("10.8.0.0/16");
     config["wireguard"]["peers"] = (0..peers)
@@ -54,9 +50,7 @@ fn measure(peers: u32, python: &str) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let state = State::new(dir.path().join("state"));
     let base = cell(peers);
-    state
-        .init(Some(&config::parse(&base.to_string()).unwrap()))
-        .unwrap();
+    state.init(Some(&config::parse(&base.to_string()).unwrap())).unwrap();
     {
         let writer = state.writer().unwrap();
         let n = writer.build(None, "bench").unwrap().generation;
@@ -87,11 +81,7 @@ fn measure(peers: u32, python: &str) -> Row {
     for _ in 0..iterations {
         let start = Instant::now();
         let config = config::parse(&text).unwrap();
-        let outcome = state
-            .writer()
-            .unwrap()
-            .build(Some(&config), "bench")
-            .unwrap();
+        let outcome = state.writer().unwrap().build(Some(&config), "bench").unwrap();
         assert!(!outcome.created);
         samples.push(start.elapsed());
     }
@@ -100,11 +90,7 @@ fn measure(peers: u32, python: &str) -> Row {
     let config: ValidConfig = config::parse(&text).unwrap();
     let keys = state.public_keys().unwrap();
     let renderer = Renderer::new();
-    let services: Vec<String> = renderer
-        .render(&config, &keys)
-        .unwrap()
-        .into_keys()
-        .collect();
+    let services: Vec<String> = renderer.render(&config, &keys).unwrap().into_keys().collect();
     let mut samples = Vec::new();
     for _ in 0..iterations {
         let start = Instant::now();
@@ -122,11 +108,7 @@ fn measure(peers: u32, python: &str) -> Row {
     let templates_only = median(samples);
 
     let context_file = dir.path().join("context.json");
-    std::fs::write(
-        &context_file,
-        serde_json::to_string(&Context::new(&config, &keys)).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&context_file, serde_json::to_string(&Context::new(&config, &keys)).unwrap()).unwrap();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jinja2_render.py");
     let out = Command::new(python)
@@ -142,10 +124,7 @@ fn measure(peers: u32, python: &str) -> Row {
             Some(Duration::from_secs_f64(secs))
         }
         Ok(out) => {
-            eprintln!(
-                "Jinja2 comparison failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            eprintln!("Jinja2 comparison failed: {}", String::from_utf8_lossy(&out.stderr));
             None
         }
         Err(e) => {
@@ -153,33 +132,20 @@ fn measure(peers: u32, python: &str) -> Row {
             None
         }
     };
-    Row {
-        peers,
-        build_switch,
-        noop,
-        render,
-        templates_only,
-        jinja2,
-    }
+    Row { peers, build_switch, noop, render, templates_only, jinja2 }
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to filter here.
     let python = std::env::var("PIC_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let rows: Vec<Row> = [10, 1_000, 10_000]
-        .into_iter()
-        .map(|n| measure(n, &python))
-        .collect();
+    let rows: Vec<Row> = [10, 1_000, 10_000].into_iter().map(|n| measure(n, &python)).collect();
     println!(
         "| peers | build+switch (one peer changed) | no-op rebuild | render, context included | render (minijinja) | render (Jinja2) | Jinja2 / minijinja |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let (jinja2, ratio) = match r.jinja2 {
-            Some(j) => (
-                ms(j),
-                format!("{:.1}x", j.as_secs_f64() / r.templates_only.as_secs_f64()),
-            ),
+            Some(j) => (ms(j), format!("{:.1}x", j.as_secs_f64() / r.templates_only.as_secs_f64())),
             None => ("n/a".into(), "n/a".into()),
         };
         println!(
@@ -191,18 +157,10 @@ fn main() {
             ms(r.templates_only)
         );
     }
-    println!(
-        "\nMedians. build+switch parses and validates the config, renders, writes the changed store paths"
-    );
-    println!(
-        "and the generation with fsync, and flips `current`; a no-op rebuild stops at the inputs hash."
-    );
-    println!(
-        "The last three columns render the same templates from the same prepared context (Jinja2 in"
-    );
-    println!(
-        "Python, context loaded before timing); \"context included\" adds building it from the config."
-    );
+    println!("\nMedians. build+switch parses and validates the config, renders, writes the changed store paths");
+    println!("and the generation with fsync, and flips `current`; a no-op rebuild stops at the inputs hash.");
+    println!("The last three columns render the same templates from the same prepared context (Jinja2 in");
+    println!("Python, context loaded before timing); \"context included\" adds building it from the config.");
     if rows.iter().any(|r| r.jinja2.is_none()) {
         std::process::exit(1);
     }

@@ -10,10 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, RevocationReason, RevokedCertParams,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    PKCS_ECDSA_P384_SHA384, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -57,9 +56,7 @@ pub struct CertificateAuthority {
 impl CertificateAuthority {
     /// The CA kept in the state directory's `secrets/`.
     pub fn new(secrets: &Path) -> CertificateAuthority {
-        CertificateAuthority {
-            secrets: secrets.to_path_buf(),
-        }
+        CertificateAuthority { secrets: secrets.to_path_buf() }
     }
 
     fn dir(&self) -> PathBuf {
@@ -89,11 +86,8 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         params.distinguished_name = name("PIC cell CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.key_identifier_method = KeyIdMethod::Sha256;
         params.serial_number = Some(random_serial());
         let now = OffsetDateTime::now_utc();
@@ -101,11 +95,7 @@ impl CertificateAuthority {
         params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
         let cert = params.self_signed(&key).map_err(ca_error)?;
         // The key first: a crash between the two leaves no certificate without its key.
-        fsutil::write_atomic(
-            &self.dir().join("ca.key"),
-            key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
+        fsutil::write_atomic(&self.dir().join("ca.key"), key.serialize_pem().as_bytes(), 0o600)?;
         fsutil::write_atomic(&self.cert_path(), cert.pem().as_bytes(), 0o644)?;
         self.write_crl(&mut Index::default())?;
         Ok(true)
@@ -135,10 +125,7 @@ impl CertificateAuthority {
         let mut params = CertificateParams::new(sans.clone()).map_err(ca_error)?;
         params.distinguished_name = self::name(name);
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         let serial = random_serial();
@@ -162,9 +149,7 @@ impl CertificateAuthority {
             revoked: None,
         };
         let mut index = self.index()?;
-        index
-            .certificates
-            .insert(issued.serial.clone(), issued.clone());
+        index.certificates.insert(issued.serial.clone(), issued.clone());
         self.write_index(&index)?;
         Ok(issued)
     }
@@ -178,11 +163,8 @@ impl CertificateAuthority {
         let fresh = current.is_some_and(|c| {
             c.revoked.is_none()
                 && c.subject_alt_names == wanted_names(name, names)
-                && OffsetDateTime::parse(
-                    &c.not_after,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .is_ok_and(|t| t > renew_after)
+                && OffsetDateTime::parse(&c.not_after, &time::format_description::well_known::Rfc3339)
+                    .is_ok_and(|t| t > renew_after)
         });
         if fresh && self.leaf_dir(name).join("key.pem").exists() {
             return Ok(false);
@@ -195,10 +177,7 @@ impl CertificateAuthority {
     pub fn revoke(&self, serial: &str) -> Result<IssuedCert, Error> {
         let mut index = self.index()?;
         let serial = serial.trim_start_matches("0x").to_ascii_lowercase();
-        let cert = index
-            .certificates
-            .get_mut(&serial)
-            .ok_or_else(|| Error::NoSuchCertificate(serial.clone()))?;
+        let cert = index.certificates.get_mut(&serial).ok_or_else(|| Error::NoSuchCertificate(serial.clone()))?;
         if cert.revoked.is_none() {
             cert.revoked = Some(rfc3339(OffsetDateTime::now_utc()));
         }
@@ -209,25 +188,19 @@ impl CertificateAuthority {
 
     /// The certificate whose files are in `tls/<name>/` now: the newest issued for the name.
     fn active<'i>(&self, index: &'i Index, name: &str) -> Option<&'i IssuedCert> {
-        index
-            .certificates
-            .values()
-            .filter(|c| c.name == name)
-            .max_by(|a, b| a.not_before.cmp(&b.not_before))
+        index.certificates.values().filter(|c| c.name == name).max_by(|a, b| a.not_before.cmp(&b.not_before))
     }
 
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>, Error> {
         let key_path = self.dir().join("ca.key");
-        let key =
-            KeyPair::from_pem(&fs::read_to_string(&key_path).at(&key_path)?).map_err(ca_error)?;
+        let key = KeyPair::from_pem(&fs::read_to_string(&key_path).at(&key_path)?).map_err(ca_error)?;
         Issuer::from_ca_cert_pem(&self.certificate_pem()?, key).map_err(ca_error)
     }
 
     fn index(&self) -> Result<Index, Error> {
         let path = self.dir().join("index.json");
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| Error::corrupt(path.display().to_string(), e)),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::corrupt(path.display().to_string(), e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(e).at(&path),
         }
@@ -249,11 +222,8 @@ impl CertificateAuthority {
                 let when = c.revoked.as_deref()?;
                 Some(RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&hex::decode(&c.serial).ok()?),
-                    revocation_time: OffsetDateTime::parse(
-                        when,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .unwrap_or(now),
+                    revocation_time: OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339)
+                        .unwrap_or(now),
                     reason_code: Some(RevocationReason::Unspecified),
                     invalidity_date: None,
                 })
@@ -269,11 +239,7 @@ impl CertificateAuthority {
             key_identifier_method: KeyIdMethod::Sha256,
         };
         let crl = params.signed_by(&issuer).map_err(ca_error)?;
-        fsutil::write_atomic(
-            &self.crl_path(),
-            crl.pem().map_err(ca_error)?.as_bytes(),
-            0o644,
-        )?;
+        fsutil::write_atomic(&self.crl_path(), crl.pem().map_err(ca_error)?.as_bytes(), 0o644)?;
         self.write_index(index)
     }
 }

@@ -67,17 +67,10 @@ pub fn bundles(service: &str, old: Option<&Bundle>, new: Option<&Bundle>) -> Vec
                 (_, None) => Change::Removed,
                 _ => Change::Changed,
             };
-            let text = |bytes: Option<&Vec<u8>>| {
-                bytes
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default()
-            };
+            let text =
+                |bytes: Option<&Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             let unified = unified(&text(a), &text(b), &format!("{service}/{path}"));
-            Some(FileDiff {
-                path: path.clone(),
-                change,
-                unified,
-            })
+            Some(FileDiff { path: path.clone(), change, unified })
         })
         .collect()
 }

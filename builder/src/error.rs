@@ -38,10 +38,14 @@ pub enum Error {
     #[error("no certificate has serial {0}; `pic cert list` shows the serials")]
     NoSuchCertificate(String),
 
-    #[error(
-        "{0:?} is not a valid host name; use dot-separated labels of lowercase letters, digits and hyphens"
-    )]
+    #[error("{0:?} is not a valid host name; use dot-separated labels of lowercase letters, digits and hyphens")]
     InvalidName(String),
+
+    #[error("{0}")]
+    BadPassword(String),
+
+    #[error("no user is named {0:?}; `pic user list` shows the users")]
+    NoSuchUser(String),
 
     #[error("`--keep` must be at least 1")]
     KeepZero,
@@ -62,14 +66,13 @@ impl Error {
                 | Error::KeepZero
                 | Error::NoSuchCertificate(_)
                 | Error::InvalidName(_)
+                | Error::BadPassword(_)
+                | Error::NoSuchUser(_)
         )
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {
-        Error::Corrupt {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
+        Error::Corrupt { what: what.into(), detail: detail.to_string() }
     }
 }
 
@@ -80,9 +83,6 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for Result<T, io::Error> {
     fn at(self, path: &Path) -> Result<T, Error> {
-        self.map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        self.map_err(|source| Error::Io { path: path.to_path_buf(), source })
     }
 }

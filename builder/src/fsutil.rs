@@ -19,10 +19,7 @@ pub const TMP_PREFIX: &str = ".tmp-";
 /// `path`, and the parent directory is fsynced.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let parent = parent_of(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let tmp = parent.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
     write_new(&tmp, contents, mode)?;
     fault::point("write_atomic: temporary written");
@@ -33,12 +30,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error
 
 /// Creates `path` (which must not exist yet), writes and fsyncs it.
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .at(path)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).at(path)?;
     file.write_all(contents).at(path)?;
     file.sync_all().at(path)
 }
@@ -140,10 +132,7 @@ mod tests {
         write_atomic(&path, b"one", 0o644).unwrap();
         write_atomic(&path, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f.json")]);
     }
 
@@ -154,11 +143,7 @@ mod tests {
         fs::create_dir_all(tree.join("sub")).unwrap();
         fs::write(tree.join("sub/f"), "x").unwrap();
         make_read_only(&tree).unwrap();
-        let mode = fs::metadata(tree.join("sub/f"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = fs::metadata(tree.join("sub/f")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o444);
         remove_tree(&tree).unwrap();
         assert!(!tree.exists());

@@ -76,11 +76,7 @@ impl Generations {
         let mut numbers = Vec::new();
         for entry in fs::read_dir(&self.dir).at(&self.dir)? {
             let entry = entry.at(&self.dir)?;
-            if let Some(n) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u64>().ok())
-            {
+            if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
                 numbers.push(n);
             }
         }

@@ -7,6 +7,7 @@
 
 pub mod ca;
 pub mod config;
+pub mod credentials;
 pub mod diff;
 pub mod error;
 pub mod fault;

@@ -48,11 +48,7 @@ impl Secrets {
             0o644,
         )?;
         let private = format!("{}\n", STANDARD.encode(secret.to_bytes()));
-        fsutil::write_atomic(
-            &self.wireguard_private_key_path(),
-            private.as_bytes(),
-            0o600,
-        )?;
+        fsutil::write_atomic(&self.wireguard_private_key_path(), private.as_bytes(), 0o600)?;
         Ok(true)
     }
 
@@ -62,10 +58,7 @@ impl Secrets {
         let text = fs::read_to_string(&path).at(&path)?;
         let key = text.trim().to_string();
         if !crate::config::is_wireguard_key(&key) {
-            return Err(Error::corrupt(
-                path.display().to_string(),
-                "not a WireGuard public key",
-            ));
+            return Err(Error::corrupt(path.display().to_string(), "not a WireGuard public key"));
         }
         Ok(key)
     }

@@ -9,14 +9,17 @@ use crate::config::CellConfig;
 pub struct ServiceDef {
     /// Name of the service; also its template folder and its store path suffix.
     pub name: &'static str,
-    /// Host number of its default address in the cell subnet (the gateway is 1).
-    pub offset: u32,
+    /// Host number of its default address in the cell subnet (the gateway is 1); `None` for a
+    /// service of the host itself (kernel WireGuard, the firewall), whose address is the gateway.
+    pub offset: Option<u32>,
     /// Its name under the cell domain.
     pub host: &'static str,
     /// Web services are reached through the reverse proxy, so their name resolves to the proxy.
     pub via_proxy: bool,
     pub enabled: fn(&CellConfig) -> bool,
-    /// Ports it publishes on the host, with the config field that sets each one.
+    /// Ports it listens on inside its container.
+    pub listens: &'static [(Protocol, u16)],
+    /// Ports it publishes on the host, with the container port and the config field of each.
     pub ports: fn(&CellConfig) -> Vec<PublishedPort>,
 }
 
@@ -26,126 +29,145 @@ pub enum Protocol {
     Udp,
 }
 
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tcp => "tcp",
+            Udp => "udp",
+        }
     }
 }
 
-/// A host port a service publishes, and the config field it comes from.
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A host port a service publishes, the container port behind it, and the config field that sets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {
     pub protocol: Protocol,
     pub port: u16,
+    pub container_port: u16,
     pub field: &'static str,
 }
 
+/// A port published on the same number as inside the container.
 const fn port(protocol: Protocol, port: u16, field: &'static str) -> PublishedPort {
-    PublishedPort {
-        protocol,
-        port,
-        field,
-    }
+    PublishedPort { protocol, port, container_port: port, field }
 }
+
+use Protocol::{Tcp, Udp};
 
 /// Every service, in the order of their default addresses.
 pub static CATALOG: &[ServiceDef] = &[
     ServiceDef {
         name: "proxy",
-        offset: 2,
+        offset: Some(2),
         host: "proxy",
         via_proxy: false,
         enabled: |c| c.services.proxy.enabled,
+        listens: &[(Tcp, 80), (Tcp, 443)],
         ports: |c| {
             let p = &c.services.proxy;
             vec![
-                port(Protocol::Tcp, p.http_port, "services.proxy.http_port"),
-                port(Protocol::Tcp, p.https_port, "services.proxy.https_port"),
+                PublishedPort {
+                    protocol: Tcp,
+                    port: p.http_port,
+                    container_port: 80,
+                    field: "services.proxy.http_port",
+                },
+                PublishedPort {
+                    protocol: Tcp,
+                    port: p.https_port,
+                    container_port: 443,
+                    field: "services.proxy.https_port",
+                },
             ]
         },
     },
     ServiceDef {
         name: "dns",
-        offset: 3,
+        offset: Some(3),
         host: "dns",
         via_proxy: false,
         enabled: |c| c.services.dns.enabled,
-        ports: |_| {
-            vec![
-                port(Protocol::Udp, 53, "services.dns"),
-                port(Protocol::Tcp, 53, "services.dns"),
-            ]
-        },
+        listens: &[(Udp, 53), (Tcp, 53)],
+        ports: |_| vec![port(Udp, 53, "services.dns"), port(Tcp, 53, "services.dns")],
     },
     ServiceDef {
         name: "dhcp",
-        offset: 4,
+        offset: Some(4),
         host: "dhcp",
         via_proxy: false,
         enabled: |c| c.services.dhcp.enabled,
-        ports: |_| vec![port(Protocol::Udp, 67, "services.dhcp")],
+        listens: &[(Udp, 67)],
+        ports: |_| vec![port(Udp, 67, "services.dhcp")],
     },
     ServiceDef {
         name: "ntp",
-        offset: 5,
+        offset: Some(5),
         host: "ntp",
         via_proxy: false,
         enabled: |c| c.services.ntp.enabled,
-        ports: |_| vec![port(Protocol::Udp, 123, "services.ntp")],
+        listens: &[(Udp, 123)],
+        ports: |_| vec![port(Udp, 123, "services.ntp")],
     },
     ServiceDef {
         name: "wireguard",
-        offset: 6,
+        offset: None,
         host: "vpn",
         via_proxy: false,
         enabled: |c| c.wireguard.enabled,
-        ports: |c| {
-            vec![port(
-                Protocol::Udp,
-                c.wireguard.listen_port,
-                "wireguard.listen_port",
-            )]
-        },
+        listens: &[],
+        ports: |c| vec![port(Udp, c.wireguard.listen_port, "wireguard.listen_port")],
     },
     ServiceDef {
         name: "mail",
-        offset: 7,
+        offset: Some(7),
         host: "mail",
         via_proxy: false,
         enabled: |c| c.services.mail.enabled,
+        listens: &[(Tcp, 25), (Tcp, 587), (Tcp, 993)],
         ports: |_| {
-            vec![
-                port(Protocol::Tcp, 25, "services.mail"),
-                port(Protocol::Tcp, 587, "services.mail"),
-                port(Protocol::Tcp, 993, "services.mail"),
-            ]
+            vec![port(Tcp, 25, "services.mail"), port(Tcp, 587, "services.mail"), port(Tcp, 993, "services.mail")]
         },
     },
     ServiceDef {
         name: "calendar",
-        offset: 8,
+        offset: Some(8),
         host: "calendar",
         via_proxy: true,
         enabled: |c| c.services.calendar.enabled,
+        listens: &[(Tcp, 5232)],
         ports: |_| Vec::new(),
     },
     ServiceDef {
         name: "files",
-        offset: 9,
+        offset: Some(9),
         host: "files",
         via_proxy: true,
         enabled: |c| c.services.files.enabled,
+        listens: &[(Tcp, 8080)],
         ports: |_| Vec::new(),
     },
     ServiceDef {
         name: "webmail",
-        offset: 10,
+        offset: Some(10),
         host: "webmail",
         via_proxy: true,
         enabled: |c| c.services.webmail.enabled,
+        listens: &[(Tcp, 8080)],
+        ports: |_| Vec::new(),
+    },
+    ServiceDef {
+        name: "firewall",
+        offset: None,
+        host: "firewall",
+        via_proxy: false,
+        enabled: |c| c.services.firewall.enabled,
+        listens: &[],
         ports: |_| Vec::new(),
     },
 ];
@@ -168,6 +190,8 @@ pub fn enabled(config: &CellConfig) -> impl Iterator<Item = &'static ServiceDef>
 pub struct TlsSite {
     pub name: String,
     pub also: Vec<String>,
+    /// The service that serves the name.
+    pub service: &'static str,
 }
 
 /// The certificates the cell CA must provide for a config: every site the proxy serves in local
@@ -178,22 +202,13 @@ pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
     let mut sites = Vec::new();
     let local = matches!(config.cell.domain, crate::config::Domain::Local);
     if local && config.services.proxy.enabled {
-        sites.push(TlsSite {
-            name: fqdn(WEBUI_HOST),
-            also: vec![domain.clone()],
-        });
+        sites.push(TlsSite { name: fqdn(WEBUI_HOST), also: vec![domain.clone()], service: "proxy" });
         for s in enabled(config).filter(|s| s.via_proxy) {
-            sites.push(TlsSite {
-                name: fqdn(s.host),
-                also: Vec::new(),
-            });
+            sites.push(TlsSite { name: fqdn(s.host), also: Vec::new(), service: "proxy" });
         }
     }
     if config.services.mail.enabled {
-        sites.push(TlsSite {
-            name: fqdn("mail"),
-            also: Vec::new(),
-        });
+        sites.push(TlsSite { name: fqdn("mail"), also: Vec::new(), service: "mail" });
     }
     sites
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ca::CertificateAuthority;
 use crate::config::{self, ValidConfig};
+use crate::credentials::Credentials;
 use crate::diff::{self, Change, GenerationDiff, ServiceDiff};
 use crate::error::{Error, IoContext};
 use crate::fault;
@@ -119,6 +120,11 @@ impl State {
         CertificateAuthority::new(self.secrets.dir())
     }
 
+    /// Users' password hashes and the daemon credential files, kept in `secrets/`.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(self.secrets.dir().to_path_buf())
+    }
+
     pub fn is_initialized(&self) -> bool {
         self.store.dir().is_dir() && self.generations.dir().is_dir() && self.secrets.dir().is_dir()
     }
@@ -142,12 +148,7 @@ impl State {
         if let Some(config) = config {
             writer.set_desired(config)?;
         }
-        Ok(InitReport {
-            root: self.root.clone(),
-            created_wireguard_key,
-            created_ca,
-            wrote_config: config.is_some(),
-        })
+        Ok(InitReport { root: self.root.clone(), created_wireguard_key, created_ca, wrote_config: config.is_some() })
     }
 
     /// Takes the writer lock (waiting for another writer to finish) and clears what an
@@ -161,20 +162,12 @@ impl State {
 
     fn writer_unchecked(&self) -> Result<Writer<'_>, Error> {
         let path = self.root.join(LOCK);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let lock = File::options().create(true).truncate(false).write(true).open(&path).at(&path)?;
         lock.lock().at(&path)?;
         for dir in [&self.root, self.store.dir(), self.generations.dir()] {
             fsutil::remove_temporaries(dir)?;
         }
-        Ok(Writer {
-            state: self,
-            _lock: lock,
-        })
+        Ok(Writer { state: self, _lock: lock })
     }
 
     pub fn desired_config_path(&self) -> PathBuf {
@@ -203,12 +196,7 @@ impl State {
             .ok()
             .and_then(|n| n.to_str())
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                Error::corrupt(
-                    link.display().to_string(),
-                    format!("points at {}", target.display()),
-                )
-            })?;
+            .ok_or_else(|| Error::corrupt(link.display().to_string(), format!("points at {}", target.display())))?;
         Ok(Some(number))
     }
 
@@ -227,19 +215,12 @@ impl State {
         self.generations
             .numbers()?
             .into_iter()
-            .map(|n| {
-                Ok(GenerationInfo {
-                    manifest: self.generations.manifest(n)?,
-                    current: current == Some(n),
-                })
-            })
+            .map(|n| Ok(GenerationInfo { manifest: self.generations.manifest(n)?, current: current == Some(n) }))
             .collect()
     }
 
     pub fn public_keys(&self) -> Result<PublicKeys, Error> {
-        Ok(PublicKeys {
-            wireguard: self.secrets.wireguard_public_key()?,
-        })
+        Ok(PublicKeys { wireguard: self.secrets.wireguard_public_key()? })
     }
 
     /// Renders a config with this cell's public keys, without touching the store.
@@ -249,21 +230,14 @@ impl State {
 
     /// Reads a generation's bundle of one service from the store.
     pub fn bundle(&self, entry: &ServiceEntry) -> Result<Bundle, Error> {
-        let name = entry
-            .store_path
-            .strip_prefix("store/")
-            .unwrap_or(&entry.store_path);
+        let name = entry.store_path.strip_prefix("store/").unwrap_or(&entry.store_path);
         self.store.read(name)
     }
 
     /// The config and per-service, per-file differences from generation `a` to `b`.
     pub fn diff(&self, a: u64, b: u64) -> Result<GenerationDiff, Error> {
         let (ma, mb) = (self.manifest(a)?, self.manifest(b)?);
-        let config = diff::unified(
-            &self.generation_config(a)?,
-            &self.generation_config(b)?,
-            "config.json",
-        );
+        let config = diff::unified(&self.generation_config(a)?, &self.generation_config(b)?, "config.json");
         let names: BTreeSet<&String> = ma.services.keys().chain(mb.services.keys()).collect();
         let mut services = Vec::new();
         for name in names {
@@ -286,19 +260,13 @@ impl State {
                 files: diff::bundles(name, ba.as_ref(), bb.as_ref()),
             });
         }
-        Ok(GenerationDiff {
-            from: a,
-            to: b,
-            config,
-            services,
-        })
+        Ok(GenerationDiff { from: a, to: b, config, services })
     }
 
     /// Re-hashes every store path, checks every generation's config and references, and `current`.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
         let mut report = VerifyReport::default();
-        let mut problem =
-            |what: String, detail: String| report.problems.push(Problem { what, detail });
+        let mut problem = |what: String, detail: String| report.problems.push(Problem { what, detail });
         let entries = self.store.entries()?;
         for name in &entries {
             if let Some(detail) = self.store.check(name)? {
@@ -317,35 +285,22 @@ impl State {
             };
             match self.generations.config_text(n) {
                 Ok(text) if sha256_hex(text.as_bytes()) == manifest.config_sha256 => {}
-                Ok(_) => problem(
-                    what.clone(),
-                    "config.json does not match config_sha256".into(),
-                ),
+                Ok(_) => problem(what.clone(), "config.json does not match config_sha256".into()),
                 Err(e) => problem(what.clone(), e.to_string()),
             }
             for (service, entry) in &manifest.services {
-                let name = entry
-                    .store_path
-                    .strip_prefix("store/")
-                    .unwrap_or(&entry.store_path);
+                let name = entry.store_path.strip_prefix("store/").unwrap_or(&entry.store_path);
                 if Store::name_of(service, &entry.sha256) != name {
-                    problem(
-                        what.clone(),
-                        format!("service {service}: store path and sha256 disagree"),
-                    );
+                    problem(what.clone(), format!("service {service}: store path and sha256 disagree"));
                 } else if !entries.iter().any(|e| e == name) {
-                    problem(
-                        what.clone(),
-                        format!("service {service}: {} is missing", entry.store_path),
-                    );
+                    problem(what.clone(), format!("service {service}: {} is missing", entry.store_path));
                 }
             }
         }
         match self.current() {
-            Ok(Some(n)) if !numbers.contains(&n) => problem(
-                CURRENT.into(),
-                format!("points at generation {n}, which does not exist"),
-            ),
+            Ok(Some(n)) if !numbers.contains(&n) => {
+                problem(CURRENT.into(), format!("points at generation {n}, which does not exist"))
+            }
             Ok(_) => {}
             Err(e) => problem(CURRENT.into(), e.to_string()),
         }
@@ -377,6 +332,19 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// The desired config with `change` applied and validated; nothing is written (building the
+    /// result makes it the desired config).
+    pub fn desired_with(
+        &self,
+        change: impl FnOnce(&mut config::CellConfig) -> Result<(), Error>,
+    ) -> Result<ValidConfig, Error> {
+        let state = self.state;
+        let desired = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root.clone()))?;
+        let mut config = desired.into_inner();
+        change(&mut config)?;
+        Ok(config::validate(config)?)
+    }
+
     /// Builds a generation from `config` (which then becomes the desired config) or from the
     /// desired config. An unchanged config creates nothing and reports the generation it equals.
     pub fn build(&self, config: Option<&ValidConfig>, reason: &str) -> Result<BuildOutcome, Error> {
@@ -388,9 +356,7 @@ impl Writer<'_> {
                 c
             }
             None => {
-                owned = state
-                    .desired_config()?
-                    .ok_or_else(|| Error::NoDesiredConfig(state.root.clone()))?;
+                owned = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root.clone()))?;
                 &owned
             }
         };
@@ -400,6 +366,7 @@ impl Writer<'_> {
         for site in services::tls_sites(config) {
             ca.ensure_leaf(&site.name, &site.also)?;
         }
+        state.credentials().write_daemon_files(config)?;
         let config_text = config::to_canonical_json(config);
         let keys = state.public_keys()?;
         let inputs_sha256 = inputs_hash(&config_text, &keys);
@@ -412,11 +379,7 @@ impl Writer<'_> {
             let existing = state.manifest(n)?;
             if existing.inputs_sha256 == inputs_sha256 {
                 let changed_services = changed(current_manifest.as_ref(), &existing);
-                return Ok(BuildOutcome {
-                    generation: n,
-                    created: false,
-                    changed_services,
-                });
+                return Ok(BuildOutcome { generation: n, created: false, changed_services });
             }
         }
 
@@ -424,17 +387,8 @@ impl Writer<'_> {
         let mut services = BTreeMap::new();
         for (service, bundle) in &bundles {
             let name = state.store.add(service, bundle)?;
-            let sha256 = Store::parse_name(&name)
-                .expect("the store names what it adds")
-                .0
-                .to_string();
-            services.insert(
-                service.clone(),
-                ServiceEntry {
-                    store_path: format!("store/{name}"),
-                    sha256,
-                },
-            );
+            let sha256 = Store::parse_name(&name).expect("the store names what it adds").0.to_string();
+            services.insert(service.clone(), ServiceEntry { store_path: format!("store/{name}"), sha256 });
         }
         let manifest = Manifest {
             number: numbers.last().map_or(1, |n| n + 1),
@@ -455,36 +409,20 @@ impl Writer<'_> {
         // Other inputs can still render the same bundles (an edit that templates ignore).
         for n in candidates {
             if state.manifest(n)?.same_content(&manifest) {
-                return Ok(BuildOutcome {
-                    generation: n,
-                    created: false,
-                    changed_services,
-                });
+                return Ok(BuildOutcome { generation: n, created: false, changed_services });
             }
         }
 
-        let tmp = state
-            .generations
-            .dir()
-            .join(format!("{TMP_PREFIX}{}", manifest.number));
+        let tmp = state.generations.dir().join(format!("{TMP_PREFIX}{}", manifest.number));
         fs::create_dir(&tmp).at(&tmp)?;
         fsutil::write_new(&tmp.join(generation::CONFIG), config_text.as_bytes(), 0o444)?;
-        let manifest_text =
-            serde_json::to_string_pretty(&manifest).expect("a manifest serializes") + "\n";
-        fsutil::write_new(
-            &tmp.join(generation::MANIFEST),
-            manifest_text.as_bytes(),
-            0o444,
-        )?;
+        let manifest_text = serde_json::to_string_pretty(&manifest).expect("a manifest serializes") + "\n";
+        fsutil::write_new(&tmp.join(generation::MANIFEST), manifest_text.as_bytes(), 0o444)?;
         fsutil::fsync_dir(&tmp)?;
         fault::point("generation complete");
         fsutil::rename_durable(&tmp, &state.generations.path(manifest.number))?;
         fault::point("generation in place");
-        Ok(BuildOutcome {
-            generation: manifest.number,
-            created: true,
-            changed_services,
-        })
+        Ok(BuildOutcome { generation: manifest.number, created: true, changed_services })
     }
 
     /// Makes generation `number` current and its config the desired config.
@@ -497,8 +435,7 @@ impl Writer<'_> {
         self.write_desired(&state.generation_config(number)?)?;
         let tmp = state.root.join(format!("{TMP_PREFIX}{CURRENT}"));
         let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(Path::new("generations").join(number.to_string()), &tmp)
-            .at(&tmp)?;
+        std::os::unix::fs::symlink(Path::new("generations").join(number.to_string()), &tmp).at(&tmp)?;
         fault::point("current link made");
         fsutil::rename_durable(&tmp, &state.root.join(CURRENT))?;
         fault::point("current switched");
@@ -508,13 +445,7 @@ impl Writer<'_> {
     /// Switches to the newest generation older than the current one.
     pub fn rollback(&self) -> Result<SwitchOutcome, Error> {
         let current = self.state.current()?.ok_or(Error::NoCurrentGeneration)?;
-        let previous = self
-            .state
-            .generations
-            .numbers()?
-            .into_iter()
-            .filter(|&n| n < current)
-            .max();
+        let previous = self.state.generations.numbers()?.into_iter().filter(|&n| n < current).max();
         self.switch(previous.ok_or(Error::NothingToRollBackTo(current))?)
     }
 
@@ -563,12 +494,7 @@ const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The hash of every input of rendering (see [`Manifest::inputs_sha256`]).
 fn inputs_hash(config_text: &str, keys: &PublicKeys) -> String {
     let mut h = Sha256::new();
-    for part in [
-        BUILDER_VERSION,
-        templates::sha256(),
-        &keys.wireguard,
-        config_text,
-    ] {
+    for part in [BUILDER_VERSION, templates::sha256(), &keys.wireguard, config_text] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -580,11 +506,7 @@ fn changed(old: Option<&Manifest>, new: &Manifest) -> Vec<String> {
     let empty = BTreeMap::new();
     let old = old.map_or(&empty, |m| &m.services);
     let names: BTreeSet<&String> = old.keys().chain(new.services.keys()).collect();
-    names
-        .into_iter()
-        .filter(|n| old.get(*n) != new.services.get(*n))
-        .cloned()
-        .collect()
+    names.into_iter().filter(|n| old.get(*n) != new.services.get(*n)).cloned().collect()
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

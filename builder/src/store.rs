@@ -77,11 +77,7 @@ impl Store {
     pub fn entries(&self) -> Result<Vec<String>, Error> {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.dir).at(&self.dir)? {
-            let name = entry
-                .at(&self.dir)?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
+            let name = entry.at(&self.dir)?.file_name().to_string_lossy().into_owned();
             if !name.starts_with(TMP_PREFIX) {
                 names.push(name);
             }
@@ -122,16 +118,9 @@ fn read_tree(root: &Path, dir: &Path, bundle: &mut Bundle) -> Result<(), Error> 
             // A symlink or special file is never written by the builder: its presence is corruption,
             // and reading it as a regular file (following a link) would hide that.
             if !meta.is_file() {
-                return Err(Error::corrupt(
-                    path.display().to_string(),
-                    "not a regular file",
-                ));
+                return Err(Error::corrupt(path.display().to_string(), "not a regular file"));
             }
-            let rel = path
-                .strip_prefix(root)
-                .expect("walked from root")
-                .to_string_lossy()
-                .into_owned();
+            let rel = path.strip_prefix(root).expect("walked from root").to_string_lossy().into_owned();
             bundle.files.insert(rel, fs::read(&path).at(&path)?);
         }
     }

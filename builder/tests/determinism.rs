@@ -7,13 +7,7 @@ use pic_builder::render::{PublicKeys, Renderer};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn config_from(
-    name: &str,
-    keys: &[[u8; 32]],
-    flags: [bool; 5],
-    records: usize,
-    routing_full: bool,
-) -> Value {
+fn config_from(name: &str, keys: &[[u8; 32]], flags: [bool; 5], records: usize, routing_full: bool) -> Value {
     let peers: Vec<Value> = keys
         .iter()
         .enumerate()

@@ -37,11 +37,7 @@ fn string_leaves(value: &Value, path: String, out: &mut Vec<String>) {
         }
         Value::Object(map) => {
             for (k, v) in map {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 string_leaves(v, child, out);
             }
         }
@@ -67,19 +63,11 @@ fn set(value: &mut Value, path: &str, new: &str) {
 
 #[test]
 fn every_string_field_refuses_every_payload() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/cell.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cell.json")).unwrap();
     let example: Value = serde_json::from_str(&text).unwrap();
     let mut leaves = Vec::new();
     string_leaves(&example, String::new(), &mut leaves);
-    assert!(
-        leaves.len() > 40,
-        "the example should exercise many string fields, has {}",
-        leaves.len()
-    );
+    assert!(leaves.len() > 40, "the example should exercise many string fields, has {}", leaves.len());
 
     let mut accepted = Vec::new();
     for leaf in &leaves {
@@ -90,21 +78,11 @@ fn every_string_field_refuses_every_payload() {
                 Ok(_) if ALLOWED.contains(&(leaf.as_str(), payload)) => {}
                 Ok(_) => accepted.push(format!("{leaf} = {payload:?}")),
                 Err(errors) => {
-                    let named = errors
-                        .0
-                        .iter()
-                        .any(|e| leaf == &e.path || leaf.starts_with(&format!("{}.", e.path)));
-                    assert!(
-                        named,
-                        "{leaf} = {payload:?} refused without naming the field: {errors}"
-                    );
+                    let named = errors.0.iter().any(|e| leaf == &e.path || leaf.starts_with(&format!("{}.", e.path)));
+                    assert!(named, "{leaf} = {payload:?} refused without naming the field: {errors}");
                 }
             }
         }
     }
-    assert!(
-        accepted.is_empty(),
-        "accepted payloads:\n{}",
-        accepted.join("\n")
-    );
+    assert!(accepted.is_empty(), "accepted payloads:\n{}", accepted.join("\n"));
 }

@@ -5,11 +5,7 @@ use pic_builder::config::{self, ValidationErrors};
 use serde_json::{Value, json};
 
 fn example() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/cell.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cell.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -17,277 +13,155 @@ type Mutation = fn(&mut Value);
 
 /// (case, the field the error must name, how to break the example config)
 const CASES: &[(&str, &str, Mutation)] = &[
-    ("version from the future", "version", |c| {
-        c["version"] = json!(2)
-    }),
+    ("version from the future", "version", |c| c["version"] = json!(2)),
     ("version zero", "version", |c| c["version"] = json!(0)),
-    ("version missing", "version", |c| {
-        drop(c.as_object_mut().unwrap().remove("version"))
-    }),
+    ("version missing", "version", |c| drop(c.as_object_mut().unwrap().remove("version"))),
     ("unknown field", "colour", |c| c["colour"] = json!("blue")),
-    ("wrong type", "wireguard.listen_port", |c| {
-        c["wireguard"]["listen_port"] = json!("51820")
-    }),
-    ("port out of range", "wireguard.listen_port", |c| {
-        c["wireguard"]["listen_port"] = json!(70000)
-    }),
+    ("wrong type", "wireguard.listen_port", |c| c["wireguard"]["listen_port"] = json!("51820")),
+    ("port out of range", "wireguard.listen_port", |c| c["wireguard"]["listen_port"] = json!(70000)),
     ("malformed address", "wireguard.peers[0].address", |c| {
         c["wireguard"]["peers"][0]["address"] = json!("10.8.0.300")
     }),
-    ("cell name not a label", "cell.name", |c| {
-        c["cell"]["name"] = json!("My Cell")
-    }),
+    ("cell name not a label", "cell.name", |c| c["cell"]["name"] = json!("My Cell")),
     ("public domain not a host name", "cell.domain.name", |c| {
-        c["cell"]["domain"] =
-            json!({"mode": "public", "name": "exa mple.org", "acme_email": "a@example.org"})
+        c["cell"]["domain"] = json!({"mode": "public", "name": "exa mple.org", "acme_email": "a@example.org"})
     }),
     ("public domain not qualified", "cell.domain.name", |c| {
-        c["cell"]["domain"] =
-            json!({"mode": "public", "name": "localhost", "acme_email": "a@example.org"})
+        c["cell"]["domain"] = json!({"mode": "public", "name": "localhost", "acme_email": "a@example.org"})
     }),
     ("acme email invalid", "cell.domain.acme_email", |c| {
-        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "duckdns", "name": "me.duckdns.org", "acme_email": "nobody"})
+        c["cell"]["domain"] =
+            json!({"mode": "ddns", "provider": "duckdns", "name": "me.duckdns.org", "acme_email": "nobody"})
     }),
-    ("unknown domain mode", "cell.domain.mode", |c| {
-        c["cell"]["domain"] = json!({"mode": "magic"})
+    ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
+    ("unknown time zone", "cell.timezone", |c| c["cell"]["timezone"] = json!("Mars/Olympus")),
+    ("subnet with host bits", "network.subnet", |c| c["network"]["subnet"] = json!("172.20.0.5/24")),
+    ("subnet too small", "network.subnet", |c| c["network"]["subnet"] = json!("172.20.0.0/29")),
+    ("subnet not private", "network.subnet", |c| c["network"]["subnet"] = json!("8.8.0.0/24")),
+    ("address for unknown service", "network.addresses.printer", |c| {
+        c["network"]["addresses"] = json!({"printer": "172.20.0.40"})
     }),
-    ("unknown time zone", "cell.timezone", |c| {
-        c["cell"]["timezone"] = json!("Mars/Olympus")
+    ("service address outside subnet", "network.addresses.dns", |c| {
+        c["network"]["addresses"] = json!({"dns": "172.21.0.3"})
     }),
-    ("subnet with host bits", "network.subnet", |c| {
-        c["network"]["subnet"] = json!("172.20.0.5/24")
+    ("service address is the gateway", "network.addresses.dns", |c| {
+        c["network"]["addresses"] = json!({"dns": "172.20.0.1"})
     }),
-    ("subnet too small", "network.subnet", |c| {
-        c["network"]["subnet"] = json!("172.20.0.0/29")
+    ("service address taken", "network.addresses.ntp", |c| c["network"]["addresses"] = json!({"ntp": "172.20.0.3"})),
+    ("vpn subnet with host bits", "wireguard.subnet", |c| c["wireguard"]["subnet"] = json!("10.8.0.1/24")),
+    ("vpn subnet overlaps the cell", "wireguard.subnet", |c| c["wireguard"]["subnet"] = json!("172.20.0.0/16")),
+    ("vpn subnet too small", "wireguard.subnet", |c| c["wireguard"]["subnet"] = json!("10.8.0.0/31")),
+    ("server address outside vpn subnet", "wireguard.address", |c| c["wireguard"]["address"] = json!("10.9.0.1")),
+    ("listen port zero", "wireguard.listen_port", |c| c["wireguard"]["listen_port"] = json!(0)),
+    ("endpoint without port", "wireguard.endpoint", |c| c["wireguard"]["endpoint"] = json!("vpn.example.org")),
+    ("peer name with newline and brace", "wireguard.peers[1].name", |c| {
+        c["wireguard"]["peers"][1]["name"] = json!("evil\n}")
     }),
-    ("subnet not private", "network.subnet", |c| {
-        c["network"]["subnet"] = json!("8.8.0.0/24")
-    }),
-    (
-        "address for unknown service",
-        "network.addresses.printer",
-        |c| c["network"]["addresses"] = json!({"printer": "172.20.0.40"}),
-    ),
-    (
-        "service address outside subnet",
-        "network.addresses.dns",
-        |c| c["network"]["addresses"] = json!({"dns": "172.21.0.3"}),
-    ),
-    (
-        "service address is the gateway",
-        "network.addresses.dns",
-        |c| c["network"]["addresses"] = json!({"dns": "172.20.0.1"}),
-    ),
-    ("service address taken", "network.addresses.ntp", |c| {
-        c["network"]["addresses"] = json!({"ntp": "172.20.0.3"})
-    }),
-    ("vpn subnet with host bits", "wireguard.subnet", |c| {
-        c["wireguard"]["subnet"] = json!("10.8.0.1/24")
-    }),
-    ("vpn subnet overlaps the cell", "wireguard.subnet", |c| {
-        c["wireguard"]["subnet"] = json!("172.20.0.0/16")
-    }),
-    ("vpn subnet too small", "wireguard.subnet", |c| {
-        c["wireguard"]["subnet"] = json!("10.8.0.0/31")
-    }),
-    (
-        "server address outside vpn subnet",
-        "wireguard.address",
-        |c| c["wireguard"]["address"] = json!("10.9.0.1"),
-    ),
-    ("listen port zero", "wireguard.listen_port", |c| {
-        c["wireguard"]["listen_port"] = json!(0)
-    }),
-    ("endpoint without port", "wireguard.endpoint", |c| {
-        c["wireguard"]["endpoint"] = json!("vpn.example.org")
-    }),
-    (
-        "peer name with newline and brace",
-        "wireguard.peers[1].name",
-        |c| c["wireguard"]["peers"][1]["name"] = json!("evil\n}"),
-    ),
     ("peer key not a key", "wireguard.peers[0].public_key", |c| {
         c["wireguard"]["peers"][0]["public_key"] = json!("not-a-key")
     }),
-    (
-        "peer address outside vpn subnet",
-        "wireguard.peers[0].address",
-        |c| c["wireguard"]["peers"][0]["address"] = json!("10.9.0.2"),
-    ),
-    (
-        "peer address is the server's",
-        "wireguard.peers[0].address",
-        |c| c["wireguard"]["peers"][0]["address"] = json!("10.8.0.1"),
-    ),
-    (
-        "peer address is the broadcast",
-        "wireguard.peers[0].address",
-        |c| c["wireguard"]["peers"][0]["address"] = json!("10.8.0.255"),
-    ),
-    ("peer of unknown user", "wireguard.peers[0].user", |c| {
-        c["wireguard"]["peers"][0]["user"] = json!("mallory")
+    ("peer address outside vpn subnet", "wireguard.peers[0].address", |c| {
+        c["wireguard"]["peers"][0]["address"] = json!("10.9.0.2")
     }),
-    ("duplicate peer name", "wireguard.peers[1].name", |c| {
-        c["wireguard"]["peers"][1]["name"] = json!("alice-laptop")
+    ("peer address is the server's", "wireguard.peers[0].address", |c| {
+        c["wireguard"]["peers"][0]["address"] = json!("10.8.0.1")
     }),
+    ("peer address is the broadcast", "wireguard.peers[0].address", |c| {
+        c["wireguard"]["peers"][0]["address"] = json!("10.8.0.255")
+    }),
+    ("peer of unknown user", "wireguard.peers[0].user", |c| c["wireguard"]["peers"][0]["user"] = json!("mallory")),
+    ("duplicate peer name", "wireguard.peers[1].name", |c| c["wireguard"]["peers"][1]["name"] = json!("alice-laptop")),
     ("duplicate peer key", "wireguard.peers[2].public_key", |c| {
         c["wireguard"]["peers"][2]["public_key"] = c["wireguard"]["peers"][0]["public_key"].clone()
     }),
-    (
-        "duplicate peer address",
-        "wireguard.peers[1].address",
-        |c| c["wireguard"]["peers"][1]["address"] = json!("10.8.0.2"),
-    ),
-    ("bad expiry", "wireguard.peers[0].expires", |c| {
-        c["wireguard"]["peers"][0]["expires"] = json!("next tuesday")
+    ("duplicate peer address", "wireguard.peers[1].address", |c| {
+        c["wireguard"]["peers"][1]["address"] = json!("10.8.0.2")
     }),
-    ("unusable upstream", "services.dns.upstreams[0]", |c| {
-        c["services"]["dns"]["upstreams"][0] = json!("0.0.0.0")
-    }),
-    ("duplicate upstream", "services.dns.upstreams[1]", |c| {
-        c["services"]["dns"]["upstreams"][1] = json!("9.9.9.9")
-    }),
+    ("bad expiry", "wireguard.peers[0].expires", |c| c["wireguard"]["peers"][0]["expires"] = json!("next tuesday")),
+    ("unusable upstream", "services.dns.upstreams[0]", |c| c["services"]["dns"]["upstreams"][0] = json!("0.0.0.0")),
+    ("duplicate upstream", "services.dns.upstreams[1]", |c| c["services"]["dns"]["upstreams"][1] = json!("9.9.9.9")),
     ("record name invalid", "services.dns.records[0].name", |c| {
         c["services"]["dns"]["records"][0]["name"] = json!("nas;rm")
     }),
-    (
-        "A record with a name",
-        "services.dns.records[0].value",
-        |c| c["services"]["dns"]["records"][0]["value"] = json!("nas.example.org"),
-    ),
-    (
-        "TXT record with a quote",
-        "services.dns.records[2].value",
-        |c| c["services"]["dns"]["records"][2]["value"] = json!("x\" IN A 1.2.3.4"),
-    ),
-    (
-        "CNAME beside another record",
-        "services.dns.records[3].name",
-        |c| {
-            c["services"]["dns"]["records"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"name": "storage", "type": "A", "value": "172.20.0.60"}))
-        },
-    ),
-    ("duplicate record", "services.dns.records[3]", |c| {
-        let first = c["services"]["dns"]["records"][0].clone();
+    ("A record with a name", "services.dns.records[0].value", |c| {
+        c["services"]["dns"]["records"][0]["value"] = json!("nas.example.org")
+    }),
+    ("TXT record with a quote", "services.dns.records[2].value", |c| {
+        c["services"]["dns"]["records"][2]["value"] = json!("x\" IN A 1.2.3.4")
+    }),
+    ("CNAME beside another record", "services.dns.records[3].name", |c| {
         c["services"]["dns"]["records"]
             .as_array_mut()
             .unwrap()
-            .push(first)
+            .push(json!({"name": "storage", "type": "A", "value": "172.20.0.60"}))
+    }),
+    ("duplicate record", "services.dns.records[3]", |c| {
+        let first = c["services"]["dns"]["records"][0].clone();
+        c["services"]["dns"]["records"].as_array_mut().unwrap().push(first)
     }),
     ("dhcp without range", "services.dhcp.range", |c| {
-        drop(
-            c["services"]["dhcp"]
-                .as_object_mut()
-                .unwrap()
-                .remove("range"),
-        )
+        drop(c["services"]["dhcp"].as_object_mut().unwrap().remove("range"))
     }),
     ("dhcp range reversed", "services.dhcp.range", |c| {
         c["services"]["dhcp"]["range"] = json!({"start": "172.20.0.200", "end": "172.20.0.100"})
     }),
-    (
-        "dhcp range outside the cell network",
-        "services.dhcp.range.end",
-        |c| c["services"]["dhcp"]["range"]["end"] = json!("172.21.0.10"),
-    ),
-    (
-        "dhcp range over service addresses",
-        "services.dhcp.range",
-        |c| c["services"]["dhcp"]["range"]["start"] = json!("172.20.0.2"),
-    ),
-    (
-        "reservation outside the range",
-        "services.dhcp.reservations[0].address",
-        |c| c["services"]["dhcp"]["reservations"][0]["address"] = json!("172.20.0.50"),
-    ),
-    (
-        "reservation with a bad mac",
-        "services.dhcp.reservations[0].mac",
-        |c| c["services"]["dhcp"]["reservations"][0]["mac"] = json!("52:54:00:12:34"),
-    ),
-    (
-        "duplicate reservation mac",
-        "services.dhcp.reservations[1].mac",
-        |c| {
-            c["services"]["dhcp"]["reservations"].as_array_mut().unwrap().push(json!({"name": "scanner", "mac": "52:54:00:12:34:56", "address": "172.20.0.151"}))
-        },
-    ),
-    ("ntp server invalid", "services.ntp.servers[0]", |c| {
-        c["services"]["ntp"]["servers"][0] = json!("pool ntp org")
+    ("dhcp range outside the cell network", "services.dhcp.range.end", |c| {
+        c["services"]["dhcp"]["range"]["end"] = json!("172.21.0.10")
     }),
-    ("ntp without servers", "services.ntp.servers", |c| {
-        c["services"]["ntp"]["servers"] = json!([])
+    ("dhcp range over service addresses", "services.dhcp.range", |c| {
+        c["services"]["dhcp"]["range"]["start"] = json!("172.20.0.2")
     }),
-    ("mail domain invalid", "services.mail.domains[0]", |c| {
-        c["services"]["mail"]["domains"][0] = json!("home..cell")
+    ("reservation outside the range", "services.dhcp.reservations[0].address", |c| {
+        c["services"]["dhcp"]["reservations"][0]["address"] = json!("172.20.0.50")
     }),
+    ("reservation with a bad mac", "services.dhcp.reservations[0].mac", |c| {
+        c["services"]["dhcp"]["reservations"][0]["mac"] = json!("52:54:00:12:34")
+    }),
+    ("duplicate reservation mac", "services.dhcp.reservations[1].mac", |c| {
+        c["services"]["dhcp"]["reservations"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "scanner", "mac": "52:54:00:12:34:56", "address": "172.20.0.151"}))
+    }),
+    ("ntp server invalid", "services.ntp.servers[0]", |c| c["services"]["ntp"]["servers"][0] = json!("pool ntp org")),
+    ("ntp without servers", "services.ntp.servers", |c| c["services"]["ntp"]["servers"] = json!([])),
+    ("mail domain invalid", "services.mail.domains[0]", |c| c["services"]["mail"]["domains"][0] = json!("home..cell")),
     ("mail without domains", "services.mail.domains", |c| {
         c["services"]["mail"]["domains"] = json!([]);
         c["services"]["mail"]["mailboxes"] = json!([]);
     }),
-    (
-        "mailbox in unknown domain",
-        "services.mail.mailboxes[0].address",
-        |c| c["services"]["mail"]["mailboxes"][0]["address"] = json!("alice@elsewhere.org"),
-    ),
-    (
-        "mailbox not an address",
-        "services.mail.mailboxes[0].address",
-        |c| c["services"]["mail"]["mailboxes"][0]["address"] = json!("alice"),
-    ),
-    (
-        "mailbox of unknown user",
-        "services.mail.mailboxes[0].user",
-        |c| c["services"]["mail"]["mailboxes"][0]["user"] = json!("mallory"),
-    ),
-    (
-        "duplicate mailbox",
-        "services.mail.mailboxes[1].address",
-        |c| c["services"]["mail"]["mailboxes"][1]["address"] = json!("alice@home.cell"),
-    ),
+    ("mailbox in unknown domain", "services.mail.mailboxes[0].address", |c| {
+        c["services"]["mail"]["mailboxes"][0]["address"] = json!("alice@elsewhere.org")
+    }),
+    ("mailbox not an address", "services.mail.mailboxes[0].address", |c| {
+        c["services"]["mail"]["mailboxes"][0]["address"] = json!("alice")
+    }),
+    ("mailbox of unknown user", "services.mail.mailboxes[0].user", |c| {
+        c["services"]["mail"]["mailboxes"][0]["user"] = json!("mallory")
+    }),
+    ("duplicate mailbox", "services.mail.mailboxes[1].address", |c| {
+        c["services"]["mail"]["mailboxes"][1]["address"] = json!("alice@home.cell")
+    }),
     ("calendar user unknown", "services.calendar.users[1]", |c| {
         c["services"]["calendar"]["users"][1] = json!("mallory")
     }),
-    ("files user twice", "services.files.users[1]", |c| {
-        c["services"]["files"]["users"][1] = json!("alice")
+    ("files user twice", "services.files.users[1]", |c| c["services"]["files"]["users"][1] = json!("alice")),
+    ("user name invalid", "users[1].name", |c| c["users"][1]["name"] = json!("Bob")),
+    ("user name twice", "users[1].name", |c| c["users"][1]["name"] = json!("alice")),
+    ("no admin", "users", |c| c["users"][0]["role"] = json!("peer")),
+    ("https port colliding with dns", "services.proxy.https_port", |c| {
+        c["services"]["proxy"]["https_port"] = json!(53)
     }),
-    ("user name invalid", "users[1].name", |c| {
-        c["users"][1]["name"] = json!("Bob")
+    ("wireguard port colliding with ntp", "wireguard.listen_port", |c| c["wireguard"]["listen_port"] = json!(123)),
+    ("peer named like a service", "wireguard.peers[0].name", |c| {
+        c["wireguard"]["peers"][0]["name"] = json!("calendar")
     }),
-    ("user name twice", "users[1].name", |c| {
-        c["users"][1]["name"] = json!("alice")
+    ("reservation named like a peer", "services.dhcp.reservations[0].name", |c| {
+        c["services"]["dhcp"]["reservations"][0]["name"] = json!("alice-phone")
     }),
-    ("no admin", "users", |c| {
-        c["users"][0]["role"] = json!("peer")
+    ("record named like the web UI", "services.dns.records[0].name", |c| {
+        c["services"]["dns"]["records"][0]["name"] = json!("pic")
     }),
-    (
-        "https port colliding with dns",
-        "services.proxy.https_port",
-        |c| c["services"]["proxy"]["https_port"] = json!(53),
-    ),
-    (
-        "wireguard port colliding with ntp",
-        "wireguard.listen_port",
-        |c| c["wireguard"]["listen_port"] = json!(123),
-    ),
-    (
-        "peer named like a service",
-        "wireguard.peers[0].name",
-        |c| c["wireguard"]["peers"][0]["name"] = json!("calendar"),
-    ),
-    (
-        "reservation named like a peer",
-        "services.dhcp.reservations[0].name",
-        |c| c["services"]["dhcp"]["reservations"][0]["name"] = json!("alice-phone"),
-    ),
-    (
-        "record named like the web UI",
-        "services.dns.records[0].name",
-        |c| c["services"]["dns"]["records"][0]["name"] = json!("pic"),
-    ),
 ];
 
 fn errors_of(config: &Value) -> ValidationErrors {
@@ -311,10 +185,7 @@ fn every_rule_names_its_field() {
         mutate(&mut config);
         let errors = errors_of(&config);
         if !errors.0.iter().any(|e| e.path == *path) {
-            wrong.push(format!(
-                "{case}: expected an error at {path}, got {:?}",
-                errors.0
-            ));
+            wrong.push(format!("{case}: expected an error at {path}, got {:?}", errors.0));
         }
         report.push_str(&format!("## {case}\n"));
         for e in &errors.0 {
@@ -341,9 +212,6 @@ fn all_problems_are_reported_at_once() {
         "services.mail.mailboxes[0].address",
         "services.dhcp.range.end",
     ] {
-        assert!(
-            paths.iter().any(|p| p == expected),
-            "{expected} missing from {paths:?}"
-        );
+        assert!(paths.iter().any(|p| p == expected), "{expected} missing from {paths:?}");
     }
 }

@@ -69,6 +69,31 @@ pub enum Command {
     /// The cell's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The people who log in: their roles and passwords.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List the users, their roles and whether they have a password.
+    List,
+    /// Add a user (the password is read from standard input) and switch to the new generation.
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "peer")]
+        role: RoleArg,
+    },
+    /// Set a user's password (read from standard input).
+    Passwd { name: String },
+    /// Remove a user and switch to the new generation; refused while something still names them.
+    Remove { name: String },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Peer,
 }
 
 #[derive(Debug, Subcommand)]

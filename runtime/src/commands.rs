@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::cli::{CaCommand, CertCommand, Cli, Command};
 use crate::output::Output;
+use crate::users;
 
 pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
     let state = State::new(&cli.state);
@@ -41,19 +42,11 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
                 valid: bool,
                 cell: &'a str,
             }
-            out.emit(
-                &Valid {
-                    valid: true,
-                    cell: &config.cell.name,
-                },
-                |_| format!("{}: valid", file.display()),
-            );
+            out.emit(&Valid { valid: true, cell: &config.cell.name }, |_| format!("{}: valid", file.display()));
         }
         Command::Build { config } => {
             let config = config.as_deref().map(load).transpose()?;
-            let outcome = state
-                .writer()?
-                .build(config.as_ref(), &reason(&cli.command))?;
+            let outcome = state.writer()?.build(config.as_ref(), &reason(&cli.command))?;
             out.emit(&outcome, describe_build);
         }
         Command::Switch { number, config } => {
@@ -74,18 +67,12 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
                 #[serde(flatten)]
                 switch: SwitchOutcome,
             }
-            out.emit(
-                &Switched {
-                    build: built,
-                    switch: switched,
-                },
-                |s| {
-                    let mut text = s.build.as_ref().map(describe_build).unwrap_or_default();
-                    text.push('\n');
-                    text.push_str(&describe_switch(&s.switch));
-                    text
-                },
-            );
+            out.emit(&Switched { build: built, switch: switched }, |s| {
+                let mut text = s.build.as_ref().map(describe_build).unwrap_or_default();
+                text.push('\n');
+                text.push_str(&describe_switch(&s.switch));
+                text
+            });
         }
         Command::Rollback => {
             let outcome = state.writer()?.rollback()?;
@@ -113,10 +100,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         Command::Verify => {
             let report = state.verify()?;
             out.emit(&report, |r| {
-                let mut s = format!(
-                    "checked {} store path(s) and {} generation(s)",
-                    r.store_paths, r.generations
-                );
+                let mut s = format!("checked {} store path(s) and {} generation(s)", r.store_paths, r.generations);
                 for p in &r.problems {
                     let _ = write!(s, "\nMISMATCH {}: {}", p.what, p.detail);
                 }
@@ -131,15 +115,12 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         }
         Command::Render { config, out: dir } => {
             let config = load(config)?;
-            let bundles = state
-                .render(&config)
-                .context("rendering needs the cell's public keys")?;
+            let bundles = state.render(&config).context("rendering needs the cell's public keys")?;
             for (service, bundle) in &bundles {
                 for (file, contents) in &bundle.files {
                     let path = dir.join(service).join(file);
                     let parent = path.parent().expect("a bundle file has a folder");
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
+                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
                     fsutil::write_atomic(&path, contents, 0o644)?;
                 }
             }
@@ -160,11 +141,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
             out.emit(&certs, |certs| {
                 let mut s = String::from("SERIAL            NOT AFTER             STATE    NAME");
                 for c in certs {
-                    let state = if c.revoked.is_some() {
-                        "revoked"
-                    } else {
-                        "valid"
-                    };
+                    let state = if c.revoked.is_some() { "revoked" } else { "valid" };
                     let _ = write!(
                         s,
                         "\n{:<16}  {:<20}  {state:<7}  {}",
@@ -180,24 +157,18 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
             let _writer = state.writer()?;
             let cert = state.ca().issue(name, also)?;
             out.emit(&cert, |c| {
-                format!(
-                    "issued {} for {} (until {})",
-                    c.serial,
-                    c.subject_alt_names.join(", "),
-                    c.not_after
-                )
+                format!("issued {} for {} (until {})", c.serial, c.subject_alt_names.join(", "), c.not_after)
             });
         }
         Command::Cert(CertCommand::Revoke { serial }) => {
             let _writer = state.writer()?;
             let cert = state.ca().revoke(serial)?;
-            out.emit(&cert, |c| {
-                format!("revoked {} ({}); the CRL is updated", c.serial, c.name)
-            });
+            out.emit(&cert, |c| format!("revoked {} ({}); the CRL is updated", c.serial, c.name));
         }
         Command::Ca(CaCommand::Export) => {
             print!("{}", state.ca().certificate_pem()?);
         }
+        Command::User(command) => users::run(&state, command, out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -210,9 +181,7 @@ fn load(path: &Path) -> Result<ValidConfig> {
 fn reason(command: &Command) -> String {
     match command {
         Command::Build { config: Some(f) } => format!("pic build --config {}", f.display()),
-        Command::Switch {
-            config: Some(f), ..
-        } => format!("pic switch --config {}", f.display()),
+        Command::Switch { config: Some(f), .. } => format!("pic switch --config {}", f.display()),
         Command::Build { .. } => "pic build".into(),
         _ => "pic switch".into(),
     }
@@ -220,16 +189,9 @@ fn reason(command: &Command) -> String {
 
 fn describe_build(b: &BuildOutcome) -> String {
     if b.created {
-        format!(
-            "built generation {} (changed: {})",
-            b.generation,
-            list_or_none(&b.changed_services)
-        )
+        format!("built generation {} (changed: {})", b.generation, list_or_none(&b.changed_services))
     } else {
-        format!(
-            "nothing changed: the config builds into generation {}",
-            b.generation
-        )
+        format!("nothing changed: the config builds into generation {}", b.generation)
     }
 }
 
@@ -242,11 +204,7 @@ fn describe_switch(s: &SwitchOutcome) -> String {
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
+    if items.is_empty() { "none".into() } else { items.join(", ") }
 }
 
 fn table(generations: &[GenerationInfo]) -> String {
@@ -257,14 +215,7 @@ fn table(generations: &[GenerationInfo]) -> String {
     for g in generations {
         let m = &g.manifest;
         let mark = if g.current { '*' } else { ' ' };
-        let _ = write!(
-            s,
-            "\n{mark} {:>4}  {:<20}  {:>8}  {}",
-            m.number,
-            m.created,
-            m.services.len(),
-            m.reason
-        );
+        let _ = write!(s, "\n{mark} {:>4}  {:<20}  {:>8}  {}", m.number, m.created, m.services.len(), m.reason);
     }
     s
 }

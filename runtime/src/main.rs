@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod output;
+mod users;
 
 use std::process::ExitCode;
 
@@ -24,11 +25,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             out.error(&error);
-            if output::is_invalid_input(&error) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            if output::is_invalid_input(&error) { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -12,10 +12,7 @@ impl Output {
     /// Prints a result: its JSON form with `--json`, else the text `human` makes.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("results serialize")
-            );
+            println!("{}", serde_json::to_string_pretty(value).expect("results serialize"));
         } else {
             let text = human(value);
             if !text.is_empty() {
@@ -27,9 +24,7 @@ impl Output {
     /// Prints an error on stderr; with `--json`, as `{"error": {"code", "message", "details"}}`.
     pub fn error(&self, error: &anyhow::Error) {
         if self.json {
-            let details = validation_errors(error)
-                .map(|v| v.0.clone())
-                .unwrap_or_default();
+            let details = validation_errors(error).map(|v| v.0.clone()).unwrap_or_default();
             let code = if validation_errors(error).is_some() {
                 "invalid_config"
             } else if is_invalid_input(error) {
@@ -37,7 +32,8 @@ impl Output {
             } else {
                 "failed"
             };
-            let body = serde_json::json!({"error": {"code": code, "message": format!("{error:#}"), "details": details}});
+            let body =
+                serde_json::json!({"error": {"code": code, "message": format!("{error:#}"), "details": details}});
             eprintln!("{body}");
         } else {
             eprintln!("error: {error:#}");
@@ -47,19 +43,16 @@ impl Output {
 
 fn validation_errors(error: &anyhow::Error) -> Option<&ValidationErrors> {
     error.chain().find_map(|e| {
-        e.downcast_ref::<ValidationErrors>()
-            .or_else(|| match e.downcast_ref::<Error>() {
-                Some(Error::Invalid(v)) => Some(v),
-                _ => None,
-            })
+        e.downcast_ref::<ValidationErrors>().or_else(|| match e.downcast_ref::<Error>() {
+            Some(Error::Invalid(v)) => Some(v),
+            _ => None,
+        })
     })
 }
 
 /// True when the error is the user's to fix (exit code 2).
 pub fn is_invalid_input(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
-        e.downcast_ref::<ValidationErrors>().is_some()
-            || e.downcast_ref::<Error>()
-                .is_some_and(Error::is_invalid_input)
+        e.downcast_ref::<ValidationErrors>().is_some() || e.downcast_ref::<Error>().is_some_and(Error::is_invalid_input)
     })
 }

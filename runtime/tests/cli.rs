@@ -21,16 +21,10 @@ fn new_user_walkthrough() {
 
     // One more peer: generation 2, in which only the bundles that depend on peers changed.
     let new_key = key(7);
-    let bigger = cell.write_config(
-        "bigger.json",
-        &with_peer(example(), "carol-phone", &new_key, "10.8.0.9"),
-    );
+    let bigger = cell.write_config("bigger.json", &with_peer(example(), "carol-phone", &new_key, "10.8.0.9"));
     let switched = cell.json(&["switch", "--config", &bigger]);
     assert_eq!(switched["to"], 2);
-    assert_eq!(
-        switched["build"]["changed_services"],
-        serde_json::json!(["dns", "wireguard"])
-    );
+    assert_eq!(switched["build"]["changed_services"], serde_json::json!(["dns", "wireguard"]));
     let (m1, m2) = (cell.manifest(1), cell.manifest(2));
     assert_eq!(m2["parent"], 1);
     assert_eq!(m1["services"]["proxy"], m2["services"]["proxy"]);
@@ -39,10 +33,7 @@ fn new_user_walkthrough() {
 
     let diff = cell.ok(&["diff", "1", "2"]);
     assert!(diff.contains(&format!("+PublicKey = {new_key}")), "{diff}");
-    assert!(
-        diff.contains("+    local-data: 'carol-phone.home.cell. 300 IN A 10.8.0.9'"),
-        "{diff}"
-    );
+    assert!(diff.contains("+    local-data: 'carol-phone.home.cell. 300 IN A 10.8.0.9'"), "{diff}");
     assert!(!diff.contains("== proxy"), "{diff}");
 
     // Rollback: generation 1 is current and its config is the desired one again.
@@ -53,20 +44,14 @@ fn new_user_walkthrough() {
     assert_eq!(desired, gen1);
 
     // A peer named `evil\n}` is refused with exit 2, naming the field, and changes nothing.
-    let evil = cell.write_config(
-        "evil.json",
-        &with_peer(example(), "evil\n}", &key(8), "10.8.0.10"),
-    );
+    let evil = cell.write_config("evil.json", &with_peer(example(), "evil\n}", &key(8), "10.8.0.10"));
     let out = cell.pic(&["switch", "--config", &evil]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("wireguard.peers[3].name"), "{stderr}");
     assert_eq!(cell.current(), Some(1));
     assert_eq!(cell.generation_numbers(), vec![1, 2]);
-    assert_eq!(
-        std::fs::read_to_string(cell.state().join("cell_config.json")).unwrap(),
-        desired
-    );
+    assert_eq!(std::fs::read_to_string(cell.state().join("cell_config.json")).unwrap(), desired);
     cell.ok(&["verify"]);
 }
 
@@ -86,15 +71,9 @@ fn an_unchanged_config_creates_no_generation() {
 fn build_makes_a_generation_without_switching() {
     let cell = Cell::new();
     init_and_switch(&cell);
-    let file = cell.write_config(
-        "more.json",
-        &with_peer(example(), "dave", &key(1), "10.8.0.20"),
-    );
+    let file = cell.write_config("more.json", &with_peer(example(), "dave", &key(1), "10.8.0.20"));
     let built = cell.json(&["build", "--config", &file]);
-    assert_eq!(
-        (built["generation"].as_u64(), built["created"].as_bool()),
-        (Some(2), Some(true))
-    );
+    assert_eq!((built["generation"].as_u64(), built["created"].as_bool()), (Some(2), Some(true)));
     assert_eq!(cell.current(), Some(1));
     // Building it again reports the generation just built.
     assert_eq!(cell.json(&["build"])["generation"], 2);
@@ -107,15 +86,8 @@ fn gc_keeps_the_newest_the_current_and_the_one_before_it() {
     let cell = Cell::new();
     init_and_switch(&cell);
     for i in 2..=5u32 {
-        let file = cell.write_config(
-            "c.json",
-            &with_peer(
-                example(),
-                &format!("p{i}"),
-                &key(i),
-                &format!("10.8.0.{}", 20 + i),
-            ),
-        );
+        let file = cell
+            .write_config("c.json", &with_peer(example(), &format!("p{i}"), &key(i), &format!("10.8.0.{}", 20 + i)));
         cell.ok(&["switch", "--config", &file]);
     }
     cell.ok(&["switch", "3"]);
@@ -131,13 +103,7 @@ fn gc_keeps_the_newest_the_current_and_the_one_before_it() {
                 .as_object()
                 .unwrap()
                 .values()
-                .map(|e| {
-                    e["store_path"]
-                        .as_str()
-                        .unwrap()
-                        .trim_start_matches("store/")
-                        .to_string()
-                })
+                .map(|e| e["store_path"].as_str().unwrap().trim_start_matches("store/").to_string())
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -160,10 +126,7 @@ fn gc_keeps_the_newest_the_current_and_the_one_before_it() {
 fn verify_names_a_tampered_bundle() {
     let cell = Cell::new();
     init_and_switch(&cell);
-    let wireguard = cell.manifest(1)["services"]["wireguard"]["store_path"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let wireguard = cell.manifest(1)["services"]["wireguard"]["store_path"].as_str().unwrap().to_string();
     let file = cell.state().join(&wireguard).join("wg0.conf");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut text = std::fs::read_to_string(&file).unwrap();
@@ -173,14 +136,8 @@ fn verify_names_a_tampered_bundle() {
     let out = cell.pic(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("MISMATCH {wireguard}")),
-        "{stdout}"
-    );
-    assert!(
-        !stdout.contains("-dns"),
-        "only the tampered bundle is named: {stdout}"
-    );
+    assert!(stdout.contains(&format!("MISMATCH {wireguard}")), "{stdout}");
+    assert!(!stdout.contains("-dns"), "only the tampered bundle is named: {stdout}");
 }
 
 #[test]
@@ -188,63 +145,32 @@ fn private_keys_never_reach_the_store_or_generations() {
     let cell = Cell::new();
     init_and_switch(&cell);
     let secrets = cell.state().join("secrets");
-    assert_eq!(
-        std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o700);
     let key_path = secrets.join("wireguard/server.key");
-    assert_eq!(
-        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let private = std::fs::read_to_string(&key_path)
-        .unwrap()
-        .trim()
-        .to_string();
-    let public = std::fs::read_to_string(secrets.join("wireguard/server.pub"))
-        .unwrap()
-        .trim()
-        .to_string();
+    assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    let private = std::fs::read_to_string(&key_path).unwrap().trim().to_string();
+    let public = std::fs::read_to_string(secrets.join("wireguard/server.pub")).unwrap().trim().to_string();
     assert_eq!(private.len(), 44);
 
     let mut scanned = 0;
     let mut found_public = false;
-    let mut stack = vec![
-        cell.state().join("store"),
-        cell.state().join("generations"),
-        cell.state().join("cell_config.json"),
-    ];
+    let mut stack =
+        vec![cell.state().join("store"), cell.state().join("generations"), cell.state().join("cell_config.json")];
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
         } else {
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                !text.contains(&private),
-                "{} contains the private key",
-                path.display()
-            );
-            assert!(
-                !text.contains("PRIVATE KEY"),
-                "{} contains a PEM private key",
-                path.display()
-            );
+            assert!(!text.contains(&private), "{} contains the private key", path.display());
+            assert!(!text.contains("PRIVATE KEY"), "{} contains a PEM private key", path.display());
             found_public |= text.contains(&public);
             scanned += 1;
         }
     }
     assert!(scanned >= 5, "scanned {scanned} files");
     // The CA and TLS keys exist, in secrets/ only.
-    assert!(
-        std::fs::read_to_string(secrets.join("ca/ca.key"))
-            .unwrap()
-            .contains("PRIVATE KEY")
-    );
-    assert!(
-        std::fs::read_to_string(secrets.join("tls/pic.home.cell/key.pem"))
-            .unwrap()
-            .contains("PRIVATE KEY")
-    );
+    assert!(std::fs::read_to_string(secrets.join("ca/ca.key")).unwrap().contains("PRIVATE KEY"));
+    assert!(std::fs::read_to_string(secrets.join("tls/pic.home.cell/key.pem")).unwrap().contains("PRIVATE KEY"));
     // The scan can see keys at all: the public half is rendered.
     assert!(found_public);
 }
@@ -253,30 +179,14 @@ fn private_keys_never_reach_the_store_or_generations() {
 fn exit_codes_follow_the_contract() {
     let cell = Cell::new();
     assert_eq!(pic(&["no-such-command"]).status.code(), Some(2));
-    assert_eq!(
-        cell.pic(&["switch"]).status.code(),
-        Some(1),
-        "uninitialized state is a failure, not bad input"
-    );
+    assert_eq!(cell.pic(&["switch"]).status.code(), Some(1), "uninitialized state is a failure, not bad input");
     init_and_switch(&cell);
     assert_eq!(cell.pic(&["switch", "99"]).status.code(), Some(2));
     assert_eq!(cell.pic(&["diff", "1", "42"]).status.code(), Some(2));
-    assert_eq!(
-        cell.pic(&["validate", example_path().to_str().unwrap()])
-            .status
-            .code(),
-        Some(0)
-    );
-    let bad = cell.write_config(
-        "bad.json",
-        &serde_json::json!({"version": 1, "cell": {"name": "x"}}),
-    );
+    assert_eq!(cell.pic(&["validate", example_path().to_str().unwrap()]).status.code(), Some(0));
+    let bad = cell.write_config("bad.json", &serde_json::json!({"version": 1, "cell": {"name": "x"}}));
     assert_eq!(cell.pic(&["validate", &bad]).status.code(), Some(2));
-    assert_eq!(
-        cell.pic(&["rollback"]).status.code(),
-        Some(2),
-        "nothing before generation 1"
-    );
+    assert_eq!(cell.pic(&["rollback"]).status.code(), Some(2), "nothing before generation 1");
 }
 
 #[test]
@@ -290,30 +200,18 @@ fn json_errors_list_every_problem() {
     assert_eq!(out.status.code(), Some(2));
     let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(error["error"]["code"], "invalid_config");
-    let paths: Vec<&str> = error["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> =
+        error["error"]["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["cell.name", "wireguard.peers[0].address"]);
-    assert!(
-        error["error"]["details"][0]["hint"]
-            .as_str()
-            .unwrap()
-            .contains("lowercase")
-    );
+    assert!(error["error"]["details"][0]["hint"].as_str().unwrap().contains("lowercase"));
 }
 
 #[test]
 fn schema_is_the_committed_one() {
     let out = pic(&["schema"]);
     assert!(out.status.success());
-    let committed = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../builder/schema/cell-config.schema.json"
-    ))
-    .unwrap();
+    let committed =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../builder/schema/cell-config.schema.json")).unwrap();
     assert_eq!(out.stdout, committed);
 }
 
@@ -322,25 +220,10 @@ fn render_writes_bundles_without_touching_the_store() {
     let cell = Cell::new();
     cell.ok(&["init"]);
     let out = cell.dir.path().join("out");
-    cell.ok(&[
-        "render",
-        "--config",
-        example_path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        std::fs::read_to_string(out.join("wireguard/wg0.conf"))
-            .unwrap()
-            .contains("[Peer]")
-    );
+    cell.ok(&["render", "--config", example_path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(out.join("wireguard/wg0.conf")).unwrap().contains("[Peer]"));
     assert!(out.join("dns/unbound.conf").exists() && out.join("proxy/Caddyfile").exists());
-    assert_eq!(
-        std::fs::read_dir(cell.state().join("store"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(cell.state().join("store")).unwrap().count(), 0);
 }
 
 #[test]
@@ -351,12 +234,7 @@ fn concurrent_writers_take_turns() {
         .map(|i| {
             cell.write_config(
                 &format!("c{i}.json"),
-                &with_peer(
-                    example(),
-                    &format!("w{i}"),
-                    &key(100 + i),
-                    &format!("10.8.0.{}", 50 + i),
-                ),
+                &with_peer(example(), &format!("w{i}"), &key(100 + i), &format!("10.8.0.{}", 50 + i)),
             )
         })
         .collect();
@@ -379,8 +257,5 @@ fn concurrent_writers_take_turns() {
     // Whichever writer went last, its generation is current and its config is the desired one.
     let current = cell.current().unwrap();
     let desired = std::fs::read_to_string(state.join("cell_config.json")).unwrap();
-    assert_eq!(
-        desired,
-        std::fs::read_to_string(state.join(format!("generations/{current}/config.json"))).unwrap()
-    );
+    assert_eq!(desired, std::fs::read_to_string(state.join(format!("generations/{current}/config.json"))).unwrap());
 }

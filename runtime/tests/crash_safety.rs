@@ -27,10 +27,7 @@ fn run_killed_at(cell: &Cell, args: &[&str], at: usize) -> bool {
         Some(9) => true,
         Some(other) => panic!("pic {args:?} died of signal {other}"),
         None => {
-            assert!(
-                status.success(),
-                "pic {args:?} failed with fault point {at}: {status}"
-            );
+            assert!(status.success(), "pic {args:?} failed with fault point {at}: {status}");
             false
         }
     }
@@ -41,47 +38,25 @@ fn variant_config(prefix: &str, variant: u32) -> serde_json::Value {
     let mut config = example();
     config["wireguard"]["subnet"] = "10.8.0.0/16".into();
     let address = format!("10.8.{}.{}", 1 + variant / 250, 1 + variant % 250);
-    with_peer(
-        config,
-        &format!("{prefix}{variant}"),
-        &key(variant),
-        &address,
-    )
+    with_peer(config, &format!("{prefix}{variant}"), &key(variant), &address)
 }
 
 /// The invariants that must hold whenever a writer has been killed.
 fn assert_consistent(cell: &Cell, context: &str) {
-    let current = cell
-        .current()
-        .unwrap_or_else(|| panic!("{context}: no current generation"));
+    let current = cell.current().unwrap_or_else(|| panic!("{context}: no current generation"));
     let dir = cell.state().join(format!("generations/{current}"));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
             .unwrap_or_else(|e| panic!("{context}: manifest of {current}: {e}"));
     assert_eq!(manifest["number"], current, "{context}");
     for entry in manifest["services"].as_object().unwrap().values() {
-        assert!(
-            cell.state()
-                .join(entry["store_path"].as_str().unwrap())
-                .is_dir(),
-            "{context}: {entry} missing"
-        );
+        assert!(cell.state().join(entry["store_path"].as_str().unwrap()).is_dir(), "{context}: {entry} missing");
     }
     let verify = cell.pic(&["verify"]);
-    assert!(
-        verify.status.success(),
-        "{context}: verify failed: {}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    assert!(verify.status.success(), "{context}: verify failed: {}", String::from_utf8_lossy(&verify.stdout));
     // The desired config is replaced atomically, so it always parses.
-    let validate = cell.pic(&[
-        "validate",
-        cell.state().join("cell_config.json").to_str().unwrap(),
-    ]);
-    assert!(
-        validate.status.success(),
-        "{context}: desired config is broken"
-    );
+    let validate = cell.pic(&["validate", cell.state().join("cell_config.json").to_str().unwrap()]);
+    assert!(validate.status.success(), "{context}: desired config is broken");
 }
 
 #[test]
@@ -148,9 +123,6 @@ fn killed_writers_leave_a_complete_current_generation() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.starts_with(".tmp-"))
         .collect();
-    assert!(
-        leftovers.is_empty(),
-        "the writer should clear temporaries: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "the writer should clear temporaries: {leftovers:?}");
     eprintln!("{kills} kills at fault points; switch path has {points_per_switch:?} points");
 }

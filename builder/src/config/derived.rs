@@ -33,13 +33,15 @@ impl CellConfig {
         nth_host(&self.network.subnet, 1).unwrap_or(self.network.subnet.network())
     }
 
-    /// A service's address on the cell network: the override if there is one, else its default.
+    /// A service's address on the cell network: the override if there is one, else its default;
+    /// a service of the host itself is at the gateway.
     pub fn service_address(&self, service: &ServiceDef) -> Ipv4Addr {
+        let Some(offset) = service.offset else { return self.gateway() };
         self.network
             .addresses
             .get(service.name)
             .copied()
-            .or_else(|| nth_host(&self.network.subnet, service.offset))
+            .or_else(|| nth_host(&self.network.subnet, offset))
             .unwrap_or(self.network.subnet.network())
     }
 

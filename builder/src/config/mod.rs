@@ -50,11 +50,7 @@ fn version_of(text: &str) -> Result<u32, ValidationErrors> {
         version: u32,
     }
     let missing = || {
-        ValidationErrors::single(
-            "version",
-            "missing or not a number",
-            format!("add \"version\": {CURRENT_VERSION}"),
-        )
+        ValidationErrors::single("version", "missing or not a number", format!("add \"version\": {CURRENT_VERSION}"))
     };
     let versioned = serde_json::from_str::<Versioned>(text).map_err(|e| {
         if e.is_data() {
@@ -69,9 +65,7 @@ fn version_of(text: &str) -> Result<u32, ValidationErrors> {
     })?;
     match versioned.version {
         None => Err(missing()),
-        Some(_) => serde_json::from_str::<Version>(text)
-            .map(|v| v.version)
-            .map_err(|_| missing()),
+        Some(_) => serde_json::from_str::<Version>(text).map(|v| v.version).map_err(|_| missing()),
     }
 }
 
@@ -100,11 +94,7 @@ fn syntax_error(e: serde_json::Error) -> ValidationErrors {
 fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationErrors {
     let path = e.path().to_string();
     ValidationErrors::single(
-        if path == "." {
-            "(root)".to_string()
-        } else {
-            path
-        },
+        if path == "." { "(root)".to_string() } else { path },
         e.inner().to_string(),
         "compare the field with `pic schema`",
     )

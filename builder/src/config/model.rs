@@ -16,8 +16,7 @@ pub const CURRENT_VERSION: u32 = 1;
 /// A DNS label, also used for user, peer and cell names.
 pub const LABEL_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 /// A DNS name made of labels (no trailing dot).
-pub const HOSTNAME_PATTERN: &str =
-    "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
+pub const HOSTNAME_PATTERN: &str = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
 
 /// A whole cell: identity, networks, VPN, services and users.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -154,6 +153,10 @@ pub struct Peer {
     /// The user who owns this device (a user with role `peer` sees only their own devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Services the peer may reach through the VPN (names from the service catalog, e.g.
+    /// `["dns", "calendar"]`); absent means every service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Vec<String>>,
 }
 
 /// Which of the peer's traffic goes through the tunnel.
@@ -187,6 +190,22 @@ pub struct Services {
     pub files: UserService,
     #[serde(default)]
     pub webmail: Toggle,
+    #[serde(default)]
+    pub firewall: Firewall,
+}
+
+/// The host's nftables ruleset: inbound closed except published ports, peers limited to their access.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for Firewall {
+    fn default() -> Self {
+        Firewall { enabled: true }
+    }
 }
 
 /// The reverse proxy that terminates TLS for the web UI, calendar, files and webmail.
@@ -205,11 +224,7 @@ pub struct Proxy {
 
 impl Default for Proxy {
     fn default() -> Self {
-        Proxy {
-            enabled: false,
-            http_port: default_http_port(),
-            https_port: default_https_port(),
-        }
+        Proxy { enabled: false, http_port: default_http_port(), https_port: default_https_port() }
     }
 }
 
@@ -239,9 +254,7 @@ pub struct DnsRecord {
     pub value: String,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum RecordType {
     A,
     AAAA,

@@ -10,8 +10,7 @@ use base64::Engine;
 pub fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -24,8 +23,7 @@ pub fn is_hostname(s: &str) -> bool {
 /// The local part of a mail address: `a-z`, `0-9`, `.`, `_`, `-`, `+`, no dot at either end.
 pub fn is_mail_local_part(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-+".contains(&c))
+        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-+".contains(&c))
         && !s.starts_with('.')
         && !s.ends_with('.')
 }
@@ -41,36 +39,27 @@ pub fn is_mail_address(s: &str) -> bool {
 /// A MAC address written as six pairs of hex digits separated by colons.
 pub fn is_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_hexdigit()))
+    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// A time zone known to the bundled IANA database (`Europe/Berlin`, `UTC`).
 pub fn is_timezone(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"_+-/".contains(&c))
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"_+-/".contains(&c))
         && jiff::tz::TimeZone::get(s).is_ok()
 }
 
 /// Text for a TXT record: printable ASCII without the characters that quote, escape or
 /// delimit in a zone or config file, at most 255 characters.
 pub fn is_safe_text(s: &str) -> bool {
-    s.len() <= 255
-        && s.bytes()
-            .all(|c| (0x20..0x7f).contains(&c) && !b"\"'\\;{}#`$".contains(&c))
+    s.len() <= 255 && s.bytes().all(|c| (0x20..0x7f).contains(&c) && !b"\"'\\;{}#`$".contains(&c))
 }
 
 /// A WireGuard key: base64 of exactly 32 bytes.
 pub fn is_wireguard_key(s: &str) -> bool {
     let mut key = [0u8; 33];
-    s.len() == 44
-        && base64::engine::general_purpose::STANDARD
-            .decode_slice(s, &mut key)
-            .is_ok_and(|len| len == 32)
+    s.len() == 44 && base64::engine::general_purpose::STANDARD.decode_slice(s, &mut key).is_ok_and(|len| len == 32)
 }
 
 /// `host:port` with a host name or IPv4 address, or `[ipv6]:port`; port 1 to 65535.
@@ -96,37 +85,17 @@ mod tests {
         for good in ["a", "home", "laptop-2", "0day"] {
             assert!(is_label(good), "{good}");
         }
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "Home",
-            "a.b",
-            "a b",
-            "evil\n}",
-            &"a".repeat(64),
-        ] {
+        for bad in ["", "-a", "a-", "Home", "a.b", "a b", "evil\n}", &"a".repeat(64)] {
             assert!(!is_label(bad), "{bad:?}");
         }
     }
 
     #[test]
     fn endpoints() {
-        for good in [
-            "vpn.example.org:51820",
-            "203.0.113.7:1",
-            "[2001:db8::1]:51820",
-        ] {
+        for good in ["vpn.example.org:51820", "203.0.113.7:1", "[2001:db8::1]:51820"] {
             assert!(is_endpoint(good), "{good}");
         }
-        for bad in [
-            "vpn.example.org",
-            "vpn:0",
-            "vpn:65536",
-            "vpn:0123",
-            "a b:1",
-            "[::1:1",
-        ] {
+        for bad in ["vpn.example.org", "vpn:0", "vpn:65536", "vpn:0123", "a b:1", "[::1:1"] {
             assert!(!is_endpoint(bad), "{bad}");
         }
     }
@@ -135,12 +104,8 @@ mod tests {
     fn text_and_keys() {
         assert!(is_safe_text("v=spf1 mx -all"));
         assert!(!is_safe_text("a\"b") && !is_safe_text("a\nb") && !is_safe_text("a;b"));
-        assert!(is_wireguard_key(
-            "YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw="
-        ));
-        assert!(!is_wireguard_key(
-            "YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eF=="
-        ));
+        assert!(is_wireguard_key("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw="));
+        assert!(!is_wireguard_key("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eF=="));
         assert!(is_timezone("Europe/Berlin") && is_timezone("UTC") && !is_timezone("Mars/Base"));
     }
 }

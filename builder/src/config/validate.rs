@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::derived::{is_reserved, nth_host};
 use super::model::{CURRENT_VERSION, CellConfig, Domain, RecordType, Role};
 use super::syntax;
-use crate::services::{self, CATALOG, WEBUI_HOST};
+use crate::services::{self, CATALOG, ServiceDef, WEBUI_HOST};
 
 /// One problem with one field of the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,11 +31,7 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(
-            f,
-            "the cell config has {n} problem{}:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "the cell config has {n} problem{}:", if n == 1 { "" } else { "s" })?;
         for e in &self.0 {
             write!(f, "\n  {}: {} ({})", e.path, e.message, e.hint)?;
         }
@@ -44,16 +40,8 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl ValidationErrors {
-    pub fn single(
-        path: impl Into<String>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        ValidationErrors(vec![FieldError {
-            path: path.into(),
-            message: message.into(),
-            hint: hint.into(),
-        }])
+    pub fn single(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ValidationErrors(vec![FieldError { path: path.into(), message: message.into(), hint: hint.into() }])
     }
 }
 
@@ -78,11 +66,7 @@ impl ValidConfig {
 /// Checks every rule and returns the config, or all the problems found.
 pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     let user_names = config.users.iter().map(|u| u.name.as_str()).collect();
-    let mut v = Validator {
-        c: &config,
-        user_names,
-        errors: Vec::new(),
-    };
+    let mut v = Validator { c: &config, user_names, errors: Vec::new() };
     v.version();
     v.identity();
     v.network();
@@ -95,17 +79,11 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.users();
     v.ports();
     v.names();
-    if v.errors.is_empty() {
-        Ok(ValidConfig(config))
-    } else {
-        Err(ValidationErrors(v.errors))
-    }
+    if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
 }
 
-const LABEL_HINT: &str =
-    "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen";
-const HOSTNAME_HINT: &str =
-    "use dot-separated labels of lowercase letters, digits and hyphens, e.g. example.org";
+const LABEL_HINT: &str = "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen";
+const HOSTNAME_HINT: &str = "use dot-separated labels of lowercase letters, digits and hyphens, e.g. example.org";
 
 struct Validator<'a> {
     c: &'a CellConfig,
@@ -114,36 +92,19 @@ struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
-    fn err(
-        &mut self,
-        path: impl Into<String>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
-        self.errors.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-            hint: hint.into(),
-        });
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+        self.errors.push(FieldError { path: path.into(), message: message.into(), hint: hint.into() });
     }
 
     fn label(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_label(value) {
-            self.err(
-                path.to_string(),
-                format!("{value:?} is not a valid name"),
-                LABEL_HINT,
-            );
+            self.err(path.to_string(), format!("{value:?} is not a valid name"), LABEL_HINT);
         }
     }
 
     fn hostname(&mut self, path: impl fmt::Display, value: &str) {
         if !syntax::is_hostname(value) {
-            self.err(
-                path.to_string(),
-                format!("{value:?} is not a valid host name"),
-                HOSTNAME_HINT,
-            );
+            self.err(path.to_string(), format!("{value:?} is not a valid host name"), HOSTNAME_HINT);
         }
     }
 
@@ -169,11 +130,7 @@ impl<'a> Validator<'a> {
         for (i, key) in values.into_iter().enumerate() {
             if let Some(&first) = seen.get(&key) {
                 let message = format!("{what} {key} is already used by {}", path(first));
-                self.err(
-                    path(i),
-                    message,
-                    format!("give each {what} a value of its own"),
-                );
+                self.err(path(i), message, format!("give each {what} a value of its own"));
             } else {
                 seen.insert(key, i);
             }
@@ -205,10 +162,7 @@ impl<'a> Validator<'a> {
         self.label("cell.name", &id.name);
         match &id.domain {
             Domain::Local => {}
-            Domain::Public { name, acme_email }
-            | Domain::Ddns {
-                name, acme_email, ..
-            } => {
+            Domain::Public { name, acme_email } | Domain::Ddns { name, acme_email, .. } => {
                 self.hostname("cell.domain.name", name);
                 if !name.contains('.') && syntax::is_hostname(name) {
                     self.err(
@@ -256,13 +210,17 @@ impl<'a> Validator<'a> {
         }
         for (name, addr) in &self.c.network.addresses {
             let path = format!("network.addresses.{name}");
-            if services::get(name).is_none() {
-                let known: Vec<&str> = CATALOG.iter().map(|s| s.name).collect();
+            let Some(service) = services::get(name) else {
+                let known: Vec<&str> = CATALOG.iter().filter(|s| s.offset.is_some()).map(|s| s.name).collect();
                 self.err(
                     path,
                     format!("there is no service named {name:?}"),
                     format!("use one of: {}", known.join(", ")),
                 );
+                continue;
+            };
+            if service.offset.is_none() {
+                self.err(path, format!("{name} runs on the host, at the gateway"), "remove this entry");
                 continue;
             }
             self.host_in(&path, *addr, &net, "network.subnet");
@@ -274,12 +232,9 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        let addresses: Vec<Ipv4Addr> = CATALOG.iter().map(|s| self.c.service_address(s)).collect();
-        self.unique(
-            addresses,
-            |i| format!("network.addresses.{}", CATALOG[i].name),
-            "address",
-        );
+        let containers: Vec<&ServiceDef> = CATALOG.iter().filter(|s| s.offset.is_some()).collect();
+        let addresses = containers.iter().map(|s| self.c.service_address(s));
+        self.unique(addresses, |i| format!("network.addresses.{}", containers[i].name), "address");
     }
 
     /// `addr` must be a usable host address inside `net`.
@@ -316,9 +271,7 @@ impl<'a> Validator<'a> {
                 "use a /30 or larger subnet, e.g. 10.8.0.0/24",
             );
         }
-        if net.contains(&self.c.network.subnet.network())
-            || self.c.network.subnet.contains(&net.network())
-        {
+        if net.contains(&self.c.network.subnet.network()) || self.c.network.subnet.contains(&net.network()) {
             self.err(
                 "wireguard.subnet",
                 format!("{net} overlaps network.subnet {}", self.c.network.subnet),
@@ -353,12 +306,7 @@ impl<'a> Validator<'a> {
                     "give the 44-character base64 key that `wg pubkey` prints",
                 );
             }
-            self.host_in(
-                format_args!("wireguard.peers[{i}].address"),
-                peer.address,
-                &net,
-                "wireguard.subnet",
-            );
+            self.host_in(format_args!("wireguard.peers[{i}].address"), peer.address, &net, "wireguard.subnet");
             if peer.address == server {
                 self.err(
                     format!("wireguard.peers[{i}].address"),
@@ -366,25 +314,27 @@ impl<'a> Validator<'a> {
                     "choose another address in wireguard.subnet",
                 );
             }
+            for (j, service) in peer.access.iter().flatten().enumerate() {
+                if services::get(service).is_none() {
+                    let known: Vec<&str> = CATALOG.iter().map(|s| s.name).collect();
+                    self.err(
+                        format!("wireguard.peers[{i}].access[{j}]"),
+                        format!("there is no service named {service:?}"),
+                        format!("use some of: {}", known.join(", ")),
+                    );
+                }
+            }
             if let Some(user) = &peer.user {
                 self.user_ref(format_args!("wireguard.peers[{i}].user"), user);
             }
         }
-        self.unique(
-            wg.peers.iter().map(|p| &p.name),
-            |i| format!("wireguard.peers[{i}].name"),
-            "peer name",
-        );
+        self.unique(wg.peers.iter().map(|p| &p.name), |i| format!("wireguard.peers[{i}].name"), "peer name");
         self.unique(
             wg.peers.iter().map(|p| &p.public_key),
             |i| format!("wireguard.peers[{i}].public_key"),
             "public key",
         );
-        self.unique(
-            wg.peers.iter().map(|p| p.address),
-            |i| format!("wireguard.peers[{i}].address"),
-            "address",
-        );
+        self.unique(wg.peers.iter().map(|p| p.address), |i| format!("wireguard.peers[{i}].address"), "address");
     }
 
     fn dns(&mut self) {
@@ -398,11 +348,7 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        self.unique(
-            dns.upstreams.iter(),
-            |i| format!("services.dns.upstreams[{i}]"),
-            "upstream",
-        );
+        self.unique(dns.upstreams.iter(), |i| format!("services.dns.upstreams[{i}]"), "upstream");
         let mut kinds: BTreeMap<&str, Vec<(usize, RecordType)>> = BTreeMap::new();
         for (i, r) in dns.records.iter().enumerate() {
             self.hostname(format_args!("services.dns.records[{i}].name"), &r.name);
@@ -442,10 +388,7 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        let records = dns
-            .records
-            .iter()
-            .map(|r| format!("{} {:?} {}", r.name, r.kind, r.value));
+        let records = dns.records.iter().map(|r| format!("{} {:?} {}", r.name, r.kind, r.value));
         self.unique(records, |i| format!("services.dns.records[{i}]"), "record");
     }
 
@@ -454,12 +397,7 @@ impl<'a> Validator<'a> {
         let net = self.c.network.subnet;
         let range = match &dhcp.range {
             Some(range) => {
-                self.host_in(
-                    "services.dhcp.range.start",
-                    range.start,
-                    &net,
-                    "network.subnet",
-                );
+                self.host_in("services.dhcp.range.start", range.start, &net, "network.subnet");
                 self.host_in("services.dhcp.range.end", range.end, &net, "network.subnet");
                 if range.start > range.end {
                     self.err(
@@ -468,15 +406,12 @@ impl<'a> Validator<'a> {
                         "swap start and end",
                     );
                 }
-                for s in CATALOG {
+                for s in CATALOG.iter().filter(|s| s.offset.is_some()) {
                     let addr = self.c.service_address(s);
                     if range.start <= addr && addr <= range.end {
                         self.err(
                             "services.dhcp.range",
-                            format!(
-                                "the range includes {addr}, the address of service {}",
-                                s.name
-                            ),
+                            format!("the range includes {addr}, the address of service {}", s.name),
                             "move the range past the service addresses, e.g. .100 to .200",
                         );
                     }
@@ -485,7 +420,11 @@ impl<'a> Validator<'a> {
             }
             None => {
                 if dhcp.enabled {
-                    self.err("services.dhcp.range", "DHCP is enabled but has no range", "add a range such as {\"start\": \"172.20.0.100\", \"end\": \"172.20.0.200\"}");
+                    self.err(
+                        "services.dhcp.range",
+                        "DHCP is enabled but has no range",
+                        "add a range such as {\"start\": \"172.20.0.100\", \"end\": \"172.20.0.200\"}",
+                    );
                 }
                 None
             }
@@ -516,17 +455,9 @@ impl<'a> Validator<'a> {
             "name",
         );
         let macs = dhcp.reservations.iter().map(|r| r.mac.to_ascii_lowercase());
-        self.unique(
-            macs,
-            |i| format!("services.dhcp.reservations[{i}].mac"),
-            "MAC address",
-        );
+        self.unique(macs, |i| format!("services.dhcp.reservations[{i}].mac"), "MAC address");
         let addresses = dhcp.reservations.iter().map(|r| r.address);
-        self.unique(
-            addresses,
-            |i| format!("services.dhcp.reservations[{i}].address"),
-            "address",
-        );
+        self.unique(addresses, |i| format!("services.dhcp.reservations[{i}].address"), "address");
     }
 
     fn ntp(&mut self) {
@@ -554,11 +485,7 @@ impl<'a> Validator<'a> {
         for (i, d) in mail.domains.iter().enumerate() {
             self.hostname(format_args!("services.mail.domains[{i}]"), d);
         }
-        self.unique(
-            mail.domains.iter(),
-            |i| format!("services.mail.domains[{i}]"),
-            "domain",
-        );
+        self.unique(mail.domains.iter(), |i| format!("services.mail.domains[{i}]"), "domain");
         if mail.enabled && mail.domains.is_empty() {
             self.err(
                 "services.mail.domains",
@@ -594,18 +521,12 @@ impl<'a> Validator<'a> {
     }
 
     fn user_services(&mut self) {
-        for (service, users) in [
-            ("calendar", &self.c.services.calendar.users),
-            ("files", &self.c.services.files.users),
-        ] {
+        for (service, users) in [("calendar", &self.c.services.calendar.users), ("files", &self.c.services.files.users)]
+        {
             for (i, u) in users.iter().enumerate() {
                 self.user_ref(format_args!("services.{service}.users[{i}]"), u);
             }
-            self.unique(
-                users.iter(),
-                |i| format!("services.{service}.users[{i}]"),
-                "user",
-            );
+            self.unique(users.iter(), |i| format!("services.{service}.users[{i}]"), "user");
         }
     }
 
@@ -613,11 +534,7 @@ impl<'a> Validator<'a> {
         for (i, u) in self.c.users.iter().enumerate() {
             self.label(format_args!("users[{i}].name"), &u.name);
         }
-        self.unique(
-            self.c.users.iter().map(|u| &u.name),
-            |i| format!("users[{i}].name"),
-            "user name",
-        );
+        self.unique(self.c.users.iter().map(|u| &u.name), |i| format!("users[{i}].name"), "user name");
         if !self.c.users.is_empty() && !self.c.users.iter().any(|u| u.role == Role::Admin) {
             self.err(
                 "users",
@@ -633,21 +550,14 @@ impl<'a> Validator<'a> {
         for service in services::enabled(self.c) {
             for p in (service.ports)(self.c) {
                 if p.port == 0 {
-                    self.err(
-                        p.field,
-                        "port 0 is not a port",
-                        "use a port from 1 to 65535",
-                    );
+                    self.err(p.field, "port 0 is not a port", "use a port from 1 to 65535");
                     continue;
                 }
                 match seen.get(&(p.protocol, p.port)).copied() {
                     Some(first) if first != p.field => {
                         // Blame the field the user can change: fixed ports are named after their service.
-                        let (blamed, other) = if p.field.ends_with("_port") {
-                            (p.field, first)
-                        } else {
-                            (first, p.field)
-                        };
+                        let (blamed, other) =
+                            if p.field.ends_with("_port") { (p.field, first) } else { (first, p.field) };
                         self.err(
                             blamed,
                             format!("{}/{} is also published by {other}", p.port, p.protocol),

@@ -38,12 +38,7 @@ mod tests {
     use super::*;
 
     fn bundle(files: &[(&str, &str)]) -> Bundle {
-        Bundle {
-            files: files
-                .iter()
-                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-                .collect(),
-        }
+        Bundle { files: files.iter().map(|(p, c)| (p.to_string(), c.as_bytes().to_vec())).collect() }
     }
 
     #[test]
@@ -51,14 +46,8 @@ mod tests {
         let a = bundle(&[("a", "1"), ("b", "2")]);
         assert_eq!(a.sha256("dns"), a.clone().sha256("dns"));
         assert_ne!(a.sha256("dns"), a.sha256("proxy"));
-        assert_ne!(
-            a.sha256("dns"),
-            bundle(&[("a", "1"), ("b", "3")]).sha256("dns")
-        );
+        assert_ne!(a.sha256("dns"), bundle(&[("a", "1"), ("b", "3")]).sha256("dns"));
         // Moving bytes between a path and its contents must change the hash.
-        assert_ne!(
-            bundle(&[("ab", "c")]).sha256("x"),
-            bundle(&[("a", "bc")]).sha256("x")
-        );
+        assert_ne!(bundle(&[("ab", "c")]).sha256("x"), bundle(&[("a", "bc")]).sha256("x"));
     }
 }

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use super::services_context::{self, DhcpView, FirewallView, MailView, NtpView, PathsView};
 use crate::config::{Domain, RecordType, Routing, ValidConfig};
 use crate::services::{CATALOG, WEBUI_HOST};
 
@@ -30,6 +31,28 @@ pub struct Context {
     pub webui: WebUiView,
     pub wireguard: WireGuardView,
     pub dns: DnsView,
+    pub dhcp: Option<DhcpView>,
+    pub ntp: NtpView,
+    pub mail: MailView,
+    pub calendar: UsersView,
+    pub files: UsersView,
+    pub firewall: FirewallView,
+    pub paths: &'static PathsView,
+    /// Certificates the cell CA provides (see `services::tls_sites`).
+    pub tls_sites: Vec<TlsSiteView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TlsSiteView {
+    pub name: String,
+    /// The service that serves it: `proxy` or `mail`.
+    pub service: &'static str,
+}
+
+/// Who may use a per-user service.
+#[derive(Debug, Serialize)]
+pub struct UsersView {
+    pub users: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,12 +78,22 @@ pub struct ServiceView {
     pub fqdn: String,
     /// Its own address on the cell network.
     pub address: String,
+    /// Host ports it publishes.
+    pub published: Vec<PortView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortView {
+    pub host: u16,
+    pub container: u16,
+    pub protocol: &'static str,
 }
 
 #[derive(Debug, Serialize)]
 pub struct WebUiView {
     pub fqdn: String,
     pub upstream: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +167,10 @@ impl Context {
                     enabled: (s.enabled)(config),
                     fqdn: fqdn(s.host),
                     address: config.service_address(s).to_string(),
+                    published: (s.ports)(config)
+                        .into_iter()
+                        .map(|p| PortView { host: p.port, container: p.container_port, protocol: p.protocol.name() })
+                        .collect(),
                 };
                 (s.name, view)
             })
@@ -179,17 +216,26 @@ impl Context {
                 acme_email,
                 timezone: config.cell.timezone.clone(),
             },
-            network: NetworkView {
-                subnet: config.network.subnet.to_string(),
-                gateway: config.gateway().to_string(),
-            },
+            network: NetworkView { subnet: config.network.subnet.to_string(), gateway: config.gateway().to_string() },
             services,
             webui: WebUiView {
                 fqdn: fqdn(WEBUI_HOST),
                 upstream: format!("{}:{WEBUI_PORT}", config.gateway()),
+                port: WEBUI_PORT,
             },
             wireguard,
             dns,
+            dhcp: services_context::dhcp(config),
+            ntp: services_context::ntp(config),
+            mail: services_context::mail(config),
+            calendar: UsersView { users: services_context::sorted(&config.services.calendar.users) },
+            files: UsersView { users: services_context::sorted(&config.services.files.users) },
+            firewall: services_context::firewall(config),
+            paths: &services_context::PATHS,
+            tls_sites: crate::services::tls_sites(config)
+                .into_iter()
+                .map(|s| TlsSiteView { name: s.name, service: s.service })
+                .collect(),
         }
     }
 }
@@ -200,16 +246,9 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
     let mut reverse = Vec::new();
     let mut a = |name: String, address: Ipv4Addr, ptr: bool| {
         if ptr {
-            reverse.push(ReverseView {
-                address,
-                fqdn: name.clone(),
-            });
+            reverse.push(ReverseView { address, fqdn: name.clone() });
         }
-        records.push(RecordView {
-            fqdn: name,
-            kind: "A",
-            data: address.to_string(),
-        });
+        records.push(RecordView { fqdn: name, kind: "A", data: address.to_string() });
     };
 
     let proxy = crate::services::get("proxy").expect("the catalog has a proxy");
@@ -231,11 +270,7 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
     }
     for r in &config.services.dns.records {
         let absolute = |v: &str| {
-            if v.contains('.') {
-                format!("{v}.")
-            } else {
-                format!("{}.", fqdn(v))
-            }
+            if v.contains('.') { format!("{v}.") } else { format!("{}.", fqdn(v)) }
         };
         let (kind, data) = match r.kind {
             RecordType::A => ("A", r.value.clone()),
@@ -244,11 +279,7 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
             RecordType::MX => ("MX", format!("10 {}", absolute(&r.value))),
             RecordType::TXT => ("TXT", format!("\"{}\"", r.value)),
         };
-        records.push(RecordView {
-            fqdn: fqdn(&r.name),
-            kind,
-            data,
-        });
+        records.push(RecordView { fqdn: fqdn(&r.name), kind, data });
     }
     records.sort();
     records.dedup();
@@ -260,13 +291,7 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
         allowed.push(config.wireguard.subnet.to_string());
     }
     DnsView {
-        upstreams: config
-            .services
-            .dns
-            .upstreams
-            .iter()
-            .map(|u| u.to_string())
-            .collect(),
+        upstreams: config.services.dns.upstreams.iter().map(|u| u.to_string()).collect(),
         records,
         reverse,
         allowed,

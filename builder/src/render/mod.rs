@@ -3,6 +3,7 @@
 
 mod bundle;
 mod context;
+mod services_context;
 
 use std::collections::BTreeMap;
 
@@ -43,19 +44,14 @@ impl Renderer {
         for (path, source) in templates::EMBEDDED {
             if path.ends_with(TEMPLATE_SUFFIX) {
                 // A template that does not parse is a build defect, caught by every render test.
-                env.add_template(path, source)
-                    .unwrap_or_else(|e| panic!("template {path}: {e:#}"));
+                env.add_template(path, source).unwrap_or_else(|e| panic!("template {path}: {e:#}"));
             }
         }
         Renderer { env }
     }
 
     /// Renders every enabled service that has templates; the map is keyed by service name.
-    pub fn render(
-        &self,
-        config: &ValidConfig,
-        keys: &PublicKeys,
-    ) -> Result<BTreeMap<String, Bundle>, Error> {
+    pub fn render(&self, config: &ValidConfig, keys: &PublicKeys) -> Result<BTreeMap<String, Bundle>, Error> {
         self.render_context(config, &Self::context(config, keys))
     }
 
@@ -81,14 +77,8 @@ impl Renderer {
                             template: template_name.clone(),
                             message: format!("{e:#}"),
                         };
-                        let template = self
-                            .env
-                            .get_template(&template_name)
-                            .map_err(render_error)?;
-                        (
-                            name,
-                            template.render(context.clone()).map_err(render_error)?,
-                        )
+                        let template = self.env.get_template(&template_name).map_err(render_error)?;
+                        (name, template.render(context.clone()).map_err(render_error)?)
                     }
                     None => (file, source.to_string()),
                 };

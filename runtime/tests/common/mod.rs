@@ -13,9 +13,7 @@ pub struct Cell {
 
 impl Cell {
     pub fn new() -> Cell {
-        Cell {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Cell { dir: tempfile::tempdir().unwrap() }
     }
 
     pub fn state(&self) -> PathBuf {
@@ -33,11 +31,7 @@ impl Cell {
     /// Runs `pic` and insists on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.pic(args);
-        assert!(
-            out.status.success(),
-            "pic {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pic {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -76,11 +70,7 @@ impl Cell {
 }
 
 pub fn pic(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pic"))
-        .args(args)
-        .env_remove("PIC_STATE")
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_pic")).args(args).env_remove("PIC_STATE").output().unwrap()
 }
 
 pub fn example_path() -> PathBuf {
@@ -94,10 +84,7 @@ pub fn example() -> Value {
 /// The example with one more peer.
 pub fn with_peer(mut config: Value, name: &str, key: &str, address: &str) -> Value {
     let peer = serde_json::json!({"name": name, "public_key": key, "address": address});
-    config["wireguard"]["peers"]
-        .as_array_mut()
-        .unwrap()
-        .push(peer);
+    config["wireguard"]["peers"].as_array_mut().unwrap().push(peer);
     config
 }
 

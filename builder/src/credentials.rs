@@ -1,0 +1,168 @@
+//! User passwords: one per user, kept only as hashes in `secrets/users.json`, and the credential
+//! files each daemon reads, derived from those hashes for the users the config lets in.
+//!
+//! bcrypt (`$2y$`) is the one hash that dovecot (BLF-CRYPT), Apache's htpasswd and radicale
+//! (htpasswd, bcrypt) all verify, so a password is hashed once for every service.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::CellConfig;
+use crate::error::{Error, IoContext};
+use crate::fsutil;
+
+/// Passwords shorter than this are refused.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// bcrypt reads at most 72 bytes; a longer password would be silently cut.
+pub const MAX_PASSWORD_LEN: usize = 72;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Hashes {
+    users: BTreeMap<String, UserHashes>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UserHashes {
+    bcrypt: String,
+}
+
+pub struct Credentials {
+    secrets: PathBuf,
+}
+
+/// Refuses a password that is too short, too long for bcrypt, or holds control characters.
+pub fn check_password(password: &str) -> Result<(), Error> {
+    let len = password.len();
+    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) {
+        return Err(Error::BadPassword(format!(
+            "a password needs {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} bytes, this one has {len}"
+        )));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(Error::BadPassword("a password cannot contain control characters".into()));
+    }
+    Ok(())
+}
+
+impl Credentials {
+    pub fn new(secrets: PathBuf) -> Credentials {
+        Credentials { secrets }
+    }
+
+    fn hashes_path(&self) -> PathBuf {
+        self.secrets.join("users.json")
+    }
+
+    /// The folder of daemon credential files (mounted read-only into the containers).
+    pub fn dir(&self) -> PathBuf {
+        self.secrets.join("credentials")
+    }
+
+    /// Users that have a password.
+    pub fn users_with_password(&self) -> Result<Vec<String>, Error> {
+        Ok(self.hashes()?.users.into_keys().collect())
+    }
+
+    /// Sets (or replaces) a user's password.
+    pub fn set_password(&self, user: &str, password: &str) -> Result<(), Error> {
+        check_password(password)?;
+        let hash = bcrypt::hash_with_result(password, bcrypt::DEFAULT_COST)
+            .map_err(|e| Error::BadPassword(e.to_string()))?
+            .format_for_version(bcrypt::Version::TwoY);
+        let mut hashes = self.hashes()?;
+        hashes.users.insert(user.to_string(), UserHashes { bcrypt: hash });
+        self.write_hashes(&hashes)
+    }
+
+    /// Forgets a user's password; true when there was one.
+    pub fn remove(&self, user: &str) -> Result<bool, Error> {
+        let mut hashes = self.hashes()?;
+        let removed = hashes.users.remove(user).is_some();
+        if removed {
+            self.write_hashes(&hashes)?;
+        }
+        Ok(removed)
+    }
+
+    /// True when `password` is the user's password.
+    pub fn verify(&self, user: &str, password: &str) -> Result<bool, Error> {
+        Ok(self.hashes()?.users.get(user).is_some_and(|h| bcrypt::verify(password, &h.bcrypt).unwrap_or(false)))
+    }
+
+    /// Writes every daemon's credential file for `config`: only users the config gives the
+    /// service to, and only those with a password, are in each. Unchanged files are not rewritten.
+    pub fn write_daemon_files(&self, config: &CellConfig) -> Result<(), Error> {
+        let hashes = self.hashes()?;
+        let hash = |user: &str| hashes.users.get(user).map(|h| h.bcrypt.as_str());
+        fsutil::ensure_dir(&self.dir(), 0o700)?;
+
+        let mut dovecot = String::new();
+        let mut mailboxes: Vec<_> = config.services.mail.mailboxes.iter().collect();
+        mailboxes.sort_by(|a, b| a.address.cmp(&b.address));
+        for m in mailboxes {
+            if let Some(h) = hash(&m.user) {
+                let _ = writeln!(dovecot, "{}:{{BLF-CRYPT}}{h}", m.address);
+            }
+        }
+        self.write_if_changed("dovecot.passwd", &dovecot)?;
+        self.write_if_changed("radicale.htpasswd", &htpasswd(&config.services.calendar.users, hash))?;
+        self.write_if_changed("webdav.htpasswd", &htpasswd(&config.services.files.users, hash))?;
+
+        let roundcube = self.dir().join("roundcube-secrets.inc.php");
+        if !roundcube.exists() {
+            let key = random_key();
+            let text = format!(
+                "<?php\n// Roundcube's session encryption key, made once for this cell.\n$config['des_key'] = '{key}';\n"
+            );
+            fsutil::write_atomic(&roundcube, text.as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+
+    fn write_if_changed(&self, name: &str, text: &str) -> Result<(), Error> {
+        let path = self.dir().join(name);
+        if fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            return Ok(());
+        }
+        // World-readable inside the 0700 folder: the daemons run as their own users.
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+    }
+
+    fn hashes(&self) -> Result<Hashes, Error> {
+        let path = self.hashes_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::corrupt(path.display().to_string(), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Hashes::default()),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    fn write_hashes(&self, hashes: &Hashes) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(hashes).expect("hashes serialize") + "\n";
+        fsutil::write_atomic(&self.hashes_path(), text.as_bytes(), 0o600)
+    }
+}
+
+fn htpasswd<'a>(users: &[String], hash: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut users: Vec<&String> = users.iter().collect();
+    users.sort();
+    let mut text = String::new();
+    for user in users {
+        if let Some(h) = hash(user) {
+            let _ = writeln!(text, "{user}:{h}");
+        }
+    }
+    text
+}
+
+/// 24 random characters from a quote-free alphabet (roundcube's des_key length).
+fn random_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}

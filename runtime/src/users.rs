@@ -1,0 +1,108 @@
+//! `pic user`: adding, removing and listing users and setting their passwords.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, Result, bail};
+use pic_builder::config::{Role, User};
+use pic_builder::credentials::check_password;
+use pic_builder::{Error, State};
+use serde::Serialize;
+
+use crate::cli::{RoleArg, UserCommand};
+use crate::output::Output;
+
+#[derive(Serialize)]
+struct UserRow {
+    name: String,
+    role: Role,
+    has_password: bool,
+}
+
+pub fn run(state: &State, command: &UserCommand, out: &Output) -> Result<()> {
+    match command {
+        UserCommand::List => {
+            let config = state.desired_config()?.context("no desired config yet")?;
+            let with_password = state.credentials().users_with_password()?;
+            let rows: Vec<UserRow> = config
+                .users
+                .iter()
+                .map(|u| UserRow { name: u.name.clone(), role: u.role, has_password: with_password.contains(&u.name) })
+                .collect();
+            out.emit(&rows, |rows| {
+                let mut s = String::from("NAME                 ROLE   PASSWORD");
+                for r in rows {
+                    let role = if r.role == Role::Admin { "admin" } else { "peer" };
+                    s.push_str(&format!("\n{:<20} {role:<6} {}", r.name, if r.has_password { "set" } else { "none" }));
+                }
+                s
+            });
+        }
+        UserCommand::Add { name, role } => {
+            let password = read_password(&format!("password for {name}: "))?;
+            let writer = state.writer()?;
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Peer => Role::Peer,
+            };
+            let config = writer.desired_with(|c| {
+                if c.users.iter().any(|u| &u.name == name) {
+                    return Err(Error::Invalid(pic_builder::config::ValidationErrors::single(
+                        "users",
+                        format!("a user named {name:?} exists already"),
+                        "choose another name, or `pic user passwd` to change their password",
+                    )));
+                }
+                c.users.push(User { name: name.clone(), role });
+                Ok(())
+            })?;
+            state.credentials().set_password(name, &password)?;
+            let built = writer.build(Some(&config), &format!("pic user add {name}"))?;
+            let switched = writer.switch(built.generation)?;
+            out.emit(&switched, |s| format!("added user {name}; generation {} is current", s.to));
+        }
+        UserCommand::Passwd { name } => {
+            let password = read_password(&format!("new password for {name}: "))?;
+            let writer = state.writer()?;
+            let config = state.desired_config()?.context("no desired config yet")?;
+            if !config.users.iter().any(|u| &u.name == name) {
+                return Err(Error::NoSuchUser(name.clone()).into());
+            }
+            state.credentials().set_password(name, &password)?;
+            state.credentials().write_daemon_files(&config)?;
+            drop(writer);
+            out.emit(&serde_json::json!({"user": name, "password": "set"}), |_| format!("password of {name} set"));
+        }
+        UserCommand::Remove { name } => {
+            let writer = state.writer()?;
+            let config = writer.desired_with(|c| {
+                let before = c.users.len();
+                c.users.retain(|u| &u.name != name);
+                if c.users.len() == before { Err(Error::NoSuchUser(name.clone())) } else { Ok(()) }
+            })?;
+            let built = writer.build(Some(&config), &format!("pic user remove {name}"))?;
+            let switched = writer.switch(built.generation)?;
+            state.credentials().remove(name)?;
+            // The daemons' files must forget the user too, even if no generation changed.
+            state.credentials().write_daemon_files(&config)?;
+            out.emit(&switched, |s| format!("removed user {name}; generation {} is current", s.to));
+        }
+    }
+    Ok(())
+}
+
+/// A password from the terminal (not echoed) or the first line of standard input; checked here,
+/// before anything changes.
+fn read_password(prompt: &str) -> Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt).context("reading the password")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if password.is_empty() {
+        bail!(Error::BadPassword("no password given on standard input".into()));
+    }
+    check_password(&password)?;
+    Ok(password)
+}

@@ -1,0 +1,178 @@
+//! Tier 2: every rendered file is checked by its own daemon's validator (caddy, unbound,
+//! dnsmasq, chrony, postfix, dovecot, radicale, apache2, php, nft, wg-quick), for every example
+//! config, and the credential files are checked by the daemons' own password tools.
+//!
+//! Each check runs in a private mount namespace where the bundle, certificates and credentials
+//! sit at the paths the containers will see (`/etc/pic/bundle`, `/run/pic/...`, `/srv`), so
+//! nothing on the machine is touched. `make test` installs the Debian packages these need.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::Cell;
+
+/// Sets up the container paths in a fresh mount namespace, then runs the checker ("$@").
+const HARNESS: &str = r#"
+set -e
+bundle=$1; secrets=$2; scratch=$3; shift 3
+mkdir -p "$scratch/upper" "$scratch/work"
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /srv
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
+mkdir -p /etc/pic/bundle /run/pic/tls /run/pic/credentials /run/pic/ca
+mount --bind "$bundle" /etc/pic/bundle
+[ ! -d "$secrets/tls" ] || cp -r "$secrets/tls/." /run/pic/tls/
+cp -r "$secrets/credentials/." /run/pic/credentials/
+cp "$secrets/ca/ca.crt" /run/pic/ca/
+exec "$@"
+"#;
+
+/// The validators, per service: each must accept what we render.
+const CHECKS: &[(&str, &[&str])] = &[
+    ("proxy", &["caddy", "validate", "--config", "/etc/pic/bundle/Caddyfile", "--adapter", "caddyfile"]),
+    ("dns", &["unbound-checkconf", "/etc/pic/bundle/unbound.conf"]),
+    ("dhcp", &["dnsmasq", "--test", "--conf-file=/etc/pic/bundle/dnsmasq.conf"]),
+    ("ntp", &["chronyd", "-p", "-f", "/etc/pic/bundle/chrony.conf"]),
+    ("mail", &["postfix", "-c", "/etc/pic/bundle", "check"]),
+    ("mail", &["doveconf", "-n", "-c", "/etc/pic/bundle/dovecot.conf"]),
+    ("calendar", &["radicale", "--config", "/etc/pic/bundle/radicale.conf", "--verify-storage"]),
+    ("files", &["apache2", "-t", "-f", "/etc/pic/bundle/httpd.conf"]),
+    (
+        "webmail",
+        &[
+            "php",
+            "-r",
+            "include '/etc/pic/bundle/config.inc.php'; exit(isset($config['imap_host'], $config['des_key']) ? 0 : 1);",
+        ],
+    ),
+    // The ruleset is checked inside a network namespace of its own: never against this machine's.
+    ("firewall", &["unshare", "--net", "nft", "--check", "--file", "/etc/pic/bundle/ruleset.nft"]),
+    ("wireguard", &["wg-quick", "strip", "/etc/pic/bundle/wg0.conf"]),
+];
+
+fn check(bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", HARNESS, "harness"])
+        .arg(bundle)
+        .arg(secrets)
+        .arg(scratch.path())
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?} in a mount namespace: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn set_password(cell: &Cell, user: &str, password: &str) {
+    let state = cell.state();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
+        .args(["--state", state.to_str().unwrap(), "user", "passwd", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success(), "pic user passwd {user}");
+}
+
+/// Builds an example into a fresh cell (with passwords for its users) and returns the cell.
+fn cell_for(example: &str, users: &[&str]) -> Cell {
+    let cell = Cell::new();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(example);
+    cell.ok(&["init", "--config", config.to_str().unwrap()]);
+    for user in users {
+        set_password(&cell, user, &format!("{user}-secret-pw"));
+    }
+    cell.ok(&["switch"]);
+    cell
+}
+
+#[test]
+fn every_daemon_accepts_what_is_rendered_for_every_example() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (example, users) in [("cell.json", &["alice", "bob"][..]), ("public.json", &["carol"][..])] {
+        let cell = cell_for(example, users);
+        let manifest = cell.manifest(cell.current().unwrap());
+        let secrets = cell.state().join("secrets");
+        for (service, command) in CHECKS {
+            let Some(entry) = manifest["services"].get(*service) else { continue };
+            let bundle = cell.state().join(entry["store_path"].as_str().unwrap());
+            let (ok, output) = check(&bundle, &secrets, command);
+            checked += 1;
+            if !ok {
+                failures.push(format!("{example} {service}: {command:?} refused it:\n{output}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked >= 13, "only {checked} checks ran");
+}
+
+#[test]
+fn the_checks_can_fail() {
+    let cell = cell_for("cell.json", &[]);
+    let manifest = cell.manifest(1);
+    let secrets = cell.state().join("secrets");
+    let broken = tempfile::tempdir().unwrap();
+    for (service, file, garbage) in [
+        ("dns", "unbound.conf", "server:\n    no-such-option: yes\n"),
+        ("mail", "dovecot.conf", "no_such_setting = 1\n"),
+        ("firewall", "ruleset.nft", "table inet pic { chain input { tcp dport 22 accpt } }\n"),
+        ("proxy", "Caddyfile", "bad.example { no_such_directive }\n"),
+    ] {
+        let source = cell.state().join(manifest["services"][service]["store_path"].as_str().unwrap());
+        let dir = broken.path().join(service);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::write(dir.join(entry.file_name()), std::fs::read(entry.path()).unwrap()).unwrap();
+        }
+        let mut text = std::fs::read_to_string(dir.join(file)).unwrap();
+        text.push_str(garbage);
+        std::fs::write(dir.join(file), text).unwrap();
+        let results: Vec<(bool, String)> =
+            CHECKS.iter().filter(|(s, _)| *s == service).map(|(_, command)| check(&dir, &secrets, command)).collect();
+        let ok = results.iter().all(|(ok, _)| *ok);
+        let output: String = results.into_iter().map(|(_, text)| text).collect();
+        assert!(!ok, "{service}: a broken {file} was accepted:\n{output}");
+    }
+}
+
+#[test]
+fn daemons_accept_the_password_hashes() {
+    let cell = cell_for("cell.json", &["alice", "bob"]);
+    let credentials = cell.state().join("secrets/credentials");
+    let dovecot = std::fs::read_to_string(credentials.join("dovecot.passwd")).unwrap();
+    let alice = dovecot.lines().find(|l| l.starts_with("alice@home.cell:")).expect("alice's mailbox can log in");
+    let hash = alice.split_once(':').unwrap().1;
+    let doveadm = |password: &str| {
+        Command::new("doveadm").args(["pw", "-t", hash, "-p", password]).output().unwrap().status.success()
+    };
+    assert!(doveadm("alice-secret-pw"), "dovecot refuses alice's hash");
+    assert!(!doveadm("wrong-password"), "dovecot accepts a wrong password");
+
+    for file in ["webdav.htpasswd", "radicale.htpasswd"] {
+        let path = credentials.join(file);
+        let htpasswd = |user: &str, password: &str| {
+            Command::new("htpasswd").arg("-vb").arg(&path).args([user, password]).output().unwrap().status.success()
+        };
+        assert!(htpasswd("bob", "bob-secret-pw"), "{file}: apache refuses bob's hash");
+        assert!(!htpasswd("bob", "alice-secret-pw"), "{file}: apache accepts a wrong password");
+    }
+    let radicale = Command::new("/usr/bin/python3")
+        .args(["-c", "import bcrypt,sys; h=open(sys.argv[1]).read().split('\\n')[0].split(':',1)[1]; sys.exit(0 if bcrypt.checkpw(b'alice-secret-pw', h.encode()) else 1)"])
+        .arg(credentials.join("radicale.htpasswd"))
+        .output()
+        .unwrap();
+    assert!(
+        radicale.status.success(),
+        "radicale's bcrypt refuses alice: {}",
+        String::from_utf8_lossy(&radicale.stderr)
+    );
+}
