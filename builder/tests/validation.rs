@@ -69,6 +69,12 @@ const CASES: &[(&str, &str, Mutation)] = &[
     ("peer address is the broadcast", "wireguard.peers[0].address", |c| {
         c["wireguard"]["peers"][0]["address"] = json!("10.8.0.255")
     }),
+    ("peer access to an unknown service", "wireguard.peers[1].access[0]", |c| {
+        c["wireguard"]["peers"][1]["access"][0] = json!("ssh")
+    }),
+    ("address for a host service", "network.addresses.wireguard", |c| {
+        c["network"]["addresses"] = json!({"wireguard": "172.20.0.30"})
+    }),
     ("peer of unknown user", "wireguard.peers[0].user", |c| c["wireguard"]["peers"][0]["user"] = json!("mallory")),
     ("duplicate peer name", "wireguard.peers[1].name", |c| c["wireguard"]["peers"][1]["name"] = json!("alice-laptop")),
     ("duplicate peer key", "wireguard.peers[2].public_key", |c| {

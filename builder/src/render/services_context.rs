@@ -82,8 +82,14 @@ pub struct FirewallView {
     pub wireguard_port: Option<u16>,
     /// Every published port, for the record (Docker forwards them; the forward chain lets them in).
     pub published: Vec<PublishedView>,
-    /// Per VPN peer, what it may reach.
-    pub peers: Vec<PeerRulesView>,
+    /// `address . protocol . port` of every enabled service, as elements of an nftables set.
+    pub all_services: Vec<String>,
+    /// Peers that may reach every service (the default), as one set: one rule covers them all.
+    pub open_peers: Vec<Ipv4Addr>,
+    /// Peers that route all their traffic through the cell.
+    pub full_peers: Vec<Ipv4Addr>,
+    /// Peers limited to some services, each with its own rule.
+    pub restricted_peers: Vec<PeerRulesView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,8 +103,6 @@ pub struct PublishedView {
 pub struct PeerRulesView {
     pub name: String,
     pub address: Ipv4Addr,
-    /// Whether the peer may use the cell as its way to the internet.
-    pub full: bool,
     /// `address . protocol . port` elements of an nftables set.
     pub allowed: Vec<String>,
 }
@@ -170,36 +174,44 @@ pub fn firewall(config: &ValidConfig) -> FirewallView {
         }
     }
     let wg = &config.wireguard;
-    let mut peers: Vec<PeerRulesView> = wg
-        .peers
+    let peers: Vec<&crate::config::Peer> = wg.peers.iter().filter(|p| wg.enabled && p.enabled).collect();
+    let endpoints = |allowed: &dyn Fn(&str) -> bool| {
+        let mut set: Vec<String> = Vec::new();
+        for s in CATALOG.iter().filter(|s| (s.enabled)(config) && allowed(s.name)) {
+            // A web service is reached through the proxy, so access to it opens the proxy's ports.
+            let (target, ports) = match services::get("proxy") {
+                Some(proxy) if s.via_proxy => (config.service_address(proxy), proxy.listens),
+                _ => (config.service_address(s), s.listens),
+            };
+            for (protocol, port) in ports {
+                set.push(format!("{target} . {} . {port}", protocol.name()));
+            }
+        }
+        set.sort();
+        set.dedup();
+        set
+    };
+    let mut open_peers: Vec<Ipv4Addr> = peers.iter().filter(|p| p.access.is_none()).map(|p| p.address).collect();
+    open_peers.sort();
+    let mut full_peers: Vec<Ipv4Addr> =
+        peers.iter().filter(|p| p.routing == crate::config::Routing::Full).map(|p| p.address).collect();
+    full_peers.sort();
+    let mut restricted_peers: Vec<PeerRulesView> = peers
         .iter()
-        .filter(|p| wg.enabled && p.enabled)
-        .map(|peer| {
-            let reachable = CATALOG.iter().filter(|s| (s.enabled)(config)).filter(|s| match &peer.access {
-                None => true,
-                Some(names) => names.iter().any(|n| n == s.name),
-            });
-            let mut allowed: Vec<String> = Vec::new();
-            for s in reachable {
-                // A web service is reached through the proxy, so its access opens the proxy's ports.
-                let (target, ports) = match services::get("proxy") {
-                    Some(proxy) if s.via_proxy => (config.service_address(proxy), proxy.listens),
-                    _ => (config.service_address(s), s.listens),
-                };
-                for (protocol, port) in ports {
-                    allowed.push(format!("{target} . {} . {port}", protocol.name()));
-                }
-            }
-            allowed.sort();
-            allowed.dedup();
-            PeerRulesView {
-                name: peer.name.clone(),
-                address: peer.address,
-                full: peer.routing == crate::config::Routing::Full,
-                allowed,
-            }
+        .filter_map(|peer| {
+            let names = peer.access.as_ref()?;
+            let allowed = endpoints(&|name| names.iter().any(|n| n == name));
+            Some(PeerRulesView { name: peer.name.clone(), address: peer.address, allowed })
         })
         .collect();
-    peers.sort_by(|a, b| a.name.cmp(&b.name));
-    FirewallView { vpn_interface: "wg0", wireguard_port: wg.enabled.then_some(wg.listen_port), published, peers }
+    restricted_peers.sort_by(|a, b| a.name.cmp(&b.name));
+    FirewallView {
+        vpn_interface: "wg0",
+        wireguard_port: wg.enabled.then_some(wg.listen_port),
+        published,
+        all_services: endpoints(&|_| true),
+        open_peers,
+        full_peers,
+        restricted_peers,
+    }
 }
