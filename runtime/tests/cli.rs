@@ -24,7 +24,7 @@ fn new_user_walkthrough() {
     let bigger = cell.write_config("bigger.json", &with_peer(example(), "carol-phone", &new_key, "10.8.0.9"));
     let switched = cell.json(&["switch", "--config", &bigger]);
     assert_eq!(switched["to"], 2);
-    assert_eq!(switched["build"]["changed_services"], serde_json::json!(["dns", "wireguard"]));
+    assert_eq!(switched["build"]["changed_services"], serde_json::json!(["dns", "firewall", "wireguard"]));
     let (m1, m2) = (cell.manifest(1), cell.manifest(2));
     assert_eq!(m2["parent"], 1);
     assert_eq!(m1["services"]["proxy"], m2["services"]["proxy"]);
