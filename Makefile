@@ -13,12 +13,16 @@ VENV    = $(CURDIR)/target/bench-venv
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux
 
-## Build the example cell into ./data and switch to it (later: and serve the web UI).
+LISTEN ?= 127.0.0.1:3000
+
+## Build the example cell into ./data, switch to it and serve the API on $(LISTEN).
 start: build
 	@# An existing desired config is the user's: only a fresh state directory gets the example.
 	$(PIC) --state $(STATE) init $$(test -f $(STATE)/cell_config.json || echo --config $(CONFIG))
 	$(PIC) --state $(STATE) switch
 	$(PIC) --state $(STATE) generations
+	@echo "To log in, give the admin a password: $(PIC) --state $(STATE) user passwd alice"
+	$(PIC) --state $(STATE) serve --listen $(LISTEN)
 
 build:
 	$(CARGO) build --release --locked -p pic-runtime

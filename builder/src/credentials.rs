@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use argon2::PasswordHasher;
+
 use crate::config::CellConfig;
 use crate::error::{Error, IoContext};
 use crate::fsutil;
@@ -27,7 +29,10 @@ struct Hashes {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct UserHashes {
+    /// For the daemons (dovecot, radicale, Apache).
     bcrypt: String,
+    /// For logging in to `pic serve`.
+    argon2: String,
 }
 
 pub struct Credentials {
@@ -70,11 +75,15 @@ impl Credentials {
     /// Sets (or replaces) a user's password.
     pub fn set_password(&self, user: &str, password: &str) -> Result<(), Error> {
         check_password(password)?;
-        let hash = bcrypt::hash_with_result(password, bcrypt::DEFAULT_COST)
+        let bcrypt = bcrypt::hash_with_result(password, bcrypt::DEFAULT_COST)
             .map_err(|e| Error::BadPassword(e.to_string()))?
             .format_for_version(bcrypt::Version::TwoY);
+        let argon2 = argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|e| Error::BadPassword(e.to_string()))?
+            .to_string();
         let mut hashes = self.hashes()?;
-        hashes.users.insert(user.to_string(), UserHashes { bcrypt: hash });
+        hashes.users.insert(user.to_string(), UserHashes { bcrypt, argon2 });
         self.write_hashes(&hashes)
     }
 
@@ -88,9 +97,12 @@ impl Credentials {
         Ok(removed)
     }
 
-    /// True when `password` is the user's password.
+    /// True when `password` is the user's password (checked against the argon2 hash).
     pub fn verify(&self, user: &str, password: &str) -> Result<bool, Error> {
-        Ok(self.hashes()?.users.get(user).is_some_and(|h| bcrypt::verify(password, &h.bcrypt).unwrap_or(false)))
+        use argon2::PasswordVerifier;
+        let hashes = self.hashes()?;
+        let Some(h) = hashes.users.get(user) else { return Ok(false) };
+        Ok(argon2::Argon2::default().verify_password(password.as_bytes(), h.argon2.as_str()).is_ok())
     }
 
     /// Writes every daemon's credential file for `config`: only users the config gives the

@@ -69,6 +69,11 @@ pub enum Command {
     /// The cell's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Serve the HTTP API (and, once built, the web UI).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+    },
     /// The people who log in: their roles and passwords.
     #[command(subcommand)]
     User(UserCommand),

@@ -169,6 +169,10 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
             print!("{}", state.ca().certificate_pem()?);
         }
         Command::User(command) => users::run(&state, command, out)?,
+        Command::Serve { listen } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(crate::serve::serve(state, *listen))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

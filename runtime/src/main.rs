@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod output;
+mod serve;
 mod users;
 
 use std::process::ExitCode;

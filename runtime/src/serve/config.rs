@@ -1,0 +1,69 @@
+//! `GET /api/config` and `PUT /api/config`: the desired config, with its content hash as ETag so
+//! that two clients editing at once cannot overwrite each other (If-Match, 412).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pic_builder::config;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::{ApiError, blocking};
+
+/// The ETag of a config text: a quoted prefix of its sha256.
+fn etag_of(text: &str) -> String {
+    format!("\"{}\"", &hex::encode(Sha256::digest(text.as_bytes()))[..32])
+}
+
+pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
+    let path = app.state.desired_config_path();
+    let text = tokio::fs::read_to_string(&path).await.map_err(ApiError::internal)?;
+    let etag = etag_of(&text);
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
+    let mut response = Json(value).into_response();
+    response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+pub async fn put(
+    State(app): State<AppState>,
+    _admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let if_match =
+        headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "if_match_required",
+                "send If-Match with the ETag of GET /api/config",
+            )
+        })?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the body is not UTF-8"))?;
+    let new_config = config::parse(text)?;
+    let state = app.state.clone();
+    let (generation, etag) = blocking(move || {
+        let writer = state.writer()?;
+        // Compared under the writer lock: of two PUTs with the same ETag, exactly one wins.
+        let current = std::fs::read_to_string(state.desired_config_path()).map_err(ApiError::internal)?;
+        if etag_of(&current) != if_match {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale_config",
+                "the config changed since you read it; GET it again",
+            ));
+        }
+        let built = writer.build(Some(&new_config), "PUT /api/config")?;
+        writer.switch(built.generation)?;
+        Ok((built.generation, etag_of(&config::to_canonical_json(&new_config))))
+    })
+    .await?;
+    let mut response = Json(json!({"generation": generation})).into_response();
+    response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).map_err(ApiError::internal)?);
+    Ok(response)
+}

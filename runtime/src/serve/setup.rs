@@ -1,0 +1,110 @@
+//! The first-run wizard's API: `GET /api/setup/status` and `POST /api/setup`, which writes the
+//! cell config, sets the admin password and builds and switches generation 1. Setup happens once.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use pic_builder::config::{self, CellConfig, DhcpRange, Domain};
+use pic_builder::credentials::check_password;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, blocking};
+
+/// The user the wizard creates.
+pub const ADMIN_USER: &str = "admin";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    pub cell_name: String,
+    #[serde(default)]
+    pub domain: Domain,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub admin_password: String,
+    /// Services to enable, by catalog name (WireGuard and the firewall are always on).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"complete": app.setup_complete().await?})))
+}
+
+pub async fn setup(
+    State(app): State<AppState>,
+    body: Result<Json<Setup>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(setup) = body?;
+    check_password(&setup.admin_password)?;
+    let config = config::validate(initial_config(&setup)?)?;
+    let state = app.state.clone();
+    let generation = blocking(move || {
+        state.init(None)?;
+        let writer = state.writer()?;
+        // Checked under the writer lock: two wizards racing cannot both finish.
+        if state.desired_config_path().exists() {
+            return Err(ApiError::new(StatusCode::CONFLICT, "setup_complete", "setup is already complete"));
+        }
+        state.credentials().set_password(ADMIN_USER, &setup.admin_password)?;
+        let built = writer.build(Some(&config), "setup wizard")?;
+        writer.switch(built.generation)?;
+        Ok(built.generation)
+    })
+    .await?;
+    Ok(Json(json!({"complete": true, "generation": generation})))
+}
+
+/// The config the wizard's answers describe: the defaults of a small home cell.
+fn initial_config(setup: &Setup) -> Result<CellConfig, ApiError> {
+    let mut value = json!({
+        "version": config::CURRENT_VERSION,
+        "cell": {"name": setup.cell_name, "domain": setup.domain, "timezone": setup.timezone},
+        "network": {"subnet": "172.20.0.0/24"},
+        "users": [{"name": ADMIN_USER, "role": "admin"}],
+    });
+    let domain = match &setup.domain {
+        Domain::Local => format!("{}.cell", setup.cell_name),
+        Domain::Public { name, .. } | Domain::Ddns { name, .. } => name.clone(),
+    };
+    for (i, service) in setup.services.iter().enumerate() {
+        let settings = match service.as_str() {
+            "proxy" | "webmail" => json!({"enabled": true}),
+            "dns" => json!({"enabled": true, "upstreams": ["9.9.9.9", "149.112.112.112"]}),
+            "dhcp" => {
+                json!({"enabled": true, "range": DhcpRange { start: [172, 20, 0, 100].into(), end: [172, 20, 0, 200].into() }})
+            }
+            "ntp" => json!({"enabled": true, "servers": ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"]}),
+            "mail" => {
+                json!({"enabled": true, "domains": [domain], "mailboxes": [{"address": format!("{ADMIN_USER}@{domain}"), "user": ADMIN_USER}]})
+            }
+            "calendar" | "files" => json!({"enabled": true, "users": [ADMIN_USER]}),
+            other => {
+                return Err(ApiError {
+                    details: vec![config::FieldError {
+                        path: format!("services[{i}]"),
+                        message: format!("there is no service named {other:?}"),
+                        hint: "use some of: proxy, dns, dhcp, ntp, mail, calendar, files, webmail".into(),
+                    }],
+                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "unknown service")
+                });
+            }
+        };
+        value["services"][service] = settings;
+    }
+    let config: CellConfig = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("setup answers do not form a config: {e}"),
+        )
+    })?;
+    Ok(config)
+}

@@ -1,0 +1,347 @@
+//! The API through `Router` + `oneshot`: the setup gate, sessions, CSRF, roles, ETags, errors.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{AppState, BODY_LIMIT, router};
+
+const ADMIN_PASSWORD: &str = "admin-password-1";
+const PEER_PASSWORD: &str = "peer-password-1";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    app: AppState,
+}
+
+/// What a request carries: cookies of a login, and whether to send the CSRF header.
+#[derive(Clone, Default)]
+struct Client {
+    session: Option<String>,
+    csrf: Option<String>,
+    send_csrf: bool,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let state = pic_builder::State::new(dir.path().join("state"));
+        state.init(None).unwrap();
+        Api { _dir: dir, app: AppState::new(state) }
+    }
+
+    async fn call(&self, client: &Client, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        self.call_raw(client, method, uri, body.map(|b| b.to_string()), &[]).await
+    }
+
+    async fn call_raw(
+        &self,
+        client: &Client,
+        method: Method,
+        uri: &str,
+        body: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        let mut cookies = Vec::new();
+        if let Some(s) = &client.session {
+            cookies.push(format!("pic_session={s}"));
+        }
+        if let Some(c) = &client.csrf {
+            cookies.push(format!("csrf_token={c}"));
+            if client.send_csrf {
+                request = request.header("x-csrf-token", c);
+            }
+        }
+        if !cookies.is_empty() {
+            request = request.header(header::COOKIE, cookies.join("; "));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(text) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(text)),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = router(self.app.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Reply { status, headers, body }
+    }
+
+    async fn setup(&self) {
+        let body =
+            json!({"cell_name": "home", "admin_password": ADMIN_PASSWORD, "services": ["dns", "proxy", "calendar"]});
+        let reply = self.call(&Client::default(), Method::POST, "/api/setup", Some(body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
+    async fn login(&self, user: &str, password: &str) -> Client {
+        let reply = self
+            .call(
+                &Client::default(),
+                Method::POST,
+                "/api/auth/login",
+                Some(json!({"username": user, "password": password})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let cookies: Vec<String> =
+            reply.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        let value = |name: &str| {
+            cookies
+                .iter()
+                .find(|c| c.starts_with(&format!("{name}=")))
+                .map(|c| c.split(';').next().unwrap()[name.len() + 1..].to_string())
+        };
+        let session_cookie = cookies.iter().find(|c| c.starts_with("pic_session=")).unwrap();
+        assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Strict"), "{session_cookie}");
+        Client { session: value("pic_session"), csrf: value("csrf_token"), send_csrf: true }
+    }
+
+    /// A user with role peer, added to the config directly.
+    async fn add_peer_user(&self) {
+        let state = self.app.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let writer = state.writer().unwrap();
+            let config = writer
+                .desired_with(|c| {
+                    c.users
+                        .push(pic_builder::config::User { name: "bob".into(), role: pic_builder::config::Role::Peer });
+                    Ok(())
+                })
+                .unwrap();
+            state.credentials().set_password("bob", PEER_PASSWORD).unwrap();
+            let built = writer.build(Some(&config), "test").unwrap();
+            writer.switch(built.generation).unwrap();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn before_setup_every_api_route_points_at_the_wizard() {
+    let api = Api::new();
+    let anon = Client::default();
+    for uri in ["/api/generations", "/api/config", "/api/auth/me", "/api/services"] {
+        let reply = api.call(&anon, Method::GET, uri, None).await;
+        assert_eq!(reply.status, StatusCode::PRECONDITION_REQUIRED, "{uri}");
+        assert_eq!(reply.body["redirect"], "/setup");
+        assert_eq!(reply.body["error"]["code"], "setup_required");
+    }
+    assert_eq!(api.call(&anon, Method::GET, "/health", None).await.status, StatusCode::OK);
+    assert_eq!(api.call(&anon, Method::GET, "/api/setup/status", None).await.body, json!({"complete": false}));
+}
+
+#[tokio::test]
+async fn setup_validates_then_builds_generation_one_once() {
+    let api = Api::new();
+    let anon = Client::default();
+    let bad = api
+        .call(
+            &anon,
+            Method::POST,
+            "/api/setup",
+            Some(json!({"cell_name": "Bad Name", "admin_password": ADMIN_PASSWORD})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["error"]["details"][0]["path"], "cell.name");
+    let weak = api
+        .call(&anon, Method::POST, "/api/setup", Some(json!({"cell_name": "home", "admin_password": "short"})))
+        .await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = api
+        .call(
+            &anon,
+            Method::POST,
+            "/api/setup",
+            Some(json!({"cell_name": "home", "admin_password": ADMIN_PASSWORD, "colour": 1})),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", unknown.body);
+    assert!(!api.app.state.desired_config_path().exists(), "refused setups change nothing");
+
+    api.setup().await;
+    assert_eq!(api.app.state.current().unwrap(), Some(1));
+    assert_eq!(api.call(&anon, Method::GET, "/api/setup/status", None).await.body, json!({"complete": true}));
+    let again = api
+        .call(&anon, Method::POST, "/api/setup", Some(json!({"cell_name": "other", "admin_password": ADMIN_PASSWORD})))
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    // After setup, the gate asks for a session instead.
+    assert_eq!(api.call(&anon, Method::GET, "/api/generations", None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn login_failures_lock_the_account_out() {
+    let api = Api::new();
+    api.setup().await;
+    for _ in 0..5 {
+        let reply = api
+            .call(
+                &Client::default(),
+                Method::POST,
+                "/api/auth/login",
+                Some(json!({"username": "admin", "password": "wrong-password"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = api
+        .call(
+            &Client::default(),
+            Method::POST,
+            "/api/auth/login",
+            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        )
+        .await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = locked.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 900);
+}
+
+#[tokio::test]
+async fn login_me_logout() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let me = api.call(&admin, Method::GET, "/api/auth/me", None).await;
+    assert_eq!((me.body["user"].as_str(), me.body["role"].as_str()), (Some("admin"), Some("admin")));
+    assert_eq!(api.call(&admin, Method::POST, "/api/auth/logout", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.call(&admin, Method::GET, "/api/auth/me", None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Every admin route × {anonymous, peer, admin} × {with, without CSRF token}.
+#[tokio::test]
+async fn auth_matrix() {
+    let api = Api::new();
+    api.setup().await;
+    api.add_peer_user().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let peer = api.login("bob", PEER_PASSWORD).await;
+    let routes: &[(Method, &str, bool)] = &[
+        (Method::GET, "/api/config", false),
+        (Method::GET, "/api/generations", false),
+        (Method::GET, "/api/generations/1", false),
+        (Method::GET, "/api/generations/1/diff/2", false),
+        (Method::GET, "/api/services", false),
+        // Rollback first: from generation 2 there is one to roll back to (the one admin call with
+        // a CSRF token that gets through); switching to 1 then always works.
+        (Method::POST, "/api/rollback", true),
+        (Method::POST, "/api/generations/1/switch", true),
+    ];
+    for (method, uri, changes) in routes {
+        for (who, client) in [("anonymous", Client::default()), ("peer", peer.clone()), ("admin", admin.clone())] {
+            for send_csrf in [true, false] {
+                let client = Client { send_csrf, ..client.clone() };
+                let reply = api.call(&client, method.clone(), uri, None).await;
+                let expected = match (who, changes, send_csrf) {
+                    ("anonymous", _, _) => StatusCode::UNAUTHORIZED,
+                    (_, true, false) => StatusCode::FORBIDDEN,
+                    ("peer", _, _) => StatusCode::FORBIDDEN,
+                    _ => StatusCode::OK,
+                };
+                assert_eq!(reply.status, expected, "{who} {method} {uri} csrf={send_csrf}: {}", reply.body);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_puts_with_one_etag_give_one_200_and_one_412() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let read = api.call(&admin, Method::GET, "/api/config", None).await;
+    let etag = read.headers[header::ETAG].to_str().unwrap().to_string();
+    let mut first = read.body.clone();
+    first["services"]["dns"]["upstreams"] = json!(["1.1.1.1"]);
+    let mut second = read.body.clone();
+    second["services"]["dns"]["upstreams"] = json!(["8.8.8.8"]);
+    let headers = [("if-match", etag.as_str())];
+    let (a, b) = tokio::join!(
+        api.call_raw(&admin, Method::PUT, "/api/config", Some(first.to_string()), &headers),
+        api.call_raw(&admin, Method::PUT, "/api/config", Some(second.to_string()), &headers),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::PRECONDITION_FAILED], "{} / {}", a.body, b.body);
+    assert_eq!(api.app.state.generations().unwrap().len(), 2);
+
+    let missing = api.call_raw(&admin, Method::PUT, "/api/config", Some(read.body.to_string()), &[]).await;
+    assert_eq!(missing.status, StatusCode::PRECONDITION_REQUIRED);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_and_changes_nothing() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let read = api.call(&admin, Method::GET, "/api/config", None).await;
+    let etag = read.headers[header::ETAG].to_str().unwrap().to_string();
+    let headers = [("if-match", etag.as_str())];
+
+    let mut invalid = read.body.clone();
+    invalid["cell"]["name"] = json!("evil\n}");
+    invalid["services"]["dns"]["upstreams"] = json!(["0.0.0.0"]);
+    let reply = api.call_raw(&admin, Method::PUT, "/api/config", Some(invalid.to_string()), &headers).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let paths: Vec<&str> =
+        reply.body["error"]["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["cell.name", "services.dns.upstreams[0]"]);
+
+    for body in ["{not json", "[]", &json!({"version": 1, "colour": "blue"}).to_string()] {
+        let reply = api.call_raw(&admin, Method::PUT, "/api/config", Some(body.to_string()), &headers).await;
+        assert!(reply.status.is_client_error(), "{body}: {}", reply.status);
+        assert!(reply.body["error"]["code"].is_string());
+    }
+    let huge = "x".repeat(BODY_LIMIT + 1);
+    let reply = api.call_raw(&Client::default(), Method::POST, "/api/auth/login", Some(huge), &[]).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = api.call(&Client::default(), Method::POST, "/api/auth/login", Some(json!({"username": 1}))).await;
+    assert!(reply.status.is_client_error());
+    assert_eq!(api.call(&admin, Method::GET, "/api/nowhere", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.call(&admin, Method::DELETE, "/api/generations", None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(api.call(&admin, Method::GET, "/api/generations/99", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.app.state.generations().unwrap().len(), 1, "nothing was built");
+}
+
+#[tokio::test]
+async fn change_diff_switch_and_roll_back() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let read = api.call(&admin, Method::GET, "/api/config", None).await;
+    let etag = read.headers[header::ETAG].to_str().unwrap().to_string();
+    let mut changed = read.body.clone();
+    changed["services"]["dns"]["records"] = json!([{"name": "nas", "type": "A", "value": "172.20.0.50"}]);
+    let put = api.call_raw(&admin, Method::PUT, "/api/config", Some(changed.to_string()), &[("if-match", &etag)]).await;
+    assert_eq!((put.status, put.body["generation"].as_u64()), (StatusCode::OK, Some(2)));
+    assert_ne!(put.headers[header::ETAG].to_str().unwrap(), etag);
+
+    let diff = api.call(&admin, Method::GET, "/api/generations/1/diff/2", None).await;
+    let services: Vec<&str> =
+        diff.body["services"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap()).collect();
+    assert_eq!(services, ["dns"]);
+    let rollback = api.call(&admin, Method::POST, "/api/rollback", None).await;
+    assert_eq!(rollback.body, json!({"from": 2, "to": 1}));
+    let list = api.call(&admin, Method::GET, "/api/generations", None).await;
+    assert_eq!(list.body[0]["current"], true);
+    let switched = api.call(&admin, Method::POST, "/api/generations/2/switch", None).await;
+    assert_eq!(switched.body["to"], 2);
+    let services = api.call(&admin, Method::GET, "/api/services", None).await;
+    assert!(services.body["services"]["dns"]["store_path"].as_str().unwrap().starts_with("store/"));
+}
