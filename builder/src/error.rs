@@ -47,6 +47,9 @@ pub enum Error {
     #[error("no user is named {0:?}; `pic user list` shows the users")]
     NoSuchUser(String),
 
+    #[error("no peer is named {0:?}; `pic peer list` shows the peers")]
+    NoSuchPeer(String),
+
     #[error("`--keep` must be at least 1")]
     KeepZero,
 
@@ -68,6 +71,7 @@ impl Error {
                 | Error::InvalidName(_)
                 | Error::BadPassword(_)
                 | Error::NoSuchUser(_)
+                | Error::NoSuchPeer(_)
         )
     }
 

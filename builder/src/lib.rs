@@ -13,6 +13,7 @@ pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod generation;
+pub mod peers;
 pub mod render;
 pub mod secrets;
 pub mod services;

@@ -74,6 +74,9 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: std::net::SocketAddr,
     },
+    /// VPN peers: add (a key pair and address are chosen when not given), list, remove, config.
+    #[command(subcommand)]
+    Peer(PeerCommand),
     /// The people who log in: their roles and passwords.
     #[command(subcommand)]
     User(UserCommand),
@@ -93,6 +96,42 @@ pub enum UserCommand {
     Passwd { name: String },
     /// Remove a user and switch to the new generation; refused while something still names them.
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// List the peers.
+    List,
+    /// Add a peer and switch to the new generation.
+    Add {
+        name: String,
+        /// The device's public key; without it the cell makes a key pair (see `pic peer config`).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Its VPN address; without it the next free one.
+        #[arg(long)]
+        address: Option<std::net::Ipv4Addr>,
+        /// `full` sends all of the device's traffic through the cell.
+        #[arg(long, value_enum)]
+        routing: Option<RoutingArg>,
+        /// The user who owns the device.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Remove a peer and switch to the new generation.
+    Remove { name: String },
+    /// Print the peer's wg-quick file (with --qr, as a QR code for the WireGuard app).
+    Config {
+        name: String,
+        #[arg(long)]
+        qr: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoutingArg {
+    Split,
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

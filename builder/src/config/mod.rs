@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub use derived::{is_reserved, nth_host};
 pub use model::*;
-pub use syntax::{is_hostname, is_wireguard_key};
+pub use syntax::{is_hostname, is_label, is_wireguard_key};
 pub use validate::{FieldError, ValidConfig, ValidationErrors, validate};
 
 use crate::error::{Error, IoContext};

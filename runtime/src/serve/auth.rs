@@ -212,6 +212,15 @@ async fn check(
     Ok(Some(session))
 }
 
+/// Extractor: the session the gate found for this request.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Session>().cloned().ok_or_else(ApiError::unauthorized)
+    }
+}
+
 /// Extractor (a guard) for handlers only an admin may use.
 pub struct Admin;
 

@@ -49,7 +49,7 @@ impl From<Error> for ApiError {
                 details: errors.0.clone(),
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", errors.to_string())
             },
-            Error::NoSuchGeneration(_) | Error::NoSuchCertificate(_) | Error::NoSuchUser(_) => {
+            Error::NoSuchGeneration(_) | Error::NoSuchCertificate(_) | Error::NoSuchUser(_) | Error::NoSuchPeer(_) => {
                 ApiError::not_found(error.to_string())
             }
             Error::NoCurrentGeneration | Error::NothingToRollBackTo(_) => {

@@ -6,6 +6,7 @@ mod auth;
 mod config;
 mod error;
 mod generations;
+mod peers;
 mod setup;
 
 use std::net::SocketAddr;
@@ -54,7 +55,11 @@ pub fn router(app: AppState) -> Router {
         .route("/api/generations/{a}/diff/{b}", get(generations::diff))
         .route("/api/generations/{n}/switch", post(generations::switch))
         .route("/api/rollback", post(generations::rollback))
-        .route("/api/services", get(generations::services));
+        .route("/api/services", get(generations::services))
+        .route("/api/peers", get(peers::list).post(peers::create))
+        .route("/api/peers/{name}", get(peers::one).patch(peers::update).delete(peers::delete))
+        .route("/api/peers/{name}/config", get(peers::config))
+        .route("/api/peers/{name}/qr.svg", get(peers::qr));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .merge(api)

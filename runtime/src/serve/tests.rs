@@ -80,6 +80,17 @@ impl Api {
         Reply { status, headers, body }
     }
 
+    /// GET a non-JSON body as text, insisting on 200.
+    async fn call_text(&self, client: &Client, uri: &str) -> String {
+        let mut request = Request::builder().uri(uri);
+        if let Some(s) = &client.session {
+            request = request.header(header::COOKIE, format!("pic_session={s}"));
+        }
+        let response = router(self.app.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
     async fn setup(&self) {
         let body =
             json!({"cell_name": "home", "admin_password": ADMIN_PASSWORD, "services": ["dns", "proxy", "calendar"]});
@@ -344,4 +355,91 @@ async fn change_diff_switch_and_roll_back() {
     assert_eq!(switched.body["to"], 2);
     let services = api.call(&admin, Method::GET, "/api/services", None).await;
     assert!(services.body["services"]["dns"]["store_path"].as_str().unwrap().starts_with("store/"));
+}
+
+#[tokio::test]
+async fn peers_see_only_their_own_devices() {
+    let api = Api::new();
+    api.setup().await;
+    api.add_peer_user().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let bob = api.login("bob", PEER_PASSWORD).await;
+
+    let created = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "bob-phone", "user": "bob"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["peer"]["address"], "10.8.0.2");
+    let other =
+        api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "admin-laptop", "routing": "full"}))).await;
+    assert_eq!((other.status, other.body["peer"]["address"].as_str()), (StatusCode::CREATED, Some("10.8.0.3")));
+    let duplicate = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "bob-phone"}))).await;
+    assert_eq!(duplicate.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bob_cannot(&api, &bob, Method::POST, "/api/peers").await, StatusCode::FORBIDDEN);
+
+    let mine = api.call(&bob, Method::GET, "/api/peers", None).await;
+    let names: Vec<&str> = mine.body.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bob-phone"]);
+    assert_eq!(api.call(&bob, Method::GET, "/api/peers/admin-laptop", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.call(&bob, Method::GET, "/api/peers/admin-laptop/config", None).await.status, StatusCode::NOT_FOUND);
+    let patch = api.call(&bob, Method::PATCH, "/api/peers/admin-laptop", Some(json!({"enabled": false}))).await;
+    assert_eq!(patch.status, StatusCode::NOT_FOUND);
+    let patch = api.call(&bob, Method::PATCH, "/api/peers/bob-phone", Some(json!({"routing": "full"}))).await;
+    assert_eq!((patch.status, patch.body["peer"]["routing"].as_str()), (StatusCode::OK, Some("full")));
+    assert_eq!(bob_cannot(&api, &bob, Method::DELETE, "/api/peers/bob-phone").await, StatusCode::FORBIDDEN);
+
+    let config = api.call_text(&bob, "/api/peers/bob-phone/config").await;
+    assert!(config.contains("PrivateKey = ") && config.contains("Address = 10.8.0.2/32"), "{config}");
+    assert!(config.contains("AllowedIPs = 0.0.0.0/0, ::/0"), "{config}");
+    let server_key = std::fs::read_to_string(api.app.state.secrets().dir().join("wireguard/server.pub")).unwrap();
+    assert!(config.contains(&format!("PublicKey = {}", server_key.trim())));
+    let qr = api.call_text(&bob, "/api/peers/bob-phone/qr.svg").await;
+    assert!(qr.starts_with("<?xml") && qr.contains("<svg"), "{}", &qr[..80.min(qr.len())]);
+
+    let deleted = api.call(&admin, Method::DELETE, "/api/peers/bob-phone", None).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert!(
+        api.app
+            .state
+            .secrets()
+            .dir()
+            .join("peers")
+            .read_dir()
+            .unwrap()
+            .all(|e| e.unwrap().file_name() != "bob-phone.key")
+    );
+}
+
+async fn bob_cannot(api: &Api, bob: &Client, method: Method, uri: &str) -> StatusCode {
+    api.call(bob, method, uri, Some(json!({"name": "x"}))).await.status
+}
+
+#[tokio::test]
+async fn fifty_concurrent_peer_creations() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let (app, admin) = (api.app.clone(), admin.clone());
+        tasks.spawn(async move {
+            let api = Api { _dir: tempfile::tempdir().unwrap(), app };
+            api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": format!("device{i}")}))).await.status
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::CREATED);
+    }
+    let peers = api.call(&admin, Method::GET, "/api/peers", None).await;
+    let mut addresses: Vec<&str> =
+        peers.body.as_array().unwrap().iter().map(|p| p["address"].as_str().unwrap()).collect();
+    assert_eq!(addresses.len(), 50);
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 50, "addresses must be distinct");
+    // One generation per creation, each built on the one before it.
+    let generations = api.app.state.generations().unwrap();
+    assert_eq!(generations.len(), 51);
+    for pair in generations.windows(2) {
+        assert_eq!(pair[1].manifest.parent, Some(pair[0].manifest.number));
+    }
+    assert!(api.app.state.verify().unwrap().problems.is_empty());
 }

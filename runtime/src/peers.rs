@@ -1,0 +1,137 @@
+//! Peer changes shared by the CLI (`pic peer`) and the API (`/api/peers`): each one edits the
+//! desired config, builds a generation and switches to it, under the writer lock.
+
+use std::net::Ipv4Addr;
+
+use pic_builder::config::{Peer, Routing, ValidConfig};
+use pic_builder::peers::{self, PeerKeys};
+use pic_builder::state::SwitchOutcome;
+use pic_builder::{Error, State};
+use serde::Deserialize;
+
+/// A peer to add; what is left out is chosen: a key pair, the next free address, split routing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPeer {
+    pub name: String,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub routing: Option<Routing>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub access: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires: Option<jiff::Timestamp>,
+}
+
+/// Changes to a peer; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerPatch {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub routing: Option<Routing>,
+    /// `null` removes the expiry.
+    #[serde(default, with = "double_option")]
+    pub expires: Option<Option<jiff::Timestamp>>,
+    #[serde(default, with = "double_option")]
+    pub access: Option<Option<Vec<String>>>,
+}
+
+pub fn add(state: &State, new: NewPeer, reason: &str) -> Result<(Peer, SwitchOutcome), Error> {
+    let writer = state.writer()?;
+    let generated = new.public_key.is_none().then(PeerKeys::generate);
+    let public_key = new.public_key.clone().or_else(|| generated.as_ref().map(|(_, public)| public.clone()));
+    let config = writer.desired_with(|c| {
+        let address = new.address.or_else(|| peers::next_free_address(c)).ok_or_else(|| {
+            Error::Invalid(pic_builder::config::ValidationErrors::single(
+                "wireguard.subnet",
+                "the VPN subnet has no free address",
+                "use a larger wireguard.subnet",
+            ))
+        })?;
+        c.wireguard.peers.push(Peer {
+            name: new.name.clone(),
+            public_key: public_key.clone().unwrap_or_default(),
+            address,
+            routing: new.routing.unwrap_or_default(),
+            enabled: true,
+            expires: new.expires,
+            user: new.user.clone(),
+            access: new.access.clone(),
+        });
+        Ok(())
+    })?;
+    if let Some((private, _)) = &generated {
+        PeerKeys::new(state.secrets().dir()).store(&new.name, private)?;
+    }
+    let switched = build_and_switch(&writer, &config, reason)?;
+    let peer = config.wireguard.peers.iter().find(|p| p.name == new.name).cloned().expect("just added");
+    Ok((peer, switched))
+}
+
+pub fn update(state: &State, name: &str, patch: PeerPatch, reason: &str) -> Result<(Peer, SwitchOutcome), Error> {
+    let writer = state.writer()?;
+    let config = writer.desired_with(|c| {
+        let peer =
+            c.wireguard.peers.iter_mut().find(|p| p.name == name).ok_or_else(|| Error::NoSuchPeer(name.into()))?;
+        if let Some(enabled) = patch.enabled {
+            peer.enabled = enabled;
+        }
+        if let Some(routing) = patch.routing {
+            peer.routing = routing;
+        }
+        if let Some(expires) = patch.expires {
+            peer.expires = expires;
+        }
+        if let Some(access) = patch.access {
+            peer.access = access;
+        }
+        Ok(())
+    })?;
+    let switched = build_and_switch(&writer, &config, reason)?;
+    let peer = config.wireguard.peers.iter().find(|p| p.name == name).cloned().expect("just updated");
+    Ok((peer, switched))
+}
+
+pub fn remove(state: &State, name: &str, reason: &str) -> Result<SwitchOutcome, Error> {
+    let writer = state.writer()?;
+    let config = writer.desired_with(|c| {
+        let before = c.wireguard.peers.len();
+        c.wireguard.peers.retain(|p| p.name != name);
+        if c.wireguard.peers.len() == before { Err(Error::NoSuchPeer(name.into())) } else { Ok(()) }
+    })?;
+    let switched = build_and_switch(&writer, &config, reason)?;
+    PeerKeys::new(state.secrets().dir()).remove(name)?;
+    Ok(switched)
+}
+
+/// The wg-quick file of a peer in the desired config.
+pub fn client_config(state: &State, name: &str) -> Result<String, Error> {
+    let config = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root().to_path_buf()))?;
+    let private = PeerKeys::new(state.secrets().dir()).private_key(name)?;
+    peers::client_config(&config, name, &state.secrets().wireguard_public_key()?, private.as_deref())
+}
+
+fn build_and_switch(
+    writer: &pic_builder::state::Writer<'_>,
+    config: &ValidConfig,
+    reason: &str,
+) -> Result<SwitchOutcome, Error> {
+    let built = writer.build(Some(config), reason)?;
+    writer.switch(built.generation)
+}
+
+/// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}

@@ -1,0 +1,113 @@
+//! `/api/peers`: VPN peers. Admins see and change every peer; a user with role peer sees and
+//! changes only the devices that name them as `user`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pic_builder::Error;
+use pic_builder::config::{Peer, Role};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Admin, Session};
+use super::error::{ApiError, blocking};
+use crate::peers::{self, NewPeer, PeerPatch};
+
+/// The peers `session` may see.
+fn visible(app: &AppState, session: &Session) -> Result<Vec<Peer>, ApiError> {
+    let config = app.state.desired_config()?.ok_or_else(|| ApiError::internal("no desired config"))?;
+    Ok(config.wireguard.peers.iter().filter(|p| may_see(session, p)).cloned().collect())
+}
+
+fn may_see(session: &Session, peer: &Peer) -> bool {
+    session.role == Role::Admin || peer.user.as_deref() == Some(session.user.as_str())
+}
+
+/// The peer `name`, if `session` may see it; another user's peer is as absent as a missing one.
+fn find(app: &AppState, session: &Session, name: &str) -> Result<Peer, ApiError> {
+    visible(app, session)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NoSuchPeer(name.into()).into())
+}
+
+pub async fn list(State(app): State<AppState>, session: Session) -> Result<Json<Vec<Peer>>, ApiError> {
+    Ok(Json(blocking(move || visible(&app, &session)).await?))
+}
+
+pub async fn one(
+    State(app): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<Json<Peer>, ApiError> {
+    Ok(Json(blocking(move || find(&app, &session, &name)).await?))
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<NewPeer>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(new) = body?;
+    let state = app.state.clone();
+    let (peer, switched) = blocking(move || {
+        let reason = format!("POST /api/peers {}", new.name);
+        Ok(peers::add(&state, new, &reason)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"peer": peer, "generation": switched.to}))).into_response())
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    body: Result<Json<PeerPatch>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(patch) = body?;
+    let (peer, switched) = blocking(move || {
+        find(&app, &session, &name)?;
+        Ok(peers::update(&app.state, &name, patch, &format!("PATCH /api/peers/{name}"))?)
+    })
+    .await?;
+    Ok(Json(json!({"peer": peer, "generation": switched.to})))
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let state = app.state.clone();
+    let switched = blocking(move || Ok(peers::remove(&state, &name, &format!("DELETE /api/peers/{name}"))?)).await?;
+    Ok(Json(json!({"generation": switched.to})))
+}
+
+pub async fn config(
+    State(app): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, text) = client_config(app, session, name).await?;
+    let disposition = format!("attachment; filename=\"{name}.conf\"");
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        text,
+    )
+        .into_response())
+}
+
+pub async fn qr(State(app): State<AppState>, session: Session, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (_, text) = client_config(app, session, name).await?;
+    let code = qrcode::QrCode::new(text.as_bytes()).map_err(ApiError::internal)?;
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(256, 256).build();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+async fn client_config(app: AppState, session: Session, name: String) -> Result<(String, String), ApiError> {
+    blocking(move || {
+        find(&app, &session, &name)?;
+        let text = peers::client_config(&app.state, &name)?;
+        Ok((name, text))
+    })
+    .await
+}
