@@ -11,9 +11,13 @@ VENV    = $(CURDIR)/target/bench-venv
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
-	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux
+	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
+	wireguard-go iproute2 iputils-ping curl procps
 
 LISTEN ?= 127.0.0.1:3000
+# `kernel` on a machine that should carry the VPN itself; off by default so that `make start`
+# never creates a network interface on a development machine.
+WIREGUARD ?= off
 
 ## Build the example cell into ./data, switch to it and serve the API on $(LISTEN).
 start: build
@@ -22,7 +26,7 @@ start: build
 	$(PIC) --state $(STATE) switch
 	$(PIC) --state $(STATE) generations
 	@echo "To log in, give the admin a password: $(PIC) --state $(STATE) user passwd alice"
-	$(PIC) --state $(STATE) serve --listen $(LISTEN)
+	$(PIC) --state $(STATE) serve --listen $(LISTEN) --wireguard $(WIREGUARD)
 
 build:
 	$(CARGO) build --release --locked -p pic-runtime

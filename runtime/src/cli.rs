@@ -73,6 +73,13 @@ pub enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: std::net::SocketAddr,
+        /// How peers are applied live: the kernel module (the appliance), wireguard-go
+        /// (`userspace`, for machines without the module), or not at all.
+        #[arg(long, value_enum, default_value = "kernel")]
+        wireguard: WireGuardBackend,
+        /// The WireGuard interface to manage.
+        #[arg(long, default_value = "wg0")]
+        wireguard_interface: String,
     },
     /// VPN peers: add (a key pair and address are chosen when not given), list, remove, config.
     #[command(subcommand)]
@@ -126,6 +133,13 @@ pub enum PeerCommand {
         #[arg(long)]
         qr: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WireGuardBackend {
+    Kernel,
+    Userspace,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

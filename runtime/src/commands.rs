@@ -11,7 +11,7 @@ use pic_builder::state::{BuildOutcome, GenerationInfo, SwitchOutcome};
 use pic_builder::{State, fsutil};
 use serde::Serialize;
 
-use crate::cli::{CaCommand, CertCommand, Cli, Command, PeerCommand, RoutingArg};
+use crate::cli::{CaCommand, CertCommand, Cli, Command, PeerCommand, RoutingArg, WireGuardBackend};
 use crate::output::Output;
 use crate::users;
 
@@ -170,9 +170,15 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         }
         Command::User(command) => users::run(&state, command, out)?,
         Command::Peer(command) => peer_command(&state, command, out)?,
-        Command::Serve { listen } => {
+        Command::Serve { listen, wireguard, wireguard_interface } => {
+            let backend = match wireguard {
+                WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
+                WireGuardBackend::Userspace => Some(wireguard_control::Backend::Userspace),
+                WireGuardBackend::Off => None,
+            };
+            let interface = backend.map(|b| crate::wireguard::Interface::new(wireguard_interface, b)).transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(crate::serve::serve(state, *listen))?;
+            runtime.block_on(crate::serve::serve(state, *listen, interface))?;
         }
     }
     Ok(ExitCode::SUCCESS)

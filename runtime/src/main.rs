@@ -3,11 +3,13 @@
 //! Exit codes: 0 success, 2 invalid input (usage or validation), 1 any other failure.
 
 mod cli;
+mod command;
 mod commands;
 mod output;
 mod peers;
 mod serve;
 mod users;
+mod wireguard;
 
 use std::process::ExitCode;
 

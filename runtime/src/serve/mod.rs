@@ -13,10 +13,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pic_builder::State;
+
+use crate::wireguard::Interface;
 use serde_json::json;
 
 pub use error::ApiError;
@@ -28,11 +33,26 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub state: Arc<State>,
     pub sessions: Arc<auth::Sessions>,
+    /// The host's WireGuard interface, when this server manages one.
+    pub wireguard: Option<Arc<Interface>>,
 }
 
 impl AppState {
-    pub fn new(state: State) -> AppState {
-        AppState { state: Arc::new(state), sessions: Arc::default() }
+    pub fn new(state: State, wireguard: Option<Interface>) -> AppState {
+        AppState { state: Arc::new(state), sessions: Arc::default(), wireguard: wireguard.map(Arc::new) }
+    }
+
+    /// Brings what runs in line with the current generation (for now: WireGuard peers, live).
+    /// A failure is logged, not returned: the generation is switched either way, and the next
+    /// activation retries.
+    pub async fn activate(&self) {
+        let Some(wireguard) = self.wireguard.clone() else { return };
+        let state = self.state.clone();
+        match tokio::task::spawn_blocking(move || wireguard.apply(&state)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "activating WireGuard failed"),
+            Err(error) => tracing::warn!(%error, "activation task failed"),
+        }
     }
 
     /// Setup is complete once a desired config exists.
@@ -71,20 +91,35 @@ pub fn router(app: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), activate_after_change))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::gate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }
 
+/// After every change that succeeded, activate before answering: when a client hears "created",
+/// the peer is live.
+async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !request.uri().path().starts_with("/api/auth/");
+    let response = next.run(request).await;
+    if changes && response.status().is_success() {
+        app.activate().await;
+    }
+    response
+}
+
 /// Serves the API until interrupted (Ctrl-C or SIGTERM).
-pub async fn serve(state: State, listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn serve(state: State, listen: SocketAddr, wireguard: Option<Interface>) -> anyhow::Result<()> {
     if !state.is_initialized() {
         state.init(None).context("initializing the state directory")?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%listen, state = %state.root().display(), "pic serve is listening");
     eprintln!("pic serve: http://{listen}/ (state {})", state.root().display());
-    let app = router(AppState::new(state));
+    let app = AppState::new(state, wireguard);
+    app.activate().await;
+    let app = router(app);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())
         .await

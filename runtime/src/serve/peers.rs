@@ -8,12 +8,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pic_builder::Error;
 use pic_builder::config::{Peer, Role};
+use serde::Serialize;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 use super::AppState;
 use super::auth::{Admin, Session};
 use super::error::{ApiError, blocking};
 use crate::peers::{self, NewPeer, PeerPatch};
+use crate::wireguard::PeerStatus;
 
 /// The peers `session` may see.
 fn visible(app: &AppState, session: &Session) -> Result<Vec<Peer>, ApiError> {
@@ -30,8 +33,25 @@ fn find(app: &AppState, session: &Session, name: &str) -> Result<Peer, ApiError>
     visible(app, session)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NoSuchPeer(name.into()).into())
 }
 
-pub async fn list(State(app): State<AppState>, session: Session) -> Result<Json<Vec<Peer>>, ApiError> {
-    Ok(Json(blocking(move || visible(&app, &session)).await?))
+/// A peer with its live state on the WireGuard interface, when there is one.
+#[derive(Serialize)]
+pub struct PeerView {
+    #[serde(flatten)]
+    peer: Peer,
+    status: Option<PeerStatus>,
+}
+
+pub async fn list(State(app): State<AppState>, session: Session) -> Result<Json<Vec<PeerView>>, ApiError> {
+    let views = blocking(move || {
+        let peers = visible(&app, &session)?;
+        let mut live: HashMap<String, PeerStatus> = match &app.wireguard {
+            Some(wg) => wg.status().unwrap_or_default().into_iter().map(|s| (s.public_key.clone(), s)).collect(),
+            None => HashMap::new(),
+        };
+        Ok(peers.into_iter().map(|peer| PeerView { status: live.remove(&peer.public_key), peer }).collect())
+    })
+    .await?;
+    Ok(Json(views))
 }
 
 pub async fn one(

@@ -35,7 +35,7 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let state = pic_builder::State::new(dir.path().join("state"));
         state.init(None).unwrap();
-        Api { _dir: dir, app: AppState::new(state) }
+        Api { _dir: dir, app: AppState::new(state, None) }
     }
 
     async fn call(&self, client: &Client, method: Method, uri: &str, body: Option<Value>) -> Reply {

@@ -1,0 +1,148 @@
+//! The host's WireGuard interface, kept in step with the current generation through
+//! wireguard-control: peers are added, changed and removed on the running interface, which is
+//! never restarted (a restart cuts every connected device off until it retries, ~15 s).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use anyhow::{Context, Result, anyhow};
+use pic_builder::State;
+use serde::{Deserialize, Serialize};
+use wireguard_control::{Backend, Device, DeviceUpdate, InterfaceName, Key, PeerConfigBuilder};
+
+use crate::command;
+
+/// What the generation's `wireguard/interface.json` says the interface should be.
+#[derive(Debug, Deserialize)]
+struct Desired {
+    address: Ipv4Addr,
+    subnet: String,
+    listen_port: u16,
+    peers: Vec<DesiredPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DesiredPeer {
+    name: String,
+    address: Ipv4Addr,
+    public_key: String,
+    /// RFC 3339 or empty: an expired peer is not let in.
+    expires: String,
+}
+
+/// What one `apply` changed.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub added: Vec<String>,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// Live state of one peer.
+#[derive(Debug, Serialize)]
+pub struct PeerStatus {
+    pub public_key: String,
+    /// RFC 3339, if the peer ever completed a handshake.
+    pub last_handshake: Option<String>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+pub struct Interface {
+    name: InterfaceName,
+    backend: Backend,
+}
+
+impl Interface {
+    pub fn new(name: &str, backend: Backend) -> Result<Interface> {
+        let name = InterfaceName::from_str(name).map_err(|e| anyhow!("interface name {name:?}: {e}"))?;
+        Ok(Interface { name, backend })
+    }
+
+    /// Brings the interface in line with the current generation: creates it if it is missing,
+    /// then adds and removes only the peers that differ.
+    pub fn apply(&self, state: &State) -> Result<Option<ApplyReport>> {
+        let Some(current) = state.current()? else { return Ok(None) };
+        let manifest = state.manifest(current)?;
+        let Some(entry) = manifest.services.get("wireguard") else { return Ok(None) };
+        let bundle = state.bundle(entry)?;
+        let text = bundle.files.get("interface.json").context("the wireguard bundle has no interface.json")?;
+        let desired: Desired = serde_json::from_slice(text).context("reading interface.json")?;
+
+        let existing = Device::get(&self.name, self.backend).ok();
+        let mut update = DeviceUpdate::new();
+        let mut changed = false;
+        let private_key = key_from_file(&state.secrets().wireguard_private_key_path())?;
+        let needs_identity = existing
+            .as_ref()
+            .is_none_or(|d| d.private_key.as_ref() != Some(&private_key) || d.listen_port != Some(desired.listen_port));
+        if needs_identity {
+            update = update.set_private_key(private_key).set_listen_port(desired.listen_port);
+            changed = true;
+        }
+
+        let now = jiff::Timestamp::now();
+        let mut live: HashMap<Key, Vec<(IpAddr, u8)>> = existing
+            .iter()
+            .flat_map(|d| d.peers.iter())
+            .map(|p| (p.config.public_key.clone(), p.config.allowed_ips.iter().map(|a| (a.address, a.cidr)).collect()))
+            .collect();
+        let mut report = ApplyReport::default();
+        for peer in &desired.peers {
+            let expired = jiff::Timestamp::from_str(&peer.expires).is_ok_and(|t| t <= now);
+            if expired {
+                continue;
+            }
+            let key = Key::from_base64(&peer.public_key).map_err(|_| anyhow!("peer {}: bad public key", peer.name))?;
+            let allowed = vec![(IpAddr::V4(peer.address), 32)];
+            if live.remove(&key).as_ref() == Some(&allowed) {
+                report.unchanged += 1;
+                continue;
+            }
+            update =
+                update.add_peer(PeerConfigBuilder::new(&key).replace_allowed_ips().add_allowed_ip(allowed[0].0, 32));
+            report.added.push(peer.name.clone());
+            changed = true;
+        }
+        for key in live.keys() {
+            update = update.remove_peer_by_key(key);
+            report.removed += 1;
+            changed = true;
+        }
+        if changed {
+            update.apply(&self.name, self.backend).with_context(|| format!("configuring {}", self.name))?;
+        }
+        // Both are no-ops when already so; neither restarts the interface.
+        let prefix = desired.subnet.rsplit_once('/').map_or("32", |(_, p)| p);
+        let name = self.name.to_string();
+        command::run("ip", &["address", "replace", &format!("{}/{prefix}", desired.address), "dev", &name])?;
+        command::run("ip", &["link", "set", &name, "up"])?;
+        tracing::info!(interface = %name, added = ?report.added, removed = report.removed, "wireguard applied");
+        Ok(Some(report))
+    }
+
+    /// Last handshake and traffic of every peer on the interface.
+    pub fn status(&self) -> Result<Vec<PeerStatus>> {
+        let device = Device::get(&self.name, self.backend).with_context(|| format!("reading {}", self.name))?;
+        Ok(device
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                public_key: p.config.public_key.to_base64(),
+                last_handshake: p
+                    .stats
+                    .last_handshake_time
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                    .map(|t| t.to_string()),
+                rx_bytes: p.stats.rx_bytes,
+                tx_bytes: p.stats.tx_bytes,
+            })
+            .collect())
+    }
+}
+
+fn key_from_file(path: &std::path::Path) -> Result<Key> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Key::from_base64(text.trim()).map_err(|_| anyhow!("{} does not hold a WireGuard key", path.display()))
+}
