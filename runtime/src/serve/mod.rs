@@ -5,6 +5,7 @@
 mod auth;
 mod config;
 mod error;
+mod events;
 mod generations;
 mod peers;
 mod setup;
@@ -22,7 +23,8 @@ use axum::{Json, Router};
 use pic_builder::State;
 
 use crate::wireguard::Interface;
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
 
 pub use error::ApiError;
 
@@ -35,11 +37,14 @@ pub struct AppState {
     pub sessions: Arc<auth::Sessions>,
     /// The host's WireGuard interface, when this server manages one.
     pub wireguard: Option<Arc<Interface>>,
+    /// Progress of changes, for `GET /api/events`.
+    pub events: broadcast::Sender<Value>,
 }
 
 impl AppState {
     pub fn new(state: State, wireguard: Option<Interface>) -> AppState {
-        AppState { state: Arc::new(state), sessions: Arc::default(), wireguard: wireguard.map(Arc::new) }
+        let (events, _) = broadcast::channel(256);
+        AppState { state: Arc::new(state), sessions: Arc::default(), wireguard: wireguard.map(Arc::new), events }
     }
 
     /// Brings what runs in line with the current generation (for now: WireGuard peers, live).
@@ -48,11 +53,22 @@ impl AppState {
     pub async fn activate(&self) {
         let Some(wireguard) = self.wireguard.clone() else { return };
         let state = self.state.clone();
+        self.emit(json!({"step": "activating", "service": "wireguard"}));
         match tokio::task::spawn_blocking(move || wireguard.apply(&state)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "activating WireGuard failed"),
+            Ok(Ok(report)) => self.emit(json!({"step": "activated", "service": "wireguard", "report": report})),
+            Ok(Err(error)) => {
+                let error = format!("{error:#}");
+                tracing::warn!(%error, "activating WireGuard failed");
+                self.emit(json!({"step": "activation_failed", "service": "wireguard", "error": error}));
+            }
             Err(error) => tracing::warn!(%error, "activation task failed"),
         }
+    }
+
+    /// Tells every `GET /api/events` listener (none listening is fine).
+    pub fn emit(&self, mut event: Value) {
+        event["time"] = jiff::Timestamp::now().to_string().into();
+        let _ = self.events.send(event);
     }
 
     /// Setup is complete once a desired config exists.
@@ -76,6 +92,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/generations/{n}/switch", post(generations::switch))
         .route("/api/rollback", post(generations::rollback))
         .route("/api/services", get(generations::services))
+        .route("/api/events", get(events::stream))
         .route("/api/peers", get(peers::list).post(peers::create))
         .route("/api/peers/{name}", get(peers::one).patch(peers::update).delete(peers::delete))
         .route("/api/peers/{name}/config", get(peers::config))
@@ -102,9 +119,18 @@ pub fn router(app: AppState) -> Router {
 async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && !request.uri().path().starts_with("/api/auth/");
+    let what = format!("{} {}", request.method(), request.uri().path());
+    if changes {
+        app.emit(json!({"step": "requested", "request": what}));
+    }
     let response = next.run(request).await;
     if changes && response.status().is_success() {
+        let current = app.state.current().ok().flatten();
+        app.emit(json!({"step": "switched", "request": what, "generation": current}));
         app.activate().await;
+        app.emit(json!({"step": "done", "request": what, "generation": current}));
+    } else if changes {
+        app.emit(json!({"step": "refused", "request": what, "status": response.status().as_u16()}));
     }
     response
 }

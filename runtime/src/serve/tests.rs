@@ -443,3 +443,38 @@ async fn fifty_concurrent_peer_creations() {
     }
     assert!(api.app.state.verify().unwrap().problems.is_empty());
 }
+
+#[tokio::test]
+async fn events_report_each_change_as_it_happens() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let request = Request::builder()
+        .uri("/api/events")
+        .header(header::COOKIE, format!("pic_session={}", admin.session.as_ref().unwrap()))
+        .body(Body::empty())
+        .unwrap();
+    let response = router(api.app.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = response.into_body();
+
+    let created = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "laptop"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let mut seen = String::new();
+    while !seen.contains("\"step\":\"done\"") {
+        let frame =
+            tokio::time::timeout(std::time::Duration::from_secs(5), body.frame()).await.expect("an event in time");
+        let frame = frame.expect("the stream stays open").unwrap();
+        if let Some(data) = frame.data_ref() {
+            seen.push_str(&String::from_utf8_lossy(data));
+        }
+    }
+    for step in ["requested", "switched", "done"] {
+        assert!(seen.contains(&format!("\"step\":\"{step}\"")), "{step} missing from {seen}");
+    }
+    assert!(seen.contains("\"generation\":2") && seen.contains("POST /api/peers"), "{seen}");
+
+    let anonymous = api.call(&Client::default(), Method::GET, "/api/events", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
