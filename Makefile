@@ -7,7 +7,7 @@ CONFIG ?= $(CURDIR)/examples/cell.json
 PIC     = $(CURDIR)/target/release/pic
 VENV    = $(CURDIR)/target/bench-venv
 
-.PHONY: start build test deps lint unit schema bench clean
+.PHONY: start build test deps lint unit schema openapi bench clean
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
@@ -48,6 +48,10 @@ unit:
 ## Regenerate the committed JSON Schema of the cell config from the types.
 schema:
 	$(CARGO) run -q --locked -p pic-runtime -- schema > builder/schema/cell-config.schema.json
+
+## Regenerate the committed OpenAPI document of the HTTP API from the handlers.
+openapi:
+	$(CARGO) run -q --locked -p pic-runtime -- openapi > runtime/openapi.json
 
 ## Benchmarks (not timed tests): build+switch and rendering, against Python's Jinja2.
 bench: $(VENV)/.jinja2

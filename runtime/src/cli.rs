@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Print the JSON Schema of the cell config.
     Schema,
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
     /// The certificates the cell CA issued.
     #[command(subcommand)]
     Cert(CertCommand),

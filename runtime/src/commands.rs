@@ -136,6 +136,9 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema())?);
         }
+        Command::Openapi => {
+            println!("{}", crate::serve::openapi().to_pretty_json()?);
+        }
         Command::Cert(CertCommand::List) => {
             let certs = state.ca().list()?;
             out.emit(&certs, |certs| {

@@ -10,36 +10,45 @@ use pic_builder::{Error, State};
 use serde::Deserialize;
 
 /// A peer to add; what is left out is chosen: a key pair, the next free address, split routing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPeer {
     pub name: String,
     #[serde(default)]
     pub public_key: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub address: Option<Ipv4Addr>,
+    /// `split` (default) or `full`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub routing: Option<Routing>,
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]
     pub access: Option<Vec<String>>,
+    /// RFC 3339.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub expires: Option<jiff::Timestamp>,
 }
 
 /// Changes to a peer; absent fields stay as they are.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerPatch {
     #[serde(default)]
     pub enabled: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub routing: Option<Routing>,
-    /// `null` removes the expiry.
+    /// RFC 3339; `null` removes the expiry.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub expires: Option<Option<jiff::Timestamp>>,
+    /// Service names; `null` gives access to every service.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub access: Option<Option<Vec<String>>>,
 }
 

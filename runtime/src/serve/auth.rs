@@ -16,7 +16,7 @@ use pic_builder::config::Role;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::{ApiError, blocking};
+use super::error::{ApiError, ErrorBody, blocking};
 
 pub const SESSION_COOKIE: &str = "pic_session";
 pub const CSRF_COOKIE: &str = "csrf_token";
@@ -101,13 +101,14 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub username: String,
     pub password: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Login, responses((status = 200, description = "logged in; sets the session and csrf_token cookies", body = Object), (status = 401, description = "wrong user name or password", body = ErrorBody), (status = 429, description = "too many failed logins (Retry-After)", body = ErrorBody)))]
 pub async fn login(
     State(app): State<AppState>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -143,6 +144,7 @@ pub async fn login(
     Ok((jar, Json(session_body(&session))).into_response())
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204, description = "logged out"), (status = 401, description = "no session", body = ErrorBody)))]
 pub async fn logout(State(app): State<AppState>, jar: CookieJar) -> Result<Response, ApiError> {
     let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()).ok_or_else(ApiError::unauthorized)?;
     app.sessions.remove(&token);
@@ -150,6 +152,7 @@ pub async fn logout(State(app): State<AppState>, jar: CookieJar) -> Result<Respo
     Ok((jar, StatusCode::NO_CONTENT).into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, description = "who is logged in", body = Object), (status = 401, description = "no session", body = ErrorBody)))]
 pub async fn me(State(app): State<AppState>, jar: CookieJar) -> Result<Json<serde_json::Value>, ApiError> {
     let session =
         jar.get(SESSION_COOKIE).and_then(|c| app.sessions.get(c.value())).ok_or_else(ApiError::unauthorized)?;
@@ -186,7 +189,8 @@ async fn check(
     changes_state: bool,
     csrf_header: Option<&str>,
 ) -> Result<Option<Session>, ApiError> {
-    if !path.starts_with("/api/") || path.starts_with("/api/setup") {
+    // The setup wizard and the API's description need no session (the description holds no data).
+    if !path.starts_with("/api/") || path.starts_with("/api/setup") || path == "/api/openapi.json" {
         return Ok(None);
     }
     if !app.setup_complete().await? {

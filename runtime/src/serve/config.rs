@@ -12,13 +12,14 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::auth::Admin;
-use super::error::{ApiError, blocking};
+use super::error::{ApiError, ErrorBody, blocking};
 
 /// The ETag of a config text: a quoted prefix of its sha256.
 fn etag_of(text: &str) -> String {
     format!("\"{}\"", &hex::encode(Sha256::digest(text.as_bytes()))[..32])
 }
 
+#[utoipa::path(get, path = "/api/config", tag = "config", responses((status = 200, description = "the desired cell config (see `pic schema`); ETag is its revision", body = Object), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
 pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
     let path = app.state.desired_config_path();
     let text = tokio::fs::read_to_string(&path).await.map_err(ApiError::internal)?;
@@ -29,6 +30,7 @@ pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Response,
     Ok(response)
 }
 
+#[utoipa::path(put, path = "/api/config", tag = "config", request_body(content = Object, description = "a whole cell config"), params(("If-Match" = String, Header, description = "the ETag of GET /api/config")), responses((status = 200, description = "built and switched; the new ETag", body = Object), (status = 412, description = "the config changed since it was read", body = ErrorBody), (status = 422, description = "invalid: every problem with its field path", body = ErrorBody), (status = 428, description = "If-Match missing", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
 pub async fn put(
     State(app): State<AppState>,
     _admin: Admin,

@@ -8,6 +8,24 @@ use pic_builder::Error;
 use pic_builder::config::FieldError;
 use serde_json::json;
 
+/// The shape of every error response (for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+    /// Only on 428 before setup: where the wizard is.
+    redirect: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+    /// For invalid configs: every problem, with `path`, `message` and `hint`.
+    details: Vec<serde_json::Value>,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

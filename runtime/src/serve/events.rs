@@ -11,7 +11,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::AppState;
 use super::auth::Session;
+use super::error::ErrorBody;
 
+#[utoipa::path(get, path = "/api/events", tag = "events", responses((status = 200, description = "Server-Sent Events, one `progress` event per step of each change", content_type = "text/event-stream"), (status = 401, description = "no session", body = ErrorBody)))]
 pub async fn stream(
     State(app): State<AppState>,
     _session: Session,

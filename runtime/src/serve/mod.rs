@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use pic_builder::State;
 
@@ -26,7 +26,10 @@ use crate::wireguard::Interface;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -77,28 +80,50 @@ impl AppState {
     }
 }
 
+/// The API's routes with their OpenAPI descriptions.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(setup::status))
+        .routes(routes!(setup::setup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(config::get, config::put))
+        .routes(routes!(generations::list))
+        .routes(routes!(generations::one))
+        .routes(routes!(generations::diff))
+        .routes(routes!(generations::switch))
+        .routes(routes!(generations::rollback))
+        .routes(routes!(generations::services))
+        .routes(routes!(events::stream))
+        .routes(routes!(peers::list, peers::create))
+        .routes(routes!(peers::one, peers::update, peers::delete))
+        .routes(routes!(peers::config))
+        .routes(routes!(peers::qr))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "PIC API",
+        description = "The API of a Personal Internet Cell: setup, sessions, config, generations, peers."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the API (committed as `runtime/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
 /// Every route, behind the gate (setup, session, CSRF).
 pub fn router(app: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/setup/status", get(setup::status))
-        .route("/api/setup", post(setup::setup))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/me", get(auth::me))
-        .route("/api/config", get(config::get).put(config::put))
-        .route("/api/generations", get(generations::list))
-        .route("/api/generations/{n}", get(generations::one))
-        .route("/api/generations/{a}/diff/{b}", get(generations::diff))
-        .route("/api/generations/{n}/switch", post(generations::switch))
-        .route("/api/rollback", post(generations::rollback))
-        .route("/api/services", get(generations::services))
-        .route("/api/events", get(events::stream))
-        .route("/api/peers", get(peers::list).post(peers::create))
-        .route("/api/peers/{name}", get(peers::one).patch(peers::update).delete(peers::delete))
-        .route("/api/peers/{name}/config", get(peers::config))
-        .route("/api/peers/{name}/qr.svg", get(peers::qr));
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

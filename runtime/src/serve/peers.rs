@@ -14,7 +14,8 @@ use std::collections::HashMap;
 
 use super::AppState;
 use super::auth::{Admin, Session};
-use super::error::{ApiError, blocking};
+use super::error::{ApiError, ErrorBody, blocking};
+#[allow(unused_imports)] // NewPeer and PeerPatch are named by the OpenAPI attributes.
 use crate::peers::{self, NewPeer, PeerPatch};
 use crate::wireguard::PeerStatus;
 
@@ -41,6 +42,7 @@ pub struct PeerView {
     status: Option<PeerStatus>,
 }
 
+#[utoipa::path(get, path = "/api/peers", tag = "peers", responses((status = 200, description = "the peers the caller may see, with live status", body = Vec<Object>), (status = 401, description = "no session", body = ErrorBody)))]
 pub async fn list(State(app): State<AppState>, session: Session) -> Result<Json<Vec<PeerView>>, ApiError> {
     let views = blocking(move || {
         let peers = visible(&app, &session)?;
@@ -54,6 +56,7 @@ pub async fn list(State(app): State<AppState>, session: Session) -> Result<Json<
     Ok(Json(views))
 }
 
+#[utoipa::path(get, path = "/api/peers/{name}", tag = "peers", params(("name" = String, Path)), responses((status = 200, description = "the peer", body = Object), (status = 404, description = "no such peer (or not the caller's)", body = ErrorBody)))]
 pub async fn one(
     State(app): State<AppState>,
     session: Session,
@@ -62,6 +65,7 @@ pub async fn one(
     Ok(Json(blocking(move || find(&app, &session, &name)).await?))
 }
 
+#[utoipa::path(post, path = "/api/peers", tag = "peers", request_body = NewPeer, responses((status = 201, description = "added, built and switched; applied live", body = Object), (status = 422, description = "invalid", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     _admin: Admin,
@@ -77,6 +81,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({"peer": peer, "generation": switched.to}))).into_response())
 }
 
+#[utoipa::path(patch, path = "/api/peers/{name}", tag = "peers", params(("name" = String, Path)), request_body = PeerPatch, responses((status = 200, description = "changed, built and switched", body = Object), (status = 404, description = "no such peer (or not the caller's)", body = ErrorBody), (status = 422, description = "invalid", body = ErrorBody)))]
 pub async fn update(
     State(app): State<AppState>,
     session: Session,
@@ -92,6 +97,7 @@ pub async fn update(
     Ok(Json(json!({"peer": peer, "generation": switched.to})))
 }
 
+#[utoipa::path(delete, path = "/api/peers/{name}", tag = "peers", params(("name" = String, Path)), responses((status = 200, description = "removed, built and switched", body = Object), (status = 404, description = "no such peer", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
 pub async fn delete(
     State(app): State<AppState>,
     _admin: Admin,
@@ -102,6 +108,7 @@ pub async fn delete(
     Ok(Json(json!({"generation": switched.to})))
 }
 
+#[utoipa::path(get, path = "/api/peers/{name}/config", tag = "peers", params(("name" = String, Path)), responses((status = 200, description = "the wg-quick file for the device", content_type = "text/plain"), (status = 404, description = "no such peer (or not the caller's)", body = ErrorBody)))]
 pub async fn config(
     State(app): State<AppState>,
     session: Session,
@@ -116,6 +123,7 @@ pub async fn config(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/peers/{name}/qr.svg", tag = "peers", params(("name" = String, Path)), responses((status = 200, description = "the wg-quick file as a QR code", content_type = "image/svg+xml"), (status = 404, description = "no such peer (or not the caller's)", body = ErrorBody)))]
 pub async fn qr(State(app): State<AppState>, session: Session, Path(name): Path<String>) -> Result<Response, ApiError> {
     let (_, text) = client_config(app, session, name).await?;
     let code = qrcode::QrCode::new(text.as_bytes()).map_err(ApiError::internal)?;

@@ -11,16 +11,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, blocking};
+use super::error::{ApiError, ErrorBody, blocking};
 
 /// The user the wizard creates.
 pub const ADMIN_USER: &str = "admin";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Setup {
     pub cell_name: String,
+    /// `{"mode": "local"}` (default), or public/ddns with `name` and `acme_email`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub domain: Domain,
     #[serde(default = "utc")]
     pub timezone: String,
@@ -34,10 +36,12 @@ fn utc() -> String {
     "UTC".into()
 }
 
+#[utoipa::path(get, path = "/api/setup/status", tag = "setup", responses((status = 200, description = "whether setup is complete", body = Object)))]
 pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"complete": app.setup_complete().await?})))
 }
 
+#[utoipa::path(post, path = "/api/setup", tag = "setup", request_body = Setup, responses((status = 200, description = "config written; generation 1 built and current", body = Object), (status = 409, description = "setup is already complete", body = ErrorBody), (status = 422, description = "invalid answers, with field paths", body = ErrorBody)))]
 pub async fn setup(
     State(app): State<AppState>,
     body: Result<Json<Setup>, JsonRejection>,

@@ -478,3 +478,24 @@ async fn events_report_each_change_as_it_happens() {
     let anonymous = api.call(&Client::default(), Method::GET, "/api/events", None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_committed_openapi_document_is_the_served_one() {
+    let api = Api::new();
+    let served = api.call(&Client::default(), Method::GET, "/api/openapi.json", None).await;
+    assert_eq!(served.status, StatusCode::OK, "the description needs no setup and no session");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or(Value::Null);
+    assert!(committed == served.body, "{path} is out of date with the handlers; run `make openapi` and commit it");
+    for route in [
+        "/api/setup",
+        "/api/auth/login",
+        "/api/config",
+        "/api/generations/{a}/diff/{b}",
+        "/api/peers/{name}/qr.svg",
+        "/api/events",
+    ] {
+        assert!(served.body["paths"].get(route).is_some(), "{route} is not described");
+    }
+}
