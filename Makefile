@@ -55,7 +55,9 @@ openapi:
 
 ## Benchmarks (not timed tests): build+switch and rendering, against Python's Jinja2.
 bench: $(VENV)/.jinja2
+	.ci/install-debian-packages wrk curl
 	PIC_BENCH_PYTHON=$(VENV)/bin/python $(CARGO) bench --locked -p pic-builder --bench build
+	$(CARGO) bench --locked -p pic-runtime --bench api
 
 $(VENV)/.jinja2:
 	python3 -m venv $(VENV)

@@ -1,0 +1,130 @@
+//! `make bench`: `pic serve` under load — GET /api/peers of a 100-peer cell at 64 connections
+//! (wrk: requests/s, p50, p99) — and its resident memory when idle and under that load.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "bench-password-1";
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pic(state: &std::path::Path, args: &[&str], stdin: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "pic {args:?}");
+}
+
+/// The wrk figure after `label` (e.g. "Requests/sec:" or "50%"), as printed.
+fn wrk_figure(output: &str, label: &str) -> String {
+    output
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("n/a")
+        .to_string()
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cell.json")).unwrap();
+    let mut config: Value = serde_json::from_str(&text).unwrap();
+    let peers: Vec<Value> = (0..100u32)
+        .map(|i| {
+            let (_, public) = pic_builder::peers::PeerKeys::generate();
+            json!({"name": format!("device{i}"), "public_key": public, "address": format!("10.8.0.{}", 10 + i)})
+        })
+        .collect();
+    config["wireguard"]["peers"] = Value::Array(peers);
+    let file = dir.path().join("cell.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    pic(&state, &["init", "--config", file.to_str().unwrap()], "");
+    pic(&state, &["user", "passwd", "alice"], &format!("{PASSWORD}\n"));
+    pic(&state, &["switch"], "");
+
+    let listen = "127.0.0.1:39713";
+    let mut server = Command::new(env!("CARGO_BIN_EXE_pic"))
+        .arg("--state")
+        .arg(&state)
+        .args(["serve", "--listen", listen, "--wireguard", "off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let login = loop {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "-X", "POST", "-H", "content-type: application/json", "--data"])
+            .arg(json!({"username": "alice", "password": PASSWORD}).to_string())
+            .arg(format!("http://{listen}/api/auth/login"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.starts_with("HTTP/1.1 200") {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "pic serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let session = login
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: pic_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = rss_kib(server.id());
+    let wrk = Command::new("wrk")
+        .args(["-t2", "-c64", "-d10s", "--latency", "-H"])
+        .arg(format!("Cookie: pic_session={session}"))
+        .arg(format!("http://{listen}/api/peers"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk is installed (make bench installs it)");
+    let mut loaded = 0;
+    let deadline = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < deadline {
+        loaded = loaded.max(rss_kib(server.id()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = String::from_utf8_lossy(&wrk.wait_with_output().unwrap().stdout).into_owned();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    println!(
+        "| GET /api/peers (100 peers), 64 connections, 10 s | requests/s | p50 | p99 | RSS idle | RSS under load |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| pic serve | {} | {} | {} | {:.1} MiB | {:.1} MiB |",
+        wrk_figure(&output, "Requests/sec:"),
+        wrk_figure(&output, "50%"),
+        wrk_figure(&output, "99%"),
+        idle as f64 / 1024.0,
+        loaded as f64 / 1024.0
+    );
+    if !output.contains("Requests/sec:") {
+        eprintln!("{output}");
+        std::process::exit(1);
+    }
+}
