@@ -171,8 +171,8 @@ fn htpasswd<'a>(users: &[String], hash: impl Fn(&str) -> Option<&'a str>) -> Str
     text
 }
 
-/// 24 random characters from a quote-free alphabet (roundcube's des_key length).
-fn random_key() -> String {
+/// 24 random letters and digits: roundcube's des_key, and passwords `pic admin-password reset` makes.
+pub fn random_key() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).expect("the OS has randomness");

@@ -89,6 +89,20 @@ pub enum Command {
     /// The people who log in: their roles and passwords.
     #[command(subcommand)]
     User(UserCommand),
+    /// The admin's password: whether one is set, or a new random one.
+    #[command(subcommand)]
+    AdminPassword(AdminPasswordCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminPasswordCommand {
+    /// Name the admins and say whether each has a password (passwords are kept only as hashes).
+    Show,
+    /// Give an admin (the first one, or --user) a new random password and print it once.
+    Reset {
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -172,6 +172,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
             print!("{}", state.ca().certificate_pem()?);
         }
         Command::User(command) => users::run(&state, command, out)?,
+        Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
         Command::Peer(command) => peer_command(&state, command, out)?,
         Command::Serve { listen, wireguard, wireguard_interface } => {
             let backend = match wireguard {

@@ -8,7 +8,7 @@ use pic_builder::credentials::check_password;
 use pic_builder::{Error, State};
 use serde::Serialize;
 
-use crate::cli::{RoleArg, UserCommand};
+use crate::cli::{AdminPasswordCommand, RoleArg, UserCommand};
 use crate::output::Output;
 
 #[derive(Serialize)]
@@ -85,6 +85,48 @@ pub fn run(state: &State, command: &UserCommand, out: &Output) -> Result<()> {
             // The daemons' files must forget the user too, even if no generation changed.
             state.credentials().write_daemon_files(&config)?;
             out.emit(&switched, |s| format!("removed user {name}; generation {} is current", s.to));
+        }
+    }
+    Ok(())
+}
+
+pub fn admin_password(state: &State, command: &AdminPasswordCommand, out: &Output) -> Result<()> {
+    let config = state.desired_config()?.context("no desired config yet: finish setup first")?;
+    let admins: Vec<&str> = config.users.iter().filter(|u| u.role == Role::Admin).map(|u| u.name.as_str()).collect();
+    match command {
+        AdminPasswordCommand::Show => {
+            let with_password = state.credentials().users_with_password()?;
+            let rows: Vec<serde_json::Value> = admins
+                .iter()
+                .map(|a| serde_json::json!({"user": a, "has_password": with_password.iter().any(|u| u == a)}))
+                .collect();
+            out.emit(&rows, |rows| {
+                let mut s = String::new();
+                for r in rows {
+                    let set = if r["has_password"] == true { "set" } else { "not set" };
+                    s.push_str(&format!("{}: password {set}\n", r["user"].as_str().unwrap_or_default()));
+                }
+                s.push_str("(passwords are kept only as hashes and cannot be shown; `pic admin-password reset` makes a new one)");
+                s
+            });
+        }
+        AdminPasswordCommand::Reset { user } => {
+            let name = match user {
+                Some(u) if admins.contains(&u.as_str()) => u.clone(),
+                Some(u) => bail!(Error::Invalid(pic_builder::config::ValidationErrors::single(
+                    "--user",
+                    format!("{u:?} is not an admin"),
+                    "name a user with role admin (see `pic user list`)",
+                ))),
+                None => admins.first().map(|a| a.to_string()).context("the config has no admin user")?,
+            };
+            let _writer = state.writer()?;
+            let password = pic_builder::credentials::random_key();
+            state.credentials().set_password(&name, &password)?;
+            state.credentials().write_daemon_files(&config)?;
+            out.emit(&serde_json::json!({"user": name, "password": password}), |_| {
+                format!("new password of {name}: {password}\n(shown once; it is stored only as a hash)")
+            });
         }
     }
     Ok(())

@@ -98,3 +98,21 @@ fn a_mailbox_change_changes_only_the_mail_bundle() {
     let switched = cell.json(&["switch", "--config", &file]);
     assert_eq!(switched["build"]["changed_services"], serde_json::json!(["mail"]));
 }
+
+#[test]
+fn admin_password_reset_prints_a_working_password_once() {
+    let cell = started();
+    let shown = cell.json(&["admin-password", "show"]);
+    assert_eq!(shown, serde_json::json!([{"user": "alice", "has_password": false}]));
+    let reset = cell.json(&["admin-password", "reset"]);
+    assert_eq!(reset["user"], "alice");
+    let password = reset["password"].as_str().unwrap();
+    assert!(password.len() >= 20);
+    let credentials = pic_builder::credentials::Credentials::new(cell.state().join("secrets"));
+    assert!(credentials.verify("alice", password).unwrap());
+    assert_eq!(cell.json(&["admin-password", "show"])[0]["has_password"], true);
+    // Printed once: it is nowhere in the state directory.
+    let out = Command::new("grep").args(["-r", "-l", password]).arg(cell.state()).output().unwrap();
+    assert!(out.stdout.is_empty());
+    assert_eq!(cell.pic(&["admin-password", "reset", "--user", "bob"]).status.code(), Some(2));
+}
