@@ -75,6 +75,8 @@ const CASES: &[(&str, &str, Mutation)] = &[
     ("address for a host service", "network.addresses.wireguard", |c| {
         c["network"]["addresses"] = json!({"wireguard": "172.20.0.30"})
     }),
+    ("log level for an unknown service", "logging.levels.ssh", |c| c["logging"] = json!({"levels": {"ssh": "debug"}})),
+    ("unknown log level", "logging.levels.dns", |c| c["logging"] = json!({"levels": {"dns": "verbose"}})),
     ("peer of unknown user", "wireguard.peers[0].user", |c| c["wireguard"]["peers"][0]["user"] = json!("mallory")),
     ("duplicate peer name", "wireguard.peers[1].name", |c| c["wireguard"]["peers"][1]["name"] = json!("alice-laptop")),
     ("duplicate peer key", "wireguard.peers[2].public_key", |c| {

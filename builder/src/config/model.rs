@@ -34,7 +34,42 @@ pub struct CellConfig {
     /// People who log in: admins manage the cell, peers see their own devices.
     #[serde(default)]
     pub users: Vec<User>,
+    #[serde(default)]
+    pub logging: Logging,
 }
+
+/// How much each service logs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Per service (a catalog name, or `api` for `pic serve`); the rest log at `info`.
+    #[serde(default)]
+    pub levels: BTreeMap<String, LogLevel>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// The name under which `pic serve` itself appears in `logging.levels` and in the logs.
+pub const API_SERVICE: &str = "api";
 
 /// Who the cell is and where it can be reached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::derived::{is_reserved, nth_host};
-use super::model::{CURRENT_VERSION, CellConfig, Domain, RecordType, Role};
+use super::model::{API_SERVICE, CURRENT_VERSION, CellConfig, Domain, RecordType, Role};
 use super::syntax;
 use crate::services::{self, CATALOG, ServiceDef, WEBUI_HOST};
 
@@ -79,6 +79,7 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.users();
     v.ports();
     v.names();
+    v.logging();
     if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
 }
 
@@ -568,6 +569,19 @@ impl<'a> Validator<'a> {
                         seen.insert((p.protocol, p.port), p.field);
                     }
                 }
+            }
+        }
+    }
+
+    fn logging(&mut self) {
+        for name in self.c.logging.levels.keys() {
+            if name != API_SERVICE && services::get(name).is_none() {
+                let known: Vec<&str> = std::iter::once(API_SERVICE).chain(CATALOG.iter().map(|s| s.name)).collect();
+                self.err(
+                    format!("logging.levels.{name}"),
+                    format!("there is no service named {name:?}"),
+                    format!("use some of: {}", known.join(", ")),
+                );
             }
         }
     }

@@ -40,6 +40,8 @@ pub struct Context {
     pub paths: &'static PathsView,
     /// Certificates the cell CA provides (see `services::tls_sites`).
     pub tls_sites: Vec<TlsSiteView>,
+    /// Every service's log level (`error`, `warn`, `info` or `debug`).
+    pub log_level: BTreeMap<&'static str, &'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +234,13 @@ impl Context {
             files: UsersView { users: services_context::sorted(&config.services.files.users) },
             firewall: services_context::firewall(config),
             paths: &services_context::PATHS,
+            log_level: std::iter::once(crate::config::API_SERVICE)
+                .chain(CATALOG.iter().map(|s| s.name))
+                .map(|name| {
+                    let level = config.logging.levels.get(name).copied().unwrap_or_default();
+                    (name, level.as_str())
+                })
+                .collect(),
             tls_sites: crate::services::tls_sites(config)
                 .into_iter()
                 .map(|s| TlsSiteView { name: s.name, service: s.service })
