@@ -15,7 +15,7 @@ use crate::cli::{CaCommand, CertCommand, Cli, Command, PeerCommand, RoutingArg, 
 use crate::output::Output;
 use crate::users;
 
-pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
+pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) -> Result<ExitCode> {
     let state = State::new(&cli.state);
     match &cli.command {
         Command::Init { config } => {
@@ -182,7 +182,7 @@ pub fn run(cli: &Cli, out: &Output) -> Result<ExitCode> {
             };
             let interface = backend.map(|b| crate::wireguard::Interface::new(wireguard_interface, b)).transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(crate::serve::serve(state, *listen, interface))?;
+            runtime.block_on(crate::serve::serve(state, *listen, interface, file_level))?;
         }
     }
     Ok(ExitCode::SUCCESS)

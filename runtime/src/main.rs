@@ -5,6 +5,7 @@
 mod cli;
 mod command;
 mod commands;
+mod logs;
 mod output;
 mod peers;
 mod serve;
@@ -15,17 +16,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIC_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let out = Output { json: cli.json };
-    match commands::run(&cli, &out) {
+    let log_file = matches!(cli.command, Command::Serve { .. }).then(|| logs::dir(&cli.state).join("api.log"));
+    let file_level = match logs::init(log_file.as_deref()) {
+        Ok(level) => level,
+        Err(error) => {
+            out.error(&error);
+            return ExitCode::FAILURE;
+        }
+    };
+    match commands::run(&cli, &out, file_level) {
         Ok(code) => code,
         Err(error) => {
             out.error(&error);

@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod events;
 mod generations;
+mod logs;
 mod peers;
 mod setup;
 
@@ -22,9 +23,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pic_builder::State;
 
+use crate::logs::FileLevel;
 use crate::wireguard::Interface;
+use pic_builder::config::API_SERVICE;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use error::{ApiError, ErrorBody};
 use utoipa::OpenApi;
@@ -42,18 +47,31 @@ pub struct AppState {
     pub wireguard: Option<Arc<Interface>>,
     /// Progress of changes, for `GET /api/events`.
     pub events: broadcast::Sender<Value>,
+    /// The level of `pic serve`'s own log file, which follows `logging.levels.api`.
+    pub file_level: Option<Arc<FileLevel>>,
 }
 
 impl AppState {
     pub fn new(state: State, wireguard: Option<Interface>) -> AppState {
         let (events, _) = broadcast::channel(256);
-        AppState { state: Arc::new(state), sessions: Arc::default(), wireguard: wireguard.map(Arc::new), events }
+        AppState {
+            state: Arc::new(state),
+            sessions: Arc::default(),
+            wireguard: wireguard.map(Arc::new),
+            events,
+            file_level: None,
+        }
     }
 
     /// Brings what runs in line with the current generation (for now: WireGuard peers, live).
     /// A failure is logged, not returned: the generation is switched either way, and the next
     /// activation retries.
     pub async fn activate(&self) {
+        if let Some(file_level) = &self.file_level {
+            let level =
+                self.state.desired_config().ok().flatten().and_then(|c| c.logging.levels.get(API_SERVICE).copied());
+            file_level.set(level.unwrap_or_default());
+        }
         let Some(wireguard) = self.wireguard.clone() else { return };
         let state = self.state.clone();
         self.emit(json!({"step": "activating", "service": "wireguard"}));
@@ -100,6 +118,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(peers::one, peers::update, peers::delete))
         .routes(routes!(peers::config))
         .routes(routes!(peers::qr))
+        .routes(routes!(logs::search))
 }
 
 #[derive(OpenApi)]
@@ -136,6 +155,19 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(app.clone(), activate_after_change))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::gate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Every request gets an id, logged with its method, path, status and latency (never its
+        // headers or body: they carry cookies and passwords), and echoed as x-request-id.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(app)
 }
 
@@ -161,14 +193,20 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
 }
 
 /// Serves the API until interrupted (Ctrl-C or SIGTERM).
-pub async fn serve(state: State, listen: SocketAddr, wireguard: Option<Interface>) -> anyhow::Result<()> {
+pub async fn serve(
+    state: State,
+    listen: SocketAddr,
+    wireguard: Option<Interface>,
+    file_level: Option<FileLevel>,
+) -> anyhow::Result<()> {
     if !state.is_initialized() {
         state.init(None).context("initializing the state directory")?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%listen, state = %state.root().display(), "pic serve is listening");
     eprintln!("pic serve: http://{listen}/ (state {})", state.root().display());
-    let app = AppState::new(state, wireguard);
+    let mut app = AppState::new(state, wireguard);
+    app.file_level = file_level.map(Arc::new);
     app.activate().await;
     let app = router(app);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -249,6 +249,7 @@ async fn auth_matrix() {
         (Method::GET, "/api/generations/1", false),
         (Method::GET, "/api/generations/1/diff/2", false),
         (Method::GET, "/api/services", false),
+        (Method::GET, "/api/logs", false),
         // Rollback first: from generation 2 there is one to roll back to (the one admin call with
         // a CSRF token that gets through); switching to 1 then always works.
         (Method::POST, "/api/rollback", true),
@@ -498,4 +499,27 @@ async fn the_committed_openapi_document_is_the_served_one() {
     ] {
         assert!(served.body["paths"].get(route).is_some(), "{route} is not described");
     }
+}
+
+#[tokio::test]
+async fn logs_are_searchable() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let dir = crate::logs::dir(api.app.state.root());
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines = [
+        r#"{"timestamp":"2026-11-01T10:00:00Z","level":"INFO","fields":{"message":"started"}}"#,
+        r#"{"timestamp":"2026-11-01T11:00:00Z","level":"WARN","fields":{"message":"activating WireGuard failed"}}"#,
+    ];
+    std::fs::write(dir.join("api.log"), lines.join("\n") + "\n").unwrap();
+    let all = api.call(&admin, Method::GET, "/api/logs", None).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 2);
+    let warn = api
+        .call(&admin, Method::GET, "/api/logs?service=api&level=warn&q=WireGuard&since=2026-11-01T00:00:00Z", None)
+        .await;
+    assert_eq!(warn.body.as_array().unwrap().len(), 1, "{}", warn.body);
+    assert_eq!(api.call(&admin, Method::GET, "/api/logs?service=ssh", None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call(&admin, Method::GET, "/api/logs?level=loud", None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call(&admin, Method::GET, "/api/logs?service=dns", None).await.body, json!([]));
 }
