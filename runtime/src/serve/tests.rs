@@ -523,3 +523,65 @@ async fn logs_are_searchable() {
     assert_eq!(api.call(&admin, Method::GET, "/api/logs?level=loud", None).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(api.call(&admin, Method::GET, "/api/logs?service=dns", None).await.body, json!([]));
 }
+
+/// The other routes × {anonymous, peer, admin} × {with, without CSRF token}: the setup and auth
+/// routes need no token, the description and health no session, peers routes follow ownership.
+#[tokio::test]
+async fn auth_matrix_of_public_auth_and_peer_routes() {
+    let api = Api::new();
+    api.setup().await;
+    api.add_peer_user().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let peer = api.login("bob", PEER_PASSWORD).await;
+    let created = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "bob-phone", "user": "bob"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+
+    use StatusCode as S;
+    // (method, uri, body, expected for anonymous, peer, admin — with a CSRF token; without one,
+    // a state-changing request that needs a session gets 403 instead of success)
+    let mut counter = 0;
+    let routes: Vec<(Method, &str, Option<Value>, [S; 3])> = vec![
+        (Method::GET, "/health", None, [S::OK, S::OK, S::OK]),
+        (Method::GET, "/api/openapi.json", None, [S::OK, S::OK, S::OK]),
+        (Method::GET, "/api/setup/status", None, [S::OK, S::OK, S::OK]),
+        (
+            Method::POST,
+            "/api/setup",
+            Some(json!({"cell_name": "x", "admin_password": ADMIN_PASSWORD})),
+            [S::CONFLICT; 3],
+        ),
+        (Method::GET, "/api/auth/me", None, [S::UNAUTHORIZED, S::OK, S::OK]),
+        (Method::GET, "/api/peers", None, [S::UNAUTHORIZED, S::OK, S::OK]),
+        (Method::GET, "/api/peers/bob-phone", None, [S::UNAUTHORIZED, S::OK, S::OK]),
+        (Method::GET, "/api/peers/bob-phone/config", None, [S::UNAUTHORIZED, S::OK, S::OK]),
+        (Method::GET, "/api/peers/bob-phone/qr.svg", None, [S::UNAUTHORIZED, S::OK, S::OK]),
+        (Method::PATCH, "/api/peers/bob-phone", Some(json!({"enabled": true})), [S::UNAUTHORIZED, S::OK, S::OK]),
+        (Method::POST, "/api/peers", None, [S::UNAUTHORIZED, S::FORBIDDEN, S::CREATED]),
+        (Method::DELETE, "/api/peers/bob-phone", None, [S::UNAUTHORIZED, S::FORBIDDEN, S::OK]),
+    ];
+    for (method, uri, body, expected) in routes {
+        for (i, (who, client)) in
+            [("anonymous", Client::default()), ("peer", peer.clone()), ("admin", admin.clone())].into_iter().enumerate()
+        {
+            // Without the token first: the admin's DELETE must be refused before the one that works.
+            for send_csrf in [false, true] {
+                let client = Client { send_csrf, ..client.clone() };
+                let body = body.clone().or_else(|| {
+                    (method == Method::POST).then(|| {
+                        counter += 1;
+                        json!({"name": format!("new{counter}")})
+                    })
+                });
+                let reply = api.call(&client, method.clone(), uri, body).await;
+                let needs_token =
+                    !matches!(method, Method::GET) && uri.starts_with("/api/") && !uri.starts_with("/api/setup");
+                let expected = if needs_token && !send_csrf && expected[i] != S::UNAUTHORIZED {
+                    S::FORBIDDEN
+                } else {
+                    expected[i]
+                };
+                assert_eq!(reply.status, expected, "{who} {method} {uri} csrf={send_csrf}: {}", reply.body);
+            }
+        }
+    }
+}
