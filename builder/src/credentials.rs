@@ -97,12 +97,28 @@ impl Credentials {
         Ok(removed)
     }
 
-    /// True when `password` is the user's password (checked against the argon2 hash).
+    /// True when `password` is the user's password (checked against the argon2 hash). An unknown
+    /// user costs as much as a known one, so that timing does not tell which names exist.
     pub fn verify(&self, user: &str, password: &str) -> Result<bool, Error> {
         use argon2::PasswordVerifier;
+        static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let hashes = self.hashes()?;
-        let Some(h) = hashes.users.get(user) else { return Ok(false) };
-        Ok(argon2::Argon2::default().verify_password(password.as_bytes(), h.argon2.as_str()).is_ok())
+        let (hash, known) = match hashes.users.get(user) {
+            Some(h) => (h.argon2.as_str(), true),
+            None => (
+                DECOY
+                    .get_or_init(|| {
+                        argon2::Argon2::default()
+                            .hash_password(random_key().as_bytes())
+                            .map(|h| h.to_string())
+                            .unwrap_or_default()
+                    })
+                    .as_str(),
+                false,
+            ),
+        };
+        let matches = argon2::Argon2::default().verify_password(password.as_bytes(), hash).is_ok();
+        Ok(known && matches)
     }
 
     /// Writes every daemon's credential file for `config`: only users the config gives the

@@ -83,6 +83,8 @@ impl Sessions {
     fn record_failure(&self, keys: &[String]) {
         let now = Instant::now();
         let mut failures = self.failures.lock().expect("failures lock");
+        // Forget what is out of the window, so that guessing many names cannot grow the map for ever.
+        failures.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < LOCKOUT_WINDOW));
         for key in keys {
             let times = failures.entry(key.clone()).or_default();
             times.retain(|t| now.duration_since(*t) < LOCKOUT_WINDOW);
@@ -129,7 +131,7 @@ pub async fn login(
     let role = blocking(move || {
         let config = state.desired_config()?;
         let role = config.and_then(|c| c.users.iter().find(|u| u.name == username).map(|u| u.role));
-        // Verify even for an unknown user, so that timing does not tell which names exist.
+        // `verify` costs the same for an unknown user, so timing does not tell which names exist.
         let ok = state.credentials().verify(&username, &login.password)?;
         Ok(role.filter(|_| ok))
     })
