@@ -231,7 +231,12 @@ async fn login_me_logout() {
     let admin = api.login("admin", ADMIN_PASSWORD).await;
     let me = api.call(&admin, Method::GET, "/api/auth/me", None).await;
     assert_eq!((me.body["user"].as_str(), me.body["role"].as_str()), (Some("admin"), Some("admin")));
+    api.app.sessions.age(super::auth::SESSION_LIFETIME - std::time::Duration::from_secs(60));
+    assert_eq!(api.call(&admin, Method::GET, "/api/auth/me", None).await.status, StatusCode::OK, "a minute left");
     assert_eq!(api.call(&admin, Method::POST, "/api/auth/logout", None).await.status, StatusCode::NO_CONTENT);
+    let later = api.login("admin", ADMIN_PASSWORD).await;
+    api.app.sessions.age(super::auth::SESSION_LIFETIME);
+    assert_eq!(api.call(&later, Method::GET, "/api/auth/me", None).await.status, StatusCode::UNAUTHORIZED, "expired");
     assert_eq!(api.call(&admin, Method::GET, "/api/auth/me", None).await.status, StatusCode::UNAUTHORIZED);
 }
 
