@@ -82,6 +82,10 @@ pub enum Command {
         /// The WireGuard interface to manage.
         #[arg(long, default_value = "wg0")]
         wireguard_interface: String,
+        /// Load the cell's nftables ruleset into this network namespace (the appliance does; off
+        /// by default, as its drop policy would close a development machine).
+        #[arg(long)]
+        firewall: bool,
     },
     /// VPN peers: add (a key pair and address are chosen when not given), list, remove, config.
     #[command(subcommand)]

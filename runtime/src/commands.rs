@@ -174,7 +174,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         Command::User(command) => users::run(&state, command, out)?,
         Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
         Command::Peer(command) => peer_command(&state, command, out)?,
-        Command::Serve { listen, wireguard, wireguard_interface } => {
+        Command::Serve { listen, wireguard, wireguard_interface, firewall } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
                 WireGuardBackend::Userspace => Some(wireguard_control::Backend::Userspace),
@@ -182,7 +182,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             };
             let interface = backend.map(|b| crate::wireguard::Interface::new(wireguard_interface, b)).transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(crate::serve::serve(state, *listen, interface, file_level))?;
+            runtime.block_on(crate::serve::serve(state, *listen, interface, *firewall, file_level))?;
         }
     }
     Ok(ExitCode::SUCCESS)

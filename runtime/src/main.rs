@@ -5,6 +5,7 @@
 mod cli;
 mod command;
 mod commands;
+mod firewall;
 mod logs;
 mod output;
 mod peers;

@@ -145,6 +145,7 @@ fn peers_are_applied_live_without_losing_a_packet() {
         .args(["netns", "exec", &net.cell, env!("CARGO_BIN_EXE_pic"), "--state"])
         .arg(&state)
         .args(["serve", "--listen", "127.0.0.1:3000", "--wireguard", "userspace", "--wireguard-interface", &cell_if])
+        .arg("--firewall")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -221,4 +222,22 @@ fn peers_are_applied_live_without_losing_a_packet() {
     let listed: Value = serde_json::from_str(&body).unwrap();
     let status = &listed[0]["status"];
     assert!(status["last_handshake"].is_string() && status["rx_bytes"].as_u64() > Some(0), "{listed}");
+
+    // The firewall of the current generation is loaded in the cell's namespace: the phone is in
+    // the set of peers with full access, and a port nothing publishes is closed.
+    let set = run("ip", &["netns", "exec", &net.cell, "nft", "list", "set", "inet", "pic", "open_peers"]);
+    assert!(set.contains("10.8.0.2") && !set.contains("10.8.0.3"), "{set}");
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &net.cell, "python3", "-c"])
+        .arg("import socket,time; s=socket.socket(); s.bind(('10.200.0.1', 2222)); s.listen(); time.sleep(30)")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let connect =
+        || net.in_ns(&net.device, "timeout", &["2", "bash", "-c", "echo > /dev/tcp/10.200.0.1/2222"]).status.success();
+    assert!(!connect(), "an unpublished port is open through the firewall");
+    run("ip", &["netns", "exec", &net.cell, "nft", "delete", "table", "inet", "pic"]);
+    assert!(connect(), "without the firewall the port answers, so the firewall was what closed it");
+    let _ = listener.kill();
+    let _ = listener.wait();
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub events: broadcast::Sender<Value>,
     /// The level of `pic serve`'s own log file, which follows `logging.levels.api`.
     pub file_level: Option<Arc<FileLevel>>,
+    /// Whether this server loads the firewall ruleset into its network namespace.
+    pub firewall: bool,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             wireguard: wireguard.map(Arc::new),
             events,
             file_level: None,
+            firewall: false,
         }
     }
 
@@ -71,6 +74,19 @@ impl AppState {
             let level =
                 self.state.desired_config().ok().flatten().and_then(|c| c.logging.levels.get(API_SERVICE).copied());
             file_level.set(level.unwrap_or_default());
+        }
+        if self.firewall {
+            let state = self.state.clone();
+            self.emit(json!({"step": "activating", "service": "firewall"}));
+            match tokio::task::spawn_blocking(move || crate::firewall::apply(&state)).await {
+                Ok(Ok(loaded)) => self.emit(json!({"step": "activated", "service": "firewall", "loaded": loaded})),
+                Ok(Err(error)) => {
+                    let error = format!("{error:#}");
+                    tracing::warn!(%error, "loading the firewall failed");
+                    self.emit(json!({"step": "activation_failed", "service": "firewall", "error": error}));
+                }
+                Err(error) => tracing::warn!(%error, "activation task failed"),
+            }
         }
         let Some(wireguard) = self.wireguard.clone() else { return };
         let state = self.state.clone();
@@ -197,6 +213,7 @@ pub async fn serve(
     state: State,
     listen: SocketAddr,
     wireguard: Option<Interface>,
+    firewall: bool,
     file_level: Option<FileLevel>,
 ) -> anyhow::Result<()> {
     if !state.is_initialized() {
@@ -207,6 +224,7 @@ pub async fn serve(
     eprintln!("pic serve: http://{listen}/ (state {})", state.root().display());
     let mut app = AppState::new(state, wireguard);
     app.file_level = file_level.map(Arc::new);
+    app.firewall = firewall;
     app.activate().await;
     let app = router(app);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,0 +1,31 @@
+//! The host's nftables ruleset: the current generation's `firewall/ruleset.nft`, loaded with one
+//! `nft -f` (a single transaction: the `inet pic` table is replaced whole or not at all).
+
+use anyhow::{Context, Result};
+use pic_builder::State;
+
+use crate::command;
+
+const TABLE: &[&str] = &["inet", "pic"];
+
+/// Loads the ruleset of the current generation, or removes the table when the firewall is off.
+pub fn apply(state: &State) -> Result<bool> {
+    let Some(current) = state.current()? else { return Ok(false) };
+    let manifest = state.manifest(current)?;
+    match manifest.services.get("firewall") {
+        Some(entry) => {
+            let path = state.root().join(&entry.store_path).join("ruleset.nft");
+            let path = path.to_str().context("the state directory's path is not UTF-8")?;
+            command::run("nft", &["-f", path])?;
+            tracing::info!(generation = current, "firewall loaded");
+            Ok(true)
+        }
+        None => {
+            let listed = command::run("nft", &["list", "tables"])?;
+            if listed.lines().any(|l| l.trim() == "table inet pic") {
+                command::run("nft", &[&["delete", "table"][..], TABLE].concat())?;
+            }
+            Ok(false)
+        }
+    }
+}
