@@ -10,7 +10,6 @@ mod logs;
 mod output;
 mod peers;
 mod serve;
-mod users;
 mod wireguard;
 
 use std::process::ExitCode;

@@ -1,4 +1,9 @@
-//! What each `pic` command does, on top of the builder's state directory.
+//! What each `pic` command does, on top of the builder's state directory: the generation
+//! commands here, the others in a module each.
+
+mod certs;
+mod peers;
+mod users;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,9 +16,8 @@ use pic_builder::state::{BuildOutcome, GenerationInfo, SwitchOutcome};
 use pic_builder::{State, fsutil};
 use serde::Serialize;
 
-use crate::cli::{CaCommand, CertCommand, Cli, Command, PeerCommand, RoutingArg, WireGuardBackend};
+use crate::cli::{Cli, Command, WireGuardBackend};
 use crate::output::Output;
-use crate::users;
 
 pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) -> Result<ExitCode> {
     let state = State::new(&cli.state);
@@ -139,41 +143,11 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         Command::Openapi => {
             println!("{}", crate::serve::openapi().to_pretty_json()?);
         }
-        Command::Cert(CertCommand::List) => {
-            let certs = state.ca().list()?;
-            out.emit(&certs, |certs| {
-                let mut s = String::from("SERIAL            NOT AFTER             STATE    NAME");
-                for c in certs {
-                    let state = if c.revoked.is_some() { "revoked" } else { "valid" };
-                    let _ = write!(
-                        s,
-                        "\n{:<16}  {:<20}  {state:<7}  {}",
-                        c.serial,
-                        c.not_after,
-                        c.subject_alt_names.join(", ")
-                    );
-                }
-                s
-            });
-        }
-        Command::Cert(CertCommand::Issue { name, also }) => {
-            let _writer = state.writer()?;
-            let cert = state.ca().issue(name, also)?;
-            out.emit(&cert, |c| {
-                format!("issued {} for {} (until {})", c.serial, c.subject_alt_names.join(", "), c.not_after)
-            });
-        }
-        Command::Cert(CertCommand::Revoke { serial }) => {
-            let _writer = state.writer()?;
-            let cert = state.ca().revoke(serial)?;
-            out.emit(&cert, |c| format!("revoked {} ({}); the CRL is updated", c.serial, c.name));
-        }
-        Command::Ca(CaCommand::Export) => {
-            print!("{}", state.ca().certificate_pem()?);
-        }
+        Command::Cert(command) => certs::cert(&state, command, out)?,
+        Command::Ca(command) => certs::ca(&state, command)?,
         Command::User(command) => users::run(&state, command, out)?,
         Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
-        Command::Peer(command) => peer_command(&state, command, out)?,
+        Command::Peer(command) => peers::run(&state, command, out)?,
         Command::Serve { listen, wireguard, wireguard_interface, firewall } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
@@ -253,58 +227,4 @@ fn describe_diff(d: &GenerationDiff) -> String {
         }
     }
     s
-}
-
-fn peer_command(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
-    match command {
-        PeerCommand::List => {
-            let config = state.desired_config()?.context("no desired config yet")?;
-            out.emit(&config.wireguard.peers, |peers| {
-                let mut s = String::from("NAME                 ADDRESS          ROUTING  ENABLED  USER");
-                for p in peers {
-                    let routing = if p.routing == pic_builder::config::Routing::Full { "full" } else { "split" };
-                    let user = p.user.as_deref().unwrap_or("-");
-                    let _ = write!(s, "\n{:<20} {:<16} {routing:<8} {:<8} {user}", p.name, p.address, p.enabled);
-                }
-                s
-            });
-        }
-        PeerCommand::Add { name, public_key, address, routing, user } => {
-            let new = crate::peers::NewPeer {
-                name: name.clone(),
-                public_key: public_key.clone(),
-                address: *address,
-                routing: routing.map(|r| match r {
-                    RoutingArg::Split => pic_builder::config::Routing::Split,
-                    RoutingArg::Full => pic_builder::config::Routing::Full,
-                }),
-                user: user.clone(),
-                ..Default::default()
-            };
-            let (peer, switched) = crate::peers::add(state, new, &format!("pic peer add {name}"))?;
-            #[derive(Serialize)]
-            struct Added {
-                peer: pic_builder::config::Peer,
-                generation: u64,
-            }
-            out.emit(&Added { peer, generation: switched.to }, |a| {
-                format!("added {} at {}; generation {} is current", a.peer.name, a.peer.address, a.generation)
-            });
-        }
-        PeerCommand::Remove { name } => {
-            let switched = crate::peers::remove(state, name, &format!("pic peer remove {name}"))?;
-            out.emit(&switched, |s| format!("removed {name}; generation {} is current", s.to));
-        }
-        PeerCommand::Config { name, qr } => {
-            let text = crate::peers::client_config(state, name)?;
-            if *qr {
-                let code = qrcode::QrCode::new(text.as_bytes()).context("encoding the config as a QR code")?;
-                print!("{}", code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build());
-                println!();
-            } else {
-                print!("{text}");
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,64 @@
+//! `pic peer`: the VPN peers, from the command line (the changes themselves are `crate::peers`).
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+use pic_builder::State;
+use serde::Serialize;
+
+use crate::cli::{PeerCommand, RoutingArg};
+use crate::output::Output;
+
+pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
+    match command {
+        PeerCommand::List => {
+            let config = state.desired_config()?.context("no desired config yet")?;
+            out.emit(&config.wireguard.peers, |peers| {
+                let mut s = String::from("NAME                 ADDRESS          ROUTING  ENABLED  USER");
+                for p in peers {
+                    let routing = if p.routing == pic_builder::config::Routing::Full { "full" } else { "split" };
+                    let user = p.user.as_deref().unwrap_or("-");
+                    let _ = write!(s, "\n{:<20} {:<16} {routing:<8} {:<8} {user}", p.name, p.address, p.enabled);
+                }
+                s
+            });
+        }
+        PeerCommand::Add { name, public_key, address, routing, user } => {
+            let new = crate::peers::NewPeer {
+                name: name.clone(),
+                public_key: public_key.clone(),
+                address: *address,
+                routing: routing.map(|r| match r {
+                    RoutingArg::Split => pic_builder::config::Routing::Split,
+                    RoutingArg::Full => pic_builder::config::Routing::Full,
+                }),
+                user: user.clone(),
+                ..Default::default()
+            };
+            let (peer, switched) = crate::peers::add(state, new, &format!("pic peer add {name}"))?;
+            #[derive(Serialize)]
+            struct Added {
+                peer: pic_builder::config::Peer,
+                generation: u64,
+            }
+            out.emit(&Added { peer, generation: switched.to }, |a| {
+                format!("added {} at {}; generation {} is current", a.peer.name, a.peer.address, a.generation)
+            });
+        }
+        PeerCommand::Remove { name } => {
+            let switched = crate::peers::remove(state, name, &format!("pic peer remove {name}"))?;
+            out.emit(&switched, |s| format!("removed {name}; generation {} is current", s.to));
+        }
+        PeerCommand::Config { name, qr } => {
+            let text = crate::peers::client_config(state, name)?;
+            if *qr {
+                let code = qrcode::QrCode::new(text.as_bytes()).context("encoding the config as a QR code")?;
+                print!("{}", code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build());
+                println!();
+            } else {
+                print!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
