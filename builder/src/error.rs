@@ -1,9 +1,10 @@
 //! The builder's error type; [`Error::is_invalid_input`] separates the user's mistakes from failures.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::ValidationErrors;
+use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,5 +89,37 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for Result<T, io::Error> {
     fn at(self, path: &Path) -> Result<T, Error> {
         self.map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+}
+
+/// One problem with one field of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Where the problem is, e.g. `wireguard.peers[2].name`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+/// Every problem found in a config, in the order of the fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "the cell config has {n} problem{}:", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            write!(f, "\n  {}: {} ({})", e.path, e.message, e.hint)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    pub fn single(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ValidationErrors(vec![FieldError { path: path.into(), message: message.into(), hint: hint.into() }])
     }
 }

@@ -16,7 +16,6 @@ pub mod generation;
 pub mod peers;
 pub mod render;
 pub mod secrets;
-pub mod services;
 pub mod state;
 pub mod store;
 pub mod templates;

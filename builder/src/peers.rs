@@ -96,7 +96,7 @@ pub fn client_config(
         }
     }
     let _ = writeln!(text, "Address = {}/32", peer.address);
-    if let Some(dns) = crate::services::get("dns").filter(|s| (s.enabled)(config)) {
+    if let Some(dns) = crate::config::services::get("dns").filter(|s| (s.enabled)(config)) {
         let _ = writeln!(text, "DNS = {}, {}", config.service_address(dns), config.domain());
     }
     let _ = writeln!(text, "\n[Peer]");

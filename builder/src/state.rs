@@ -12,6 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::ca::CertificateAuthority;
+use crate::config::services;
 use crate::config::{self, ValidConfig};
 use crate::credentials::Credentials;
 use crate::diff::{self, Change, GenerationDiff, ServiceDiff};
@@ -21,7 +22,6 @@ use crate::fsutil::{self, TMP_PREFIX};
 use crate::generation::{self, Generations, Manifest, ServiceEntry};
 use crate::render::{Bundle, PublicKeys, Renderer};
 use crate::secrets::Secrets;
-use crate::services;
 use crate::store::Store;
 use crate::templates;
 

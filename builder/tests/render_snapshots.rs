@@ -40,7 +40,7 @@ fn every_containerized_service_has_a_least_privilege_container_spec() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cell.json")).unwrap();
     let config = config::parse(&text).unwrap();
     let bundles = Renderer::new().render(&config, &PublicKeys { wireguard: TEST_KEY.into() }).unwrap();
-    for service in pic_builder::services::CATALOG {
+    for service in pic_builder::config::services::CATALOG {
         let Some(bundle) = bundles.get(service.name) else { panic!("{} is enabled in the example", service.name) };
         let spec = bundle.files.get("container.json");
         if service.offset.is_none() {

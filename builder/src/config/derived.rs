@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::model::{CellConfig, Domain};
-use crate::services::{self, ServiceDef};
+use super::services::{self, ServiceDef};
 
 /// The n-th address of a subnet, if the subnet has that many.
 pub fn nth_host(net: &Ipv4Net, n: u32) -> Option<Ipv4Addr> {

@@ -2,6 +2,7 @@
 
 mod derived;
 mod model;
+pub mod services;
 mod syntax;
 mod validate;
 

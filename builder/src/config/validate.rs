@@ -6,44 +6,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
-use serde::Serialize;
+
+pub use crate::error::{FieldError, ValidationErrors};
 
 use super::derived::{is_reserved, nth_host};
 use super::model::{API_SERVICE, CURRENT_VERSION, CellConfig, Domain, RecordType, Role};
+use super::services::{self, CATALOG, ServiceDef, WEBUI_HOST};
 use super::syntax;
-use crate::services::{self, CATALOG, ServiceDef, WEBUI_HOST};
-
-/// One problem with one field of the config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// Where the problem is, e.g. `wireguard.peers[2].name`.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    pub hint: String,
-}
-
-/// Every problem found in a config, in the order of the fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-pub struct ValidationErrors(pub Vec<FieldError>);
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        write!(f, "the cell config has {n} problem{}:", if n == 1 { "" } else { "s" })?;
-        for e in &self.0 {
-            write!(f, "\n  {}: {} ({})", e.path, e.message, e.hint)?;
-        }
-        Ok(())
-    }
-}
-
-impl ValidationErrors {
-    pub fn single(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ValidationErrors(vec![FieldError { path: path.into(), message: message.into(), hint: hint.into() }])
-    }
-}
 
 /// A config that passed every rule. Only [`validate`] makes one, so whatever renders from it
 /// can rely on the rules (in particular: no string carries characters special to a config format).

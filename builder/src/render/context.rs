@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::services_context::{self, DhcpView, FirewallView, MailView, NtpView, PathsView};
+use crate::config::services::{CATALOG, WEBUI_HOST};
 use crate::config::{Domain, RecordType, Routing, ValidConfig};
-use crate::services::{CATALOG, WEBUI_HOST};
 
 /// The public key material rendering may use; private keys never reach a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +241,7 @@ impl Context {
                     (name, level.as_str())
                 })
                 .collect(),
-            tls_sites: crate::services::tls_sites(config)
+            tls_sites: crate::config::services::tls_sites(config)
                 .into_iter()
                 .map(|s| TlsSiteView { name: s.name, service: s.service })
                 .collect(),
@@ -260,12 +260,12 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
         records.push(RecordView { fqdn: name, kind: "A", data: address.to_string() });
     };
 
-    let proxy = crate::services::get("proxy").expect("the catalog has a proxy");
+    let proxy = crate::config::services::get("proxy").expect("the catalog has a proxy");
     if (proxy.enabled)(config) {
         a(domain.to_string(), config.service_address(proxy), false);
         a(fqdn(WEBUI_HOST), config.service_address(proxy), false);
     }
-    for s in crate::services::enabled(config) {
+    for s in crate::config::services::enabled(config) {
         // A web service's name points at the proxy; its own address gets no PTR then.
         a(fqdn(s.host), config.service_front_address(s), !s.via_proxy);
     }

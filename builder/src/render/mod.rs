@@ -13,8 +13,8 @@ pub use bundle::Bundle;
 pub use context::{Context, PublicKeys, WEBUI_PORT};
 
 use crate::config::ValidConfig;
+use crate::config::services;
 use crate::error::Error;
-use crate::services;
 use crate::templates::{self, TEMPLATE_SUFFIX};
 
 /// Holds the template environment; build it once and render many configs with it.

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::config::ValidConfig;
-use crate::services::{self, CATALOG};
+use crate::config::services::{self, CATALOG};
 
 /// Where containers find what the runtime mounts for them (never part of a bundle).
 #[derive(Debug, Serialize)]

@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use pic_builder::config::API_SERVICE;
-use pic_builder::services;
+use pic_builder::config::services;
 use serde_json::Value;
 
 use super::AppState;

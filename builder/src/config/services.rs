@@ -3,7 +3,7 @@
 //!
 //! Adding a service is a template folder `templates/<name>/` plus one entry in [`CATALOG`].
 
-use crate::config::CellConfig;
+use super::CellConfig;
 
 /// One service of the cell.
 pub struct ServiceDef {
@@ -200,7 +200,7 @@ pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
     let domain = config.domain();
     let fqdn = |host: &str| format!("{host}.{domain}");
     let mut sites = Vec::new();
-    let local = matches!(config.cell.domain, crate::config::Domain::Local);
+    let local = matches!(config.cell.domain, super::Domain::Local);
     if local && config.services.proxy.enabled {
         sites.push(TlsSite { name: fqdn(WEBUI_HOST), also: vec![domain.clone()], service: "proxy" });
         for s in enabled(config).filter(|s| s.via_proxy) {
