@@ -6,9 +6,6 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use crate::config::{CellConfig, Routing, is_label, nth_host};
 use crate::error::{Error, IoContext};
 use crate::fsutil;
@@ -33,9 +30,7 @@ impl PeerKeys {
 
     /// A new key pair: (private, public), base64. Nothing is written until [`PeerKeys::store`].
     pub fn generate() -> (String, String) {
-        let secret = x25519_dalek::StaticSecret::random();
-        let public = x25519_dalek::PublicKey::from(&secret);
-        (STANDARD.encode(secret.to_bytes()), STANDARD.encode(public.as_bytes()))
+        crate::secrets::generate_keypair()
     }
 
     /// Keeps the private key the cell generated for a peer.

@@ -39,15 +39,10 @@ impl Secrets {
         if self.wireguard_private_key_path().exists() {
             return Ok(false);
         }
-        let secret = x25519_dalek::StaticSecret::random();
-        let public = x25519_dalek::PublicKey::from(&secret);
+        let (private, public) = generate_keypair();
         // The public half first: a crash between the two leaves no private key without its public key.
-        fsutil::write_atomic(
-            &dir.join(WIREGUARD_PUBLIC),
-            format!("{}\n", STANDARD.encode(public.as_bytes())).as_bytes(),
-            0o644,
-        )?;
-        let private = format!("{}\n", STANDARD.encode(secret.to_bytes()));
+        fsutil::write_atomic(&dir.join(WIREGUARD_PUBLIC), format!("{public}\n").as_bytes(), 0o644)?;
+        let private = format!("{private}\n");
         fsutil::write_atomic(&self.wireguard_private_key_path(), private.as_bytes(), 0o600)?;
         Ok(true)
     }
@@ -61,5 +56,35 @@ impl Secrets {
             return Err(Error::corrupt(path.display().to_string(), "not a WireGuard public key"));
         }
         Ok(key)
+    }
+}
+
+/// A WireGuard key pair (private, public), base64. The private key is stored clamped, as
+/// WireGuard itself holds it, so that what an interface reports back compares equal to it.
+pub fn generate_keypair() -> (String, String) {
+    let secret = x25519_dalek::StaticSecret::random();
+    let public = x25519_dalek::PublicKey::from(&secret);
+    (STANDARD.encode(clamp(secret.to_bytes())), STANDARD.encode(public.as_bytes()))
+}
+
+/// X25519 clamping (RFC 7748), which WireGuard applies to every private key it is given.
+pub fn clamp(mut key: [u8; 32]) -> [u8; 32] {
+    key[0] &= 248;
+    key[31] &= 127;
+    key[31] |= 64;
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_private_keys_are_clamped_and_match_their_public_key() {
+        let (private, public) = generate_keypair();
+        let bytes: [u8; 32] = STANDARD.decode(&private).unwrap().try_into().unwrap();
+        assert_eq!(bytes, clamp(bytes));
+        let derived = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(bytes));
+        assert_eq!(STANDARD.encode(derived.as_bytes()), public);
     }
 }

@@ -34,6 +34,9 @@ struct DesiredPeer {
 /// What one `apply` changed.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ApplyReport {
+    /// Whether the private key and port were (re)set: only when the interface is new or they
+    /// changed, as setting them again makes wireguard-go rebind its socket.
+    pub identity_set: bool,
     pub added: Vec<String>,
     pub removed: usize,
     pub unchanged: usize,
@@ -88,7 +91,7 @@ impl Interface {
             .flat_map(|d| d.peers.iter())
             .map(|p| (p.config.public_key.clone(), p.config.allowed_ips.iter().map(|a| (a.address, a.cidr)).collect()))
             .collect();
-        let mut report = ApplyReport::default();
+        let mut report = ApplyReport { identity_set: needs_identity, ..ApplyReport::default() };
         for peer in &desired.peers {
             let expired = jiff::Timestamp::from_str(&peer.expires).is_ok_and(|t| t <= now);
             if expired {
@@ -113,12 +116,19 @@ impl Interface {
         if changed {
             update.apply(&self.name, self.backend).with_context(|| format!("configuring {}", self.name))?;
         }
-        // Both are no-ops when already so; neither restarts the interface.
         let prefix = desired.subnet.rsplit_once('/').map_or("32", |(_, p)| p);
         let name = self.name.to_string();
-        command::run("ip", &["address", "replace", &format!("{}/{prefix}", desired.address), "dev", &name])?;
-        command::run("ip", &["link", "set", &name, "up"])?;
-        tracing::info!(interface = %name, added = ?report.added, removed = report.removed, "wireguard applied");
+        if existing.is_none() {
+            command::run("ip", &["address", "replace", &format!("{}/{prefix}", desired.address), "dev", &name])?;
+            command::run("ip", &["link", "set", &name, "up"])?;
+        }
+        tracing::info!(
+            interface = %name,
+            identity_set = report.identity_set,
+            added = ?report.added,
+            removed = report.removed,
+            "wireguard applied"
+        );
         Ok(Some(report))
     }
 
@@ -142,7 +152,11 @@ impl Interface {
     }
 }
 
+/// The private key in `path`, clamped as WireGuard reports it back (so that comparing the two
+/// tells a real change from none: re-sending the identity makes wireguard-go rebind its socket,
+/// which drops packets).
 fn key_from_file(path: &std::path::Path) -> Result<Key> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Key::from_base64(text.trim()).map_err(|_| anyhow!("{} does not hold a WireGuard key", path.display()))
+    let key = Key::from_base64(text.trim()).map_err(|_| anyhow!("{} does not hold a WireGuard key", path.display()))?;
+    Ok(Key(pic_builder::secrets::clamp(key.0)))
 }
