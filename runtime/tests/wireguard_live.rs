@@ -220,6 +220,16 @@ fn peers_are_applied_live_without_losing_a_packet() {
     let missing: Vec<u32> = (1..=sent).filter(|n| !answered.contains(n)).collect();
     assert_eq!((sent, received), (200, 200), "packets were lost while peers changed: icmp_seq {missing:?}");
 
+    // A peer whose time is up is not let in, even though the config still lists it.
+    let (code, body) =
+        net.api(&jar, &csrf, "POST", "/api/peers", Some(json!({"name": "expired", "expires": "2020-01-01T00:00:00Z"})));
+    assert_eq!(code, 201, "{body}");
+    let expired_key = serde_json::from_str::<Value>(&body).unwrap()["peer"]["public_key"].as_str().unwrap().to_string();
+    let live = run("ip", &["netns", "exec", &net.cell, "wg", "show", &cell_if, "peers"]);
+    assert!(!live.contains(&expired_key), "an expired peer is on the interface: {live}");
+    let (code, _) = net.api(&jar, &csrf, "DELETE", "/api/peers/expired", None);
+    assert_eq!(code, 200);
+
     // The interface's identity was set once, when it was made; every later activation only
     // touched peers (setting it again rebinds wireguard-go's socket and drops packets).
     let log = std::fs::read_to_string(state.join("logs/api.log")).unwrap();

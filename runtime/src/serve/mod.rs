@@ -76,29 +76,29 @@ impl AppState {
             file_level.set(level.unwrap_or_default());
         }
         if self.firewall {
-            let state = self.state.clone();
-            self.emit(json!({"step": "activating", "service": "firewall"}));
-            match tokio::task::spawn_blocking(move || crate::firewall::apply(&state)).await {
-                Ok(Ok(loaded)) => self.emit(json!({"step": "activated", "service": "firewall", "loaded": loaded})),
-                Ok(Err(error)) => {
-                    let error = format!("{error:#}");
-                    tracing::warn!(%error, "loading the firewall failed");
-                    self.emit(json!({"step": "activation_failed", "service": "firewall", "error": error}));
-                }
-                Err(error) => tracing::warn!(%error, "activation task failed"),
-            }
+            self.activate_service("firewall", crate::firewall::apply).await;
         }
-        let Some(wireguard) = self.wireguard.clone() else { return };
+        if let Some(wireguard) = self.wireguard.clone() {
+            self.activate_service("wireguard", move |state| wireguard.apply(state)).await;
+        }
+    }
+
+    /// Runs one service's activation off the executor and reports each step to `/api/events`.
+    async fn activate_service<T: serde::Serialize + Send + 'static>(
+        &self,
+        service: &'static str,
+        work: impl FnOnce(&State) -> anyhow::Result<T> + Send + 'static,
+    ) {
         let state = self.state.clone();
-        self.emit(json!({"step": "activating", "service": "wireguard"}));
-        match tokio::task::spawn_blocking(move || wireguard.apply(&state)).await {
-            Ok(Ok(report)) => self.emit(json!({"step": "activated", "service": "wireguard", "report": report})),
+        self.emit(json!({"step": "activating", "service": service}));
+        match tokio::task::spawn_blocking(move || work(&state)).await {
+            Ok(Ok(result)) => self.emit(json!({"step": "activated", "service": service, "result": result})),
             Ok(Err(error)) => {
                 let error = format!("{error:#}");
-                tracing::warn!(%error, "activating WireGuard failed");
-                self.emit(json!({"step": "activation_failed", "service": "wireguard", "error": error}));
+                tracing::warn!(service, %error, "activation failed");
+                self.emit(json!({"step": "activation_failed", "service": service, "error": error}));
             }
-            Err(error) => tracing::warn!(%error, "activation task failed"),
+            Err(error) => tracing::warn!(service, %error, "activation task failed"),
         }
     }
 
@@ -226,11 +226,33 @@ pub async fn serve(
     app.file_level = file_level.map(Arc::new);
     app.firewall = firewall;
     app.activate().await;
+    tokio::spawn(expire_peers(app.clone()));
     let app = router(app);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())
         .await
         .context("serving HTTP")
+}
+
+/// How often WireGuard is brought up to date without a change: peers expire on their own.
+const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes expired peers from the interface when their time comes (activation skips them).
+async fn expire_peers(app: AppState) {
+    let Some(wireguard) = app.wireguard.clone() else { return };
+    let mut tick = tokio::time::interval(EXPIRY_CHECK);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (wireguard, state) = (wireguard.clone(), app.state.clone());
+        match tokio::task::spawn_blocking(move || wireguard.apply(&state)).await {
+            Ok(Ok(Some(report))) if !report.added.is_empty() || report.removed > 0 => {
+                app.emit(json!({"step": "activated", "service": "wireguard", "result": report, "reason": "expiry"}));
+            }
+            Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "the WireGuard expiry check failed"),
+            _ => {}
+        }
+    }
 }
 
 async fn shutdown() {
