@@ -198,17 +198,11 @@ impl CertificateAuthority {
     }
 
     fn index(&self) -> Result<Index, Error> {
-        let path = self.dir().join("index.json");
-        match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::corrupt(path.display().to_string(), e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
-            Err(e) => Err(e).at(&path),
-        }
+        fsutil::read_json_or_default(&self.dir().join("index.json"))
     }
 
     fn write_index(&self, index: &Index) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(index).expect("the index serializes") + "\n";
-        fsutil::write_atomic(&self.dir().join("index.json"), text.as_bytes(), 0o600)
+        fsutil::write_json(&self.dir().join("index.json"), index, 0o600)
     }
 
     /// Signs a new CRL listing every revoked certificate, and saves the index with its number.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use argon2::PasswordHasher;
 
 use crate::config::CellConfig;
-use crate::error::{Error, IoContext};
+use crate::error::Error;
 use crate::fsutil;
 
 /// Passwords shorter than this are refused.
@@ -161,17 +161,11 @@ impl Credentials {
     }
 
     fn hashes(&self) -> Result<Hashes, Error> {
-        let path = self.hashes_path();
-        match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::corrupt(path.display().to_string(), e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Hashes::default()),
-            Err(e) => Err(e).at(&path),
-        }
+        fsutil::read_json_or_default(&self.hashes_path())
     }
 
     fn write_hashes(&self, hashes: &Hashes) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(hashes).expect("hashes serialize") + "\n";
-        fsutil::write_atomic(&self.hashes_path(), text.as_bytes(), 0o600)
+        fsutil::write_json(&self.hashes_path(), hashes, 0o600)
     }
 }
 

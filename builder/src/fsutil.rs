@@ -28,6 +28,21 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error
     fsync_dir(&parent)
 }
 
+/// Reads a JSON file, or the default value when there is no such file yet.
+pub fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::corrupt(path.display().to_string(), e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e).at(path),
+    }
+}
+
+/// Writes `value` as pretty JSON, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).expect("state files serialize") + "\n";
+    write_atomic(path, text.as_bytes(), mode)
+}
+
 /// Creates `path` (which must not exist yet), writes and fsyncs it.
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).at(path)?;

@@ -67,26 +67,13 @@ fn check(bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn set_password(cell: &Cell, user: &str, password: &str) {
-    let state = cell.state();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
-        .args(["--state", state.to_str().unwrap(), "user", "passwd", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success(), "pic user passwd {user}");
-}
-
 /// Builds an example into a fresh cell (with passwords for its users) and returns the cell.
 fn cell_for(example: &str, users: &[&str]) -> Cell {
     let cell = Cell::new();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(example);
     cell.ok(&["init", "--config", config.to_str().unwrap()]);
     for user in users {
-        set_password(&cell, user, &format!("{user}-secret-pw"));
+        cell.set_password(user, &format!("{user}-secret-pw"));
     }
     cell.ok(&["switch"]);
     cell

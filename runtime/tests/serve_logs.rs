@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,13 +16,7 @@ fn requests_are_logged_without_secrets() {
     let cell = Cell::new();
     cell.ok(&["init", "--config", example_path().to_str().unwrap()]);
     let state = cell.state();
-    let mut passwd = Command::new(env!("CARGO_BIN_EXE_pic"))
-        .args(["--state", state.to_str().unwrap(), "user", "passwd", "alice"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(passwd.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(passwd.wait().unwrap().success());
+    cell.set_password("alice", PASSWORD);
     cell.ok(&["switch"]);
 
     let listen = format!("127.0.0.1:{}", 39000 + std::process::id() % 1000);

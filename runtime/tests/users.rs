@@ -3,25 +3,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use common::{Cell, example, example_path};
-
-fn with_stdin(cell: &Cell, args: &[&str], input: &str) -> Output {
-    let state = cell.state();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
-        .arg("--state")
-        .arg(&state)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn started() -> Cell {
     let cell = Cell::new();
@@ -33,7 +17,7 @@ fn started() -> Cell {
 #[test]
 fn add_passwd_remove() {
     let cell = started();
-    let out = with_stdin(&cell, &["user", "add", "carol", "--role", "peer"], "carol-password\n");
+    let out = cell.with_stdin(&["user", "add", "carol", "--role", "peer"], "carol-password\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(cell.current(), Some(2));
     let users = cell.json(&["user", "list"]);
@@ -47,7 +31,7 @@ fn add_passwd_remove() {
     assert!(out.stdout.is_empty(), "password found in {}", String::from_utf8_lossy(&out.stdout));
 
     // Passwords for the example's users land in the files of the services the config gives them.
-    let out = with_stdin(&cell, &["user", "passwd", "bob"], "bob-password-1\n");
+    let out = cell.with_stdin(&["user", "passwd", "bob"], "bob-password-1\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let credentials = cell.state().join("secrets/credentials");
     let dovecot = std::fs::read_to_string(credentials.join("dovecot.passwd")).unwrap();
@@ -81,7 +65,7 @@ fn bad_input_changes_nothing() {
         (&["user", "passwd", "nobody"][..], "long-enough-password\n"),
         (&["user", "passwd", "alice"][..], ""),
     ] {
-        let out = with_stdin(&cell, args, input);
+        let out = cell.with_stdin(args, input);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(std::fs::read_to_string(cell.state().join("cell_config.json")).unwrap(), before);

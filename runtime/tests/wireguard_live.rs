@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,19 +98,6 @@ fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn pic(state: &Path, args: &[&str], stdin: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "pic {args:?}");
-}
-
 /// (transmitted, received) from ping's summary.
 fn ping_counts(output: &str) -> (u32, u32) {
     let line = output.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("{output}"));
@@ -121,8 +107,9 @@ fn ping_counts(output: &str) -> (u32, u32) {
 
 #[test]
 fn peers_are_applied_live_without_losing_a_packet() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    let cell = common::Cell::new();
+    let dir = &cell.dir;
+    let state = cell.state();
     let net = Net::new();
     let mut net = net;
 
@@ -136,9 +123,9 @@ fn peers_are_applied_live_without_losing_a_packet() {
     });
     let config_file = dir.path().join("cell.json");
     std::fs::write(&config_file, config.to_string()).unwrap();
-    pic(&state, &["init", "--config", config_file.to_str().unwrap()], "");
-    pic(&state, &["user", "passwd", "admin"], &format!("{PASSWORD}\n"));
-    pic(&state, &["switch"], "");
+    cell.ok(&["init", "--config", config_file.to_str().unwrap()]);
+    cell.set_password("admin", PASSWORD);
+    cell.ok(&["switch"]);
 
     let cell_if = net.cell_interface();
     let serve = Command::new("ip")

@@ -35,6 +35,28 @@ impl Cell {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs `pic --state <state> ARGS` with `input` on its standard input.
+    pub fn with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
+            .arg("--state")
+            .arg(self.state())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Sets a user's password, insisting on success.
+    pub fn set_password(&self, user: &str, password: &str) {
+        let out = self.with_stdin(&["user", "passwd", user], &format!("{password}\n"));
+        assert!(out.status.success(), "pic user passwd {user}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Runs `pic --json` and parses its output.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
