@@ -425,6 +425,13 @@ impl Writer<'_> {
         Ok(BuildOutcome { generation: manifest.number, created: true, changed_services })
     }
 
+    /// Builds `config` (making it the desired config) and switches to the result: what every
+    /// change from the CLI or the API does.
+    pub fn build_and_switch(&self, config: &ValidConfig, reason: &str) -> Result<SwitchOutcome, Error> {
+        let built = self.build(Some(config), reason)?;
+        self.switch(built.generation)
+    }
+
     /// Makes generation `number` current and its config the desired config.
     pub fn switch(&self, number: u64) -> Result<SwitchOutcome, Error> {
         let state = self.state;

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use pic_builder::config::{Peer, Routing, ValidConfig};
+use pic_builder::config::{Peer, Routing};
 use pic_builder::peers::{self, PeerKeys};
 use pic_builder::state::SwitchOutcome;
 use pic_builder::{Error, State};
@@ -79,7 +79,7 @@ pub fn add(state: &State, new: NewPeer, reason: &str) -> Result<(Peer, SwitchOut
     if let Some((private, _)) = &generated {
         PeerKeys::new(state.secrets().dir()).store(&new.name, private)?;
     }
-    let switched = build_and_switch(&writer, &config, reason)?;
+    let switched = writer.build_and_switch(&config, reason)?;
     let peer = config.wireguard.peers.iter().find(|p| p.name == new.name).cloned().expect("just added");
     Ok((peer, switched))
 }
@@ -103,7 +103,7 @@ pub fn update(state: &State, name: &str, patch: PeerPatch, reason: &str) -> Resu
         }
         Ok(())
     })?;
-    let switched = build_and_switch(&writer, &config, reason)?;
+    let switched = writer.build_and_switch(&config, reason)?;
     let peer = config.wireguard.peers.iter().find(|p| p.name == name).cloned().expect("just updated");
     Ok((peer, switched))
 }
@@ -115,7 +115,7 @@ pub fn remove(state: &State, name: &str, reason: &str) -> Result<SwitchOutcome, 
         c.wireguard.peers.retain(|p| p.name != name);
         if c.wireguard.peers.len() == before { Err(Error::NoSuchPeer(name.into())) } else { Ok(()) }
     })?;
-    let switched = build_and_switch(&writer, &config, reason)?;
+    let switched = writer.build_and_switch(&config, reason)?;
     PeerKeys::new(state.secrets().dir()).remove(name)?;
     Ok(switched)
 }
@@ -125,15 +125,6 @@ pub fn client_config(state: &State, name: &str) -> Result<String, Error> {
     let config = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root().to_path_buf()))?;
     let private = PeerKeys::new(state.secrets().dir()).private_key(name)?;
     peers::client_config(&config, name, &state.secrets().wireguard_public_key()?, private.as_deref())
-}
-
-fn build_and_switch(
-    writer: &pic_builder::state::Writer<'_>,
-    config: &ValidConfig,
-    reason: &str,
-) -> Result<SwitchOutcome, Error> {
-    let built = writer.build(Some(config), reason)?;
-    writer.switch(built.generation)
 }
 
 /// Tells a field that is absent (`None`) from one that is `null` (`Some(None)`).

@@ -56,8 +56,7 @@ pub fn run(state: &State, command: &UserCommand, out: &Output) -> Result<()> {
                 Ok(())
             })?;
             state.credentials().set_password(name, &password)?;
-            let built = writer.build(Some(&config), &format!("pic user add {name}"))?;
-            let switched = writer.switch(built.generation)?;
+            let switched = writer.build_and_switch(&config, &format!("pic user add {name}"))?;
             out.emit(&switched, |s| format!("added user {name}; generation {} is current", s.to));
         }
         UserCommand::Passwd { name } => {
@@ -79,8 +78,7 @@ pub fn run(state: &State, command: &UserCommand, out: &Output) -> Result<()> {
                 c.users.retain(|u| &u.name != name);
                 if c.users.len() == before { Err(Error::NoSuchUser(name.clone())) } else { Ok(()) }
             })?;
-            let built = writer.build(Some(&config), &format!("pic user remove {name}"))?;
-            let switched = writer.switch(built.generation)?;
+            let switched = writer.build_and_switch(&config, &format!("pic user remove {name}"))?;
             state.credentials().remove(name)?;
             // The daemons' files must forget the user too, even if no generation changed.
             state.credentials().write_daemon_files(&config)?;

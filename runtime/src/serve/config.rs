@@ -60,9 +60,8 @@ pub async fn put(
                 "the config changed since you read it; GET it again",
             ));
         }
-        let built = writer.build(Some(&new_config), "PUT /api/config")?;
-        writer.switch(built.generation)?;
-        Ok((built.generation, etag_of(&config::to_canonical_json(&new_config))))
+        let switched = writer.build_and_switch(&new_config, "PUT /api/config")?;
+        Ok((switched.to, etag_of(&config::to_canonical_json(&new_config))))
     })
     .await?;
     let mut response = Json(json!({"generation": generation})).into_response();

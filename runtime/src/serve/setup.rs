@@ -58,9 +58,7 @@ pub async fn setup(
             return Err(ApiError::new(StatusCode::CONFLICT, "setup_complete", "setup is already complete"));
         }
         state.credentials().set_password(ADMIN_USER, &setup.admin_password)?;
-        let built = writer.build(Some(&config), "setup wizard")?;
-        writer.switch(built.generation)?;
-        Ok(built.generation)
+        Ok(writer.build_and_switch(&config, "setup wizard")?.to)
     })
     .await?;
     Ok(Json(json!({"complete": true, "generation": generation})))
