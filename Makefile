@@ -7,36 +7,85 @@ CONFIG ?= $(CURDIR)/examples/cell.json
 PIC     = $(CURDIR)/target/release/pic
 VENV    = $(CURDIR)/target/bench-venv
 
-.PHONY: start build test deps lint unit schema openapi bench clean
+.PHONY: start build images test deps lint unit schema openapi bench clean stop restart status logs \
+	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
-	wireguard-go iproute2 iputils-ping curl procps
+	wireguard-go iproute2 iputils-ping curl procps \
+	docker.io mmdebstrap bind9-dnsutils
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`
 # never creates a network interface on a development machine.
 WIREGUARD ?= off
+# `on` builds the service images and runs the cell's containers (Docker needed). PUBLISH=on also
+# publishes their ports (53, 80, 443, ...) on this machine.
+CONTAINERS ?= off
+PUBLISH ?= off
+SERVE_FLAGS = --wireguard $(WIREGUARD) $(if $(filter on,$(CONTAINERS)),,--no-containers) \
+	$(if $(filter on,$(PUBLISH)),,--no-publish)
+DOCKER_FLAGS = $(if $(filter on,$(PUBLISH)),,--no-publish)
 
 ## Build the example cell into ./data, switch to it and serve the API on $(LISTEN).
-start: build
+start: build $(if $(filter on,$(CONTAINERS)),images)
 	@# An existing desired config is the user's: only a fresh state directory gets the example.
 	$(PIC) --state $(STATE) init $$(test -f $(STATE)/cell_config.json || echo --config $(CONFIG))
 	$(PIC) --state $(STATE) switch
 	$(PIC) --state $(STATE) generations
 	@echo "To log in, give the admin a password: $(PIC) --state $(STATE) user passwd alice"
-	$(PIC) --state $(STATE) serve --listen $(LISTEN) --wireguard $(WIREGUARD)
+	$(PIC) --state $(STATE) serve --listen $(LISTEN) $(SERVE_FLAGS)
 
 build:
 	$(CARGO) build --release --locked -p pic-runtime
 
+## The service images, from Debian packages (cached layers are reused), loaded into Docker.
+images: build
+	.ci/install-debian-packages docker.io mmdebstrap
+	.ci/start-docker
+	$(PIC) images build
+
 ## Every test tier this machine can run.
 test: deps lint unit
 
-## Installs what the tests need (idempotent; as root, else it prints the command to run).
+## Installs what the tests need (idempotent; as root, else it prints the command to run) and
+## starts Docker's engine for the tier 3 tests.
 deps:
 	.ci/install-debian-packages $(DEBIAN_TEST_PACKAGES)
+	.ci/start-docker
+
+## The running cell, as in the original: thin wrappers over `pic`.
+stop: build
+	$(PIC) --state $(STATE) containers stop all
+restart: build
+	$(PIC) --state $(STATE) containers restart all
+status: build
+	$(PIC) --state $(STATE) containers list $(DOCKER_FLAGS)
+	@curl -sf http://$(LISTEN)/health && echo " (pic serve at http://$(LISTEN)/)" || echo "pic serve does not answer at http://$(LISTEN)/"
+logs: build
+	$(PIC) --state $(STATE) logs
+logs-%: build
+	$(PIC) --state $(STATE) containers logs $* --follow
+shell-%:
+	docker exec -it pic-$* /bin/sh
+update: build images
+	$(PIC) --state $(STATE) activate $(DOCKER_FLAGS)
+reinstall: build images
+	$(PIC) --state $(STATE) containers remove all
+	$(PIC) --state $(STATE) activate $(DOCKER_FLAGS)
+uninstall: build
+	$(PIC) --state $(STATE) containers remove all
+	@printf 'Delete the state directory %s (config, generations, secrets, data)? [y/N] ' "$(STATE)"; \
+	read answer; if [ "$$answer" = y ]; then rm -rf "$(STATE)" && echo "deleted $(STATE)"; else echo "kept $(STATE)"; fi
+list-peers: build
+	$(PIC) --state $(STATE) peer list
+show-routes: build
+	$(PIC) --state $(STATE) peer routes
+show-admin-password: build
+	$(PIC) --state $(STATE) admin-password show
+reset-admin-password: build
+	$(PIC) --state $(STATE) admin-password reset
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -54,6 +54,12 @@ pub enum Error {
     #[error("`--keep` must be at least 1")]
     KeepZero,
 
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+
+    #[error("image definitions: {0}")]
+    Image(String),
+
     #[error("{what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
 }

@@ -6,6 +6,7 @@
 //! WireGuard sockets: rendering is a pure function of the config, the templates and public keys.
 
 pub mod ca;
+pub mod command;
 pub mod config;
 pub mod credentials;
 pub mod diff;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod generation;
+pub mod images;
 pub mod peers;
 pub mod render;
 pub mod secrets;

@@ -101,11 +101,15 @@ pub fn client_config(
     } else {
         let _ = writeln!(text, "# Endpoint = <the cell's public address>:{}", config.wireguard.listen_port);
     }
-    let allowed = match peer.routing {
-        Routing::Split => format!("{}, {}", config.wireguard.subnet, config.network.subnet),
-        Routing::Full => "0.0.0.0/0, ::/0".to_string(),
-    };
-    let _ = writeln!(text, "AllowedIPs = {allowed}");
+    let _ = writeln!(text, "AllowedIPs = {}", routed_through_cell(config, peer.routing));
     let _ = writeln!(text, "PersistentKeepalive = 25");
     Ok(text)
+}
+
+/// What a device sends through the cell: the VPN and cell networks, or everything (`full`).
+pub fn routed_through_cell(config: &CellConfig, routing: Routing) -> String {
+    match routing {
+        Routing::Split => format!("{}, {}", config.wireguard.subnet, config.network.subnet),
+        Routing::Full => "0.0.0.0/0, ::/0".to_string(),
+    }
 }

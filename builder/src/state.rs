@@ -31,6 +31,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/pic";
 pub const DESIRED_CONFIG: &str = "cell_config.json";
 const CURRENT: &str = "current";
 const LOCK: &str = "lock";
+/// Generations that failed their health check after a switch, with the reason.
+const FAILED: &str = "failed.json";
 
 pub struct State {
     root: PathBuf,
@@ -62,6 +64,16 @@ pub struct GenerationInfo {
     #[serde(flatten)]
     pub manifest: Manifest,
     pub current: bool,
+    /// Set when the generation's services failed their health check and it was rolled back.
+    pub failed: Option<Failure>,
+}
+
+/// Why a generation was rolled back by the health gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    /// RFC 3339 time of the rollback.
+    pub time: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -212,11 +224,23 @@ impl State {
     /// Every generation, oldest first.
     pub fn generations(&self) -> Result<Vec<GenerationInfo>, Error> {
         let current = self.current()?;
+        let mut failed = self.failures()?;
         self.generations
             .numbers()?
             .into_iter()
-            .map(|n| Ok(GenerationInfo { manifest: self.generations.manifest(n)?, current: current == Some(n) }))
+            .map(|n| {
+                Ok(GenerationInfo {
+                    manifest: self.generations.manifest(n)?,
+                    current: current == Some(n),
+                    failed: failed.remove(&n),
+                })
+            })
             .collect()
+    }
+
+    /// The generations the health gate rolled back, with why.
+    pub fn failures(&self) -> Result<BTreeMap<u64, Failure>, Error> {
+        fsutil::read_json_or_default(&self.root.join(FAILED))
     }
 
     pub fn public_keys(&self) -> Result<PublicKeys, Error> {
@@ -447,6 +471,23 @@ impl Writer<'_> {
         fsutil::rename_durable(&tmp, &state.root.join(CURRENT))?;
         fault::point("current switched");
         Ok(SwitchOutcome { from, to: number })
+    }
+
+    /// Records that generation `number` failed its health check (a later success clears it).
+    pub fn mark_failed(&self, number: u64, reason: &str) -> Result<(), Error> {
+        self.state.manifest(number)?;
+        let mut failed = self.state.failures()?;
+        failed.insert(number, Failure { reason: reason.to_owned(), time: jiff::Timestamp::now().to_string() });
+        fsutil::write_json(&self.state.root.join(FAILED), &failed, 0o644)
+    }
+
+    /// Forgets a failure of generation `number` (it was switched to again and passed).
+    pub fn clear_failed(&self, number: u64) -> Result<(), Error> {
+        let mut failed = self.state.failures()?;
+        if failed.remove(&number).is_some() {
+            fsutil::write_json(&self.state.root.join(FAILED), &failed, 0o644)?;
+        }
+        Ok(())
     }
 
     /// Switches to the newest generation older than the current one.

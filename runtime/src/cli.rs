@@ -86,7 +86,38 @@ pub enum Command {
         /// by default, as its drop policy would close a development machine).
         #[arg(long)]
         firewall: bool,
+        #[command(flatten)]
+        docker: DockerArgs,
+        /// Do not run the service containers (the API and WireGuard only).
+        #[arg(long)]
+        no_containers: bool,
+        /// How long a changed service may take to pass its health check before the generation
+        /// is rolled back, in seconds.
+        #[arg(long, default_value_t = 60)]
+        health_timeout: u64,
+        /// How often the health monitor checks every service, in seconds.
+        #[arg(long, default_value_t = 10)]
+        monitor_interval: u64,
     },
+    /// Bring the service containers in line with the current generation (what `pic serve` does
+    /// after every change), wait until the changed ones are healthy, and report what it did.
+    Activate {
+        #[command(flatten)]
+        docker: DockerArgs,
+        #[arg(long, default_value_t = 60)]
+        health_timeout: u64,
+    },
+    /// The last lines of `pic serve`'s log (JSON lines, in logs/api.log).
+    Logs {
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// The service containers: list, start, stop, restart, remove, logs.
+    #[command(subcommand)]
+    Containers(ContainersCommand),
+    /// Service images: build them from Debian packages, list them.
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// VPN peers: add (a key pair and address are chosen when not given), list, remove, config.
     #[command(subcommand)]
     Peer(PeerCommand),
@@ -96,6 +127,91 @@ pub enum Command {
     /// The admin's password: whether one is set, or a new random one.
     #[command(subcommand)]
     AdminPassword(AdminPasswordCommand),
+}
+
+/// How to reach the Docker engine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DockerArgs {
+    #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+    pub docker_socket: String,
+    /// Do not publish the services' ports on the host (for machines whose ports 53 or 443 are
+    /// taken, and for tests; the services stay reachable on the cell network).
+    #[arg(long)]
+    pub no_publish: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainersCommand {
+    /// Each service's container: state, image, health.
+    List {
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+    /// Start a service's container (`all`: every one).
+    Start {
+        service: String,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+    /// Stop a service's container (`all`: every one); `pic activate` or `pic serve` starts it again.
+    Stop {
+        service: String,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+    Restart {
+        service: String,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+    /// Remove a service's container (`all`: every one, and the cell network); data stays.
+    Remove {
+        service: String,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+    /// Print a service's log (the last --tail lines; --follow keeps printing).
+    Logs {
+        service: String,
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build the service images from `images/` (cached layers are reused) and load them into Docker.
+    Build {
+        /// The image definitions.
+        #[arg(long, default_value = "images")]
+        definitions: PathBuf,
+        /// The package lock (exact versions per image).
+        #[arg(long, default_value = "images/packages.lock.json")]
+        lock: PathBuf,
+        /// Built layers and downloaded packages.
+        #[arg(long, default_value = "target/images")]
+        cache: PathBuf,
+        /// Accept package versions other than the locked ones and record them.
+        #[arg(long)]
+        update_lock: bool,
+        /// Also write the images as one docker archive (for the disk image).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Do not load them into Docker.
+        #[arg(long)]
+        no_load: bool,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+    /// The images Docker has.
+    List {
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +263,8 @@ pub enum PeerCommand {
     },
     /// Remove a peer and switch to the new generation.
     Remove { name: String },
+    /// The routes: each peer's address on the VPN and what its device sends through the cell.
+    Routes,
     /// Print the peer's wg-quick file (with --qr, as a QR code for the WireGuard app).
     Config {
         name: String,

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use pic_builder::State;
 
-use crate::command;
+use pic_builder::command;
 
 const TABLE: &[&str] = &["inet", "pic"];
 

@@ -3,8 +3,8 @@
 //! Exit codes: 0 success, 2 invalid input (usage or validation), 1 any other failure.
 
 mod cli;
-mod command;
 mod commands;
+mod docker;
 mod firewall;
 mod logs;
 mod output;

@@ -11,7 +11,7 @@ use pic_builder::State;
 use serde::{Deserialize, Serialize};
 use wireguard_control::{Backend, Device, DeviceUpdate, InterfaceName, Key, PeerConfigBuilder};
 
-use crate::command;
+use pic_builder::command;
 
 /// What the generation's `wireguard/interface.json` says the interface should be.
 #[derive(Debug, Deserialize)]

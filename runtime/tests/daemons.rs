@@ -36,7 +36,6 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("dhcp", &["dnsmasq", "--test", "--conf-file=/etc/pic/bundle/dnsmasq.conf"]),
     ("ntp", &["chronyd", "-p", "-f", "/etc/pic/bundle/chrony.conf"]),
     ("mail", &["postfix", "-c", "/etc/pic/bundle", "check"]),
-    ("mail", &["doveconf", "-n", "-c", "/etc/pic/bundle/dovecot.conf"]),
     ("calendar", &["radicale", "--config", "/etc/pic/bundle/radicale.conf", "--verify-storage"]),
     ("files", &["apache2", "-t", "-f", "/etc/pic/bundle/httpd.conf"]),
     (
@@ -51,6 +50,40 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("firewall", &["unshare", "--net", "nft", "--check", "--file", "/etc/pic/bundle/ruleset.nft"]),
     ("wireguard", &["wg-quick", "strip", "/etc/pic/bundle/wg0.conf"]),
 ];
+
+/// Checkers whose daemon differs between this machine's Debian and the images' suite run in the
+/// service's image (built by `make images`): the version that will run is the one that checks.
+const IMAGE_CHECKS: &[(&str, &str, &[&str])] =
+    &[("mail", "pic/mail:latest", &["doveconf", "-n", "-c", "/etc/pic/bundle/dovecot.conf"])];
+
+fn check_in_image(image: &str, bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
+    let mount = |host: &Path, target: &str| format!("{}:{target}:ro", host.display());
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "--cap-drop", "ALL"])
+        .args(["-v", &mount(bundle, "/etc/pic/bundle")])
+        .args(["-v", &mount(&secrets.join("credentials"), "/run/pic/credentials")])
+        .args(["-v", &mount(&secrets.join("tls"), "/run/pic/tls")])
+        .arg(image)
+        .args(command)
+        .output()
+        .unwrap_or_else(|e| panic!("docker run {image}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("Unable to find image"), "{image} is missing: `make images` builds it");
+    (out.status.success(), text)
+}
+
+/// Every check of `service`: (command, accepted, output).
+fn checks_of(service: &str, bundle: &Path, secrets: &Path) -> Vec<(String, bool, String)> {
+    let host = CHECKS.iter().filter(|(s, _)| *s == service).map(|(_, command)| {
+        let (ok, text) = check(bundle, secrets, command);
+        (format!("{command:?}"), ok, text)
+    });
+    let images = IMAGE_CHECKS.iter().filter(|(s, _, _)| *s == service).map(|(_, image, command)| {
+        let (ok, text) = check_in_image(image, bundle, secrets, command);
+        (format!("{command:?} in {image}"), ok, text)
+    });
+    host.chain(images).collect()
+}
 
 fn check(bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
     let scratch = tempfile::tempdir().unwrap();
@@ -87,13 +120,13 @@ fn every_daemon_accepts_what_is_rendered_for_every_example() {
         let cell = cell_for(example, users);
         let manifest = cell.manifest(cell.current().unwrap());
         let secrets = cell.state().join("secrets");
-        for (service, command) in CHECKS {
-            let Some(entry) = manifest["services"].get(*service) else { continue };
+        for (service, entry) in manifest["services"].as_object().unwrap() {
             let bundle = cell.state().join(entry["store_path"].as_str().unwrap());
-            let (ok, output) = check(&bundle, &secrets, command);
-            checked += 1;
-            if !ok {
-                failures.push(format!("{example} {service}: {command:?} refused it:\n{output}"));
+            for (command, ok, output) in checks_of(service, &bundle, &secrets) {
+                checked += 1;
+                if !ok {
+                    failures.push(format!("{example} {service}: {command} refused it:\n{output}"));
+                }
             }
         }
     }
@@ -123,10 +156,9 @@ fn the_checks_can_fail() {
         let mut text = std::fs::read_to_string(dir.join(file)).unwrap();
         text.push_str(garbage);
         std::fs::write(dir.join(file), text).unwrap();
-        let results: Vec<(bool, String)> =
-            CHECKS.iter().filter(|(s, _)| *s == service).map(|(_, command)| check(&dir, &secrets, command)).collect();
-        let ok = results.iter().all(|(ok, _)| *ok);
-        let output: String = results.into_iter().map(|(_, text)| text).collect();
+        let results = checks_of(service, &dir, &secrets);
+        let ok = results.iter().all(|(_, ok, _)| *ok);
+        let output: String = results.into_iter().map(|(_, _, text)| text).collect();
         assert!(!ok, "{service}: a broken {file} was accepted:\n{output}");
     }
 }
@@ -138,8 +170,10 @@ fn daemons_accept_the_password_hashes() {
     let dovecot = std::fs::read_to_string(credentials.join("dovecot.passwd")).unwrap();
     let alice = dovecot.lines().find(|l| l.starts_with("alice@home.cell:")).expect("alice's mailbox can log in");
     let hash = alice.split_once(':').unwrap().1;
+    // dovecot's own password check, in the mail image (the dovecot that will run).
     let doveadm = |password: &str| {
-        Command::new("doveadm").args(["pw", "-t", hash, "-p", password]).output().unwrap().status.success()
+        let args = ["run", "--rm", "--network", "none", "pic/mail:latest", "doveadm", "pw", "-t", hash, "-p", password];
+        Command::new("docker").args(args).output().unwrap().status.success()
     };
     assert!(doveadm("alice-secret-pw"), "dovecot refuses alice's hash");
     assert!(!doveadm("wrong-password"), "dovecot accepts a wrong password");

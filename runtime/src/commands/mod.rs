@@ -2,6 +2,8 @@
 //! commands here, the others in a module each.
 
 mod certs;
+mod containers;
+mod images;
 mod peers;
 mod users;
 
@@ -148,7 +150,31 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         Command::User(command) => users::run(&state, command, out)?,
         Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
         Command::Peer(command) => peers::run(&state, command, out)?,
-        Command::Serve { listen, wireguard, wireguard_interface, firewall } => {
+        Command::Activate { docker, health_timeout } => {
+            if !containers::activate(&state, docker, *health_timeout, out)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Logs { lines } => {
+            let path = crate::logs::dir(state.root()).join("api.log");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let all: Vec<&str> = text.lines().collect();
+            for line in &all[all.len().saturating_sub(*lines)..] {
+                println!("{line}");
+            }
+        }
+        Command::Containers(command) => containers::run(&state, command, out)?,
+        Command::Images(command) => images::run(command, out)?,
+        Command::Serve {
+            listen,
+            wireguard,
+            wireguard_interface,
+            firewall,
+            docker,
+            no_containers,
+            health_timeout,
+            monitor_interval,
+        } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
                 WireGuardBackend::Userspace => Some(wireguard_control::Backend::Userspace),
@@ -156,7 +182,16 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             };
             let interface = backend.map(|b| crate::wireguard::Interface::new(wireguard_interface, b)).transpose()?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(crate::serve::serve(state, *listen, interface, *firewall, file_level))?;
+            let options = crate::serve::Options {
+                listen: *listen,
+                wireguard: interface,
+                firewall: *firewall,
+                file_level,
+                docker: (!no_containers).then(|| docker.clone()),
+                health_timeout: std::time::Duration::from_secs(*health_timeout),
+                monitor_interval: std::time::Duration::from_secs(*monitor_interval),
+            };
+            runtime.block_on(crate::serve::serve(state, options))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -205,6 +240,9 @@ fn table(generations: &[GenerationInfo]) -> String {
         let m = &g.manifest;
         let mark = if g.current { '*' } else { ' ' };
         let _ = write!(s, "\n{mark} {:>4}  {:<20}  {:>8}  {}", m.number, m.created, m.services.len(), m.reason);
+        if let Some(failed) = &g.failed {
+            let _ = write!(s, "  [FAILED, rolled back: {}]", failed.reason);
+        }
     }
     s
 }

@@ -23,6 +23,35 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
                 s
             });
         }
+        PeerCommand::Routes => {
+            let config = state.desired_config()?.context("no desired config yet")?;
+            #[derive(Serialize)]
+            struct Route {
+                peer: String,
+                address: String,
+                enabled: bool,
+                through_cell: String,
+            }
+            let routes: Vec<Route> = config
+                .wireguard
+                .peers
+                .iter()
+                .map(|p| Route {
+                    peer: p.name.clone(),
+                    address: format!("{}/32", p.address),
+                    enabled: p.enabled,
+                    through_cell: pic_builder::peers::routed_through_cell(&config, p.routing),
+                })
+                .collect();
+            out.emit(&routes, |routes| {
+                let mut s = format!("VPN {} via the cell at {}", config.wireguard.subnet, config.wireguard_address());
+                for r in routes {
+                    let off = if r.enabled { "" } else { " (disabled)" };
+                    let _ = write!(s, "\n{:<20} {:<18} sends {}{off}", r.peer, r.address, r.through_cell);
+                }
+                s
+            });
+        }
         PeerCommand::Add { name, public_key, address, routing, user } => {
             let new = crate::peers::NewPeer {
                 name: name.clone(),

@@ -4,6 +4,7 @@
 
 mod auth;
 mod config;
+mod containers;
 mod error;
 mod events;
 mod generations;
@@ -51,6 +52,22 @@ pub struct AppState {
     pub file_level: Option<Arc<FileLevel>>,
     /// Whether this server loads the firewall ruleset into its network namespace.
     pub firewall: bool,
+    /// The service containers, unless this server runs none.
+    pub containers: Option<Arc<containers::Containers>>,
+    /// One activation at a time (changes, the monitor, the expiry check).
+    pub activation: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How `pic serve` runs.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub wireguard: Option<Interface>,
+    pub firewall: bool,
+    pub file_level: Option<FileLevel>,
+    /// Run the service containers through this engine.
+    pub docker: Option<crate::cli::DockerArgs>,
+    pub health_timeout: std::time::Duration,
+    pub monitor_interval: std::time::Duration,
 }
 
 impl AppState {
@@ -63,13 +80,22 @@ impl AppState {
             events,
             file_level: None,
             firewall: false,
+            containers: None,
+            activation: Arc::default(),
         }
     }
 
-    /// Brings what runs in line with the current generation (for now: WireGuard peers, live).
-    /// A failure is logged, not returned: the generation is switched either way, and the next
-    /// activation retries.
+    /// Brings what runs in line with the current generation: the firewall, WireGuard peers (live)
+    /// and the service containers (behind the health gate). A failure is logged and reported,
+    /// not returned: the generation is switched either way, and the next activation retries.
     pub async fn activate(&self) {
+        let _guard = self.activation.lock().await;
+        self.activate_host().await;
+        self.activate_containers().await;
+    }
+
+    /// What runs on the host itself: the log level, the firewall, WireGuard.
+    async fn activate_host(&self) {
         if let Some(file_level) = &self.file_level {
             let level =
                 self.state.desired_config().ok().flatten().and_then(|c| c.logging.levels.get(API_SERVICE).copied());
@@ -135,13 +161,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(peers::config))
         .routes(routes!(peers::qr))
         .routes(routes!(logs::search))
+        .routes(routes!(containers::list))
+        .routes(routes!(containers::act))
+        .routes(routes!(containers::logs))
+        .routes(routes!(containers::images))
+        .routes(routes!(containers::pull))
+        .routes(routes!(containers::volumes))
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "PIC API",
-        description = "The API of a Personal Internet Cell: setup, sessions, config, generations, peers."
+        description = "The API of a Personal Internet Cell: setup, sessions, config, generations, peers, containers."
     ),
     components(schemas(ErrorBody))
 )]
@@ -209,23 +241,33 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
 }
 
 /// Serves the API until interrupted (Ctrl-C or SIGTERM).
-pub async fn serve(
-    state: State,
-    listen: SocketAddr,
-    wireguard: Option<Interface>,
-    firewall: bool,
-    file_level: Option<FileLevel>,
-) -> anyhow::Result<()> {
+pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
+    let listen = options.listen;
     if !state.is_initialized() {
         state.init(None).context("initializing the state directory")?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%listen, state = %state.root().display(), "pic serve is listening");
     eprintln!("pic serve: http://{listen}/ (state {})", state.root().display());
-    let mut app = AppState::new(state, wireguard);
-    app.file_level = file_level.map(Arc::new);
-    app.firewall = firewall;
-    app.activate().await;
+    let mut app = AppState::new(state, options.wireguard);
+    app.file_level = options.file_level.map(Arc::new);
+    app.firewall = options.firewall;
+    app.containers = options
+        .docker
+        .map(|docker| Arc::new(containers::Containers::new(docker, options.health_timeout, options.monitor_interval)));
+    {
+        let _guard = app.activation.lock().await;
+        app.activate_host().await;
+    }
+    // The API answers while the containers come up (and while Docker is away).
+    let starting = app.clone();
+    tokio::spawn(async move {
+        {
+            let _guard = starting.activation.lock().await;
+            starting.activate_containers().await;
+        }
+        containers::monitor(starting).await;
+    });
     tokio::spawn(expire_peers(app.clone()));
     let app = router(app);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -590,3 +590,31 @@ async fn auth_matrix_of_public_auth_and_peer_routes() {
         }
     }
 }
+
+/// With Docker away, the API still answers; the container routes say so and name the socket,
+/// and a change still switches (its activation is reported as failed, to be retried).
+#[tokio::test]
+async fn docker_unreachable_is_a_clear_503_and_changes_still_work() {
+    let mut api = Api::new();
+    let args = crate::cli::DockerArgs { docker_socket: "/nonexistent/docker.sock".into(), no_publish: true };
+    api.app.containers = Some(std::sync::Arc::new(super::containers::Containers::new(
+        args,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    )));
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    for uri in ["/api/containers", "/api/images", "/api/volumes"] {
+        let reply = api.call(&admin, Method::GET, uri, None).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert_eq!(reply.body["error"]["code"], "docker_unavailable");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("/nonexistent/docker.sock"), "{message}");
+    }
+    let reply = api.call(&admin, Method::POST, "/api/containers/pic-dns/frobnicate", None).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let reply = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "phone"}))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = api.call(&admin, Method::GET, "/health", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}

@@ -1,0 +1,98 @@
+//! Root filesystems from Debian packages: `mmdebstrap --variant=minbase` with the merged-usr hook
+//! (without it usrmerge pulls in perl), documentation and translations left out.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::command;
+use crate::error::{Error, IoContext};
+
+use super::lock::Packages;
+
+/// Fixed timestamps, so that equal packages give equal files.
+pub const SOURCE_DATE_EPOCH: u64 = 1_700_000_000;
+
+/// What one mmdebstrap run makes.
+pub struct Bootstrap<'a> {
+    pub suite: &'a str,
+    pub mirror: &'a str,
+    /// Package names, or `name=version` pins.
+    pub packages: Vec<String>,
+    /// Shell commands run inside the tree afterwards.
+    pub setup: &'a [String],
+    /// A tree copied over the result.
+    pub overlay: Option<&'a Path>,
+    /// Downloaded packages, kept between runs.
+    pub apt_cache: &'a Path,
+}
+
+impl Bootstrap<'_> {
+    /// Bootstraps into `target` (which must not exist).
+    pub fn run(&self, target: &Path) -> Result<(), Error> {
+        fs::create_dir_all(self.apt_cache.join("partial")).at(self.apt_cache)?;
+        let cache = self.apt_cache.canonicalize().at(self.apt_cache)?;
+        let mut cmd = Command::new("mmdebstrap");
+        cmd.env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.to_string())
+            .args(["--variant=minbase", "--quiet", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"])
+            .args([
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            ])
+            // The packages are downloaded once into the cache, bind-mounted for each run.
+            .arg("--skip=download/empty")
+            .arg(format!(
+                "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && mount --bind {} \"$1/var/cache/apt/archives\"",
+                cache.display()
+            ))
+            .arg("--customize-hook=umount \"$1/var/cache/apt/archives\"");
+        if !self.packages.is_empty() {
+            cmd.arg(format!("--include={}", self.packages.join(",")));
+        }
+        if let Some(overlay) = self.overlay {
+            let overlay = overlay.canonicalize().at(overlay)?;
+            cmd.arg(format!("--customize-hook=sync-in {} /", overlay.display()));
+        }
+        for line in self.setup {
+            cmd.arg(format!("--customize-hook=chroot \"$1\" sh -ec '{}'", line.replace('\'', r"'\''")));
+        }
+        // Left by apt and the bootstrap; nothing in an image needs them.
+        cmd.arg("--customize-hook=rm -rf \"$1/var/lib/apt/lists\"/* \"$1/var/cache/apt\"/*.bin && find \"$1/var/log\" -type f -delete");
+        cmd.arg(self.suite).arg(target).arg(self.mirror);
+        command::run_command(&mut cmd).map(drop)
+    }
+}
+
+/// The packages installed in the tree at `root`.
+pub fn installed_packages(root: &Path) -> Result<Packages, Error> {
+    let admindir = root.join("var/lib/dpkg");
+    let out = command::run(
+        "dpkg-query",
+        &[&format!("--admindir={}", admindir.display()), "--show", "--showformat=${Package}\t${Version}\n"],
+    )?;
+    Ok(out.lines().filter_map(|l| l.split_once('\t')).map(|(p, v)| (p.to_owned(), v.to_owned())).collect())
+}
+
+/// The uid and gid of `user` in the tree at `root`.
+pub fn user_ids(root: &Path, user: &str) -> Result<(u32, u32), Error> {
+    let passwd = root.join("etc/passwd");
+    let text = fs::read_to_string(&passwd).at(&passwd)?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == user)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| Error::Image(format!("the image has no user {user:?} (data_user)")))
+}
+
+/// The gid of `group` in the tree at `root`.
+pub fn group_id(root: &Path, group: &str) -> Result<u32, Error> {
+    let path = root.join("etc/group");
+    let text = fs::read_to_string(&path).at(&path)?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[0] == group)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| Error::Image(format!("the image has no group {group:?} (secrets_group)")))
+}

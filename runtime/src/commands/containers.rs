@@ -1,0 +1,124 @@
+//! `pic containers` and `pic activate`: the service containers from the command line.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use pic_builder::State;
+
+use crate::cli::{ContainersCommand, DockerArgs};
+use crate::docker::{self, Engine, activation, container_name, health};
+use crate::output::Output;
+
+fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(work)
+}
+
+async fn connect(args: &DockerArgs) -> Result<Engine> {
+    Engine::connect(&args.docker_socket, !args.no_publish).await
+}
+
+pub fn activate(state: &State, args: &DockerArgs, health_timeout: u64, out: &Output) -> Result<bool> {
+    let (report, failures) = block_on(async {
+        let engine = connect(args).await?;
+        let report = activation::activate(&engine, state).await?;
+        let failures = health::gate(&engine, &report, Duration::from_secs(health_timeout)).await;
+        Ok((report, failures))
+    })?;
+    out.emit(&serde_json::json!({"report": report, "unhealthy": failures}), |_| {
+        let mut s = String::new();
+        for service in &report.services {
+            s.push_str(&format!("{:<10} {:?}\n", service.service, service.action).to_lowercase());
+        }
+        for (service, error) in report.errors.iter().chain(&failures) {
+            s.push_str(&format!("{service:<10} FAILED: {error}\n"));
+        }
+        s.trim_end().to_owned()
+    });
+    Ok(report.errors.is_empty() && failures.is_empty())
+}
+
+/// Runs `action` on the container of `service`, or on every one for `all`.
+fn each<F, Fut>(docker: &DockerArgs, service: &str, out: &Output, done: &str, action: F) -> Result<()>
+where
+    F: Fn(Engine, String) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let names = block_on(async {
+        let engine = connect(docker).await?;
+        let names: Vec<String> = if service == "all" {
+            docker::container_infos(&engine).await?.into_iter().map(|i| i.name).collect()
+        } else {
+            vec![container_name(service)]
+        };
+        for name in &names {
+            action(engine.clone(), name.clone()).await?;
+        }
+        Ok(names)
+    })?;
+    out.emit(&names, |names| {
+        if names.is_empty() { "no service containers".into() } else { format!("{done}: {}", names.join(", ")) }
+    });
+    Ok(())
+}
+
+pub fn run(state: &State, command: &ContainersCommand, out: &Output) -> Result<()> {
+    match command {
+        ContainersCommand::List { docker } => {
+            let infos = block_on(async {
+                let engine = connect(docker).await?;
+                let mut infos = docker::container_infos(&engine).await?;
+                let (_, desired) = activation::desired(state)?;
+                for info in &mut infos {
+                    if let Some((spec, _)) = desired.get(&info.service) {
+                        info.health = Some(match health::probe(&engine, spec).await {
+                            Ok(()) => "healthy".into(),
+                            Err(e) => format!("{e:#}"),
+                        });
+                    }
+                }
+                Ok(infos)
+            })?;
+            out.emit(&infos, |infos| {
+                let mut s = String::from("SERVICE    STATE     IMAGE             HEALTH");
+                for i in infos {
+                    s.push_str(&format!(
+                        "\n{:<10} {:<9} {:<17} {}",
+                        i.service,
+                        i.state,
+                        i.image,
+                        i.health.as_deref().unwrap_or("-")
+                    ));
+                }
+                if infos.is_empty() {
+                    s = "no service containers; `pic activate` starts those of the current generation".into();
+                }
+                s
+            });
+        }
+        ContainersCommand::Start { service, docker } => {
+            each(docker, service, out, "started", |e, n| async move { e.start(&n).await })?
+        }
+        ContainersCommand::Stop { service, docker } => {
+            each(docker, service, out, "stopped", |e, n| async move { e.stop(&n).await })?
+        }
+        ContainersCommand::Restart { service, docker } => {
+            each(docker, service, out, "restarted", |e, n| async move { e.restart(&n).await })?
+        }
+        ContainersCommand::Remove { service, docker } => {
+            each(docker, service, out, "removed", |e, n| async move { e.remove(&n).await })?;
+            if service == "all" {
+                block_on(async { connect(docker).await?.remove_network(docker::NETWORK).await })?;
+            }
+        }
+        ContainersCommand::Logs { service, tail, follow, docker } => block_on(async {
+            let engine = connect(docker).await?;
+            let mut stream = docker::logs(&engine, &container_name(service), *tail, *follow);
+            while let Some(chunk) = stream.next().await {
+                print!("{}", chunk?);
+            }
+            Ok(())
+        })?,
+    }
+    Ok(())
+}

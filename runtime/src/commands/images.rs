@@ -1,0 +1,113 @@
+//! `pic images`: build the service images from Debian packages and load them into Docker.
+
+use std::fs::File;
+use std::io::BufWriter;
+
+use anyhow::{Context, Result};
+use pic_builder::images::{BuiltImage, ImageBuild};
+use serde::Serialize;
+
+use crate::cli::ImagesCommand;
+use crate::docker::Engine;
+use crate::output::Output;
+
+#[derive(Serialize)]
+struct BuiltRow {
+    name: String,
+    key: String,
+    cached: bool,
+    seconds: f64,
+    /// Size of the image's own layer (the base's for the base).
+    layer_bytes: u64,
+    loaded: bool,
+}
+
+pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match command {
+        ImagesCommand::Build { definitions, lock, cache, update_lock, output, no_load, docker } => {
+            let build = ImageBuild {
+                definitions: definitions.clone(),
+                lock: lock.clone(),
+                cache: cache.clone(),
+                update_lock: *update_lock,
+            };
+            let report = build.build()?;
+            let archive = cache.join("images.tar");
+            let needs_archive = output.is_some() || !no_load;
+            let mut loaded = Vec::new();
+            if needs_archive {
+                let path = output.as_ref().unwrap_or(&archive);
+                let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+                build.write_archive(&report, BufWriter::new(file))?;
+                if !no_load {
+                    loaded = runtime.block_on(load_missing(&docker.docker_socket, &report.images, path))?;
+                }
+            }
+            let rows: Vec<BuiltRow> = std::iter::once(&report.base)
+                .chain(&report.images)
+                .map(|i| BuiltRow {
+                    name: i.name.clone(),
+                    key: i.key.clone(),
+                    cached: i.cached,
+                    seconds: i.seconds,
+                    layer_bytes: i.layers.last().map(|l| l.size).unwrap_or_default(),
+                    loaded: loaded.contains(&i.name),
+                })
+                .collect();
+            out.emit(&rows, |rows| {
+                let mut s = String::from("IMAGE      KEY               BUILT       LAYER");
+                for r in rows {
+                    let built = if r.cached { "cached".to_owned() } else { format!("{:.1} s", r.seconds) };
+                    s.push_str(&format!(
+                        "\n{:<10} {:<17} {:<11} {:.1} MB",
+                        r.name,
+                        r.key,
+                        built,
+                        r.layer_bytes as f64 / 1e6
+                    ));
+                }
+                if report.lock_updated {
+                    s.push_str(&format!("\nrecorded the package versions in {}", lock.display()));
+                }
+                s
+            });
+        }
+        ImagesCommand::List { docker } => {
+            let images = runtime.block_on(async {
+                let engine = Engine::connect(&docker.docker_socket, !docker.no_publish).await?;
+                crate::docker::images(&engine).await
+            })?;
+            out.emit(&images, |images| {
+                let mut s = String::from("IMAGE                    ID            SIZE");
+                for i in images {
+                    s.push_str(&format!(
+                        "\n{:<24} {:<13} {:.1} MB",
+                        i.tags.join(","),
+                        &i.id[..i.id.len().min(19)].trim_start_matches("sha256:"),
+                        i.size as f64 / 1e6
+                    ));
+                }
+                s
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Loads the archive unless Docker already has every image at its key; returns what was loaded.
+async fn load_missing(socket: &str, images: &[BuiltImage], archive: &std::path::Path) -> Result<Vec<String>> {
+    let engine = Engine::connect(socket, true).await?;
+    let mut missing = Vec::new();
+    for image in images {
+        let have = engine.image_labels(&image.tag()).await?;
+        let current = have.is_some_and(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) == Some(&image.key));
+        if !current {
+            missing.push(image.name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        engine.load_archive(archive).await?;
+    }
+    Ok(missing)
+}

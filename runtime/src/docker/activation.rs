@@ -1,0 +1,181 @@
+//! Container activation: brings the running containers in line with the current generation and
+//! touches only what changed. A service whose container was made from the same spec, image and
+//! mounts keeps its container (and its process); new config files are copied in and the daemon
+//! reloads when it can; anything else gets a new container; services no longer in the
+//! generation are stopped and removed. Comparing with what runs (not with the previous
+//! generation) makes a second activation a no-op and repairs containers changed from outside.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result, anyhow};
+use pic_builder::State;
+use pic_builder::images::{LABEL_DATA_OWNER, LABEL_SECRETS_GROUP};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::spec::{ContainerSpec, Reload};
+use super::{Engine, LABEL_SERVICE, LABEL_SPEC, container_name, mounts};
+
+/// What activation did to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Unchanged,
+    /// The stopped container was started again.
+    Started,
+    Created,
+    Recreated,
+    Reloaded,
+    Removed,
+}
+
+impl Action {
+    /// Whether the service must pass its health check afterwards.
+    pub fn needs_check(self) -> bool {
+        !matches!(self, Action::Unchanged | Action::Removed)
+    }
+}
+
+/// One service's outcome.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ServiceActivation {
+    pub service: String,
+    pub action: Action,
+    #[serde(skip)]
+    pub spec: Option<ContainerSpec>,
+}
+
+/// The outcome of one activation.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    pub generation: Option<u64>,
+    pub services: Vec<ServiceActivation>,
+    /// Services that could not be activated, with why.
+    pub errors: BTreeMap<String, String>,
+}
+
+impl Report {
+    pub fn changed(&self) -> impl Iterator<Item = &ServiceActivation> {
+        self.services.iter().filter(|s| s.action.needs_check())
+    }
+}
+
+/// The container specs of the current generation, by service.
+pub fn desired(state: &State) -> Result<(Option<u64>, BTreeMap<String, (ContainerSpec, pic_builder::render::Bundle)>)> {
+    let Some(current) = state.current()? else { return Ok((None, BTreeMap::new())) };
+    let manifest = state.manifest(current)?;
+    let mut specs = BTreeMap::new();
+    for (service, entry) in &manifest.services {
+        let bundle = state.bundle(entry)?;
+        if let Some(text) = bundle.files.get("container.json") {
+            let spec = ContainerSpec::parse(text).with_context(|| format!("{}/container.json", entry.store_path))?;
+            specs.insert(service.clone(), (spec, bundle));
+        }
+    }
+    Ok((Some(current), specs))
+}
+
+/// Activates the current generation's containers.
+pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
+    let (generation, desired) = desired(state)?;
+    let mut report = Report { generation, ..Report::default() };
+    let Some(generation) = generation else { return Ok(report) };
+    let config = pic_builder::config::parse(&state.generation_config(generation)?)
+        .map_err(|e| anyhow!("generation {generation}'s config: {e}"))?;
+    if !desired.is_empty() {
+        let network = desired.values().next().map(|(s, _)| s.network.name.clone()).unwrap_or_default();
+        engine.ensure_network(&network, &config.network.subnet.to_string(), &config.gateway().to_string()).await?;
+    }
+    let running: HashMap<String, bollard::models::ContainerSummary> = engine
+        .containers()
+        .await?
+        .into_iter()
+        .filter_map(|c| Some((c.labels.as_ref()?.get(LABEL_SERVICE)?.clone(), c)))
+        .collect();
+    for (service, (spec, bundle)) in &desired {
+        match activate_one(engine, state, spec, bundle, running.get(service)).await {
+            Ok(action) => {
+                report.services.push(ServiceActivation { service: service.clone(), action, spec: Some(spec.clone()) })
+            }
+            Err(error) => {
+                tracing::warn!(service, error = %format!("{error:#}"), "container activation failed");
+                report.errors.insert(service.clone(), format!("{error:#}"));
+            }
+        }
+    }
+    for (service, container) in &running {
+        if !desired.contains_key(service) {
+            let name = container.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_owned());
+            engine.remove(&name.unwrap_or_else(|| container_name(service))).await?;
+            report.services.push(ServiceActivation { service: service.clone(), action: Action::Removed, spec: None });
+        }
+    }
+    Ok(report)
+}
+
+async fn activate_one(
+    engine: &Engine,
+    state: &State,
+    spec: &ContainerSpec,
+    bundle: &pic_builder::render::Bundle,
+    existing: Option<&bollard::models::ContainerSummary>,
+) -> Result<Action> {
+    let image = format!("{}:latest", spec.image);
+    let (image_id, labels) = engine
+        .image_labels(&image)
+        .await?
+        .ok_or_else(|| anyhow!("image {image} is not loaded into Docker; build it with `pic images build`"))?;
+    let owner = labels
+        .get(LABEL_DATA_OWNER)
+        .and_then(|o| o.split_once(':'))
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+        .unwrap_or((0, 0));
+    let secrets_gid = labels.get(LABEL_SECRETS_GROUP).and_then(|g| g.parse().ok()).unwrap_or(owner.1);
+    let prepared = mounts::prepare(state, spec, bundle, owner, secrets_gid)?;
+    mounts::prune_bundle(state, &spec.service, bundle)?;
+    let spec_hash = spec_hash(spec, &image_id, (owner, secrets_gid), &prepared.paths, engine.publish_ports);
+    let mount_paths: HashMap<String, std::path::PathBuf> = prepared.paths.into_iter().collect();
+    let name = container_name(&spec.service);
+    let Some(existing) = existing else {
+        engine.create(spec, &image, &mount_paths, &spec_hash).await?;
+        return Ok(Action::Created);
+    };
+    let same_spec = existing.labels.as_ref().and_then(|l| l.get(LABEL_SPEC)) == Some(&spec_hash);
+    let running = matches!(existing.state, Some(bollard::models::ContainerSummaryStateEnum::RUNNING));
+    if !same_spec {
+        engine.remove(&name).await?;
+        engine.create(spec, &image, &mount_paths, &spec_hash).await?;
+        return Ok(Action::Recreated);
+    }
+    if !running {
+        engine.start(&name).await?;
+        return Ok(Action::Started);
+    }
+    if !prepared.changed {
+        return Ok(Action::Unchanged);
+    }
+    match &spec.reload {
+        Some(Reload::Signal { signal }) => engine.signal(&name, signal).await?,
+        Some(Reload::Exec { command }) => drop(engine.exec(&name, command).await?),
+        Some(Reload::Files) => {}
+        None => {
+            engine.remove(&name).await?;
+            engine.create(spec, &image, &mount_paths, &spec_hash).await?;
+            return Ok(Action::Recreated);
+        }
+    }
+    Ok(Action::Reloaded)
+}
+
+/// Everything a container is made from except the content of the files it mounts.
+fn spec_hash(
+    spec: &ContainerSpec,
+    image_id: &str,
+    owner: ((u32, u32), u32),
+    mounts: &BTreeMap<String, std::path::PathBuf>,
+    publish: bool,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(format!("{spec:?}\0{image_id}\0{owner:?}\0{mounts:?}\0{publish}"));
+    hex::encode(hash.finalize())[..16].to_owned()
+}

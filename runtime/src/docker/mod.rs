@@ -1,0 +1,359 @@
+//! The Docker engine, through bollard: the cell's network, its service containers, images and
+//! volumes. Every container PIC manages carries the label `pic.service`; nothing else is touched.
+
+pub mod activation;
+pub mod health;
+pub mod mounts;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectNetworkOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use spec::ContainerSpec;
+
+/// The label that marks a container as a service of the cell, with the service's name.
+pub const LABEL_SERVICE: &str = "pic.service";
+/// Hash of everything the container was created from (spec, image, mounts, owner): a different
+/// hash means a new container.
+pub const LABEL_SPEC: &str = "pic.spec";
+
+/// The cell's user-defined bridge.
+pub const NETWORK: &str = "cell-network";
+
+/// A connection to the engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    socket: String,
+    /// Whether containers publish their ports on the host (off in tests and on development
+    /// machines, whose port 53 or 443 is not ours to take).
+    pub publish_ports: bool,
+}
+
+/// The error when the engine cannot be reached: it names the socket.
+pub fn unreachable(socket: &str, error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("the Docker engine at {socket} cannot be reached ({error}); start dockerd or pass --docker-socket")
+}
+
+impl Engine {
+    /// Connects and agrees on an API version; fails with the socket's name when nobody answers.
+    pub async fn connect(socket: &str, publish_ports: bool) -> Result<Engine> {
+        let docker = Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| unreachable(socket, e))?
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(socket, e))?;
+        Ok(Engine { docker, socket: socket.to_owned(), publish_ports })
+    }
+
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    pub fn api(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// True when the engine answers now.
+    pub async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(drop).map_err(|e| unreachable(&self.socket, e))
+    }
+
+    /// Creates the user-defined bridge (subnet, gateway) unless it exists with that subnet; one
+    /// with another subnet is replaced once nothing is attached to it.
+    pub async fn ensure_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
+        if let Ok(existing) = self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
+            let same = existing
+                .ipam
+                .and_then(|i| i.config)
+                .is_some_and(|c| c.iter().any(|c| c.subnet.as_deref() == Some(subnet)));
+            if same {
+                return Ok(());
+            }
+            self.docker.remove_network(name).await.with_context(|| format!("replacing network {name}"))?;
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.into()),
+                    gateway: Some(gateway.into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(HashMap::from([(LABEL_SERVICE.to_owned(), "network".to_owned())])),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await.with_context(|| format!("creating network {name} ({subnet})"))?;
+        Ok(())
+    }
+
+    /// Every container PIC manages, running or not.
+    pub async fn containers(&self) -> Result<Vec<ContainerSummary>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label", vec![LABEL_SERVICE])]))
+            .build();
+        self.docker.list_containers(Some(options)).await.map_err(|e| unreachable(&self.socket, e))
+    }
+
+    /// Creates and starts the container of `spec`, named `pic-<service>`.
+    pub async fn create(
+        &self,
+        spec: &ContainerSpec,
+        image: &str,
+        mounts: &HashMap<String, std::path::PathBuf>,
+        spec_hash: &str,
+    ) -> Result<String> {
+        let mut binds = Vec::new();
+        for mount in &spec.mounts {
+            let host = mounts.get(&mount.source).ok_or_else(|| anyhow!("no host path for mount {}", mount.source))?;
+            binds.push(format!("{}:{}:{}", host.display(), mount.target, if mount.read_only { "ro" } else { "rw" }));
+        }
+        let tmpfs = spec.tmpfs.iter().map(|p| (p.clone(), "rw,nosuid,nodev,mode=1777,size=64m".to_owned())).collect();
+        let mut exposed = Vec::new();
+        let mut bindings = HashMap::new();
+        for port in &spec.ports {
+            let key = format!("{}/{}", port.container, port.protocol);
+            exposed.push(key.clone());
+            if self.publish_ports {
+                bindings.insert(key, Some(vec![PortBinding { host_ip: None, host_port: Some(port.host.to_string()) }]));
+            }
+        }
+        let host_config = HostConfig {
+            binds: Some(binds),
+            tmpfs: Some(tmpfs),
+            cap_drop: Some(spec.cap_drop.clone()),
+            cap_add: Some(spec.cap_add.clone()),
+            readonly_rootfs: Some(spec.read_only_root),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            port_bindings: Some(bindings),
+            network_mode: Some(spec.network.name.clone()),
+            ..Default::default()
+        };
+        let endpoint = EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig {
+                ipv4_address: Some(spec.network.address.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(spec.command.clone()),
+            user: Some(spec.user.clone()),
+            hostname: Some(spec.service.clone()),
+            labels: Some(HashMap::from([
+                (LABEL_SERVICE.to_owned(), spec.service.clone()),
+                (LABEL_SPEC.to_owned(), spec_hash.to_owned()),
+            ])),
+            exposed_ports: Some(exposed),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(spec.network.name.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        let name = container_name(&spec.service);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .with_context(|| format!("creating container {name} from {image}"))?;
+        self.start(&name).await?;
+        Ok(created.id)
+    }
+
+    /// Removes the cell network if it is there.
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing network {name}")),
+        }
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        self.docker.start_container(name, None).await.with_context(|| format!("starting container {name}"))
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<()> {
+        let options = StopContainerOptionsBuilder::default().t(10).build();
+        self.docker.stop_container(name, Some(options)).await.with_context(|| format!("stopping container {name}"))
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        self.docker.restart_container(name, None).await.with_context(|| format!("restarting container {name}"))
+    }
+
+    /// Stops and removes a container.
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        self.docker.remove_container(name, Some(options)).await.with_context(|| format!("removing container {name}"))
+    }
+
+    pub async fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        self.docker.kill_container(name, Some(options)).await.with_context(|| format!("sending {signal} to {name}"))
+    }
+
+    /// Runs `command` in a running container; fails unless it exits 0.
+    pub async fn exec(&self, name: &str, command: &[String]) -> Result<String> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let exec = self
+            .docker
+            .create_exec(
+                name,
+                CreateExecOptions {
+                    cmd: Some(command.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("running {command:?} in {name}"))?;
+        let mut output = String::new();
+        if let StartExecResults::Attached { output: mut stream, .. } = self.docker.start_exec(&exec.id, None).await? {
+            while let Some(chunk) = stream.next().await {
+                output.push_str(&chunk?.to_string());
+            }
+        }
+        let inspect = self.docker.inspect_exec(&exec.id).await?;
+        match inspect.exit_code {
+            Some(0) => Ok(output),
+            code => Err(anyhow!("{command:?} in {name} exited with {code:?}: {}", output.trim())),
+        }
+    }
+
+    /// The labels of a local image, or `None` when the engine does not have it.
+    pub async fn image_labels(&self, image: &str) -> Result<Option<(String, HashMap<String, String>)>> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => {
+                Ok(Some((inspect.id.unwrap_or_default(), inspect.config.and_then(|c| c.labels).unwrap_or_default())))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(unreachable(&self.socket, e)),
+        }
+    }
+
+    /// Loads a docker archive (`docker load`), streaming it from `path`.
+    pub async fn load_archive(&self, path: &Path) -> Result<()> {
+        let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+        let body = tokio_util::io::ReaderStream::new(file);
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut progress = self.docker.import_image_stream(options, body, None);
+        while let Some(step) = progress.next().await {
+            step.with_context(|| format!("loading {} into Docker", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The container of a service.
+pub fn container_name(service: &str) -> String {
+    format!("pic-{service}")
+}
+
+/// An image the engine has, as `GET /api/images` and `pic images list` show it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size: i64,
+    pub created: i64,
+    /// The PIC image it is (`pic.image` label), if any.
+    pub pic_image: Option<String>,
+}
+
+/// Every image the engine has.
+pub async fn images(engine: &Engine) -> Result<Vec<ImageInfo>> {
+    let list = engine
+        .api()
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .map_err(|e| unreachable(engine.socket(), e))?;
+    Ok(list
+        .into_iter()
+        .map(|i| ImageInfo {
+            id: i.id,
+            tags: i.repo_tags,
+            size: i.size,
+            created: i.created,
+            pic_image: i.labels.get(pic_builder::images::LABEL_IMAGE).cloned(),
+        })
+        .collect())
+}
+
+/// A service container, as `GET /api/containers` and `pic containers list` show it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub service: String,
+    /// `running`, `exited`, `created`, ...
+    pub state: String,
+    /// Docker's words: "Up 3 minutes".
+    pub status: String,
+    pub image: String,
+    /// "healthy", or why not; `None` when not checked.
+    pub health: Option<String>,
+    /// How often the health monitor restarted it since `pic serve` started.
+    pub restarts: u32,
+}
+
+/// The managed containers, by service name.
+pub async fn container_infos(engine: &Engine) -> Result<Vec<ContainerInfo>> {
+    let mut infos: Vec<ContainerInfo> = engine
+        .containers()
+        .await?
+        .into_iter()
+        .map(|c| {
+            let service = c.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE)).cloned().unwrap_or_default();
+            ContainerInfo {
+                name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_owned(),
+                service,
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                status: c.status.unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                health: None,
+                restarts: 0,
+            }
+        })
+        .collect();
+    infos.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(infos)
+}
+
+/// A container's log: the last `tail` lines, and with `follow` what it prints afterwards.
+pub fn logs(
+    engine: &Engine,
+    name: &str,
+    tail: u32,
+    follow: bool,
+) -> impl futures_util::Stream<Item = Result<String>> + use<> {
+    let options = bollard::query_parameters::LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .follow(follow)
+        .tail(&tail.to_string())
+        .build();
+    let name = name.to_owned();
+    engine
+        .api()
+        .logs(&name, Some(options))
+        .map(move |chunk| chunk.map(|c| c.to_string()).with_context(|| format!("reading the log of {name}")))
+}

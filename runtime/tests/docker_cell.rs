@@ -1,0 +1,595 @@
+//! Tier 3: the whole cell in a real Docker engine. The service images are built from Debian
+//! packages (`pic images build`), `pic serve` activates the example cell, and real clients talk
+//! to the running containers: dig, curl over HTTPS/SMTP/IMAPS/CalDAV/WebDAV, an SNTP request,
+//! busybox's DHCP client. Then changes: a peer (no container recreated), a DNS upstream (only DNS
+//! touched), a rollback, a generation whose service never becomes healthy (rolled back by itself
+//! while the others keep serving), a container killed from outside (restarted by the monitor).
+//!
+//! Needs root and a Docker engine at /var/run/docker.sock (`.ci/run` starts one). One test: the
+//! cell's network and container names are the machine's, so scenarios run one after another.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Cell;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+const PORT: u16 = 3811;
+const PROXY: &str = "172.20.0.2";
+const DNS: &str = "172.20.0.3";
+const NTP: &str = "172.20.0.5";
+const MAIL: &str = "172.20.0.7";
+/// The host's address on the cell network, where the test's upstream resolver answers.
+const GATEWAY: &str = "172.20.0.1";
+const SERVICES: &[&str] = &["calendar", "dhcp", "dns", "files", "mail", "ntp", "proxy"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Runs a program and insists on success; returns its standard output.
+fn ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn dig(name: &str) -> String {
+    ok("dig", &["+short", "+time=2", "+tries=1", &format!("@{DNS}"), name]).trim().to_owned()
+}
+
+/// Removes every container and network PIC made on this engine.
+fn clean_docker() {
+    let ids = ok("docker", &["ps", "-aq", "--filter", "label=pic.service"]);
+    for id in ids.split_whitespace() {
+        run("docker", &["rm", "-f", id]);
+    }
+    run("docker", &["network", "rm", "cell-network"]);
+}
+
+/// Container name → (id, start time): what a recreate or restart changes.
+fn container_starts() -> BTreeMap<String, String> {
+    let out = ok("docker", &["ps", "-a", "--filter", "label=pic.service", "--format", "{{.Names}}"]);
+    out.split_whitespace()
+        .map(|name| {
+            let started = ok("docker", &["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", name]);
+            (name.to_owned(), started.trim().to_owned())
+        })
+        .collect()
+}
+
+struct Running {
+    cell: Cell,
+    serve: Child,
+    upstream: Option<Child>,
+    jar: PathBuf,
+    csrf: String,
+    ca: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.serve.kill();
+        let _ = self.serve.wait();
+        if let Some(mut upstream) = self.upstream.take() {
+            let _ = upstream.kill();
+            let _ = upstream.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.cell.state().join("logs/api.log");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- pic serve log (last lines) ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        clean_docker();
+    }
+}
+
+impl Running {
+    /// An API call as the logged-in admin: (status, body).
+    fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{PORT}{path}");
+        let jar = self.jar.to_str().unwrap();
+        let header = format!("x-csrf-token: {}", self.csrf);
+        let mut args = vec!["-s", "-w", "\n%{http_code}", "-X", method, "-b", jar, "-c", jar, "-H", &header];
+        let text = body.map(|b| b.to_string());
+        if let Some(text) = &text {
+            args.extend(["-H", "content-type: application/json", "--data", text]);
+        }
+        args.push(&url);
+        let out = String::from_utf8_lossy(&run("curl", &args).stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    fn api_json(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (code, text) = self.api(method, path, body);
+        assert!((200..300).contains(&code), "{method} {path}: {code} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Replaces the config through the API (with its ETag) and returns the new generation.
+    fn change_config(&self, change: impl FnOnce(&mut Value)) -> u64 {
+        let url = format!("http://127.0.0.1:{PORT}/api/config");
+        let jar = self.jar.to_str().unwrap();
+        let out = ok("curl", &["-s", "-D", "-", "-b", jar, &url]);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        let etag = head.lines().find_map(|l| l.strip_prefix("etag: ")).expect("an ETag").trim().to_owned();
+        let mut config: Value = serde_json::from_str(body).unwrap();
+        change(&mut config);
+        let header = format!("x-csrf-token: {}", self.csrf);
+        let if_match = format!("if-match: {etag}");
+        let text = config.to_string();
+        let out = ok(
+            "curl",
+            &[
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "PUT",
+                "-b",
+                jar,
+                "-H",
+                &header,
+                "-H",
+                &if_match,
+                "-H",
+                "content-type: application/json",
+                "--data",
+                &text,
+                &url,
+            ],
+        );
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        assert_eq!(code.trim(), "200", "PUT /api/config: {body}");
+        self.cell.current().unwrap()
+    }
+
+    fn https(&self, host: &str, args: &[&str]) -> Output {
+        let resolve = format!("{host}:443:{PROXY}");
+        let ca = self.ca.to_str().unwrap();
+        let mut all = vec!["-s", "--max-time", "10", "--cacert", ca, "--resolve", &resolve, "-w", "\n%{http_code}"];
+        all.extend_from_slice(args);
+        run("curl", &all)
+    }
+
+    /// The status of an HTTPS request through the proxy (certificate verified with the cell CA).
+    fn https_status(&self, host: &str, args: &[&str]) -> (u16, String) {
+        let out = self.https(host, args);
+        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap(), body.to_owned())
+    }
+
+    fn containers(&self) -> Vec<Value> {
+        self.api_json("GET", "/api/containers", None).as_array().unwrap().clone()
+    }
+
+    fn all_healthy(&self) -> bool {
+        let out = self.cell.pic(&["--json", "containers", "list", "--no-publish"]);
+        let Ok(list) = serde_json::from_slice::<Vec<Value>>(&out.stdout) else { return false };
+        SERVICES.iter().all(|s| list.iter().any(|c| c["service"] == *s && c["health"] == "healthy"))
+    }
+}
+
+/// Builds the images (layers cached in target/images) into Docker; the lock is a copy, so that
+/// a Debian point release does not fail the tests (the committed lock is checked by `make images`).
+fn build_images() {
+    let cache = workspace().join("target/images");
+    std::fs::create_dir_all(&cache).unwrap();
+    let lock = cache.join("test-packages.lock.json");
+    let _ = std::fs::copy(workspace().join("images/packages.lock.json"), &lock);
+    let out = Command::new(env!("CARGO_BIN_EXE_pic"))
+        .current_dir(workspace())
+        .args(["images", "build", "--cache", cache.to_str().unwrap(), "--lock", lock.to_str().unwrap()])
+        .arg("--update-lock")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pic images build: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn start_cell() -> Running {
+    clean_docker();
+    let cell = Cell::new();
+    let mut config = common::example();
+    config["services"]["dns"]["upstreams"] = json!([GATEWAY]);
+    config["services"]["webmail"]["enabled"] = json!(false);
+    let path = cell.write_config("cell.json", &config);
+    cell.ok(&["init", "--config", &path]);
+    cell.ok(&["switch"]);
+    cell.set_password("alice", PASSWORD);
+    cell.set_password("bob", PASSWORD);
+    let ca = cell.dir.path().join("ca.crt");
+    std::fs::write(&ca, cell.ok(&["ca", "export"])).unwrap();
+    let state = cell.state();
+    let serve = Command::new(env!("CARGO_BIN_EXE_pic"))
+        .args(["--state", state.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{PORT}")])
+        .args(["--wireguard", "off", "--no-publish", "--health-timeout", "30", "--monitor-interval", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let jar = cell.dir.path().join("cookies");
+    let mut running = Running { cell, serve, upstream: None, jar, csrf: String::new(), ca };
+    wait_until("pic serve answers", Duration::from_secs(30), || {
+        run("curl", &["-sf", &format!("http://127.0.0.1:{PORT}/health")]).status.success()
+    });
+    let login = json!({"username": "alice", "password": PASSWORD});
+    let body = running.api_json("POST", "/api/auth/login", Some(&login));
+    running.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    running
+}
+
+#[test]
+fn the_cell_runs_in_docker_and_real_clients_use_it() {
+    build_images();
+    let mut cell = start_cell();
+    let started = Instant::now();
+    wait_until("every service is healthy", Duration::from_secs(180), || cell.all_healthy());
+    eprintln!(
+        "first activation: every service healthy {:.1} s after pic serve answered",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Least privilege, as the specs say.
+    let dns = ok(
+        "docker",
+        &["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.Config.User}}", "pic-dns"],
+    );
+    assert_eq!(dns.trim(), "true [ALL] unbound");
+
+    // The upstream resolver the cell forwards to: dnsmasq on the host's cell address.
+    cell.upstream = Some(
+        Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--port=53"])
+            .args([&format!("--listen-address={GATEWAY}"), "--address=/upstream.example.org/192.0.2.7", "--pid-file="])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // DNS: peers and services resolve; other names are forwarded.
+    assert_eq!(dig("alice-laptop.home.cell"), "10.8.0.2");
+    assert_eq!(dig("calendar.home.cell"), PROXY);
+    assert_eq!(dig("dns.home.cell"), DNS);
+    wait_until("a forwarded name resolves", Duration::from_secs(10), || dig("upstream.example.org") == "192.0.2.7");
+
+    // HTTPS through caddy, the certificate verified with the cell CA.
+    let (code, _) = cell.https_status("calendar.home.cell", &["https://calendar.home.cell/.web/"]);
+    assert_eq!(code, 200);
+    let strict = cell.https(
+        "calendar.home.cell",
+        &["--cacert", "/etc/ssl/certs/ca-certificates.crt", "https://calendar.home.cell/"],
+    );
+    assert!(!strict.status.success(), "a certificate not from the cell CA must not verify");
+
+    mail(&cell);
+    calendar(&cell);
+    files(&cell);
+
+    // NTP: an SNTP request gets a server reply.
+    let sntp = "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3); \
+                s.sendto(b'\\x23'+b'\\0'*47,(sys.argv[1],123)); d=s.recv(68); sys.exit(0 if d[0]&7==4 else 1)";
+    ok("python3", &["-c", sntp, NTP]);
+
+    // DHCP: a client on the cell network gets a lease from the range.
+    let lease = ok(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "cell-network",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-add",
+            "NET_RAW",
+            "pic/client:latest",
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "5",
+            "-s",
+            "/usr/bin/true",
+        ],
+    );
+    let run_err = lease.clone();
+    let leased = run_err
+        .lines()
+        .find_map(|l| l.split("lease of ").nth(1))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned());
+    let leased: std::net::Ipv4Addr = leased.unwrap_or_else(|| panic!("no lease: {lease}")).parse().unwrap();
+    assert!(leased.octets()[3] >= 100 && leased.octets()[3] <= 200, "{leased} is outside the range");
+
+    changes(&cell);
+    health_gate(&cell);
+    monitor(&cell);
+}
+
+fn mail(cell: &Running) {
+    let message = cell.cell.dir.path().join("message.txt");
+    std::fs::write(
+        &message,
+        "From: carol@example.org\r\nTo: alice@home.cell\r\nSubject: tier 3\r\n\r\nhello from the tests\r\n",
+    )
+    .unwrap();
+    let smtp = format!("smtp://{MAIL}:25");
+    let msg = message.to_str().unwrap();
+    ok(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "10",
+            &smtp,
+            "--mail-from",
+            "carol@example.org",
+            "--mail-rcpt",
+            "alice@home.cell",
+            "-T",
+            msg,
+        ],
+    );
+    let refused = run(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "10",
+            &smtp,
+            "--mail-from",
+            "carol@example.org",
+            "--mail-rcpt",
+            "nobody@home.cell",
+            "-T",
+            msg,
+        ],
+    );
+    assert!(!refused.status.success(), "an unknown recipient must be refused");
+    let ca = cell.ca.to_str().unwrap();
+    let user = format!("alice@home.cell:{PASSWORD}");
+    let resolve = format!("mail.home.cell:993:{MAIL}");
+    let mut delivered = String::new();
+    wait_until("the message arrives over IMAPS", Duration::from_secs(20), || {
+        let out = run(
+            "curl",
+            &[
+                "-s",
+                "--max-time",
+                "10",
+                "--cacert",
+                ca,
+                "--resolve",
+                &resolve,
+                "-u",
+                &user,
+                "imaps://mail.home.cell/INBOX;UID=1",
+            ],
+        );
+        delivered = String::from_utf8_lossy(&out.stdout).into_owned();
+        delivered.contains("hello from the tests")
+    });
+    let wrong = run(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca,
+            "--resolve",
+            &resolve,
+            "-u",
+            "alice@home.cell:wrong",
+            "imaps://mail.home.cell/INBOX",
+        ],
+    );
+    assert!(!wrong.status.success(), "a wrong password must not open the mailbox");
+}
+
+fn calendar(cell: &Running) {
+    let host = "calendar.home.cell";
+    let alice = format!("alice:{PASSWORD}");
+    let bob = format!("bob:{PASSWORD}");
+    let (code, body) =
+        cell.https_status(host, &["-u", &alice, "-X", "MKCALENDAR", "https://calendar.home.cell/alice/work/"]);
+    assert_eq!(code, 201, "MKCALENDAR: {body}");
+    let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//pic//tests//EN\r\nBEGIN:VEVENT\r\nUID:tier3@pic\r\n\
+                 DTSTAMP:20261127T100000Z\r\nDTSTART:20261201T090000Z\r\nSUMMARY:Tier three\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let url = "https://calendar.home.cell/alice/work/tier3.ics";
+    let (code, body) = cell.https_status(
+        host,
+        &["-u", &alice, "-X", "PUT", "-H", "content-type: text/calendar", "--data-binary", event, url],
+    );
+    assert_eq!(code, 201, "PUT event: {body}");
+    let (code, body) = cell.https_status(host, &["-u", &alice, url]);
+    assert_eq!(code, 200);
+    assert!(body.contains("SUMMARY:Tier three"), "{body}");
+    let (code, _) = cell.https_status(host, &["-u", &bob, url]);
+    assert_eq!(code, 403, "bob must not read alice's calendar");
+}
+
+fn files(cell: &Running) {
+    let host = "files.home.cell";
+    let alice = format!("alice:{PASSWORD}");
+    let bob = format!("bob:{PASSWORD}");
+    let base = "https://files.home.cell/alice";
+    let (code, _) =
+        cell.https_status(host, &["-u", &alice, "-X", "PUT", "--data-binary", "notes", &format!("{base}/notes.txt")]);
+    assert_eq!(code, 201);
+    let (code, body) =
+        cell.https_status(host, &["-u", &alice, "-X", "PROPFIND", "-H", "Depth: 1", &format!("{base}/")]);
+    assert_eq!(code, 207);
+    assert!(body.contains("notes.txt"), "{body}");
+    let destination = format!("Destination: {base}/moved.txt");
+    let (code, _) =
+        cell.https_status(host, &["-u", &alice, "-X", "MOVE", "-H", &destination, &format!("{base}/notes.txt")]);
+    assert_eq!(code, 201);
+    let lock = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
+    let (code, body) = cell.https_status(
+        host,
+        &[
+            "-u",
+            &alice,
+            "-X",
+            "LOCK",
+            "-H",
+            "content-type: application/xml",
+            "--data",
+            lock,
+            &format!("{base}/moved.txt"),
+        ],
+    );
+    assert_eq!(code, 200, "LOCK: {body}");
+    assert!(body.contains("opaquelocktoken:"), "{body}");
+    let (code, _) = cell.https_status(host, &["-u", &bob, &format!("{base}/moved.txt")]);
+    assert!(code == 401 || code == 403, "bob must not read alice's files (got {code})");
+}
+
+fn changes(cell: &Running) {
+    // One peer added: DNS knows it at once, and no container is recreated or restarted.
+    let before = container_starts();
+    let peer = cell.api_json("POST", "/api/peers", Some(&json!({"name": "carol-phone"})));
+    let address = peer["address"].as_str().unwrap().to_owned();
+    assert_eq!(dig("carol-phone.home.cell"), address);
+    assert_eq!(container_starts(), before, "a peer change must not recreate or restart a container");
+
+    // A DNS upstream changed: only DNS takes new files (reloaded in place); nothing restarts.
+    let bundles = |svc: &str| {
+        std::fs::read_to_string(cell.cell.state().join(format!("run/{svc}/bundle/container.json"))).unwrap()
+    };
+    let others: Vec<String> = SERVICES.iter().filter(|s| **s != "dns").map(|s| bundles(s)).collect();
+    let stamp =
+        |svc: &str| std::fs::metadata(cell.cell.state().join(format!("run/{svc}/bundle"))).unwrap().modified().unwrap();
+    let stamps: Vec<_> = SERVICES.iter().filter(|s| **s != "dns").map(|s| stamp(s)).collect();
+    let changed = cell.change_config(|c| c["services"]["dns"]["upstreams"] = json!([GATEWAY, "192.0.2.53"]));
+    let unbound = ok("docker", &["exec", "pic-dns", "cat", "/etc/pic/bundle/unbound.conf"]);
+    assert!(unbound.contains("192.0.2.53"), "the DNS container must see its new config");
+    assert_eq!(container_starts(), before, "a DNS change must not recreate or restart a container");
+    assert_eq!(SERVICES.iter().filter(|s| **s != "dns").map(|s| bundles(s)).collect::<Vec<_>>(), others);
+    assert_eq!(
+        SERVICES.iter().filter(|s| **s != "dns").map(|s| stamp(s)).collect::<Vec<_>>(),
+        stamps,
+        "only DNS was touched"
+    );
+    assert_eq!(dig("upstream.example.org"), "192.0.2.7", "unbound still answers after its reload");
+
+    // Rollback: the previous config comes back into the running containers.
+    let rolled = cell.api_json("POST", "/api/rollback", None);
+    assert_eq!(rolled["from"], changed);
+    let unbound = ok("docker", &["exec", "pic-dns", "cat", "/etc/pic/bundle/unbound.conf"]);
+    assert!(!unbound.contains("192.0.2.53"), "rollback must bring the previous DNS config back");
+    assert_eq!(dig("carol-phone.home.cell"), address);
+
+    // Idempotent: activating the same generation again changes nothing.
+    let current = cell.cell.current().unwrap();
+    cell.api_json("POST", &format!("/api/generations/{current}/switch"), None);
+    assert_eq!(container_starts(), before);
+}
+
+/// A generation that enables webmail with an image whose server never listens: the health gate
+/// marks it failed and switches back, and the other services answer throughout.
+fn health_gate(cell: &Running) {
+    ok("docker", &["tag", "pic/webmail:latest", "pic/webmail:good"]);
+    run("docker", &["rm", "-f", "pic-test-broken"]);
+    ok(
+        "docker",
+        &[
+            "run",
+            "--name",
+            "pic-test-broken",
+            "--entrypoint",
+            "/bin/sh",
+            "pic/webmail:good",
+            "-c",
+            "printf '#!/bin/sh\\nexec sleep 3600\\n' > /usr/local/bin/pic-webmail",
+        ],
+    );
+    ok("docker", &["commit", "pic-test-broken", "pic/webmail:latest"]);
+    run("docker", &["rm", "-f", "pic-test-broken"]);
+
+    let before = container_starts();
+    let good = cell.cell.current().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let prober = {
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let counter = if dig("alice-laptop.home.cell") == "10.8.0.2" { &answered } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let attempted = cell.change_config(|c| c["services"]["webmail"]["enabled"] = json!(true));
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap();
+    ok("docker", &["tag", "pic/webmail:good", "pic/webmail:latest"]);
+    ok("docker", &["rmi", "pic/webmail:good"]);
+
+    assert_eq!(attempted, good, "the failed generation must have been switched back");
+    let generations = cell.api_json("GET", "/api/generations", None);
+    let failed_gen =
+        generations.as_array().unwrap().iter().rev().find(|g| g["failed"].is_object()).expect("a failed generation");
+    assert!(failed_gen["number"].as_u64().unwrap() > good);
+    let reason = failed_gen["failed"]["reason"].as_str().unwrap();
+    assert!(reason.contains("webmail"), "{reason}");
+    assert!(ok("docker", &["ps", "-a", "--format", "{{.Names}}"]).lines().all(|n| n != "pic-webmail"));
+    assert_eq!(container_starts(), before, "the other services were not touched");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "DNS stopped answering during the failed switch");
+    assert!(answered.load(Ordering::Relaxed) > 10);
+    let listed = cell.ok_text(&["generations"]);
+    assert!(listed.contains("FAILED"), "{listed}");
+}
+
+/// A container killed from outside is restarted by the health monitor and reported.
+fn monitor(cell: &Running) {
+    ok("docker", &["kill", "pic-ntp"]);
+    wait_until("the monitor restarts pic-ntp", Duration::from_secs(30), || {
+        cell.containers()
+            .iter()
+            .any(|c| c["service"] == "ntp" && c["state"] == "running" && c["restarts"].as_u64() >= Some(1))
+    });
+}
+
+impl Running {
+    fn ok_text(&self, args: &[&str]) -> String {
+        self.cell.ok(args)
+    }
+}
