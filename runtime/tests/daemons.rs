@@ -20,6 +20,7 @@ bundle=$1; secrets=$2; scratch=$3; shift 3
 mkdir -p "$scratch/upper" "$scratch/work"
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /srv
+mkdir -p /srv/queue  # made by the mail image's entrypoint before postfix starts
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
 mkdir -p /etc/pic/bundle /run/pic/tls /run/pic/credentials /run/pic/ca
 mount --bind "$bundle" /etc/pic/bundle
@@ -57,6 +58,7 @@ const IMAGE_CHECKS: &[(&str, &str, &[&str])] =
     &[("mail", "pic/mail:latest", &["doveconf", "-n", "-c", "/etc/pic/bundle/dovecot.conf"])];
 
 fn check_in_image(image: &str, bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
+    common::build_images();
     let mount = |host: &Path, target: &str| format!("{}:{target}:ro", host.display());
     let out = Command::new("docker")
         .args(["run", "--rm", "--network", "none", "--cap-drop", "ALL"])
@@ -171,6 +173,7 @@ fn daemons_accept_the_password_hashes() {
     let alice = dovecot.lines().find(|l| l.starts_with("alice@home.cell:")).expect("alice's mailbox can log in");
     let hash = alice.split_once(':').unwrap().1;
     // dovecot's own password check, in the mail image (the dovecot that will run).
+    common::build_images();
     let doveadm = |password: &str| {
         let args = ["run", "--rm", "--network", "none", "pic/mail:latest", "doveadm", "pw", "-t", hash, "-p", password];
         Command::new("docker").args(args).output().unwrap().status.success()

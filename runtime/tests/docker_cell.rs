@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -29,10 +29,6 @@ const MAIL: &str = "172.20.0.7";
 /// The host's address on the cell network, where the test's upstream resolver answers.
 const GATEWAY: &str = "172.20.0.1";
 const SERVICES: &[&str] = &["calendar", "dhcp", "dns", "files", "mail", "ntp", "proxy"];
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
@@ -201,23 +197,6 @@ impl Running {
     }
 }
 
-/// Builds the images (layers cached in target/images) into Docker; the lock is a copy, so that
-/// a Debian point release does not fail the tests (the committed lock is checked by `make images`).
-fn build_images() {
-    let cache = workspace().join("target/images");
-    std::fs::create_dir_all(&cache).unwrap();
-    let lock = cache.join("test-packages.lock.json");
-    let _ = std::fs::copy(workspace().join("images/packages.lock.json"), &lock);
-    let out = Command::new(env!("CARGO_BIN_EXE_pic"))
-        .current_dir(workspace())
-        .args(["images", "build", "--cache", cache.to_str().unwrap(), "--lock", lock.to_str().unwrap()])
-        .arg("--update-lock")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pic images build: {}", String::from_utf8_lossy(&out.stderr));
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-}
-
 fn start_cell() -> Running {
     clean_docker();
     let cell = Cell::new();
@@ -252,7 +231,7 @@ fn start_cell() -> Running {
 
 #[test]
 fn the_cell_runs_in_docker_and_real_clients_use_it() {
-    build_images();
+    common::build_images();
     let mut cell = start_cell();
     let started = Instant::now();
     wait_until("every service is healthy", Duration::from_secs(180), || cell.all_healthy());
@@ -302,8 +281,8 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
                 s.sendto(b'\\x23'+b'\\0'*47,(sys.argv[1],123)); d=s.recv(68); sys.exit(0 if d[0]&7==4 else 1)";
     ok("python3", &["-c", sntp, NTP]);
 
-    // DHCP: a client on the cell network gets a lease from the range.
-    let lease = ok(
+    // DHCP: a client on the cell network gets a lease from the range (udhcpc reports on stderr).
+    let client = run(
         "docker",
         &[
             "run",
@@ -328,13 +307,11 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
             "/usr/bin/true",
         ],
     );
-    let run_err = lease.clone();
-    let leased = run_err
-        .lines()
-        .find_map(|l| l.split("lease of ").nth(1))
-        .map(|l| l.split_whitespace().next().unwrap().to_owned());
-    let leased: std::net::Ipv4Addr = leased.unwrap_or_else(|| panic!("no lease: {lease}")).parse().unwrap();
-    assert!(leased.octets()[3] >= 100 && leased.octets()[3] <= 200, "{leased} is outside the range");
+    let report = String::from_utf8_lossy(&client.stderr).into_owned();
+    assert!(client.status.success(), "udhcpc: {report}");
+    let leased = report.lines().find_map(|l| l.split("lease of ").nth(1)?.split_whitespace().next());
+    let leased: std::net::Ipv4Addr = leased.unwrap_or_else(|| panic!("no lease: {report}")).parse().unwrap();
+    assert!((100..=200).contains(&leased.octets()[3]), "{leased} is outside the range");
 
     changes(&cell);
     health_gate(&cell);
@@ -485,7 +462,7 @@ fn changes(cell: &Running) {
     // One peer added: DNS knows it at once, and no container is recreated or restarted.
     let before = container_starts();
     let peer = cell.api_json("POST", "/api/peers", Some(&json!({"name": "carol-phone"})));
-    let address = peer["address"].as_str().unwrap().to_owned();
+    let address = peer["peer"]["address"].as_str().unwrap().to_owned();
     assert_eq!(dig("carol-phone.home.cell"), address);
     assert_eq!(container_starts(), before, "a peer change must not recreate or restart a container");
 
@@ -540,7 +517,7 @@ fn health_gate(cell: &Running) {
             "printf '#!/bin/sh\\nexec sleep 3600\\n' > /usr/local/bin/pic-webmail",
         ],
     );
-    ok("docker", &["commit", "pic-test-broken", "pic/webmail:latest"]);
+    ok("docker", &["commit", "--change", "ENTRYPOINT []", "pic-test-broken", "pic/webmail:latest"]);
     run("docker", &["rm", "-f", "pic-test-broken"]);
 
     let before = container_starts();

@@ -60,8 +60,11 @@ impl Report {
     }
 }
 
-/// The container specs of the current generation, by service.
-pub fn desired(state: &State) -> Result<(Option<u64>, BTreeMap<String, (ContainerSpec, pic_builder::render::Bundle)>)> {
+/// Each containerized service of a generation: its spec and its bundle.
+pub type Desired = BTreeMap<String, (ContainerSpec, pic_builder::render::Bundle)>;
+
+/// The current generation and its containerized services.
+pub fn desired(state: &State) -> Result<(Option<u64>, Desired)> {
     let Some(current) = state.current()? else { return Ok((None, BTreeMap::new())) };
     let manifest = state.manifest(current)?;
     let mut specs = BTreeMap::new();
@@ -175,6 +178,8 @@ fn spec_hash(
     mounts: &BTreeMap<String, std::path::PathBuf>,
     publish: bool,
 ) -> String {
+    // Certificates and data folders are files in mounts: a new site is a reload, not a new container.
+    let spec = ContainerSpec { tls_sites: Vec::new(), data_dirs: Vec::new(), ..spec.clone() };
     let mut hash = Sha256::new();
     hash.update(format!("{spec:?}\0{image_id}\0{owner:?}\0{mounts:?}\0{publish}"));
     hex::encode(hash.finalize())[..16].to_owned()

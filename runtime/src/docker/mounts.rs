@@ -58,19 +58,29 @@ pub fn prepare(
                 }
                 data
             }
+            None if source == "tls" => {
+                let dir = run.join("tls");
+                for site in &spec.tls_sites {
+                    let files = read_files(&state.ca().leaf_dir(site), &["cert.pem", "key.pem"])?;
+                    changed |= sync_dir(&dir.join(site), &files, 0o440, secrets_owner)?;
+                }
+                // Certificates of sites the service no longer serves leave with them.
+                for entry in fs::read_dir(&dir)?.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !spec.tls_sites.contains(&name) {
+                        fs::remove_dir_all(entry.path())?;
+                        changed = true;
+                    }
+                }
+                dir
+            }
             None if source == "ca" => {
                 let ca = state.ca().certificate_pem()?;
                 let files = BTreeMap::from([("ca.crt".to_owned(), ca.into_bytes())]);
                 changed |= sync_dir(&run.join("ca"), &files, 0o444, None)?;
                 run.join("ca")
             }
-            Some(("tls", site)) => {
-                let leaf = state.ca().leaf_dir(site);
-                let files = read_files(&leaf, &["cert.pem", "key.pem"])?;
-                let dir = run.join("tls").join(site);
-                changed |= sync_dir(&dir, &files, 0o440, secrets_owner)?;
-                dir
-            }
+
             Some(("credentials", file)) => {
                 let files = read_files(&state.credentials().dir(), &[file])?;
                 let dir = run.join("credentials");

@@ -117,3 +117,26 @@ pub fn key(i: u32) -> String {
     bytes[..4].copy_from_slice(&i.to_be_bytes());
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Builds the service images into Docker once per test process (`pic images build`; layers are
+/// cached in target/images, so only changed definitions are built). The lock is a copy with
+/// `--update-lock`, so that a Debian point release does not fail the tests; `make images` holds
+/// builds to the committed lock.
+pub fn build_images() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cache = workspace.join("target/images");
+        std::fs::create_dir_all(&cache).unwrap();
+        let lock = cache.join("test-packages.lock.json");
+        let _ = std::fs::copy(workspace.join("images/packages.lock.json"), &lock);
+        let out = Command::new(env!("CARGO_BIN_EXE_pic"))
+            .current_dir(&workspace)
+            .args(["images", "build", "--cache", cache.to_str().unwrap(), "--lock", lock.to_str().unwrap()])
+            .arg("--update-lock")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pic images build: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    });
+}
