@@ -303,9 +303,9 @@ impl ImageBuild {
         Ok(tree)
     }
 
-    /// Writes the docker archive of `report`'s images (not the base alone) to `out`.
-    pub fn write_archive(&self, report: &BuildReport, out: impl std::io::Write) -> Result<(), Error> {
-        archive::write(&report.images, &self.layers(), out)
+    /// Writes the docker archive of `images` (with the layers they share stored once) to `out`.
+    pub fn write_archive(&self, images: &[BuiltImage], out: impl std::io::Write) -> Result<(), Error> {
+        archive::write(images, &self.layers(), out)
     }
 }
 

@@ -33,17 +33,15 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
                 update_lock: *update_lock,
             };
             let report = build.build()?;
-            let archive = cache.join("images.tar");
-            let needs_archive = output.is_some() || !no_load;
-            let mut loaded = Vec::new();
-            if needs_archive {
-                let path = output.as_ref().unwrap_or(&archive);
+            if let Some(path) = output {
                 let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-                build.write_archive(&report, BufWriter::new(file))?;
-                if !no_load {
-                    loaded = runtime.block_on(load_missing(&docker.docker_socket, &report.images, path))?;
-                }
+                build.write_archive(&report.images, BufWriter::new(file))?;
             }
+            let loaded = if *no_load {
+                Vec::new()
+            } else {
+                runtime.block_on(load_missing(&build, &docker.docker_socket, &report.images))?
+            };
             let rows: Vec<BuiltRow> = std::iter::once(&report.base)
                 .chain(&report.images)
                 .map(|i| BuiltRow {
@@ -95,19 +93,24 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
     Ok(())
 }
 
-/// Loads the archive unless Docker already has every image at its key; returns what was loaded.
-async fn load_missing(socket: &str, images: &[BuiltImage], archive: &std::path::Path) -> Result<Vec<String>> {
+/// Loads the images Docker does not have at their key (one archive of just those); returns
+/// their names.
+async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -> Result<Vec<String>> {
     let engine = Engine::connect(socket, true).await?;
     let mut missing = Vec::new();
     for image in images {
         let have = engine.image_labels(&image.tag()).await?;
-        let current = have.is_some_and(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) == Some(&image.key));
-        if !current {
-            missing.push(image.name.clone());
+        if !have.is_some_and(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) == Some(&image.key)) {
+            missing.push(image.clone());
         }
     }
     if !missing.is_empty() {
-        engine.load_archive(archive).await?;
+        let archive = build.cache.join("load.tar");
+        let file = File::create(&archive).with_context(|| format!("creating {}", archive.display()))?;
+        build.write_archive(&missing, BufWriter::new(file))?;
+        let loaded = engine.load_archive(&archive).await;
+        let _ = std::fs::remove_file(&archive);
+        loaded?;
     }
-    Ok(missing)
+    Ok(missing.into_iter().map(|i| i.name).collect())
 }

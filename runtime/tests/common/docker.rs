@@ -1,0 +1,226 @@
+//! The cell in a real Docker engine, for the tier 3 test and `make bench`: `pic serve` with its
+//! containers on a temporary state, an admin session, and the clients' helpers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::Cell;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const PORT: u16 = 3811;
+pub const PROXY: &str = "172.20.0.2";
+pub const DNS: &str = "172.20.0.3";
+pub const NTP: &str = "172.20.0.5";
+pub const MAIL: &str = "172.20.0.7";
+/// The host's address on the cell network, where the test's upstream resolver answers.
+pub const GATEWAY: &str = "172.20.0.1";
+pub const SERVICES: &[&str] = &["calendar", "dhcp", "dns", "files", "mail", "ntp", "proxy"];
+
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Runs a program and insists on success; returns its standard output.
+pub fn ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn dig(name: &str) -> String {
+    ok("dig", &["+short", "+time=2", "+tries=1", &format!("@{DNS}"), name]).trim().to_owned()
+}
+
+/// Removes every container and network PIC made on this engine.
+pub fn clean_docker() {
+    let ids = ok("docker", &["ps", "-aq", "--filter", "label=pic.service"]);
+    for id in ids.split_whitespace() {
+        run("docker", &["rm", "-f", id]);
+    }
+    run("docker", &["network", "rm", "cell-network"]);
+}
+
+/// Container name → (id, start time): what a recreate or restart changes.
+pub fn container_starts() -> BTreeMap<String, String> {
+    let out = ok("docker", &["ps", "-a", "--filter", "label=pic.service", "--format", "{{.Names}}"]);
+    out.split_whitespace()
+        .map(|name| {
+            let started = ok("docker", &["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", name]);
+            (name.to_owned(), started.trim().to_owned())
+        })
+        .collect()
+}
+
+pub struct Running {
+    pub cell: Cell,
+    pub serve: Child,
+    pub upstream: Option<Child>,
+    pub jar: PathBuf,
+    pub csrf: String,
+    pub ca: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.serve.kill();
+        let _ = self.serve.wait();
+        if let Some(mut upstream) = self.upstream.take() {
+            let _ = upstream.kill();
+            let _ = upstream.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.cell.state().join("logs/api.log");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- pic serve log (last lines) ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        clean_docker();
+    }
+}
+
+impl Running {
+    /// An API call as the logged-in admin: (status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{PORT}{path}");
+        let jar = self.jar.to_str().unwrap();
+        let header = format!("x-csrf-token: {}", self.csrf);
+        let mut args = vec!["-s", "-w", "\n%{http_code}", "-X", method, "-b", jar, "-c", jar, "-H", &header];
+        let text = body.map(|b| b.to_string());
+        if let Some(text) = &text {
+            args.extend(["-H", "content-type: application/json", "--data", text]);
+        }
+        args.push(&url);
+        let out = String::from_utf8_lossy(&run("curl", &args).stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    pub fn api_json(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (code, text) = self.api(method, path, body);
+        assert!((200..300).contains(&code), "{method} {path}: {code} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Replaces the config through the API (with its ETag) and returns the new generation.
+    pub fn change_config(&self, change: impl FnOnce(&mut Value)) -> u64 {
+        let url = format!("http://127.0.0.1:{PORT}/api/config");
+        let jar = self.jar.to_str().unwrap();
+        let out = ok("curl", &["-s", "-D", "-", "-b", jar, &url]);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        let etag = head.lines().find_map(|l| l.strip_prefix("etag: ")).expect("an ETag").trim().to_owned();
+        let mut config: Value = serde_json::from_str(body).unwrap();
+        change(&mut config);
+        let header = format!("x-csrf-token: {}", self.csrf);
+        let if_match = format!("if-match: {etag}");
+        let text = config.to_string();
+        let out = ok(
+            "curl",
+            &[
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "PUT",
+                "-b",
+                jar,
+                "-H",
+                &header,
+                "-H",
+                &if_match,
+                "-H",
+                "content-type: application/json",
+                "--data",
+                &text,
+                &url,
+            ],
+        );
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        assert_eq!(code.trim(), "200", "PUT /api/config: {body}");
+        self.cell.current().unwrap()
+    }
+
+    pub fn https(&self, host: &str, args: &[&str]) -> Output {
+        let resolve = format!("{host}:443:{PROXY}");
+        let ca = self.ca.to_str().unwrap();
+        let mut all = vec!["-s", "--max-time", "10", "--cacert", ca, "--resolve", &resolve, "-w", "\n%{http_code}"];
+        all.extend_from_slice(args);
+        run("curl", &all)
+    }
+
+    /// The status of an HTTPS request through the proxy (certificate verified with the cell CA).
+    pub fn https_status(&self, host: &str, args: &[&str]) -> (u16, String) {
+        let out = self.https(host, args);
+        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap(), body.to_owned())
+    }
+
+    pub fn containers(&self) -> Vec<Value> {
+        self.api_json("GET", "/api/containers", None).as_array().unwrap().clone()
+    }
+
+    pub fn all_healthy(&self) -> bool {
+        let out = self.cell.pic(&["--json", "containers", "list", "--no-publish"]);
+        let Ok(list) = serde_json::from_slice::<Vec<Value>>(&out.stdout) else { return false };
+        SERVICES.iter().all(|s| list.iter().any(|c| c["service"] == *s && c["health"] == "healthy"))
+    }
+}
+
+pub fn start_cell() -> Running {
+    clean_docker();
+    let cell = Cell::new();
+    let mut config = super::example();
+    config["services"]["dns"]["upstreams"] = json!([GATEWAY]);
+    config["services"]["webmail"]["enabled"] = json!(false);
+    let path = cell.write_config("cell.json", &config);
+    cell.ok(&["init", "--config", &path]);
+    cell.ok(&["switch"]);
+    cell.set_password("alice", PASSWORD);
+    cell.set_password("bob", PASSWORD);
+    let ca = cell.dir.path().join("ca.crt");
+    std::fs::write(&ca, cell.ok(&["ca", "export"])).unwrap();
+    let state = cell.state();
+    let serve = Command::new(env!("CARGO_BIN_EXE_pic"))
+        .args(["--state", state.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{PORT}")])
+        .args(["--wireguard", "off", "--no-publish", "--health-timeout", "30", "--monitor-interval", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let jar = cell.dir.path().join("cookies");
+    let mut running = Running { cell, serve, upstream: None, jar, csrf: String::new(), ca };
+    wait_until("pic serve answers", Duration::from_secs(30), || {
+        run("curl", &["-sf", &format!("http://127.0.0.1:{PORT}/health")]).status.success()
+    });
+    let login = json!({"username": "alice", "password": PASSWORD});
+    let body = running.api_json("POST", "/api/auth/login", Some(&login));
+    running.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    running
+}
+
+impl Running {
+    pub fn ok_text(&self, args: &[&str]) -> String {
+        self.cell.ok(args)
+    }
+}
