@@ -49,16 +49,27 @@ fn main() {
     let (cold, rows) = build_images(&cache);
     let (cached, _) = build_images(&cache);
     let total: u64 = rows.iter().map(|r| r["layer_bytes"].as_u64().unwrap()).sum();
-    println!("images: cold build {cold:.1} s, cached {cached:.2} s; {} images over one base, {:.0} MB of layers", rows.len() - 1, total as f64 / 1e6);
+    println!(
+        "images: cold build {cold:.1} s, cached {cached:.2} s; {} images over one base, {:.0} MB of layers",
+        rows.len() - 1,
+        total as f64 / 1e6
+    );
     for row in &rows {
-        println!("  {:<9} {:>6.1} MB", row["name"].as_str().unwrap(), row["layer_bytes"].as_u64().unwrap() as f64 / 1e6);
+        println!(
+            "  {:<9} {:>6.1} MB",
+            row["name"].as_str().unwrap(),
+            row["layer_bytes"].as_u64().unwrap() as f64 / 1e6
+        );
     }
 
     common::build_images();
     let started = Instant::now();
     let cell = start_cell();
     wait_until("every service is healthy", Duration::from_secs(180), || cell.all_healthy());
-    println!("first activation of every service: {:.2} s from `pic serve` start to all healthy", started.elapsed().as_secs_f64());
+    println!(
+        "first activation of every service: {:.2} s from `pic serve` start to all healthy",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut peer = Vec::new();
     let mut peer_restarts = 0;
@@ -78,7 +89,9 @@ fn main() {
         dns.push(t.elapsed().as_secs_f64() * 1000.0);
         dns_restarts += restarted(&before);
     }
-    println!("change → every changed service healthy (median of {RUNS}; containers restarted or recreated in all runs):");
+    println!(
+        "change → every changed service healthy (median of {RUNS}; containers restarted or recreated in all runs):"
+    );
     println!("  peer added:          {:>7.1} ms   {peer_restarts} restarted", median(peer));
     println!("  DNS upstream change: {:>7.1} ms   {dns_restarts} restarted", median(dns));
     drop(cell);

@@ -104,6 +104,7 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
 
     changes(&cell);
     health_gate(&cell);
+    container_manager(&cell);
     monitor(&cell);
 }
 
@@ -342,6 +343,33 @@ fn health_gate(cell: &Running) {
     assert!(answered.load(Ordering::Relaxed) > 10);
     let listed = cell.ok_text(&["generations"]);
     assert!(listed.contains("FAILED"), "{listed}");
+}
+
+/// The container manager's routes, against the running cell.
+fn container_manager(cell: &Running) {
+    let list = cell.containers();
+    let dns = list.iter().find(|c| c["service"] == "dns").expect("the dns container is listed");
+    assert_eq!(dns["state"], "running");
+    assert_eq!(dns["image"], "pic/dns:latest");
+    let (code, log) = cell.api("GET", "/api/containers/dns/logs?tail=20", None);
+    assert_eq!(code, 200);
+    assert!(log.contains("unbound"), "{log}");
+    let restarted = cell.api_json("POST", "/api/containers/pic-calendar/restart", None);
+    assert_eq!(restarted["container"], "pic-calendar");
+    let (code, _) = cell.api("POST", "/api/containers/pic-calendar/explode", None);
+    assert_eq!(code, 400);
+    let (code, _) = cell.api("POST", "/api/containers/nginx/stop", None);
+    assert_eq!(code, 404, "only the cell's containers can be managed");
+    let images = cell.api_json("GET", "/api/images", None);
+    assert!(images.as_array().unwrap().iter().any(|i| i["pic_image"] == "proxy"));
+    let volumes = cell.api_json("GET", "/api/volumes", None);
+    assert!(volumes["data"].as_array().unwrap().iter().any(|d| d["service"] == "mail"));
+    // No registry answers here: the pull fails with the engine's reason (loopback only).
+    let (code, body) = cell.api("POST", "/api/images/pull", Some(&json!({"image": "127.0.0.1:1/nothing:latest"})));
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("pull_failed"), "{body}");
+    let (code, _) = cell.api("POST", "/api/images/pull", Some(&json!({"image": "bad image;name"})));
+    assert_eq!(code, 422);
 }
 
 /// A container killed from outside is restarted by the health monitor and reported.
