@@ -100,7 +100,7 @@ async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -
     let mut missing = Vec::new();
     for image in images {
         let have = engine.image_labels(&image.tag()).await?;
-        if !have.is_some_and(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) == Some(&image.key)) {
+        if have.is_none_or(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) != Some(&image.key)) {
             missing.push(image.clone());
         }
     }
