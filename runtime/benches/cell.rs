@@ -50,7 +50,8 @@ fn main() {
     let (cached, _) = build_images(&cache);
     let total: u64 = rows.iter().map(|r| r["layer_bytes"].as_u64().unwrap()).sum();
     println!(
-        "images: cold build {cold:.1} s, cached {cached:.2} s; {} images over one base, {:.0} MB of layers",
+        "images: cold build {cold:.1} s, cached {:.0} ms; {} images over one base, {:.0} MB of layers",
+        cached * 1000.0,
         rows.len() - 1,
         total as f64 / 1e6
     );

@@ -372,12 +372,17 @@ fn container_manager(cell: &Running) {
     assert_eq!(code, 422);
 }
 
-/// A container killed from outside is restarted by the health monitor and reported.
+/// A container killed from outside is restarted by the health monitor and reported; one removed
+/// from outside is made again.
 fn monitor(cell: &Running) {
     ok("docker", &["kill", "pic-ntp"]);
     wait_until("the monitor restarts pic-ntp", Duration::from_secs(30), || {
         cell.containers()
             .iter()
             .any(|c| c["service"] == "ntp" && c["state"] == "running" && c["restarts"].as_u64() >= Some(1))
+    });
+    ok("docker", &["rm", "-f", "pic-files"]);
+    wait_until("the monitor makes pic-files again", Duration::from_secs(30), || {
+        cell.containers().iter().any(|c| c["service"] == "files" && c["state"] == "running")
     });
 }

@@ -163,7 +163,8 @@ impl AppState {
 }
 
 /// Every interval: activates a generation switched to from outside (the CLI), then checks every
-/// service and restarts the container of one that fails.
+/// service and restarts the container of one that fails; a container that is gone (removed from
+/// outside) is made again by an activation.
 pub async fn monitor(app: AppState) {
     let Some(containers) = app.containers.clone() else { return };
     let mut tick = tokio::time::interval(containers.monitor_interval);
@@ -176,29 +177,40 @@ pub async fn monitor(app: AppState) {
             continue;
         }
         let Ok(engine) = containers.engine().await else { continue };
-        let _guard = app.activation.lock().await;
-        let Ok((_, desired)) = activation::desired(&app.state) else { continue };
-        for (service, (spec, _)) in desired {
-            let result = health::probe(&engine, &spec).await;
-            let now = jiff::Timestamp::now().to_string();
-            let mut restarted = false;
-            if let Err(error) = &result {
-                let error = format!("{error:#}");
-                tracing::warn!(service, %error, "unhealthy; restarting its container");
-                let name = container_name(&service);
-                if engine.restart(&name).await.is_ok() {
+        if !check_services(&app, &containers, &engine).await {
+            app.activate().await;
+        }
+    }
+}
+
+/// Probes every service of the current generation once and restarts the failed ones; false when
+/// a container could not be restarted.
+async fn check_services(app: &AppState, containers: &Containers, engine: &Engine) -> bool {
+    let _guard = app.activation.lock().await;
+    let Ok((_, desired)) = activation::desired(&app.state) else { return true };
+    let mut all_there = true;
+    for (service, (spec, _)) in desired {
+        let result = health::probe(engine, &spec).await;
+        let mut restarted = false;
+        if let Err(error) = &result {
+            let error = format!("{error:#}");
+            tracing::warn!(service, %error, "unhealthy; restarting its container");
+            match engine.restart(&container_name(&service)).await {
+                Ok(()) => {
                     restarted = true;
                     app.emit(json!({"step": "restarted", "service": service, "reason": error}));
                 }
+                Err(_) => all_there = false,
             }
-            let mut health = containers.health.lock().expect("lock");
-            let entry = health.entry(service).or_default();
-            entry.healthy = result.is_ok();
-            entry.detail = result.err().map(|e| format!("{e:#}")).unwrap_or_else(|| "healthy".into());
-            entry.checked = now;
-            entry.restarts += u32::from(restarted);
         }
+        let mut health = containers.health.lock().expect("lock");
+        let entry = health.entry(service).or_default();
+        entry.healthy = result.is_ok();
+        entry.detail = result.err().map(|e| format!("{e:#}")).unwrap_or_else(|| "healthy".into());
+        entry.checked = jiff::Timestamp::now().to_string();
+        entry.restarts += u32::from(restarted);
     }
+    all_there
 }
 
 fn engine_error(error: anyhow::Error) -> ApiError {
