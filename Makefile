@@ -7,14 +7,14 @@ CONFIG ?= $(CURDIR)/examples/cell.json
 PIC     = $(CURDIR)/target/release/pic
 VENV    = $(CURDIR)/target/bench-venv
 
-.PHONY: start build images test deps lint unit schema openapi bench clean stop restart status logs \
+.PHONY: start build images webui webui-test test deps lint unit schema openapi bench clean stop restart status logs \
 	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
 	wireguard-go iproute2 iputils-ping curl procps \
-	docker.io mmdebstrap bind9-dnsutils
+	docker.io mmdebstrap bind9-dnsutils chromium
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`
@@ -29,7 +29,7 @@ SERVE_FLAGS = --wireguard $(WIREGUARD) $(if $(filter on,$(CONTAINERS)),,--no-con
 DOCKER_FLAGS = $(if $(filter on,$(PUBLISH)),,--no-publish)
 
 ## Build the example cell into ./data, switch to it and serve the API on $(LISTEN).
-start: build $(if $(filter on,$(CONTAINERS)),images)
+start: build webui $(if $(filter on,$(CONTAINERS)),images)
 	@# An existing desired config is the user's: only a fresh state directory gets the example.
 	$(PIC) --state $(STATE) init $$(test -f $(STATE)/cell_config.json || echo --config $(CONFIG))
 	$(PIC) --state $(STATE) switch
@@ -46,8 +46,19 @@ images: build
 	.ci/start-docker
 	$(PIC) images build
 
+## The web UI, built into webui/dist (served by `pic serve`).
+webui:
+	cd webui && npm ci --no-audit --no-fund && npm run build
+
+## The web UI's tests: its API types against the committed OpenAPI document, Vitest, and the
+## end-to-end run in Debian's Chromium against a real `pic serve` (screenshots in
+## webui/e2e-artifacts/).
+webui-test: webui
+	$(CARGO) build --locked -p pic-runtime
+	cd webui && npm run check:api && npm test && PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e
+
 ## Every test tier this machine can run.
-test: deps lint unit
+test: deps lint unit webui-test
 
 ## Installs what the tests need (idempotent; as root, else it prints the command to run) and
 ## starts Docker's engine for the tier 3 tests.

@@ -98,6 +98,9 @@ pub enum Command {
         /// How often the health monitor checks every service, in seconds.
         #[arg(long, default_value_t = 10)]
         monitor_interval: u64,
+        /// The built web UI to serve (`webui/dist` after `make webui`).
+        #[arg(long, env = "PIC_WEBUI", default_value = "webui/dist")]
+        webui: PathBuf,
     },
     /// Bring the service containers in line with the current generation (what `pic serve` does
     /// after every change), wait until the changed ones are healthy, and report what it did.

@@ -174,6 +174,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             no_containers,
             health_timeout,
             monitor_interval,
+            webui,
         } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
@@ -190,6 +191,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 docker: (!no_containers).then(|| docker.clone()),
                 health_timeout: std::time::Duration::from_secs(*health_timeout),
                 monitor_interval: std::time::Duration::from_secs(*monitor_interval),
+                webui: Some(webui.clone()),
             };
             runtime.block_on(crate::serve::serve(state, options))?;
         }

@@ -56,6 +56,8 @@ pub struct AppState {
     pub containers: Option<Arc<containers::Containers>>,
     /// One activation at a time (changes, the monitor, the expiry check).
     pub activation: Arc<tokio::sync::Mutex<()>>,
+    /// The built web UI (`webui/dist`), served for every path outside the API.
+    pub webui: Option<std::path::PathBuf>,
 }
 
 /// How `pic serve` runs.
@@ -68,6 +70,8 @@ pub struct Options {
     pub docker: Option<crate::cli::DockerArgs>,
     pub health_timeout: std::time::Duration,
     pub monitor_interval: std::time::Duration,
+    /// The built web UI, if there is one.
+    pub webui: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -82,6 +86,7 @@ impl AppState {
             firewall: false,
             containers: None,
             activation: Arc::default(),
+            webui: None,
         }
     }
 
@@ -188,11 +193,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(app: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
     let doc = Arc::new(doc);
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api)
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .route("/api/{*rest}", axum::routing::any(|| async { ApiError::not_found("no such route") }));
+    // The web UI is a single-page app: a path that is not a file gets index.html.
+    let routes = match app.webui.as_ref().filter(|dir| dir.join("index.html").is_file()) {
+        Some(dir) => routes.fallback_service(
+            tower_http::services::ServeDir::new(dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
+        ),
+        None => routes.fallback(|| async { ApiError::not_found("no such route (the web UI is not built: make webui)") }),
+    };
+    routes
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -252,6 +266,7 @@ pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
     let mut app = AppState::new(state, options.wireguard);
     app.file_level = options.file_level.map(Arc::new);
     app.firewall = options.firewall;
+    app.webui = options.webui;
     app.containers = options
         .docker
         .map(|docker| Arc::new(containers::Containers::new(docker, options.health_timeout, options.monitor_interval)));

@@ -618,3 +618,24 @@ async fn docker_unreachable_is_a_clear_503_and_changes_still_work() {
     let reply = api.call(&admin, Method::GET, "/health", None).await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+/// The built web UI is served for every path outside the API (a single-page app's routes get
+/// index.html); an unknown API route stays a JSON 404.
+#[tokio::test]
+async fn the_web_ui_is_served_outside_the_api() {
+    let mut api = Api::new();
+    let dist = api._dir.path().join("dist");
+    std::fs::create_dir_all(dist.join("assets")).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>PIC</title>").unwrap();
+    std::fs::write(dist.join("assets/app.js"), "console.log(1)").unwrap();
+    api.app.webui = Some(dist);
+    for uri in ["/", "/peers", "/generations"] {
+        assert!(api.call_text(&Client::default(), uri).await.contains("<title>PIC</title>"), "{uri}");
+    }
+    assert_eq!(api.call_text(&Client::default(), "/assets/app.js").await, "console.log(1)");
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let reply = api.call(&admin, Method::GET, "/api/no-such-thing", None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.body["error"]["code"], "not_found");
+}

@@ -1,0 +1,94 @@
+// End to end: a real `pic serve` on a temporary state directory and Debian's Chromium driven by
+// playwright-core. A new user's first steps: the setup wizard, login, a peer with its QR code,
+// the new generation and its diff, a rollback, logout. Every page is saved as a screenshot in
+// e2e-artifacts/ (not committed).
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const here = resolve(import.meta.dirname, "..");
+const pic = process.env.PIC_BIN ?? resolve(here, "../target/debug/pic");
+const port = 3900 + Math.floor(Math.random() * 90);
+const base = `http://127.0.0.1:${port}`;
+const artifacts = join(here, "e2e-artifacts");
+mkdirSync(artifacts, { recursive: true });
+const state = mkdtempSync(join(tmpdir(), "pic-e2e-"));
+
+const server = spawn(pic, ["--state", state, "serve", "--listen", `127.0.0.1:${port}`, "--wireguard", "off",
+  "--no-containers", "--webui", join(here, "dist")], { stdio: ["ignore", "ignore", "inherit"] });
+
+async function waitForServer() {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${base}/health`)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("pic serve did not answer");
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+let failed = false;
+try {
+  await waitForServer();
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
+  page.on("dialog", (dialog) => dialog.accept());
+  const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+
+  await page.goto(base);
+  await page.waitForURL("**/setup");
+  await shot("setup");
+  // The wizard shows the API's error next to the field it names.
+  await page.getByLabel("Cell name").fill("Bad Name");
+  await page.getByLabel(/Admin password/).fill("a-good-admin-password");
+  await page.getByRole("button", { name: "Create the cell" }).click();
+  await page.locator("#cell_name-error").waitFor();
+  await page.getByLabel("Cell name").fill("home");
+  await page.getByRole("button", { name: "Create the cell" }).click();
+  await page.waitForURL("**/login");
+  await shot("login");
+
+  await page.getByLabel("User").fill("admin");
+  await page.getByLabel("Password").fill("a-good-admin-password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByTestId("current-generation").filter({ hasText: "1" }).waitFor();
+  await shot("dashboard");
+
+  await page.getByRole("link", { name: "Peers" }).click();
+  await page.getByLabel("New device's name").fill("phone");
+  await page.getByRole("button", { name: "Add peer" }).click();
+  const qr = page.getByRole("img", { name: /QR code of phone/ });
+  await qr.waitFor();
+  assert.ok(await qr.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "the QR code loads");
+  await shot("peers");
+
+  await page.getByRole("link", { name: "Generations" }).click();
+  await page.getByRole("cell", { name: "current" }).waitFor();
+  const rows = page.locator("tbody tr");
+  assert.equal(await rows.count(), 2, "generation 2 after the peer");
+  await page.getByRole("button", { name: "Show diff" }).click();
+  await page.getByRole("region", { name: "diff" }).getByText("phone").first().waitFor();
+  await shot("generations");
+  await page.getByRole("button", { name: "Roll back" }).click();
+  await page.getByText("Rolled back.").waitFor();
+  const current = await page.locator("tr.current td").first().textContent();
+  assert.equal(current, "1", "generation 1 is current after the rollback");
+
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.waitForURL("**/login");
+  console.log("e2e: setup, login, peer with QR code, generation 2 and its diff, rollback, logout: ok");
+} catch (error) {
+  failed = true;
+  console.error(error);
+} finally {
+  await browser.close();
+  server.kill();
+  rmSync(state, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,80 @@
+// The pages and the frame around them: setup first, then login, then the cell.
+import { useCallback, useEffect, useState } from "react";
+import { Link, Navigate, Route, Routes, useNavigate } from "react-router-dom";
+import { api } from "./api/client";
+import { type Session, SessionContext } from "./session";
+import { SetupPage } from "./pages/Setup";
+import { LoginPage } from "./pages/Login";
+import { DashboardPage } from "./pages/Dashboard";
+import { PeersPage } from "./pages/Peers";
+import { GenerationsPage } from "./pages/Generations";
+
+export function App() {
+  const [setupDone, setSetupDone] = useState<boolean | null>(null);
+  const [session, setSession] = useState<Session | null | undefined>(undefined);
+
+  const refresh = useCallback(async () => {
+    const status = await api.GET("/api/setup/status");
+    setSetupDone(Boolean((status.data as { complete?: boolean } | undefined)?.complete));
+    const me = await api.GET("/api/auth/me");
+    setSession(me.response.ok ? (me.data as Session) : null);
+  }, []);
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+
+  if (setupDone === null || session === undefined) return <p className="loading">Loading…</p>;
+  if (!setupDone) {
+    return (
+      <Routes>
+        <Route path="/setup" element={<SetupPage onDone={refresh} />} />
+        <Route path="*" element={<Navigate to="/setup" replace />} />
+      </Routes>
+    );
+  }
+  if (!session) {
+    return (
+      <Routes>
+        <Route path="/login" element={<LoginPage onLogin={refresh} />} />
+        <Route path="*" element={<Navigate to="/login" replace />} />
+      </Routes>
+    );
+  }
+  return (
+    <SessionContext.Provider value={{ session, refresh }}>
+      <Frame>
+        <Routes>
+          <Route path="/" element={<DashboardPage />} />
+          <Route path="/peers" element={<PeersPage />} />
+          <Route path="/generations" element={<GenerationsPage />} />
+          <Route path="*" element={<Navigate to="/" replace />} />
+        </Routes>
+      </Frame>
+    </SessionContext.Provider>
+  );
+}
+
+function Frame({ children }: { children: React.ReactNode }) {
+  const navigate = useNavigate();
+  const logout = async () => {
+    await api.POST("/api/auth/logout");
+    navigate("/login");
+    window.location.reload();
+  };
+  return (
+    <>
+      <header>
+        <strong>PIC</strong>
+        <nav aria-label="main">
+          <Link to="/">Dashboard</Link>
+          <Link to="/peers">Peers</Link>
+          <Link to="/generations">Generations</Link>
+        </nav>
+        <button type="button" onClick={logout}>
+          Log out
+        </button>
+      </header>
+      <main>{children}</main>
+    </>
+  );
+}

@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { cookie, errorMessage, errorsByField } from "./client";
+
+describe("the API client's helpers", () => {
+  it("reads a cookie among others", () => {
+    expect(cookie("csrf_token", "a=1; csrf_token=abc%3D; b=2")).toBe("abc=");
+    expect(cookie("missing", "a=1")).toBeUndefined();
+  });
+
+  it("puts each validation error next to its field", () => {
+    const body = {
+      error: {
+        code: "invalid_config",
+        message: "the cell config has 2 problems",
+        details: [
+          { path: "cell_name", message: "\"Bad Name\" is not a valid name", hint: "use lowercase letters" },
+          { path: "admin_password", message: "too short" },
+        ],
+      },
+    };
+    expect(errorsByField(body)).toEqual({
+      cell_name: "\"Bad Name\" is not a valid name (use lowercase letters)",
+      admin_password: "too short",
+    });
+    expect(errorMessage(body)).toBe("the cell config has 2 problems");
+    expect(errorsByField(undefined)).toEqual({});
+  });
+});

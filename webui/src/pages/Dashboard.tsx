@@ -1,0 +1,90 @@
+// The cell at a glance: the current generation, the services and their containers, the peers,
+// and what just happened.
+import { useCallback, useEffect, useState } from "react";
+import { api } from "../api/client";
+import { type CellEvent, changesState, useEvents } from "../events";
+
+type Container = { service: string; state: string; health?: string | null; restarts: number };
+
+export function DashboardPage() {
+  const [generation, setGeneration] = useState<number | null>(null);
+  const [services, setServices] = useState<string[]>([]);
+  const [containers, setContainers] = useState<Container[] | string>([]);
+  const [peers, setPeers] = useState(0);
+  const [recent, setRecent] = useState<CellEvent[]>([]);
+
+  const load = useCallback(async () => {
+    const current = await api.GET("/api/services");
+    const body = current.data as { generation: number | null; services: Record<string, unknown> } | undefined;
+    setGeneration(body?.generation ?? null);
+    setServices(Object.keys(body?.services ?? {}));
+    const list = await api.GET("/api/containers");
+    setContainers(list.response.ok ? (list.data as Container[]) : "containers are not available");
+    const p = await api.GET("/api/peers");
+    setPeers(Array.isArray(p.data) ? p.data.length : 0);
+  }, []);
+  useEffect(() => {
+    void load();
+  }, [load]);
+  const onEvent = useCallback(
+    (event: CellEvent) => {
+      setRecent((r) => [event, ...r].slice(0, 8));
+      if (changesState(event)) void load();
+    },
+    [load],
+  );
+  useEvents(onEvent);
+
+  return (
+    <>
+      <h1>Dashboard</h1>
+      <section aria-label="summary" className="cards">
+        <div className="card">
+          <h2>Generation</h2>
+          <p className="big" data-testid="current-generation">{generation ?? "none"}</p>
+        </div>
+        <div className="card">
+          <h2>Peers</h2>
+          <p className="big">{peers}</p>
+        </div>
+        <div className="card">
+          <h2>Services</h2>
+          <p>{services.join(", ") || "none"}</p>
+        </div>
+      </section>
+      <h2>Containers</h2>
+      {typeof containers === "string" ? (
+        <p>{containers}</p>
+      ) : (
+        <table>
+          <thead>
+            <tr>
+              <th>Service</th>
+              <th>State</th>
+              <th>Health</th>
+              <th>Restarts</th>
+            </tr>
+          </thead>
+          <tbody>
+            {containers.map((c) => (
+              <tr key={c.service}>
+                <td>{c.service}</td>
+                <td>{c.state}</td>
+                <td>{c.health ?? "—"}</td>
+                <td>{c.restarts}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <h2>Recent events</h2>
+      <ul className="events">
+        {recent.map((e, i) => (
+          <li key={i}>
+            {e.step} {typeof e.service === "string" ? e.service : ""} {typeof e.request === "string" ? e.request : ""}
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}

@@ -1,0 +1,128 @@
+// The history: every generation with its reason, time and status; the diff between any two;
+// switch to one, or roll back after a confirmation. Progress comes from the events.
+import { useCallback, useEffect, useState } from "react";
+import { api, errorMessage } from "../api/client";
+import { type CellEvent, changesState, useEvents } from "../events";
+
+type Generation = {
+  number: number;
+  created: string;
+  reason: string;
+  current: boolean;
+  failed?: { reason: string } | null;
+};
+type Diff = { config: string; services: { service: string; change: string; files: { unified: string }[] }[] };
+
+export function GenerationsPage() {
+  const [generations, setGenerations] = useState<Generation[]>([]);
+  const [from, setFrom] = useState<number | null>(null);
+  const [to, setTo] = useState<number | null>(null);
+  const [diff, setDiff] = useState<Diff | null>(null);
+  const [message, setMessage] = useState("");
+
+  const load = useCallback(async () => {
+    const { data } = await api.GET("/api/generations");
+    const list = (data as Generation[] | undefined) ?? [];
+    setGenerations(list);
+    if (list.length >= 2) {
+      setFrom((f) => f ?? list[list.length - 2].number);
+      setTo((t) => t ?? list[list.length - 1].number);
+    }
+  }, []);
+  useEffect(() => {
+    void load();
+  }, [load]);
+  const progress = useEvents(useCallback((e: CellEvent) => changesState(e) && void load(), [load]));
+
+  const showDiff = async () => {
+    if (from === null || to === null) return;
+    const { data } = await api.GET("/api/generations/{a}/diff/{b}", { params: { path: { a: from, b: to } } });
+    setDiff(data as Diff);
+  };
+
+  const rollback = async () => {
+    if (!window.confirm("Roll back to the generation before the current one?")) return;
+    setMessage("Rolling back…");
+    const { response, error } = await api.POST("/api/rollback");
+    setMessage(response.ok ? "Rolled back." : errorMessage(error));
+    await load();
+  };
+
+  const switchTo = async (n: number) => {
+    setMessage(`Switching to ${n}…`);
+    const { response, error } = await api.POST("/api/generations/{n}/switch", { params: { path: { n } } });
+    setMessage(response.ok ? `Generation ${n} is current.` : errorMessage(error));
+    await load();
+  };
+
+  return (
+    <>
+      <h1>Generations</h1>
+      <p>
+        <button type="button" onClick={rollback}>
+          Roll back
+        </button>{" "}
+        <span role="status">{message || (progress ? `last event: ${progress.step}` : "")}</span>
+      </p>
+      <table>
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>Created</th>
+            <th>Reason</th>
+            <th>Status</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {[...generations].reverse().map((g) => (
+            <tr key={g.number} className={g.current ? "current" : undefined}>
+              <td>{g.number}</td>
+              <td>{new Date(g.created).toLocaleString()}</td>
+              <td>{g.reason}</td>
+              <td>{g.current ? "current" : g.failed ? `failed: ${g.failed.reason}` : ""}</td>
+              <td>
+                {!g.current && (
+                  <button type="button" onClick={() => switchTo(g.number)} aria-label={`Switch to generation ${g.number}`}>
+                    Switch
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h2>Compare</h2>
+      <div className="inline">
+        <label htmlFor="diff_from">From</label>
+        <select id="diff_from" value={from ?? ""} onChange={(e) => setFrom(Number(e.target.value))}>
+          {generations.map((g) => (
+            <option key={g.number}>{g.number}</option>
+          ))}
+        </select>
+        <label htmlFor="diff_to">To</label>
+        <select id="diff_to" value={to ?? ""} onChange={(e) => setTo(Number(e.target.value))}>
+          {generations.map((g) => (
+            <option key={g.number}>{g.number}</option>
+          ))}
+        </select>
+        <button type="button" onClick={showDiff}>
+          Show diff
+        </button>
+      </div>
+      {diff && (
+        <section aria-label="diff">
+          <pre className="diff">{diff.config || "the configs are the same"}</pre>
+          {diff.services.map((s) => (
+            <details key={s.service} open>
+              <summary>
+                {s.service} ({s.change})
+              </summary>
+              <pre className="diff">{s.files.map((f) => f.unified).join("\n")}</pre>
+            </details>
+          ))}
+        </section>
+      )}
+    </>
+  );
+}

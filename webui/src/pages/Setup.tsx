@@ -1,0 +1,89 @@
+// The first-run wizard: the cell's name, its domain mode, time zone, the admin's password and
+// the services to start with. Every error the API names appears next to its field.
+import { useState } from "react";
+import { useNavigate } from "react-router-dom";
+import { api, errorMessage, errorsByField } from "../api/client";
+
+const SERVICES = ["proxy", "dns", "dhcp", "ntp", "mail", "calendar", "files", "webmail"];
+
+/** The form field of each config path the API may name. */
+const FIELD_OF: Record<string, string> = { "cell.name": "cell_name", "cell.timezone": "timezone" };
+
+export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
+  const navigate = useNavigate();
+  const [cellName, setCellName] = useState("home");
+  const [timezone, setTimezone] = useState(Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
+  const [password, setPassword] = useState("");
+  const [services, setServices] = useState<string[]>(["proxy", "dns", "calendar", "files"]);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [message, setMessage] = useState("");
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (event: React.FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    const body = { cell_name: cellName, timezone, admin_password: password, services };
+    const { response, error } = await api.POST("/api/setup", { body: body as never });
+    setBusy(false);
+    if (!response.ok) {
+      const byPath = errorsByField(error);
+      setErrors(Object.fromEntries(Object.entries(byPath).map(([path, text]) => [FIELD_OF[path] ?? path, text])));
+      setMessage(errorMessage(error));
+      return;
+    }
+    await onDone();
+    navigate("/login");
+  };
+
+  const toggle = (service: string) =>
+    setServices((s) => (s.includes(service) ? s.filter((x) => x !== service) : [...s, service]));
+
+  return (
+    <main className="narrow">
+      <h1>Set up your cell</h1>
+      <form onSubmit={submit} noValidate>
+        <Field id="cell_name" label="Cell name" error={errors.cell_name}>
+          <input id="cell_name" value={cellName} onChange={(e) => setCellName(e.target.value)} required />
+        </Field>
+        <Field id="timezone" label="Time zone" error={errors.timezone}>
+          <input id="timezone" value={timezone} onChange={(e) => setTimezone(e.target.value)} />
+        </Field>
+        <Field id="admin_password" label="Admin password (the user is named admin)" error={errors.admin_password}>
+          <input
+            id="admin_password"
+            type="password"
+            autoComplete="new-password"
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+          />
+        </Field>
+        <fieldset>
+          <legend>Services to start with</legend>
+          {SERVICES.map((s) => (
+            <label key={s} className="check">
+              <input type="checkbox" checked={services.includes(s)} onChange={() => toggle(s)} /> {s}
+            </label>
+          ))}
+        </fieldset>
+        {message && <p role="alert" className="error">{message}</p>}
+        <button type="submit" disabled={busy}>
+          {busy ? "Building generation 1…" : "Create the cell"}
+        </button>
+      </form>
+    </main>
+  );
+}
+
+export function Field(props: { id: string; label: string; error?: string; children: React.ReactNode }) {
+  return (
+    <div className="field">
+      <label htmlFor={props.id}>{props.label}</label>
+      {props.children}
+      {props.error && (
+        <p className="error" id={`${props.id}-error`}>
+          {props.error}
+        </p>
+      )}
+    </div>
+  );
+}
