@@ -204,7 +204,9 @@ pub fn router(app: AppState) -> Router {
             tower_http::services::ServeDir::new(dir)
                 .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
         ),
-        None => routes.fallback(|| async { ApiError::not_found("no such route (the web UI is not built: make webui)") }),
+        None => {
+            routes.fallback(|| async { ApiError::not_found("no such route (the web UI is not built: make webui)") })
+        }
     };
     routes
         .method_not_allowed_fallback(|| async {
