@@ -72,6 +72,7 @@ pub fn init(file: Option<&Path>) -> Result<Option<FileLevel>> {
 
 /// What to look for in a service's logs.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
     /// `api`, or a service of the catalog.

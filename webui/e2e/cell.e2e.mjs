@@ -2,7 +2,7 @@
 // playwright-core. A new user's first steps: the setup wizard, login, a peer with its QR code,
 // the new generation and its diff, a rollback, logout. Every page is saved as a screenshot in
 // e2e-artifacts/ (not committed).
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -19,6 +19,9 @@ const state = mkdtempSync(join(tmpdir(), "pic-e2e-"));
 
 const server = spawn(pic, ["--state", state, "serve", "--listen", `127.0.0.1:${port}`, "--wireguard", "off",
   "--no-containers", "--webui", join(here, "dist")], { stdio: ["ignore", "ignore", "inherit"] });
+
+/** `pic --state <state> ARGS` beside the server (the CLI and the API share the state directory). */
+const cli = (args, input = "") => execFileSync(pic, ["--state", state, ...args], { input, stdio: ["pipe", "ignore", "inherit"] });
 
 async function waitForServer() {
   for (let i = 0; i < 100; i++) {
@@ -68,21 +71,45 @@ try {
   assert.ok(await qr.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "the QR code loads");
   await shot("peers");
 
+  // A DNS record: one new generation, switched to at once.
+  await page.getByRole("link", { name: "Network" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("nas");
+  await page.getByLabel("Value").fill("172.20.0.50");
+  await page.getByRole("button", { name: "Add record" }).click();
+  await page.getByText("Generation 3 is current.").waitFor();
+  await page.getByRole("cell", { name: "nas", exact: true }).waitFor();
+  await shot("network");
+
   await page.getByRole("link", { name: "Generations" }).click();
-  await page.getByRole("cell", { name: "current" }).waitFor();
-  const rows = page.locator("tbody tr");
-  assert.equal(await rows.count(), 2, "generation 2 after the peer");
+  await page.locator("tr.current td").first().filter({ hasText: "3" }).waitFor();
+  assert.equal(await page.locator("tbody tr").count(), 3, "generations 1, 2 and 3");
   await page.getByRole("button", { name: "Show diff" }).click();
-  await page.getByRole("region", { name: "diff" }).getByText("phone").first().waitFor();
+  await page.getByRole("region", { name: "diff" }).getByText(/nas\.home\.cell/).first().waitFor();
   await shot("generations");
   await page.getByRole("button", { name: "Roll back" }).click();
   await page.getByText("Rolled back.").waitFor();
-  const current = await page.locator("tr.current td").first().textContent();
-  assert.equal(current, "1", "generation 1 is current after the rollback");
+  await page.locator("tr.current td").first().filter({ hasText: /^2$/ }).waitFor();
+
+  for (const name of ["containers", "logs"]) {
+    await page.getByRole("link", { name: name[0].toUpperCase() + name.slice(1) }).click();
+    await page.getByRole("heading", { level: 1 }).waitFor();
+    await shot(name);
+  }
 
   await page.getByRole("button", { name: "Log out" }).click();
   await page.waitForURL("**/login");
-  console.log("e2e: setup, login, peer with QR code, generation 2 and its diff, rollback, logout: ok");
+
+  // A peer sees only their own devices.
+  cli(["user", "add", "bob", "--role", "peer"], "bob-password-123\n");
+  cli(["peer", "add", "bob-phone", "--user", "bob"]);
+  await page.getByLabel("User").fill("bob");
+  await page.getByLabel("Password").fill("bob-password-123");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("cell", { name: "bob-phone", exact: true }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "Generations" }).count(), 0, "a peer has no admin pages");
+  assert.equal(await page.getByRole("cell", { name: "phone", exact: true }).count(), 0, "a peer sees no other device");
+  await shot("peer-view");
+  console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, pages, logout, a peer's own view: ok");
 } catch (error) {
   failed = true;
   console.error(error);

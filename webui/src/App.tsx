@@ -2,12 +2,15 @@
 import { useCallback, useEffect, useState } from "react";
 import { Link, Navigate, Route, Routes, useNavigate } from "react-router-dom";
 import { api } from "./api/client";
-import { type Session, SessionContext } from "./session";
+import { type Session, SessionContext, useSession } from "./session";
 import { SetupPage } from "./pages/Setup";
 import { LoginPage } from "./pages/Login";
 import { DashboardPage } from "./pages/Dashboard";
 import { PeersPage } from "./pages/Peers";
 import { GenerationsPage } from "./pages/Generations";
+import { NetworkPage } from "./pages/Network";
+import { ContainersPage } from "./pages/Containers";
+import { LogsPage } from "./pages/Logs";
 
 export function App() {
   const [setupDone, setSetupDone] = useState<boolean | null>(null);
@@ -43,12 +46,23 @@ export function App() {
   return (
     <SessionContext.Provider value={{ session, refresh }}>
       <Frame>
-        <Routes>
-          <Route path="/" element={<DashboardPage />} />
-          <Route path="/peers" element={<PeersPage />} />
-          <Route path="/generations" element={<GenerationsPage />} />
-          <Route path="*" element={<Navigate to="/" replace />} />
-        </Routes>
+        {session.role === "admin" ? (
+          <Routes>
+            <Route path="/" element={<DashboardPage />} />
+            <Route path="/peers" element={<PeersPage />} />
+            <Route path="/network" element={<NetworkPage />} />
+            <Route path="/generations" element={<GenerationsPage />} />
+            <Route path="/containers" element={<ContainersPage />} />
+            <Route path="/logs" element={<LogsPage />} />
+            <Route path="*" element={<Navigate to="/" replace />} />
+          </Routes>
+        ) : (
+          // A peer sees only their own devices (the API gives them nothing else).
+          <Routes>
+            <Route path="/peers" element={<PeersPage />} />
+            <Route path="*" element={<Navigate to="/peers" replace />} />
+          </Routes>
+        )}
       </Frame>
     </SessionContext.Provider>
   );
@@ -56,6 +70,7 @@ export function App() {
 
 function Frame({ children }: { children: React.ReactNode }) {
   const navigate = useNavigate();
+  const { session } = useSession();
   const logout = async () => {
     await api.POST("/api/auth/logout");
     navigate("/login");
@@ -66,9 +81,18 @@ function Frame({ children }: { children: React.ReactNode }) {
       <header>
         <strong>PIC</strong>
         <nav aria-label="main">
-          <Link to="/">Dashboard</Link>
-          <Link to="/peers">Peers</Link>
-          <Link to="/generations">Generations</Link>
+          {session?.role === "admin" ? (
+            <>
+              <Link to="/">Dashboard</Link>
+              <Link to="/peers">Peers</Link>
+              <Link to="/network">Network</Link>
+              <Link to="/generations">Generations</Link>
+              <Link to="/containers">Containers</Link>
+              <Link to="/logs">Logs</Link>
+            </>
+          ) : (
+            <Link to="/peers">My devices</Link>
+          )}
         </nav>
         <button type="button" onClick={logout}>
           Log out

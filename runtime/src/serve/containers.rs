@@ -269,6 +269,7 @@ async fn managed_name(engine: &Engine, name: &str) -> Result<String, ApiError> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
     /// Lines from the end (default 100).
     tail: Option<u32>,

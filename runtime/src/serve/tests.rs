@@ -639,3 +639,20 @@ async fn the_web_ui_is_served_outside_the_api() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.body["error"]["code"], "not_found");
 }
+
+/// Every parameter the OpenAPI document puts in a path is in that path's template (query
+/// parameters declared as path ones make typed clients demand them).
+#[test]
+fn openapi_path_parameters_are_in_their_paths() {
+    let doc = serde_json::to_value(super::openapi()).unwrap();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().unwrap();
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: path parameter {name}");
+                }
+            }
+        }
+    }
+}

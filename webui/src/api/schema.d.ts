@@ -741,15 +741,16 @@ export interface operations {
     };
     logs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Lines from the end (default 100). */
+                tail?: number;
+                /** @description Keep the response open and stream new lines. */
+                follow?: boolean;
+            };
             header?: never;
             path: {
                 /** @description container or service name */
                 name: string;
-                /** @description Lines from the end (default 100). */
-                tail: number | null;
-                /** @description Keep the response open and stream new lines. */
-                follow: boolean | null;
             };
             cookie?: never;
         };
@@ -1137,20 +1138,20 @@ export interface operations {
     };
     search: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description `api`, or a service of the catalog. */
-                service: string | null;
+                service?: string;
                 /** @description The least severe level to return. */
-                level: string | null;
+                level?: string;
                 /** @description Text the entry must contain. */
-                q: string | null;
+                q?: string;
                 /** @description RFC 3339: only entries from then on. */
-                since: string | null;
+                since?: string;
                 /** @description At most this many (the newest); 200 by default, 1000 at most. */
-                limit: number | null;
+                limit?: number;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;

@@ -44,15 +44,15 @@ export function GenerationsPage() {
     if (!window.confirm("Roll back to the generation before the current one?")) return;
     setMessage("Rolling back…");
     const { response, error } = await api.POST("/api/rollback");
-    setMessage(response.ok ? "Rolled back." : errorMessage(error));
     await load();
+    setMessage(response.ok ? "Rolled back." : errorMessage(error));
   };
 
   const switchTo = async (n: number) => {
     setMessage(`Switching to ${n}…`);
     const { response, error } = await api.POST("/api/generations/{n}/switch", { params: { path: { n } } });
-    setMessage(response.ok ? `Generation ${n} is current.` : errorMessage(error));
     await load();
+    setMessage(response.ok ? `Generation ${n} is current.` : errorMessage(error));
   };
 
   return (
