@@ -473,6 +473,18 @@ impl Writer<'_> {
         Ok(SwitchOutcome { from, to: number })
     }
 
+    /// Sets `user`'s password (hashed into `secrets/`) and rewrites every daemon's credential file;
+    /// the user must be in the desired config.
+    pub fn set_password(&self, user: &str, password: &str) -> Result<(), Error> {
+        let state = self.state;
+        let config = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root.clone()))?;
+        if !config.users.iter().any(|u| u.name == user) {
+            return Err(Error::NoSuchUser(user.to_owned()));
+        }
+        state.credentials().set_password(user, password)?;
+        state.credentials().write_daemon_files(&config)
+    }
+
     /// Records that generation `number` failed its health check (a later success clears it).
     pub fn mark_failed(&self, number: u64, reason: &str) -> Result<(), Error> {
         self.state.manifest(number)?;

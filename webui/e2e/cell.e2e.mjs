@@ -90,11 +90,13 @@ try {
   await page.getByText("Rolled back.").waitFor();
   await page.locator("tr.current td").first().filter({ hasText: /^2$/ }).waitFor();
 
-  for (const name of ["containers", "logs"]) {
-    await page.getByRole("link", { name: name[0].toUpperCase() + name.slice(1) }).click();
+  for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Mail & files", "services"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
+    await page.getByRole("link", { name: link }).click();
     await page.getByRole("heading", { level: 1 }).waitFor();
     await shot(name);
   }
+  // The CA certificate is there to download.
+  assert.match(await page.evaluate(() => fetch("/api/ca.crt").then((r) => r.text())), /BEGIN CERTIFICATE/);
 
   await page.getByRole("button", { name: "Log out" }).click();
   await page.waitForURL("**/login");

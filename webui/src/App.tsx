@@ -11,6 +11,9 @@ import { GenerationsPage } from "./pages/Generations";
 import { NetworkPage } from "./pages/Network";
 import { ContainersPage } from "./pages/Containers";
 import { LogsPage } from "./pages/Logs";
+import { ServicesPage } from "./pages/Services";
+import { CertificatesPage } from "./pages/Certificates";
+import { SettingsPage } from "./pages/Settings";
 
 export function App() {
   const [setupDone, setSetupDone] = useState<boolean | null>(null);
@@ -54,12 +57,16 @@ export function App() {
             <Route path="/generations" element={<GenerationsPage />} />
             <Route path="/containers" element={<ContainersPage />} />
             <Route path="/logs" element={<LogsPage />} />
+            <Route path="/services" element={<ServicesPage />} />
+            <Route path="/certificates" element={<CertificatesPage />} />
+            <Route path="/settings" element={<SettingsPage />} />
             <Route path="*" element={<Navigate to="/" replace />} />
           </Routes>
         ) : (
           // A peer sees only their own devices (the API gives them nothing else).
           <Routes>
             <Route path="/peers" element={<PeersPage />} />
+            <Route path="/settings" element={<SettingsPage />} />
             <Route path="*" element={<Navigate to="/peers" replace />} />
           </Routes>
         )}
@@ -86,12 +93,18 @@ function Frame({ children }: { children: React.ReactNode }) {
               <Link to="/">Dashboard</Link>
               <Link to="/peers">Peers</Link>
               <Link to="/network">Network</Link>
+              <Link to="/services">Mail &amp; files</Link>
               <Link to="/generations">Generations</Link>
               <Link to="/containers">Containers</Link>
               <Link to="/logs">Logs</Link>
+              <Link to="/certificates">Certificates</Link>
+              <Link to="/settings">Settings</Link>
             </>
           ) : (
-            <Link to="/peers">My devices</Link>
+            <>
+              <Link to="/peers">My devices</Link>
+              <Link to="/settings">Settings</Link>
+            </>
           )}
         </nav>
         <button type="button" onClick={logout}>

@@ -61,14 +61,7 @@ pub fn run(state: &State, command: &UserCommand, out: &Output) -> Result<()> {
         }
         UserCommand::Passwd { name } => {
             let password = read_password(&format!("new password for {name}: "))?;
-            let writer = state.writer()?;
-            let config = state.desired_config()?.context("no desired config yet")?;
-            if !config.users.iter().any(|u| &u.name == name) {
-                return Err(Error::NoSuchUser(name.clone()).into());
-            }
-            state.credentials().set_password(name, &password)?;
-            state.credentials().write_daemon_files(&config)?;
-            drop(writer);
+            state.writer()?.set_password(name, &password)?;
             out.emit(&serde_json::json!({"user": name, "password": "set"}), |_| format!("password of {name} set"));
         }
         UserCommand::Remove { name } => {

@@ -3,6 +3,7 @@
 //! switches to it.
 
 mod auth;
+mod certs;
 mod config;
 mod containers;
 mod error;
@@ -11,6 +12,7 @@ mod generations;
 mod logs;
 mod peers;
 mod setup;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -172,6 +174,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(containers::images))
         .routes(routes!(containers::pull))
         .routes(routes!(containers::volumes))
+        .routes(routes!(users::list))
+        .routes(routes!(users::set_password))
+        .routes(routes!(certs::ca))
+        .routes(routes!(certs::list))
+        .routes(routes!(certs::revoke))
 }
 
 #[derive(OpenApi)]

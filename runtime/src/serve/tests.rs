@@ -656,3 +656,50 @@ fn openapi_path_parameters_are_in_their_paths() {
         }
     }
 }
+
+/// Passwords over the API: an admin sets one (the old one stops working), a weak one is refused
+/// with the reason, an unknown user is 404; the CA certificate and the issued certificates, and
+/// a revocation that reissues at once.
+#[tokio::test]
+async fn passwords_and_certificates() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let users = api.call(&admin, Method::GET, "/api/users", None).await;
+    assert_eq!(users.body[0]["name"], "admin");
+    assert_eq!(users.body[0]["password_set"], true);
+
+    let weak = api.call(&admin, Method::POST, "/api/users/admin/password", Some(json!({"password": "x"}))).await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", weak.body);
+    let nobody = api
+        .call(&admin, Method::POST, "/api/users/nobody/password", Some(json!({"password": "long-enough-pw-1"})))
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND, "{}", nobody.body);
+    let set = api
+        .call(&admin, Method::POST, "/api/users/admin/password", Some(json!({"password": "a-new-admin-pw-2"})))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let old = api
+        .call(
+            &Client::default(),
+            Method::POST,
+            "/api/auth/login",
+            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let admin = api.login("admin", "a-new-admin-pw-2").await;
+
+    assert!(api.call_text(&admin, "/api/ca.crt").await.starts_with("-----BEGIN CERTIFICATE-----"));
+    let certs = api.call(&admin, Method::GET, "/api/certs", None).await;
+    let first = certs.body[0].clone();
+    let serial = first["serial"].as_str().unwrap();
+    let revoked = api.call(&admin, Method::POST, &format!("/api/certs/{serial}/revoke"), None).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    let certs = api.call(&admin, Method::GET, "/api/certs", None).await;
+    let same_name: Vec<&Value> = certs.body.as_array().unwrap().iter().filter(|c| c["name"] == first["name"]).collect();
+    assert_eq!(same_name.len(), 2, "the revoked one and its replacement");
+    assert!(same_name.iter().any(|c| c["revoked"].is_string()) && same_name.iter().any(|c| c["revoked"].is_null()));
+    let unknown = api.call(&admin, Method::POST, "/api/certs/00ff/revoke", None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,111 @@
+// Email, calendar and files: the mail domains and mailboxes, and who may use calendar and files.
+import { useCallback, useEffect, useState } from "react";
+import { type CellConfig, changeConfig, loadConfig } from "../config";
+import { type CellEvent, changesState, useEvents } from "../events";
+import { Field } from "./Setup";
+
+type Mailbox = { address: string; user: string };
+
+export function ServicesPage() {
+  const [config, setConfig] = useState<CellConfig | null>(null);
+  const [mailbox, setMailbox] = useState<Mailbox>({ address: "", user: "" });
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [message, setMessage] = useState("");
+
+  const load = useCallback(async () => setConfig((await loadConfig()).config), []);
+  useEffect(() => {
+    void load();
+  }, [load]);
+  useEvents(useCallback((e: CellEvent) => changesState(e) && void load(), [load]));
+
+  const save = async (change: (c: CellConfig) => void, done: string) => {
+    setMessage("Saving…");
+    const result = await changeConfig(change);
+    if (!result.ok) {
+      setErrors(result.fields);
+      setMessage(result.message);
+      return false;
+    }
+    setErrors({});
+    setMessage(`${done} Generation ${result.generation ?? "?"} is current.`);
+    await load();
+    return true;
+  };
+
+  if (!config) return <p>Loading…</p>;
+  const mail = config.services?.mail ?? {};
+  const users: string[] = (config.users ?? []).map((u: { name: string }) => u.name);
+  const mailboxes: Mailbox[] = mail.mailboxes ?? [];
+  const toggleMember = (service: "calendar" | "files", user: string) =>
+    save((c) => {
+      const list: string[] = c.services[service].users ?? [];
+      c.services[service].users = list.includes(user) ? list.filter((u) => u !== user) : [...list, user];
+    }, `${service} updated.`);
+
+  return (
+    <>
+      <h1>Email, calendar and files</h1>
+      <p role="status">{message}</p>
+      <section aria-label="Email">
+        <h2>Email {mail.enabled ? "" : "(off)"}</h2>
+        <p>Domains: {(mail.domains ?? []).join(", ") || "none"}</p>
+        <ul>
+          {mailboxes.map((m) => (
+            <li key={m.address}>
+              {m.address} → {m.user}{" "}
+              <button
+                type="button"
+                aria-label={`Remove mailbox ${m.address}`}
+                onClick={() =>
+                  save((c) => {
+                    c.services.mail.mailboxes = c.services.mail.mailboxes.filter((x: Mailbox) => x.address !== m.address);
+                  }, `Removed ${m.address}.`)
+                }
+              >
+                Remove
+              </button>
+            </li>
+          ))}
+        </ul>
+        <form
+          className="inline"
+          onSubmit={async (e) => {
+            e.preventDefault();
+            if (await save((c) => (c.services.mail.mailboxes = [...(c.services.mail.mailboxes ?? []), mailbox]), `Added ${mailbox.address}.`))
+              setMailbox({ address: "", user: "" });
+          }}
+        >
+          <Field id="mailbox_address" label="Address" error={errors[`services.mail.mailboxes[${mailboxes.length}].address`]}>
+            <input id="mailbox_address" value={mailbox.address} onChange={(e) => setMailbox({ ...mailbox, address: e.target.value })} />
+          </Field>
+          <Field id="mailbox_user" label="Owner" error={errors[`services.mail.mailboxes[${mailboxes.length}].user`]}>
+            <select id="mailbox_user" value={mailbox.user} onChange={(e) => setMailbox({ ...mailbox, user: e.target.value })}>
+              <option value="">choose…</option>
+              {users.map((u) => (
+                <option key={u}>{u}</option>
+              ))}
+            </select>
+          </Field>
+          <button type="submit">Add mailbox</button>
+        </form>
+      </section>
+      {(["calendar", "files"] as const).map((service) => (
+        <section key={service} aria-label={service}>
+          <h2>
+            {service === "calendar" ? "Calendar and contacts" : "Files"} {config.services?.[service]?.enabled ? "" : "(off)"}
+          </h2>
+          {users.map((u) => (
+            <label key={u} className="check">
+              <input
+                type="checkbox"
+                checked={(config.services?.[service]?.users ?? []).includes(u)}
+                onChange={() => toggleMember(service, u)}
+              />{" "}
+              {u}
+            </label>
+          ))}
+        </section>
+      ))}
+    </>
+  );
+}
