@@ -26,3 +26,21 @@ describe("the API client's helpers", () => {
     expect(errorsByField(undefined)).toEqual({});
   });
 });
+
+import { online } from "../pages/Dashboard";
+import { bytes } from "../pages/Peers";
+
+describe("what the pages show", () => {
+  it("counts a peer as online within three minutes of its last handshake", () => {
+    const now = Date.parse("2026-11-27T12:00:00Z");
+    expect(online("2026-11-27T11:58:30Z", now)).toBe(true);
+    expect(online("2026-11-27T11:50:00Z", now)).toBe(false);
+    expect(online(null, now)).toBe(false);
+  });
+
+  it("prints byte counts for people", () => {
+    expect(bytes(0)).toBe("0 B");
+    expect(bytes(512)).toBe("512 B");
+    expect(bytes(1_234_567)).toBe("1.2 MB");
+  });
+});

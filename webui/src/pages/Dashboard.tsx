@@ -10,7 +10,7 @@ export function DashboardPage() {
   const [generation, setGeneration] = useState<number | null>(null);
   const [services, setServices] = useState<string[]>([]);
   const [containers, setContainers] = useState<Container[] | string>([]);
-  const [peers, setPeers] = useState(0);
+  const [peers, setPeers] = useState({ total: 0, online: 0 });
   const [recent, setRecent] = useState<CellEvent[]>([]);
 
   const load = useCallback(async () => {
@@ -21,7 +21,8 @@ export function DashboardPage() {
     const list = await api.GET("/api/containers");
     setContainers(list.response.ok ? (list.data as Container[]) : "containers are not available");
     const p = await api.GET("/api/peers");
-    setPeers(Array.isArray(p.data) ? p.data.length : 0);
+    const devices = (p.data as { status?: { last_handshake?: string | null } | null }[] | undefined) ?? [];
+    setPeers({ total: devices.length, online: devices.filter((x) => online(x.status?.last_handshake)).length });
   }, []);
   useEffect(() => {
     void load();
@@ -44,8 +45,10 @@ export function DashboardPage() {
           <p className="big" data-testid="current-generation">{generation ?? "none"}</p>
         </div>
         <div className="card">
-          <h2>Peers</h2>
-          <p className="big">{peers}</p>
+          <h2>Peers online</h2>
+          <p className="big">
+            {peers.online} / {peers.total}
+          </p>
         </div>
         <div className="card">
           <h2>Services</h2>
@@ -87,4 +90,9 @@ export function DashboardPage() {
       </ul>
     </>
   );
+}
+
+/** WireGuard renews a session every two minutes: a handshake within three means connected. */
+export function online(lastHandshake: string | null | undefined, now: number = Date.now()): boolean {
+  return Boolean(lastHandshake) && now - Date.parse(lastHandshake as string) < 3 * 60 * 1000;
 }

@@ -96,15 +96,24 @@ export function NetworkPage() {
           </Field>
           <button type="submit">Add record</button>
         </form>
-        <p>Upstream resolvers: {(config.services?.dns?.upstreams ?? []).join(", ") || "none"}</p>
+        <ListEditor
+          id="dns_upstreams"
+          label="Upstream resolvers (comma separated)"
+          value={config.services?.dns?.upstreams ?? []}
+          error={Object.entries(errors).find(([k]) => k.startsWith("services.dns.upstreams"))?.[1]}
+          onSave={(list) => save((c) => (c.services.dns.upstreams = list), "Upstreams saved.")}
+        />
       </section>
       <section aria-label="DHCP">
         <h2>DHCP</h2>
         {dhcp?.enabled ? (
           <>
-            <p>
-              Range {dhcp.range?.start} – {dhcp.range?.end}
-            </p>
+            <RangeEditor
+              start={dhcp.range?.start ?? ""}
+              end={dhcp.range?.end ?? ""}
+              errors={errors}
+              onSave={(start, end) => save((c) => (c.services.dhcp.range = { start, end }), "DHCP range saved.")}
+            />
             <ul>
               {(dhcp.reservations ?? []).map((r: { name: string; mac: string; address: string }) => (
                 <li key={r.name}>
@@ -119,8 +128,60 @@ export function NetworkPage() {
       </section>
       <section aria-label="NTP">
         <h2>NTP</h2>
-        <p>{ntp?.enabled ? `Follows ${(ntp.servers ?? []).join(", ")}` : "NTP is off."}</p>
+        {ntp?.enabled ? (
+          <ListEditor
+            id="ntp_servers"
+            label="Servers to follow (comma separated)"
+            value={ntp.servers ?? []}
+            error={Object.entries(errors).find(([k]) => k.startsWith("services.ntp"))?.[1]}
+            onSave={(list) => save((c) => (c.services.ntp.servers = list), "NTP servers saved.")}
+          />
+        ) : (
+          <p>NTP is off.</p>
+        )}
       </section>
     </>
+  );
+}
+
+/** A comma-separated list, saved as one change. */
+export function ListEditor(props: { id: string; label: string; value: string[]; error?: string; onSave: (list: string[]) => void }) {
+  const [text, setText] = useState(props.value.join(", "));
+  useEffect(() => setText(props.value.join(", ")), [props.value]);
+  return (
+    <form
+      className="inline"
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onSave(text.split(",").map((x) => x.trim()).filter(Boolean));
+      }}
+    >
+      <Field id={props.id} label={props.label} error={props.error}>
+        <input id={props.id} value={text} onChange={(e) => setText(e.target.value)} />
+      </Field>
+      <button type="submit">Save</button>
+    </form>
+  );
+}
+
+function RangeEditor(props: { start: string; end: string; errors: Record<string, string>; onSave: (start: string, end: string) => void }) {
+  const [start, setStart] = useState(props.start);
+  const [end, setEnd] = useState(props.end);
+  return (
+    <form
+      className="inline"
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onSave(start, end);
+      }}
+    >
+      <Field id="dhcp_start" label="Range start" error={props.errors["services.dhcp.range.start"] ?? props.errors["services.dhcp.range"]}>
+        <input id="dhcp_start" value={start} onChange={(e) => setStart(e.target.value)} />
+      </Field>
+      <Field id="dhcp_end" label="Range end" error={props.errors["services.dhcp.range.end"]}>
+        <input id="dhcp_end" value={end} onChange={(e) => setEnd(e.target.value)} />
+      </Field>
+      <button type="submit">Save range</button>
+    </form>
   );
 }

@@ -10,6 +10,7 @@ type Peer = {
   address: string;
   routing?: string;
   enabled?: boolean;
+  expires?: string | null;
   status?: { last_handshake?: string | null; rx_bytes?: number; tx_bytes?: number } | null;
 };
 
@@ -17,6 +18,7 @@ export function PeersPage() {
   const [peers, setPeers] = useState<Peer[]>([]);
   const [name, setName] = useState("");
   const [routing, setRouting] = useState("split");
+  const [expires, setExpires] = useState("");
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [message, setMessage] = useState("");
   const [added, setAdded] = useState<string | null>(null);
@@ -33,7 +35,9 @@ export function PeersPage() {
   const add = async (event: React.FormEvent) => {
     event.preventDefault();
     setMessage("Adding…");
-    const { response, error } = await api.POST("/api/peers", { body: { name, routing } as never });
+    const body: Record<string, string> = { name, routing };
+    if (expires) body.expires = new Date(expires).toISOString().replace(/\.\d{3}Z$/, "Z");
+    const { response, error } = await api.POST("/api/peers", { body: body as never });
     if (!response.ok) {
       setErrors(errorsByField(error));
       setMessage(errorMessage(error));
@@ -73,6 +77,9 @@ export function PeersPage() {
             <option value="full">everything</option>
           </select>
         </Field>
+        <Field id="peer_expires" label="Expires (optional)" error={errors.expires}>
+          <input id="peer_expires" type="datetime-local" value={expires} onChange={(e) => setExpires(e.target.value)} />
+        </Field>
         <button type="submit">Add peer</button>
       </form>
       {message && <p role="alert" className="error">{message}</p>}
@@ -95,6 +102,8 @@ export function PeersPage() {
             <th>Address</th>
             <th>Routing</th>
             <th>Last handshake</th>
+            <th>Traffic</th>
+            <th>Expires</th>
             <th>Enabled</th>
             <th />
           </tr>
@@ -106,6 +115,8 @@ export function PeersPage() {
               <td>{p.address}</td>
               <td>{p.routing ?? "split"}</td>
               <td>{p.status?.last_handshake ?? "never"}</td>
+              <td>{p.status ? `${bytes(p.status.rx_bytes)} in, ${bytes(p.status.tx_bytes)} out` : "—"}</td>
+              <td>{p.expires ? new Date(p.expires).toLocaleDateString() : "never"}</td>
               <td>
                 <button type="button" onClick={() => toggle(p)} aria-label={`${p.enabled === false ? "Enable" : "Disable"} ${p.name}`}>
                   {p.enabled === false ? "off" : "on"}
@@ -122,4 +133,12 @@ export function PeersPage() {
       </table>
     </>
   );
+}
+
+/** A byte count for people: 1.2 MB. */
+export function bytes(n: number | undefined): string {
+  if (!n) return "0 B";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  const i = Math.min(units.length - 1, Math.floor(Math.log10(n) / 3));
+  return `${(n / 10 ** (3 * i)).toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }

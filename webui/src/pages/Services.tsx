@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { type CellConfig, changeConfig, loadConfig } from "../config";
 import { type CellEvent, changesState, useEvents } from "../events";
+import { ListEditor } from "./Network";
 import { Field } from "./Setup";
 
 type Mailbox = { address: string; user: string };
@@ -48,7 +49,13 @@ export function ServicesPage() {
       <p role="status">{message}</p>
       <section aria-label="Email">
         <h2>Email {mail.enabled ? "" : "(off)"}</h2>
-        <p>Domains: {(mail.domains ?? []).join(", ") || "none"}</p>
+        <ListEditor
+          id="mail_domains"
+          label="Mail domains (comma separated)"
+          value={mail.domains ?? []}
+          error={Object.entries(errors).find(([k]) => k.startsWith("services.mail.domains"))?.[1]}
+          onSave={(list) => save((c) => (c.services.mail.domains = list), "Mail domains saved.")}
+        />
         <ul>
           {mailboxes.map((m) => (
             <li key={m.address}>

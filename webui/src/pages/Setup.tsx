@@ -7,13 +7,21 @@ import { api, errorMessage, errorsByField } from "../api/client";
 const SERVICES = ["proxy", "dns", "dhcp", "ntp", "mail", "calendar", "files", "webmail"];
 
 /** The form field of each config path the API may name. */
-const FIELD_OF: Record<string, string> = { "cell.name": "cell_name", "cell.timezone": "timezone" };
+const FIELD_OF: Record<string, string> = {
+  "cell.name": "cell_name",
+  "cell.timezone": "timezone",
+  "cell.domain.name": "domain_name",
+  "cell.domain.acme_email": "acme_email",
+};
 
 export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
   const navigate = useNavigate();
   const [cellName, setCellName] = useState("home");
   const [timezone, setTimezone] = useState(Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   const [password, setPassword] = useState("");
+  const [mode, setMode] = useState("local");
+  const [domainName, setDomainName] = useState("");
+  const [acmeEmail, setAcmeEmail] = useState("");
   const [services, setServices] = useState<string[]>(["proxy", "dns", "calendar", "files"]);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [message, setMessage] = useState("");
@@ -22,7 +30,8 @@ export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
     setBusy(true);
-    const body = { cell_name: cellName, timezone, admin_password: password, services };
+    const domain = mode === "local" ? { mode } : { mode, name: domainName, acme_email: acmeEmail };
+    const body = { cell_name: cellName, domain, timezone, admin_password: password, services };
     const { response, error } = await api.POST("/api/setup", { body: body as never });
     setBusy(false);
     if (!response.ok) {
@@ -45,6 +54,22 @@ export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
         <Field id="cell_name" label="Cell name" error={errors.cell_name}>
           <input id="cell_name" value={cellName} onChange={(e) => setCellName(e.target.value)} required />
         </Field>
+        <Field id="domain_mode" label="Domain">
+          <select id="domain_mode" value={mode} onChange={(e) => setMode(e.target.value)}>
+            <option value="local">local: names under {cellName || "name"}.cell, certificates from the cell's CA</option>
+            <option value="public">public: a domain you own, certificates from Let's Encrypt</option>
+          </select>
+        </Field>
+        {mode !== "local" && (
+          <>
+            <Field id="domain_name" label="Domain name" error={errors.domain_name}>
+              <input id="domain_name" value={domainName} onChange={(e) => setDomainName(e.target.value)} />
+            </Field>
+            <Field id="acme_email" label="Email for the certificate authority" error={errors.acme_email}>
+              <input id="acme_email" type="email" value={acmeEmail} onChange={(e) => setAcmeEmail(e.target.value)} />
+            </Field>
+          </>
+        )}
         <Field id="timezone" label="Time zone" error={errors.timezone}>
           <input id="timezone" value={timezone} onChange={(e) => setTimezone(e.target.value)} />
         </Field>
