@@ -4,6 +4,7 @@
 CARGO  ?= cargo
 STATE  ?= $(CURDIR)/data
 CONFIG ?= $(CURDIR)/examples/cell.json
+EXAMPLE ?= off
 PIC     = $(CURDIR)/target/release/pic
 VENV    = $(CURDIR)/target/bench-venv
 
@@ -28,13 +29,16 @@ SERVE_FLAGS = --wireguard $(WIREGUARD) $(if $(filter on,$(CONTAINERS)),,--no-con
 	$(if $(filter on,$(PUBLISH)),,--no-publish)
 DOCKER_FLAGS = $(if $(filter on,$(PUBLISH)),,--no-publish)
 
-## Build the example cell into ./data, switch to it and serve the API on $(LISTEN).
+## Serve the cell on ./data at $(LISTEN), with the web UI: a fresh state directory starts with
+## the setup wizard in the browser; EXAMPLE=on starts it from examples/cell.json instead.
 start: build webui $(if $(filter on,$(CONTAINERS)),images)
 	@# An existing desired config is the user's: only a fresh state directory gets the example.
-	$(PIC) --state $(STATE) init $$(test -f $(STATE)/cell_config.json || echo --config $(CONFIG))
-	$(PIC) --state $(STATE) switch
-	$(PIC) --state $(STATE) generations
-	@echo "To log in, give the admin a password: $(PIC) --state $(STATE) user passwd alice"
+	$(PIC) --state $(STATE) init $(if $(filter on,$(EXAMPLE)),$$(test -f $(STATE)/cell_config.json || echo --config $(CONFIG)))
+	@if [ -f $(STATE)/cell_config.json ]; then \
+		$(PIC) --state $(STATE) switch && $(PIC) --state $(STATE) generations; \
+	else \
+		echo "Open http://$(LISTEN)/ in a browser to set up your cell."; \
+	fi
 	$(PIC) --state $(STATE) serve --listen $(LISTEN) $(SERVE_FLAGS)
 
 build:
