@@ -110,6 +110,9 @@ try {
   await page.getByRole("cell", { name: "bob-phone", exact: true }).waitFor();
   assert.equal(await page.getByRole("link", { name: "Generations" }).count(), 0, "a peer has no admin pages");
   assert.equal(await page.getByRole("cell", { name: "phone", exact: true }).count(), 0, "a peer sees no other device");
+  await page.getByRole("button", { name: "Config of bob-phone" }).click();
+  const own = page.getByRole("img", { name: /QR code of bob-phone/ });
+  assert.ok(await own.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "a peer gets their own QR code");
   await shot("peer-view");
   console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, pages, logout, a peer's own view: ok");
 } catch (error) {

@@ -6,6 +6,7 @@ import { type CellEvent, changesState, useEvents } from "../events";
 import { Field } from "./Setup";
 
 type DnsRecord = { name: string; type: string; value: string };
+type Reservation = { name: string; mac: string; address: string };
 
 export function NetworkPage() {
   const [config, setConfig] = useState<CellConfig | null>(null);
@@ -114,13 +115,30 @@ export function NetworkPage() {
               errors={errors}
               onSave={(start, end) => save((c) => (c.services.dhcp.range = { start, end }), "DHCP range saved.")}
             />
+            <h3>Reservations</h3>
             <ul>
-              {(dhcp.reservations ?? []).map((r: { name: string; mac: string; address: string }) => (
+              {(dhcp.reservations ?? []).map((r: Reservation) => (
                 <li key={r.name}>
-                  {r.name}: {r.mac} → {r.address}
+                  {r.name}: {r.mac} → {r.address}{" "}
+                  <button
+                    type="button"
+                    aria-label={`Remove reservation ${r.name}`}
+                    onClick={() =>
+                      save((c) => {
+                        c.services.dhcp.reservations = c.services.dhcp.reservations.filter((x: Reservation) => x.name !== r.name);
+                      }, `Removed ${r.name}.`)
+                    }
+                  >
+                    Remove
+                  </button>
                 </li>
               ))}
             </ul>
+            <ReservationForm
+              index={(dhcp.reservations ?? []).length}
+              errors={errors}
+              onAdd={(r) => save((c) => (c.services.dhcp.reservations = [...(c.services.dhcp.reservations ?? []), r]), `Reserved ${r.address} for ${r.name}.`)}
+            />
           </>
         ) : (
           <p>DHCP is off.</p>
@@ -182,6 +200,31 @@ function RangeEditor(props: { start: string; end: string; errors: Record<string,
         <input id="dhcp_end" value={end} onChange={(e) => setEnd(e.target.value)} />
       </Field>
       <button type="submit">Save range</button>
+    </form>
+  );
+}
+
+function ReservationForm(props: { index: number; errors: Record<string, string>; onAdd: (r: Reservation) => Promise<boolean> }) {
+  const [r, setR] = useState<Reservation>({ name: "", mac: "", address: "" });
+  const at = (field: string) => props.errors[`services.dhcp.reservations[${props.index}].${field}`];
+  return (
+    <form
+      className="inline"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        if (await props.onAdd(r)) setR({ name: "", mac: "", address: "" });
+      }}
+    >
+      <Field id="reservation_name" label="Device" error={at("name")}>
+        <input id="reservation_name" value={r.name} onChange={(e) => setR({ ...r, name: e.target.value })} />
+      </Field>
+      <Field id="reservation_mac" label="MAC address" error={at("mac")}>
+        <input id="reservation_mac" value={r.mac} onChange={(e) => setR({ ...r, mac: e.target.value })} />
+      </Field>
+      <Field id="reservation_address" label="Address" error={at("address")}>
+        <input id="reservation_address" value={r.address} onChange={(e) => setR({ ...r, address: e.target.value })} />
+      </Field>
+      <button type="submit">Reserve</button>
     </form>
   );
 }

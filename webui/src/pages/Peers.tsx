@@ -85,7 +85,7 @@ export function PeersPage() {
       {message && <p role="alert" className="error">{message}</p>}
       {added && (
         <section aria-label="new peer" className="card">
-          <h2>{added} is ready</h2>
+          <h2>{added}</h2>
           <p>Scan this with the WireGuard app, or download its config file.</p>
           <img src={`/api/peers/${added}/qr.svg`} alt={`QR code of ${added}'s configuration`} width={240} height={240} />
           <p>
@@ -122,7 +122,10 @@ export function PeersPage() {
                   {p.enabled === false ? "off" : "on"}
                 </button>
               </td>
-              <td>
+              <td className="inline">
+                <button type="button" onClick={() => setAdded(p.name)} aria-label={`Config of ${p.name}`}>
+                  Config
+                </button>
                 <button type="button" onClick={() => remove(p)} aria-label={`Delete ${p.name}`}>
                   Delete
                 </button>
