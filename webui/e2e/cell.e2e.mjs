@@ -95,6 +95,10 @@ try {
     await page.getByRole("heading", { level: 1 }).waitFor();
     await shot(name);
   }
+  // A bad time zone is refused next to its field, and nothing changes.
+  await page.getByLabel("Time zone").fill("Mars/Olympus_Mons");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.locator("#identity_timezone-error").waitFor();
   // The CA certificate is there to download.
   assert.match(await page.evaluate(() => fetch("/api/ca.crt").then((r) => r.text())), /BEGIN CERTIFICATE/);
 

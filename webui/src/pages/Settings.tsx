@@ -1,7 +1,7 @@
 // Settings: the cell's identity, and your password (an admin also sets other users').
 import { useEffect, useState } from "react";
 import { api, errorMessage } from "../api/client";
-import { loadConfig } from "../config";
+import { changeConfig, loadConfig } from "../config";
 import { useSession } from "../session";
 import { Field } from "./Setup";
 
@@ -12,9 +12,27 @@ export function SettingsPage() {
   const [password, setPassword] = useState("");
   const [error, setError] = useState("");
   const [message, setMessage] = useState("");
+  const [identityErrors, setIdentityErrors] = useState<Record<string, string>>({});
+  const [identityMessage, setIdentityMessage] = useState("");
   useEffect(() => {
     if (session?.role === "admin") void loadConfig().then(({ config }) => setIdentity(config.cell));
   }, [session]);
+
+  const saveIdentity = async (event: React.FormEvent) => {
+    event.preventDefault();
+    setIdentityMessage("Saving…");
+    const result = await changeConfig((c) => {
+      c.cell.name = identity?.name;
+      c.cell.timezone = identity?.timezone;
+    });
+    if (!result.ok) {
+      setIdentityErrors(result.fields);
+      setIdentityMessage(result.message);
+      return;
+    }
+    setIdentityErrors({});
+    setIdentityMessage(`Saved. Generation ${result.generation ?? "?"} is current.`);
+  };
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
@@ -36,9 +54,21 @@ export function SettingsPage() {
     <>
       <h1>Settings</h1>
       {identity && (
-        <p>
-          Cell <strong>{identity.name}</strong>, time zone {identity.timezone}.
-        </p>
+        <form onSubmit={saveIdentity} className="narrow">
+          <h2>The cell</h2>
+          <Field id="identity_name" label="Cell name (renames every service's host name)" error={identityErrors["cell.name"]}>
+            <input id="identity_name" value={identity.name ?? ""} onChange={(e) => setIdentity({ ...identity, name: e.target.value })} />
+          </Field>
+          <Field id="identity_timezone" label="Time zone" error={identityErrors["cell.timezone"]}>
+            <input
+              id="identity_timezone"
+              value={identity.timezone ?? ""}
+              onChange={(e) => setIdentity({ ...identity, timezone: e.target.value })}
+            />
+          </Field>
+          <button type="submit">Save</button>
+          <p role="status">{identityMessage}</p>
+        </form>
       )}
       <form onSubmit={submit} className="narrow">
         <h2>Password</h2>
