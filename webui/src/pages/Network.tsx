@@ -1,38 +1,15 @@
 // The network services: DNS records and upstreams, the DHCP range and reservations, NTP servers.
 // Every change is one new generation, switched to at once.
-import { useCallback, useEffect, useState } from "react";
-import { type CellConfig, changeConfig, loadConfig } from "../config";
-import { type CellEvent, changesState, useEvents } from "../events";
+import { useEffect, useState } from "react";
+import { useConfigEditor } from "../config";
 import { Field } from "./Setup";
 
 type DnsRecord = { name: string; type: string; value: string };
 type Reservation = { name: string; mac: string; address: string };
 
 export function NetworkPage() {
-  const [config, setConfig] = useState<CellConfig | null>(null);
+  const { config, errors, message, save } = useConfigEditor();
   const [record, setRecord] = useState<DnsRecord>({ name: "", type: "A", value: "" });
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [message, setMessage] = useState("");
-
-  const load = useCallback(async () => setConfig((await loadConfig()).config), []);
-  useEffect(() => {
-    void load();
-  }, [load]);
-  useEvents(useCallback((e: CellEvent) => changesState(e) && void load(), [load]));
-
-  const save = async (change: (c: CellConfig) => void, done: string) => {
-    setMessage("Saving…");
-    const result = await changeConfig(change);
-    if (!result.ok) {
-      setErrors(result.fields);
-      setMessage(result.message);
-      return false;
-    }
-    setErrors({});
-    setMessage(`${done} Generation ${result.generation ?? "?"} is current.`);
-    await load();
-    return true;
-  };
 
   const records: DnsRecord[] = config?.services?.dns?.records ?? [];
   const index = records.length;

@@ -1,37 +1,14 @@
 // Email, calendar and files: the mail domains and mailboxes, and who may use calendar and files.
-import { useCallback, useEffect, useState } from "react";
-import { type CellConfig, changeConfig, loadConfig } from "../config";
-import { type CellEvent, changesState, useEvents } from "../events";
+import { useState } from "react";
+import { useConfigEditor } from "../config";
 import { ListEditor } from "./Network";
 import { Field } from "./Setup";
 
 type Mailbox = { address: string; user: string };
 
 export function ServicesPage() {
-  const [config, setConfig] = useState<CellConfig | null>(null);
+  const { config, errors, message, save } = useConfigEditor();
   const [mailbox, setMailbox] = useState<Mailbox>({ address: "", user: "" });
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [message, setMessage] = useState("");
-
-  const load = useCallback(async () => setConfig((await loadConfig()).config), []);
-  useEffect(() => {
-    void load();
-  }, [load]);
-  useEvents(useCallback((e: CellEvent) => changesState(e) && void load(), [load]));
-
-  const save = async (change: (c: CellConfig) => void, done: string) => {
-    setMessage("Saving…");
-    const result = await changeConfig(change);
-    if (!result.ok) {
-      setErrors(result.fields);
-      setMessage(result.message);
-      return false;
-    }
-    setErrors({});
-    setMessage(`${done} Generation ${result.generation ?? "?"} is current.`);
-    await load();
-    return true;
-  };
 
   if (!config) return <p>Loading…</p>;
   const mail = config.services?.mail ?? {};
