@@ -148,44 +148,17 @@ fn mail(cell: &Running) {
         ],
     );
     assert!(!refused.status.success(), "an unknown recipient must be refused");
-    let ca = cell.ca.to_str().unwrap();
-    let user = format!("alice@home.cell:{PASSWORD}");
-    let resolve = format!("mail.home.cell:993:{MAIL}");
-    let mut delivered = String::new();
+    let imaps = |credentials: &str, url: &str| {
+        let resolve = format!("mail.home.cell:993:{MAIL}");
+        let ca = cell.ca.to_str().unwrap();
+        run("curl", &["-s", "--max-time", "10", "--cacert", ca, "--resolve", &resolve, "-u", credentials, url])
+    };
+    let alice = format!("alice@home.cell:{PASSWORD}");
     wait_until("the message arrives over IMAPS", Duration::from_secs(20), || {
-        let out = run(
-            "curl",
-            &[
-                "-s",
-                "--max-time",
-                "10",
-                "--cacert",
-                ca,
-                "--resolve",
-                &resolve,
-                "-u",
-                &user,
-                "imaps://mail.home.cell/INBOX;UID=1",
-            ],
-        );
-        delivered = String::from_utf8_lossy(&out.stdout).into_owned();
-        delivered.contains("hello from the tests")
+        let out = imaps(&alice, "imaps://mail.home.cell/INBOX;UID=1");
+        String::from_utf8_lossy(&out.stdout).contains("hello from the tests")
     });
-    let wrong = run(
-        "curl",
-        &[
-            "-s",
-            "--max-time",
-            "10",
-            "--cacert",
-            ca,
-            "--resolve",
-            &resolve,
-            "-u",
-            "alice@home.cell:wrong",
-            "imaps://mail.home.cell/INBOX",
-        ],
-    );
+    let wrong = imaps("alice@home.cell:wrong", "imaps://mail.home.cell/INBOX");
     assert!(!wrong.status.success(), "a wrong password must not open the mailbox");
 }
 

@@ -98,15 +98,14 @@ impl Api {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     }
 
+    /// One login attempt, whatever its outcome.
+    async fn try_login(&self, user: &str, password: &str) -> Reply {
+        let body = json!({"username": user, "password": password});
+        self.call(&Client::default(), Method::POST, "/api/auth/login", Some(body)).await
+    }
+
     async fn login(&self, user: &str, password: &str) -> Client {
-        let reply = self
-            .call(
-                &Client::default(),
-                Method::POST,
-                "/api/auth/login",
-                Some(json!({"username": user, "password": password})),
-            )
-            .await;
+        let reply = self.try_login(user, password).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         let cookies: Vec<String> =
             reply.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
@@ -201,24 +200,10 @@ async fn login_failures_lock_the_account_out() {
     let api = Api::new();
     api.setup().await;
     for _ in 0..5 {
-        let reply = api
-            .call(
-                &Client::default(),
-                Method::POST,
-                "/api/auth/login",
-                Some(json!({"username": "admin", "password": "wrong-password"})),
-            )
-            .await;
+        let reply = api.try_login("admin", "wrong-password").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
-    let locked = api
-        .call(
-            &Client::default(),
-            Method::POST,
-            "/api/auth/login",
-            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
-        )
-        .await;
+    let locked = api.try_login("admin", ADMIN_PASSWORD).await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = locked.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900);
@@ -627,12 +612,12 @@ async fn the_web_ui_is_served_outside_the_api() {
     let dist = api._dir.path().join("dist");
     std::fs::create_dir_all(dist.join("assets")).unwrap();
     std::fs::write(dist.join("index.html"), "<!doctype html><title>PIC</title>").unwrap();
-    std::fs::write(dist.join("assets/app.js"), "console.log(1)").unwrap();
+    std::fs::write(dist.join("assets/app.js"), "export {};").unwrap();
     api.app.webui = Some(dist);
     for uri in ["/", "/peers", "/generations"] {
         assert!(api.call_text(&Client::default(), uri).await.contains("<title>PIC</title>"), "{uri}");
     }
-    assert_eq!(api.call_text(&Client::default(), "/assets/app.js").await, "console.log(1)");
+    assert_eq!(api.call_text(&Client::default(), "/assets/app.js").await, "export {};");
     api.setup().await;
     let admin = api.login("admin", ADMIN_PASSWORD).await;
     let reply = api.call(&admin, Method::GET, "/api/no-such-thing", None).await;
@@ -679,14 +664,7 @@ async fn passwords_and_certificates() {
         .call(&admin, Method::POST, "/api/users/admin/password", Some(json!({"password": "a-new-admin-pw-2"})))
         .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
-    let old = api
-        .call(
-            &Client::default(),
-            Method::POST,
-            "/api/auth/login",
-            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
-        )
-        .await;
+    let old = api.try_login("admin", ADMIN_PASSWORD).await;
     assert_eq!(old.status, StatusCode::UNAUTHORIZED);
     let admin = api.login("admin", "a-new-admin-pw-2").await;
 
