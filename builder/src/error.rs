@@ -62,6 +62,16 @@ pub enum Error {
 
     #[error("{what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
+
+    /// A backup archive that cannot be restored as it is; nothing was changed.
+    #[error("backup refused, nothing was changed: {what} {reason}")]
+    BackupRefused { what: String, reason: String },
+
+    #[error("no space left on the device of {} while restoring ({needed_mb} MB needed); nothing was changed: free some space and try again", path.display())]
+    NoSpace { path: PathBuf, needed_mb: u64 },
+
+    #[error("no backup is named {0:?}; `pic backups` lists them")]
+    NoSuchBackup(String),
 }
 
 impl Error {
@@ -79,7 +89,19 @@ impl Error {
                 | Error::BadPassword(_)
                 | Error::NoSuchUser(_)
                 | Error::NoSuchPeer(_)
+                | Error::BackupRefused { .. }
+                | Error::NoSuchBackup(_)
         )
+    }
+
+    /// A backup refused because of one of its members.
+    pub(crate) fn backup_refused(member: &str, reason: impl Into<String>) -> Self {
+        Error::BackupRefused { what: format!("member {member:?}"), reason: reason.into() }
+    }
+
+    /// A backup refused as a whole (its format, its passphrase, its end).
+    pub(crate) fn archive_refused(reason: impl Into<String>) -> Self {
+        Error::BackupRefused { what: "the archive".into(), reason: reason.into() }
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {

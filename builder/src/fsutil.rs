@@ -73,6 +73,15 @@ pub fn rename_durable(from: &Path, to: &Path) -> Result<(), Error> {
     fsync_dir(&parent_of(to))
 }
 
+/// Swaps two entries atomically (`renameat2` with `RENAME_EXCHANGE`): at every moment each name
+/// holds one of the two, so a folder is replaced without a moment in which it is missing.
+pub fn exchange(a: &Path, b: &Path) -> Result<(), Error> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(io::Error::from).at(b)?;
+    fsync_dir(&parent_of(a))?;
+    fsync_dir(&parent_of(b))
+}
+
 /// Marks a finished directory tree read-only (files 0444, directories 0555), deepest first.
 pub fn make_read_only(dir: &Path) -> Result<(), Error> {
     set_tree_mode(dir, 0o444, 0o555)

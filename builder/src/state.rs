@@ -341,6 +341,11 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// The state directory this writer holds the lock of.
+    pub fn state(&self) -> &State {
+        self.state
+    }
+
     /// Makes `config` the desired config (canonical JSON, written atomically).
     pub fn set_desired(&self, config: &ValidConfig) -> Result<(), Error> {
         self.write_desired(&config::to_canonical_json(config))

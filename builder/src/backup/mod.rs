@@ -1,0 +1,316 @@
+//! Backups of a cell: the desired config, every generation with its store paths, the secrets
+//! (only encrypted, with a passphrase) and on request the services' data, in one archive whose
+//! every member is hashed; and restores that check all of it before they change anything and
+//! add the archive's current generation on top of the local history instead of replacing it.
+
+pub mod format;
+mod read;
+mod restore;
+mod secrets;
+mod write;
+
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use age::secrecy::SecretString;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use format::{Header, SecretsIncluded};
+pub use restore::{RestoreOptions, RestoreReport, SecretsOutcome, restore, verify};
+
+use crate::error::{Error, IoContext};
+use crate::fsutil::{self, TMP_PREFIX};
+use crate::state::{State, Writer};
+
+/// Backups live here unless another place is asked for.
+pub const BACKUPS_DIR: &str = "backups";
+/// Every archive's name ends with this.
+pub const EXTENSION: &str = ".tar.zst";
+
+/// How far a backup or restore has got, reported as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// `backup`, `verify` or `restore`.
+    pub operation: &'static str,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Counts bytes and reports about every 2% of them.
+pub struct Meter<'p> {
+    operation: &'static str,
+    done: u64,
+    total: u64,
+    reported: u64,
+    report: &'p mut dyn FnMut(Progress),
+}
+
+impl<'p> Meter<'p> {
+    pub fn new(operation: &'static str, report: &'p mut dyn FnMut(Progress)) -> Meter<'p> {
+        Meter { operation, done: 0, total: 0, reported: 0, report }
+    }
+
+    fn set_total(&mut self, total: u64) {
+        self.total = total;
+        self.done = 0;
+        self.reported = 0;
+        self.emit();
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        if self.done - self.reported >= (self.total / 50).max(1) {
+            self.emit();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = self.done.max(self.total);
+        self.emit();
+    }
+
+    fn emit(&mut self) {
+        self.reported = self.done;
+        (self.report)(Progress { operation: self.operation, done_bytes: self.done, total_bytes: self.total });
+    }
+}
+
+/// What to put into a backup.
+#[derive(Default)]
+pub struct BackupOptions {
+    /// Encrypts the secrets into the archive; without one they are left out.
+    pub passphrase: Option<SecretString>,
+    /// Adds `data/` (mailboxes, calendars, files, leases).
+    pub include_data: bool,
+    /// scrypt's work factor (log2 N) for the secrets; `None` takes about a second here.
+    pub work_factor: Option<u8>,
+}
+
+/// A backup archive and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupInfo {
+    /// The file name (what the API calls its id).
+    pub id: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// sha256 of the whole archive file.
+    pub sha256: Option<String>,
+    /// What the archive's header says; `None` when it could not be read (`problem` says why).
+    pub header: Option<Header>,
+    pub problem: Option<String>,
+}
+
+/// Writes a backup of the state directory into `output`, or into `backups/` under a name made
+/// of the cell's name and the time. The writer lock is held, so the config, the generations and
+/// the secrets in the archive belong together; the data is copied as it is while services run.
+pub fn create(
+    writer: &Writer<'_>,
+    output: Option<&Path>,
+    options: &BackupOptions,
+    report: &mut dyn FnMut(Progress),
+) -> Result<BackupInfo, Error> {
+    let state = writer.state();
+    let desired = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root().to_owned()))?;
+    let generations: Vec<u64> = state.generations()?.iter().map(|g| g.manifest.number).collect();
+    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+    let header = Header {
+        format_version: format::FORMAT_VERSION,
+        cell: desired.cell.name.clone(),
+        created: now.to_string(),
+        pic_version: env!("CARGO_PKG_VERSION").to_owned(),
+        current_generation: state.current()?,
+        generations: generations.clone(),
+        secrets: if options.passphrase.is_some() { SecretsIncluded::Encrypted } else { SecretsIncluded::Omitted },
+        data: options.include_data,
+    };
+    let path = match output {
+        Some(path) => path.to_owned(),
+        None => {
+            let dir = state.root().join(BACKUPS_DIR);
+            fsutil::ensure_dir(&dir, 0o700)?;
+            dir.join(format!("pic-{}-{}{EXTENSION}", header.cell, now.strftime("%Y%m%dT%H%M%SZ")))
+        }
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!("{TMP_PREFIX}{name}"));
+    let result = write_archive(state, &header, &generations, options, &tmp, report);
+    let (size, sha256) = match result {
+        Ok(written) => written,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    fsutil::rename_durable(&tmp, &path)?;
+    Ok(BackupInfo { id: name, path, size, sha256: Some(sha256), header: Some(header), problem: None })
+}
+
+fn write_archive(
+    state: &State,
+    header: &Header,
+    generations: &[u64],
+    options: &BackupOptions,
+    tmp: &Path,
+    report: &mut dyn FnMut(Progress),
+) -> Result<(u64, String), Error> {
+    let root = state.root();
+    let mut store_paths = std::collections::BTreeSet::new();
+    for &n in generations {
+        store_paths.extend(state.manifest(n)?.services.into_values().map(|e| e.store_path));
+    }
+    let data = root.join(format::DATA);
+    let mut meter = Meter::new("backup", report);
+    meter.set_total(tree_size(&root.join(format::STORE))? + if options.include_data { tree_size(&data)? } else { 0 });
+
+    // Archives hold the cell's config and (encrypted) secrets: only root reads them.
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).at(tmp)?;
+    let output = HashingWriter { inner: io::BufWriter::new(file), hasher: Sha256::new(), written: 0 };
+    let mut archive = write::ArchiveWriter::new(output, tmp, header, meter)?;
+    archive.file(format::DESIRED_CONFIG, &state.desired_config_path())?;
+    let failed = root.join(format::FAILED);
+    if failed.exists() {
+        archive.file(format::FAILED, &failed)?;
+    }
+    for &n in generations {
+        for file in [crate::generation::CONFIG, crate::generation::MANIFEST] {
+            let rel = format!("{}/{n}/{file}", format::GENERATIONS);
+            archive.file(&rel, &root.join(&rel))?;
+        }
+    }
+    for store_path in &store_paths {
+        let dir = root.join(store_path);
+        for entry in walkdir::WalkDir::new(&dir).min_depth(1).sort_by_file_name() {
+            let entry = entry.map_err(|e| Error::corrupt(dir.display().to_string(), e))?;
+            if entry.file_type().is_file() {
+                let rel = entry.path().strip_prefix(root).expect("under the state directory");
+                archive.file(&rel.to_string_lossy(), entry.path())?;
+            }
+        }
+    }
+    if let Some(passphrase) = &options.passphrase {
+        let sealed = secrets::encrypt(state.secrets().dir(), passphrase, options.work_factor)?;
+        archive.bytes(format::SECRETS, &sealed, 0o600)?;
+    }
+    if options.include_data && data.is_dir() {
+        archive.data_tree(format::DATA, &data)?;
+    }
+    let (mut output, _) = archive.finish()?;
+    output.inner.flush().at(tmp)?;
+    output.inner.get_ref().sync_all().at(tmp)?;
+    Ok((output.written, hex::encode(output.hasher.finalize())))
+}
+
+/// The backups in `backups/`, newest first, each with what its header says.
+pub fn list(state: &State) -> Result<Vec<BackupInfo>, Error> {
+    let dir = state.root().join(BACKUPS_DIR);
+    let mut backups = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(backups),
+        Err(e) => return Err(e).at(&dir),
+    };
+    for entry in entries {
+        let entry = entry.at(&dir)?;
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if id.starts_with(TMP_PREFIX) || !id.ends_with(EXTENSION) || !entry.file_type().at(&dir)?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let size = entry.metadata().at(&path)?.len();
+        let (header, problem) = match read::header(&path) {
+            Ok(header) => (Some(header), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        backups.push(BackupInfo { id, path, size, sha256: None, header, problem });
+    }
+    backups.sort_by(|a, b| b.header.as_ref().map(|h| &h.created).cmp(&a.header.as_ref().map(|h| &h.created)));
+    Ok(backups)
+}
+
+/// The path of backup `id` in `backups/`; refuses anything but the plain name of one there.
+pub fn find(state: &State, id: &str) -> Result<PathBuf, Error> {
+    let plain = !id.is_empty() && !id.starts_with('.') && !id.contains('/') && id.ends_with(EXTENSION);
+    let path = state.root().join(BACKUPS_DIR).join(id);
+    if !plain || !path.is_file() {
+        return Err(Error::NoSuchBackup(id.to_owned()));
+    }
+    Ok(path)
+}
+
+/// Where an archive being received (an upload) is written before it is checked.
+pub fn incoming_path(state: &State) -> Result<PathBuf, Error> {
+    let dir = state.root().join(BACKUPS_DIR);
+    fsutil::ensure_dir(&dir, 0o700)?;
+    Ok(dir.join(format!("{TMP_PREFIX}upload-{}", uuid_like())))
+}
+
+/// Checks a received archive at `incoming` (hashes, sizes, format; not the secrets, which need
+/// the passphrase) and files it in `backups/` under a name of its cell and time.
+pub fn accept_upload(state: &State, incoming: &Path, report: &mut dyn FnMut(Progress)) -> Result<BackupInfo, Error> {
+    let checked = {
+        let mut meter = Meter::new("verify", report);
+        read::read(incoming, None, &mut meter)
+    };
+    let contents = match checked {
+        Ok(contents) => contents,
+        Err(e) => {
+            let _ = std::fs::remove_file(incoming);
+            return Err(e);
+        }
+    };
+    let header = contents.header;
+    let stamp = header.created.replace([':', '-'], "");
+    let mut id = format!("pic-{}-{stamp}{EXTENSION}", header.cell);
+    let dir = state.root().join(BACKUPS_DIR);
+    let mut n = 1;
+    while dir.join(&id).exists() {
+        n += 1;
+        id = format!("pic-{}-{stamp}-{n}{EXTENSION}", header.cell);
+    }
+    let path = dir.join(&id);
+    fsutil::rename_durable(incoming, &path)?;
+    let size = std::fs::metadata(&path).at(&path)?.len();
+    Ok(BackupInfo { id, path, size, sha256: None, header: Some(header), problem: None })
+}
+
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    hex::encode(bytes)
+}
+
+/// Bytes in the regular files under `dir` (0 when it does not exist).
+fn tree_size(dir: &Path) -> Result<u64, Error> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(|e| Error::corrupt(dir.display().to_string(), e))?;
+        if entry.file_type().is_file() {
+            total += entry.metadata().map_err(|e| Error::corrupt(entry.path().display().to_string(), e))?.len();
+        }
+    }
+    Ok(total)
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
