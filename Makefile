@@ -9,13 +9,14 @@ PIC     = $(CURDIR)/target/release/pic
 VENV    = $(CURDIR)/target/bench-venv
 
 .PHONY: start build images webui webui-test test deps lint unit schema openapi bench clean stop restart status logs \
-	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password
+	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password \
+	backup restore
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
 	wireguard-go iproute2 iputils-ping curl procps \
-	docker.io mmdebstrap bind9-dnsutils chromium
+	docker.io mmdebstrap bind9-dnsutils chromium zstd
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`
@@ -93,6 +94,20 @@ uninstall: build
 	$(PIC) --state $(STATE) containers remove all
 	@printf 'Delete the state directory %s (config, generations, secrets, data)? [y/N] ' "$(STATE)"; \
 	read answer; if [ "$$answer" = y ]; then rm -rf "$(STATE)" && echo "deleted $(STATE)"; else echo "kept $(STATE)"; fi
+## Back up the cell into $(STATE)/backups/: config, generations, store; the secrets only encrypted
+## with a passphrase (PASSPHRASE_FILE=FILE, or typed at the terminal); DATA=on adds the services' data.
+backup: build
+	$(PIC) --state $(STATE) backup $(if $(PASSPHRASE_FILE),--passphrase-file $(PASSPHRASE_FILE)) \
+		$(if $(filter on,$(DATA)),--include-data)
+## `make restore` lists the backups; `make restore BACKUP=NAME-or-FILE` checks and restores one
+## (DRY_RUN=on only reports what would change; DATA=on also restores the services' data).
+restore: build
+	@if [ -z "$(BACKUP)" ]; then \
+		$(PIC) --state $(STATE) backups; echo "restore one with: make restore BACKUP=<name or file>"; \
+	else \
+		$(PIC) --state $(STATE) restore $(BACKUP) $(if $(PASSPHRASE_FILE),--passphrase-file $(PASSPHRASE_FILE)) \
+			$(if $(filter on,$(DATA)),--include-data) $(if $(filter on,$(DRY_RUN)),--dry-run); \
+	fi
 list-peers: build
 	$(PIC) --state $(STATE) peer list
 show-routes: build

@@ -130,6 +130,44 @@ pub enum Command {
     /// The admin's password: whether one is set, or a new random one.
     #[command(subcommand)]
     AdminPassword(AdminPasswordCommand),
+    /// Back up the cell: config, generations, store and (with a passphrase, encrypted) secrets;
+    /// with --include-data also the services' data. Written into backups/ unless --output.
+    Backup {
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        include_data: bool,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Restore a backup: everything in it is checked first; its current generation becomes a new
+    /// generation here (roll back to undo), the local history is kept.
+    Restore {
+        /// An archive, or the name of one in backups/.
+        file: PathBuf,
+        /// Check the archive and report what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also replace the services' data with the archive's (the replaced data is set aside in
+        /// backups/).
+        #[arg(long)]
+        include_data: bool,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// The engine whose containers of restored data are recreated.
+        #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+        docker_socket: String,
+    },
+    /// List the backups in backups/.
+    Backups,
+}
+
+/// Where a backup's passphrase comes from: a file, or else the terminal when there is one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PassphraseArgs {
+    /// A file whose first line is the passphrase that encrypts (or decrypts) the secrets.
+    #[arg(long, env = "PIC_BACKUP_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// How to reach the Docker engine.

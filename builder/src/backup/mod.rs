@@ -13,16 +13,30 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use age::secrecy::SecretString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use age::secrecy::SecretString;
 pub use format::{Header, SecretsIncluded};
+pub use read::header;
 pub use restore::{RestoreOptions, RestoreReport, SecretsOutcome, restore, verify};
 
 use crate::error::{Error, IoContext};
 use crate::fsutil::{self, TMP_PREFIX};
 use crate::state::{State, Writer};
+
+/// A passphrase shorter than this is refused: it is all that protects the secrets in an archive.
+pub const MIN_PASSPHRASE_LEN: usize = 8;
+
+/// Checks a passphrase for the secrets of a backup.
+pub fn check_passphrase(text: String) -> Result<SecretString, Error> {
+    if text.chars().count() < MIN_PASSPHRASE_LEN {
+        return Err(Error::BadPassword(format!(
+            "a backup passphrase needs at least {MIN_PASSPHRASE_LEN} characters; it alone protects the secrets in the archive"
+        )));
+    }
+    Ok(SecretString::from(text))
+}
 
 /// Backups live here unless another place is asked for.
 pub const BACKUPS_DIR: &str = "backups";
@@ -73,7 +87,9 @@ impl<'p> Meter<'p> {
 
     fn emit(&mut self) {
         self.reported = self.done;
-        (self.report)(Progress { operation: self.operation, done_bytes: self.done, total_bytes: self.total });
+        // Totals are estimated up front (small files such as the header are not counted).
+        let done = self.done.min(self.total);
+        (self.report)(Progress { operation: self.operation, done_bytes: done, total_bytes: self.total });
     }
 }
 
@@ -162,7 +178,9 @@ fn write_archive(
     }
     let data = root.join(format::DATA);
     let mut meter = Meter::new("backup", report);
-    meter.set_total(tree_size(&root.join(format::STORE))? + if options.include_data { tree_size(&data)? } else { 0 });
+    let mut total = tree_size(&root.join(format::STORE))? + tree_size(&root.join(format::GENERATIONS))?;
+    total += tree_size(&data)? * u64::from(options.include_data);
+    meter.set_total(total);
 
     // Archives hold the cell's config and (encrypted) secrets: only root reads them.
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).at(tmp)?;
@@ -196,7 +214,8 @@ fn write_archive(
     if options.include_data && data.is_dir() {
         archive.data_tree(format::DATA, &data)?;
     }
-    let (mut output, _) = archive.finish()?;
+    let (mut output, _, mut meter) = archive.finish()?;
+    meter.finish();
     output.inner.flush().at(tmp)?;
     output.inner.get_ref().sync_all().at(tmp)?;
     Ok((output.written, hex::encode(output.hasher.finalize())))

@@ -118,8 +118,9 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
         Ok(())
     }
 
-    /// Writes the manifest and its hash, ends the tar and the zstd frame; returns the output.
-    pub fn finish(mut self) -> Result<(W, usize), Error> {
+    /// Writes the manifest and its hash, ends the tar and the last frame; returns the output, the
+    /// number of members and the meter.
+    pub fn finish(mut self) -> Result<(W, usize, Meter<'p>), Error> {
         let manifest = Manifest { format_version: format::FORMAT_VERSION, members: std::mem::take(&mut self.members) };
         let count = manifest.members.len();
         let text = json(&manifest);
@@ -130,7 +131,7 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
         self.tar.append_data(&mut header, format::MANIFEST_SHA256, sum.as_bytes()).at(&self.target)?;
         let mut frames = self.tar.into_inner().at(&self.target)?;
         frames.end_frame().at(&self.target)?;
-        Ok((frames.output, count))
+        Ok((frames.output, count, self.meter))
     }
 }
 

@@ -38,6 +38,26 @@ pub fn activate(state: &State, args: &DockerArgs, health_timeout: u64, out: &Out
     Ok(report.errors.is_empty() && failures.is_empty())
 }
 
+/// Removes the containers of `services` if the engine answers (`pic serve` makes them anew);
+/// when it does not, there are none running to worry about.
+pub fn remove_services(socket: &str, services: &[String]) {
+    let removed = block_on(async {
+        let engine = Engine::connect(socket, false).await?;
+        let running: Vec<String> = docker::container_infos(&engine).await?.into_iter().map(|i| i.name).collect();
+        for service in services {
+            let name = container_name(service);
+            if running.contains(&name) {
+                engine.remove(&name).await?;
+                eprintln!("removed {name}: its data was replaced; `pic serve` (or `pic activate`) makes it anew");
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = removed {
+        tracing::debug!(error = %format!("{error:#}"), "no containers to recreate after the restore");
+    }
+}
+
 /// Runs `action` on the container of `service`, or on every one for `all`.
 fn each<F, Fut>(docker: &DockerArgs, service: &str, out: &Output, done: &str, action: F) -> Result<()>
 where

@@ -1,6 +1,7 @@
 //! What each `pic` command does, on top of the builder's state directory: the generation
 //! commands here, the others in a module each.
 
+mod backups;
 mod certs;
 mod containers;
 mod images;
@@ -150,6 +151,13 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         Command::User(command) => users::run(&state, command, out)?,
         Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
         Command::Peer(command) => peers::run(&state, command, out)?,
+        Command::Backup { output, include_data, passphrase } => {
+            backups::backup(&state, output.as_deref(), *include_data, passphrase, out)?
+        }
+        Command::Restore { file, dry_run, include_data, passphrase, docker_socket } => {
+            backups::restore(&state, file, *dry_run, *include_data, passphrase, docker_socket, out)?
+        }
+        Command::Backups => backups::list(&state, out)?,
         Command::Activate { docker, health_timeout } => {
             if !containers::activate(&state, docker, *health_timeout, out)? {
                 return Ok(ExitCode::FAILURE);

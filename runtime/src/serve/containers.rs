@@ -74,6 +74,22 @@ impl Containers {
 }
 
 impl AppState {
+    /// Removes the containers of `services`, so that the next activation makes them anew: their
+    /// data folders were replaced, and a running container keeps the old one mounted.
+    pub(super) async fn recreate(&self, services: &[String]) {
+        let Some(containers) = &self.containers else { return };
+        let _guard = self.activation.lock().await;
+        let engine = match containers.engine().await {
+            Ok(engine) => engine,
+            Err(error) => return tracing::warn!(error = %format!("{error:#}"), "cannot recreate containers"),
+        };
+        for service in services {
+            if let Err(error) = engine.remove(&container_name(service)).await {
+                tracing::debug!(service, error = %format!("{error:#}"), "no container to remove");
+            }
+        }
+    }
+
     /// Activates the current generation's containers, waits for the changed ones to pass their
     /// health checks and, when one does not, marks the generation failed, switches back to the
     /// last good one and activates that.

@@ -70,6 +70,11 @@ impl From<Error> for ApiError {
             Error::NoSuchGeneration(_) | Error::NoSuchCertificate(_) | Error::NoSuchUser(_) | Error::NoSuchPeer(_) => {
                 ApiError::not_found(error.to_string())
             }
+            Error::NoSuchBackup(_) => ApiError::not_found(error.to_string()),
+            Error::BackupRefused { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "backup_refused", error.to_string())
+            }
+            Error::NoSpace { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_space", error.to_string()),
             Error::NoCurrentGeneration | Error::NothingToRollBackTo(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }

@@ -3,6 +3,7 @@
 //! switches to it.
 
 mod auth;
+mod backups;
 mod certs;
 mod config;
 mod containers;
@@ -179,6 +180,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certs::ca))
         .routes(routes!(certs::list))
         .routes(routes!(certs::revoke))
+        .routes(routes!(backups::list, backups::create))
+        .routes(routes!(backups::download))
+        .routes(routes!(backups::upload))
+        .routes(routes!(backups::restore))
 }
 
 #[derive(OpenApi)]

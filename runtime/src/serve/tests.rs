@@ -681,3 +681,119 @@ async fn passwords_and_certificates() {
     let unknown = api.call(&admin, Method::POST, "/api/certs/00ff/revoke", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+impl Api {
+    /// A request with a raw body (or none), answered with status, headers and raw bytes.
+    async fn call_bytes(
+        &self,
+        client: &Client,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                header::COOKIE,
+                format!(
+                    "pic_session={}; csrf_token={}",
+                    client.session.as_ref().unwrap(),
+                    client.csrf.as_ref().unwrap()
+                ),
+            )
+            .header("x-csrf-token", client.csrf.as_ref().unwrap())
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap();
+        let response = router(self.app.clone()).oneshot(request).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+    }
+
+    fn current(&self) -> Option<u64> {
+        self.app.state.current().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn backups_are_made_downloaded_uploaded_and_restored() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let mut events = api.app.events.subscribe();
+    let passphrase = "backup-passphrase-1";
+
+    let short = api.call(&admin, Method::POST, "/api/backups", Some(json!({"passphrase": "short"}))).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", short.body);
+    assert!(short.body["error"]["message"].as_str().unwrap().contains("at least 8"));
+    let made = api.call(&admin, Method::POST, "/api/backups", Some(json!({"passphrase": passphrase}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(made.body["header"]["secrets"], "encrypted");
+    let mut progress = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if event["step"] == "progress" {
+            progress.push(event);
+        }
+    }
+    assert!(progress.iter().any(|e| e["operation"] == "backup" && e["done_bytes"] == e["total_bytes"]), "{progress:?}");
+
+    let listed = api.call(&admin, Method::GET, "/api/backups", None).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1, "{}", listed.body);
+    let (status, headers, archive) =
+        api.call_bytes(&admin, Method::GET, &format!("/api/backups/{id}"), Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains(&id));
+    assert_eq!(archive.len() as u64, made.body["size"].as_u64().unwrap());
+
+    // The cell moves on to generation 2.
+    let created = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "laptop"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(api.current(), Some(2));
+
+    // An upload is checked before it is filed; a damaged one is refused, naming the member.
+    let mut flipped = archive.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/backups/upload", flipped).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "backup_refused");
+    assert!(body["error"]["message"].as_str().unwrap().contains("member \""), "{body}");
+    let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/backups/upload", archive.clone()).await;
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let uploaded_id = uploaded["id"].as_str().unwrap().to_owned();
+    assert_ne!(uploaded_id, id);
+    let listed = api.call(&admin, Method::GET, "/api/backups", None).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 2, "the refused upload was filed: {}", listed.body);
+
+    let restore = |body: Value| {
+        let uri = format!("/api/backups/{uploaded_id}/restore");
+        let api = &api;
+        let admin = &admin;
+        async move { api.call(admin, Method::POST, &uri, Some(body)).await }
+    };
+    let wrong = restore(json!({"passphrase": "not-the-passphrase"})).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+    assert!(wrong.body["error"]["message"].as_str().unwrap().contains("passphrase"));
+    let dry = restore(json!({"passphrase": passphrase, "dry_run": true})).await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    assert_eq!((dry.body["dry_run"].as_bool(), dry.body["new_generation"].as_u64()), (Some(true), Some(3)));
+    assert_eq!(api.current(), Some(2), "a dry run or a refusal switched");
+
+    let done = restore(json!({"passphrase": passphrase})).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["previous_generation"], 2);
+    assert_eq!(api.current(), Some(3));
+    let state = &api.app.state;
+    assert_eq!(state.generation_config(3).unwrap(), state.generation_config(1).unwrap());
+    let rolled = api.call(&admin, Method::POST, "/api/rollback", None).await;
+    assert_eq!((rolled.status, api.current()), (StatusCode::OK, Some(2)));
+
+    for missing in ["nope.tar.zst", "..%2Fstate.tar.zst"] {
+        let reply = api.call(&admin, Method::POST, &format!("/api/backups/{missing}/restore"), Some(json!({}))).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{missing}: {}", reply.body);
+    }
+}

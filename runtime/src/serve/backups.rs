@@ -1,0 +1,176 @@
+//! `/api/backups`: make, list, download, upload and restore backups. Progress goes to
+//! `/api/events` as `{"step": "progress", "operation", "done_bytes", "total_bytes"}`.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use pic_builder::backup::{self, BackupInfo, BackupOptions, Progress, RestoreOptions, RestoreReport};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::{ApiError, ErrorBody, blocking};
+
+/// An upload larger than this is refused (413); a backup with data of a small box fits well.
+pub const MAX_UPLOAD: u64 = 64 * 1024 * 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBackup {
+    /// Also back up the services' data.
+    #[serde(default)]
+    include_data: bool,
+    /// Encrypts the secrets into the backup; without one they are left out.
+    passphrase: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The passphrase the backup's secrets were encrypted with.
+    passphrase: Option<String>,
+    /// Also replace the services' data (the replaced data is set aside in backups/).
+    #[serde(default)]
+    include_data: bool,
+    /// Check the archive and report what would change; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Reports progress to `/api/events` from the blocking work.
+fn reporter(app: &AppState) -> impl FnMut(Progress) + Send + 'static {
+    let app = app.clone();
+    move |p: Progress| {
+        app.emit(json!({"step": "progress", "operation": p.operation, "done_bytes": p.done_bytes, "total_bytes": p.total_bytes}))
+    }
+}
+
+fn passphrase(text: Option<String>) -> Result<Option<backup::SecretString>, ApiError> {
+    Ok(text.map(backup::check_passphrase).transpose()?)
+}
+
+#[utoipa::path(get, path = "/api/backups", tag = "backups", responses((status = 200, description = "the backups in backups/, newest first", body = Vec<Object>), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Vec<BackupInfo>>, ApiError> {
+    let state = app.state.clone();
+    Ok(Json(blocking(move || Ok(backup::list(&state)?)).await?))
+}
+
+#[utoipa::path(post, path = "/api/backups", tag = "backups", request_body = NewBackup, responses((status = 201, description = "written into backups/", body = Object), (status = 422, description = "a passphrase too short", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
+pub async fn create(
+    State(app): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<NewBackup>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let options = BackupOptions {
+        passphrase: passphrase(request.passphrase)?,
+        include_data: request.include_data,
+        work_factor: None,
+    };
+    let mut report = reporter(&app);
+    let state = app.state.clone();
+    let info = blocking(move || Ok(backup::create(&state.writer()?, None, &options, &mut report)?)).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/backups/{id}", tag = "backups", params(("id" = String, Path, description = "the backup's file name")), responses((status = 200, description = "the archive", content_type = "application/zstd"), (status = 404, description = "no such backup", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn download(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let state = app.state.clone();
+    let path = {
+        let id = id.clone();
+        blocking(move || Ok(backup::find(&state, &id)?)).await?
+    };
+    let file = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/zstd")
+        .header(header::CONTENT_LENGTH, size)
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}\""))
+        .body(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
+        .map_err(ApiError::internal)
+}
+
+#[utoipa::path(post, path = "/api/backups/upload", tag = "backups", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a backup archive (.tar.zst)"), responses((status = 201, description = "checked (hashes, sizes, format) and filed in backups/", body = Object), (status = 413, description = "too large", body = ErrorBody), (status = 422, description = "not a PIC backup, or damaged; the member is named", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
+pub async fn upload(State(app): State<AppState>, _admin: Admin, request: Request) -> Result<Response, ApiError> {
+    let state = app.state.clone();
+    let incoming = blocking(move || Ok(backup::incoming_path(&state)?)).await?;
+    // Streamed to disk as it arrives: an archive with data does not fit in memory.
+    let received = receive(request.into_body(), &incoming).await;
+    if let Err(error) = received {
+        let _ = tokio::fs::remove_file(&incoming).await;
+        return Err(error);
+    }
+    let mut report = reporter(&app);
+    let state = app.state.clone();
+    let info = blocking(move || Ok(backup::accept_upload(&state, &incoming, &mut report)?)).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn receive(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+        size += chunk.len() as u64;
+        if size > MAX_UPLOAD {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a backup upload may have at most {MAX_UPLOAD} bytes"),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(storage_error)?;
+    }
+    file.sync_all().await.map_err(storage_error)?;
+    Ok(())
+}
+
+fn storage_error(error: std::io::Error) -> ApiError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_space", "no space left for the upload");
+    }
+    ApiError::internal(error)
+}
+
+#[utoipa::path(post, path = "/api/backups/{id}/restore", tag = "backups", params(("id" = String, Path, description = "the backup's file name")), request_body = RestoreRequest, responses((status = 200, description = "restored (or, dry, what would change); the archive's current generation is a new generation", body = Object), (status = 404, description = "no such backup", body = ErrorBody), (status = 422, description = "refused: damaged, hostile, newer format, wrong passphrase; nothing was changed", body = ErrorBody), (status = 507, description = "the disk filled up; nothing was changed", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
+pub async fn restore(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    body: Result<Json<RestoreRequest>, JsonRejection>,
+) -> Result<Json<RestoreReport>, ApiError> {
+    let Json(request) = body?;
+    let options = RestoreOptions {
+        passphrase: passphrase(request.passphrase)?,
+        include_data: request.include_data,
+        dry_run: request.dry_run,
+    };
+    let mut report = reporter(&app);
+    let state = app.state.clone();
+    let restored = blocking(move || {
+        let path = backup::find(&state, &id)?;
+        Ok(backup::restore(&state, &path, &options, &mut report)?)
+    })
+    .await?;
+    if !restored.dry_run && !restored.data.is_empty() {
+        app.recreate(&restored.data).await;
+    }
+    Ok(Json(restored))
+}
