@@ -132,11 +132,13 @@ schema:
 openapi:
 	$(CARGO) run -q --locked -p pic-runtime -- openapi > runtime/openapi.json
 
-## Benchmarks (not timed tests): build+switch and rendering against Python's Jinja2; the API
+## Benchmarks (not timed tests): build+switch and rendering against Python's Jinja2; backup and
+## restore against tar | zstd; the API
 ## under load; the cell in Docker (image builds, change to healthy, restarts per change).
 bench: $(VENV)/.jinja2 deps
 	.ci/install-debian-packages wrk curl
 	PIC_BENCH_PYTHON=$(VENV)/bin/python $(CARGO) bench --locked -p pic-builder --bench build
+	$(CARGO) bench --locked -p pic-builder --bench backup
 	$(CARGO) bench --locked -p pic-runtime --bench api
 	$(CARGO) bench --locked -p pic-runtime --bench cell
 

@@ -106,6 +106,76 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     health_gate(&cell);
     container_manager(&cell);
     monitor(&cell);
+    backup_wipe_restore(&mut cell);
+}
+
+/// Back up the running cell with its data through the API, download it, replace the machine
+/// (containers, network and state directory gone), restore from the download: the same
+/// generations and config come back, every service starts, and alice's mail is still there.
+fn backup_wipe_restore(cell: &mut Running) {
+    let passphrase = "tier-3 backup passphrase";
+    let made = cell.api_json("POST", "/api/backups", Some(&json!({"passphrase": passphrase, "include_data": true})));
+    let id = made["id"].as_str().unwrap();
+    let archive = cell.cell.dir.path().join("downloaded.tar.zst");
+    let url = format!("http://127.0.0.1:{}/api/backups/{id}", PORT);
+    ok("curl", &["-sf", "-b", cell.jar.to_str().unwrap(), "-o", archive.to_str().unwrap(), &url]);
+    let generations = cell.ok_text(&["--json", "generations"]);
+    let desired = std::fs::read(cell.cell.state().join("cell_config.json")).unwrap();
+
+    cell.stop_serve();
+    cell.ok_text(&["containers", "remove", "all", "--no-publish"]);
+    std::fs::remove_dir_all(cell.cell.state()).unwrap();
+
+    let pass = cell.cell.dir.path().join("passphrase");
+    std::fs::write(&pass, passphrase).unwrap();
+    let started = Instant::now();
+    let restored = cell.ok_text(&[
+        "--json",
+        "restore",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--include-data",
+    ]);
+    eprintln!("restore of a cell with its data: {:.2} s", started.elapsed().as_secs_f64());
+    let restored: serde_json::Value = serde_json::from_str(&restored).unwrap();
+    let before: Vec<serde_json::Value> = serde_json::from_str(&generations).unwrap();
+    let after: Vec<serde_json::Value> = serde_json::from_str(&cell.ok_text(&["--json", "generations"])).unwrap();
+    assert_eq!(after.len(), before.len() + 1, "{restored}");
+    for (a, b) in before.iter().zip(&after) {
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            v.as_object_mut().unwrap().remove("current");
+            v
+        };
+        assert_eq!(strip(a), strip(b), "a generation came back different");
+    }
+    assert_eq!(std::fs::read(cell.cell.state().join("cell_config.json")).unwrap(), desired);
+
+    cell.start_serve();
+    wait_until("every service is healthy after the restore", Duration::from_secs(180), || cell.all_healthy());
+    assert_eq!(dig("alice-laptop.home.cell"), "10.8.0.2");
+    let resolve = format!("mail.home.cell:993:{MAIL}");
+    let alice = format!("alice@home.cell:{PASSWORD}");
+    let out = run(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "10",
+            "--cacert",
+            cell.ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-u",
+            &alice,
+            "imaps://mail.home.cell/INBOX;UID=1",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello from the tests"),
+        "the mail did not come back with the data (and the CA and password with the secrets)"
+    );
 }
 
 fn mail(cell: &Running) {

@@ -1,6 +1,6 @@
 // End to end: a real `pic serve` on a temporary state directory and Debian's Chromium driven by
 // playwright-core. A new user's first steps: the setup wizard, login, a peer with its QR code,
-// the new generation and its diff, a rollback, logout. Every page is saved as a screenshot in
+// the new generation and its diff, a rollback, a backup restored, logout. Every page is saved as a screenshot in
 // e2e-artifacts/ (not committed).
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
@@ -90,6 +90,33 @@ try {
   await page.getByText("Rolled back.").waitFor();
   await page.locator("tr.current td").first().filter({ hasText: /^2$/ }).waitFor();
 
+  // A backup with the secrets, checked (dry run), then restored: generation 4 is generation 2 again.
+  await page.getByRole("link", { name: "Backups" }).click();
+  await page.getByLabel(/^Passphrase/).fill("e2e-backup-passphrase");
+  await page.getByRole("button", { name: "Back up" }).click();
+  await page.getByText(/Backed up into pic-home-/).waitFor();
+  await page.getByRole("button", { name: /^Restore pic-home-/ }).click();
+  const restore = page.getByRole("region", { name: "restore" });
+  await restore.getByLabel("Passphrase of the backup").fill("e2e-backup-passphrase");
+  await restore.getByRole("button", { name: "Check" }).click();
+  await restore.getByText("Checked: every member matches.").waitFor();
+  await shot("backups");
+  await restore.getByRole("button", { name: "Restore", exact: true }).click();
+  await restore.getByText("Restored:").waitFor();
+  await page.getByRole("link", { name: "Generations" }).click();
+  await page.locator("tr.current td").first().filter({ hasText: /^4$/ }).waitFor();
+  // A change made elsewhere (here: another client of the API) shows without a reload.
+  const added = await page.evaluate(() => {
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrf_token="))?.split("=")[1] ?? "";
+    return fetch("/api/peers", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify({ name: "tablet" }),
+    }).then((r) => r.status);
+  });
+  assert.equal(added, 201);
+  await page.locator("tr.current td").first().filter({ hasText: /^5$/ }).waitFor();
+
   for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Mail & files", "services"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
     await page.getByRole("link", { name: link }).click();
     await page.getByRole("heading", { level: 1 }).waitFor();
@@ -118,7 +145,7 @@ try {
   const own = page.getByRole("img", { name: /QR code of bob-phone/ });
   assert.ok(await own.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "a peer gets their own QR code");
   await shot("peer-view");
-  console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, pages, logout, a peer's own view: ok");
+  console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, backup and restore → generation 4, a change from elsewhere shown live, pages, logout, a peer's own view: ok");
 } catch (error) {
   failed = true;
   console.error(error);

@@ -14,6 +14,7 @@ import { LogsPage } from "./pages/Logs";
 import { ServicesPage } from "./pages/Services";
 import { CertificatesPage } from "./pages/Certificates";
 import { SettingsPage } from "./pages/Settings";
+import { BackupsPage } from "./pages/Backups";
 
 export function App() {
   const [setupDone, setSetupDone] = useState<boolean | null>(null);
@@ -59,6 +60,7 @@ export function App() {
             <Route path="/logs" element={<LogsPage />} />
             <Route path="/services" element={<ServicesPage />} />
             <Route path="/certificates" element={<CertificatesPage />} />
+            <Route path="/backups" element={<BackupsPage />} />
             <Route path="/settings" element={<SettingsPage />} />
             <Route path="*" element={<Navigate to="/" replace />} />
           </Routes>
@@ -98,6 +100,7 @@ function Frame({ children }: { children: React.ReactNode }) {
               <Link to="/containers">Containers</Link>
               <Link to="/logs">Logs</Link>
               <Link to="/certificates">Certificates</Link>
+              <Link to="/backups">Backups</Link>
               <Link to="/settings">Settings</Link>
             </>
           ) : (

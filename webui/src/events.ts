@@ -9,11 +9,12 @@ export function useEvents(onEvent?: (event: CellEvent) => void): CellEvent | nul
   const [latest, setLatest] = useState<CellEvent | null>(null);
   useEffect(() => {
     const source = new EventSource("/api/events");
-    source.onmessage = (message) => {
+    // The server names its events `progress`: `onmessage` would hear only unnamed ones.
+    source.addEventListener("progress", (message) => {
       const event = JSON.parse(message.data) as CellEvent;
       setLatest(event);
       onEvent?.(event);
-    };
+    });
     return () => source.close();
   }, [onEvent]);
   return latest;

@@ -41,7 +41,8 @@ pub fn read(path: &Path, stage_data: Option<&Path>, meter: &mut Meter<'_>) -> Re
     let decoder =
         zstd::Decoder::new(counted).map_err(|e| Error::archive_refused(format!("is not zstd-compressed: {e}")))?;
     let mut tar = tar::Archive::new(decoder);
-    let mut reader = Reader { stage_data, seen: Vec::new(), files: BTreeMap::new(), data: BTreeMap::new() };
+    let mut reader =
+        Reader { stage_data, seen: Vec::new(), files: BTreeMap::new(), data: BTreeMap::new(), buffer: vec![0; 256 << 10] };
     let mut header = None;
     let mut manifest_text = None;
     let mut manifest_sum = None;
@@ -217,6 +218,8 @@ struct Reader<'a> {
     seen: Vec<Member>,
     files: BTreeMap<String, Vec<u8>>,
     data: BTreeMap<String, u64>,
+    /// Reused for every data member.
+    buffer: Vec<u8>,
 }
 
 impl Reader<'_> {
@@ -278,10 +281,10 @@ impl Reader<'_> {
                     }
                     None => None,
                 };
-                let mut buf = vec![0; 256 * 1024];
+                let buf = &mut self.buffer;
                 let mut size = 0u64;
                 loop {
-                    let n = entry.read(&mut buf).map_err(|e| inside(member, e))?;
+                    let n = entry.read(buf).map_err(|e| inside(member, e))?;
                     if n == 0 {
                         break;
                     }
@@ -292,13 +295,11 @@ impl Reader<'_> {
                     }
                 }
                 if let (Some(out), Some(target)) = (out, &target) {
-                    out.sync_all().at(target)?;
-                    // Owner after the content (the mode's setuid bits survive a chown only
-                    // when set after it).
-                    std::os::unix::fs::chown(target, Some(uid as u32), Some(gid as u32)).at(target)?;
-                    fs::set_permissions(target, fs::Permissions::from_mode(mode)).at(target)?;
-                    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-                    File::options().write(true).open(target).and_then(|f| f.set_modified(time)).at(target)?;
+                    // Owner before mode (a chown clears setuid bits); no fsync per file: the
+                    // restore syncs the staged tree's file system once before it moves it in.
+                    std::os::unix::fs::fchown(&out, Some(uid as u32), Some(gid as u32)).at(target)?;
+                    out.set_permissions(fs::Permissions::from_mode(mode)).at(target)?;
+                    out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime)).at(target)?;
                 }
                 (size, hex::encode(hasher.finalize()))
             }

@@ -393,7 +393,7 @@ fn stage(
         read::read(archive, Some(&data), &mut meter)?;
         meter.finish();
     }
-    Ok(())
+    fsutil::sync_filesystem(staging)
 }
 
 fn write_generation(dir: &Path, config_text: &[u8], manifest_text: &[u8]) -> Result<(), Error> {

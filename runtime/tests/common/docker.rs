@@ -200,27 +200,49 @@ pub fn start_cell() -> Running {
     cell.set_password("bob", PASSWORD);
     let ca = cell.dir.path().join("ca.crt");
     std::fs::write(&ca, cell.ok(&["ca", "export"])).unwrap();
+    let serve = spawn_serve(&cell);
+    let jar = cell.dir.path().join("cookies");
+    let mut running = Running { cell, serve, upstream: None, jar, csrf: String::new(), ca };
+    running.log_in();
+    running
+}
+
+/// `pic serve` on the cell's state, as the tests run it.
+fn spawn_serve(cell: &Cell) -> Child {
     let state = cell.state();
-    let serve = Command::new(env!("CARGO_BIN_EXE_pic"))
+    Command::new(env!("CARGO_BIN_EXE_pic"))
         .args(["--state", state.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{PORT}")])
         .args(["--wireguard", "off", "--no-publish", "--health-timeout", "30", "--monitor-interval", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let jar = cell.dir.path().join("cookies");
-    let mut running = Running { cell, serve, upstream: None, jar, csrf: String::new(), ca };
-    wait_until("pic serve answers", Duration::from_secs(30), || {
-        run("curl", &["-sf", &format!("http://127.0.0.1:{PORT}/health")]).status.success()
-    });
-    let login = json!({"username": "alice", "password": PASSWORD});
-    let body = running.api_json("POST", "/api/auth/login", Some(&login));
-    running.csrf = body["csrf_token"].as_str().unwrap().to_owned();
-    running
+        .unwrap()
 }
 
 impl Running {
     pub fn ok_text(&self, args: &[&str]) -> String {
         self.cell.ok(args)
+    }
+
+    /// Waits for `pic serve` to answer and logs in as alice.
+    fn log_in(&mut self) {
+        wait_until("pic serve answers", Duration::from_secs(30), || {
+            run("curl", &["-sf", &format!("http://127.0.0.1:{PORT}/health")]).status.success()
+        });
+        let login = json!({"username": "alice", "password": PASSWORD});
+        let body = self.api_json("POST", "/api/auth/login", Some(&login));
+        self.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    }
+
+    /// Stops `pic serve` (the containers keep running).
+    pub fn stop_serve(&mut self) {
+        let _ = self.serve.kill();
+        let _ = self.serve.wait();
+    }
+
+    /// Starts `pic serve` again and logs in.
+    pub fn start_serve(&mut self) {
+        self.serve = spawn_serve(&self.cell);
+        self.log_in();
     }
 }
