@@ -350,7 +350,7 @@ fn health_gate(cell: &Running) {
             "printf '#!/bin/sh\\nexec sleep 3600\\n' > /usr/local/bin/pic-webmail",
         ],
     );
-    ok("docker", &["commit", "--change", "ENTRYPOINT []", "pic-test-broken", "pic/webmail:latest"]);
+    let broken = ok("docker", &["commit", "--change", "ENTRYPOINT []", "pic-test-broken", "pic/webmail:latest"]);
     run("docker", &["rm", "-f", "pic-test-broken"]);
 
     let before = container_starts();
@@ -372,6 +372,8 @@ fn health_gate(cell: &Running) {
     prober.join().unwrap();
     ok("docker", &["tag", "pic/webmail:good", "pic/webmail:latest"]);
     ok("docker", &["rmi", "pic/webmail:good"]);
+    // Untagged now: removed, so that runs of this test do not pile up images.
+    run("docker", &["rmi", broken.trim()]);
 
     assert_eq!(attempted, good, "the failed generation must have been switched back");
     let generations = cell.api_json("GET", "/api/generations", None);

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 pub use age::secrecy::SecretString;
 pub use format::{Header, SecretsIncluded};
 pub use read::header;
-pub use restore::{RestoreOptions, RestoreReport, SecretsOutcome, restore, verify};
+pub use restore::{RestoreOptions, RestoreReport, SecretsOutcome, restore};
 
 use crate::error::{Error, IoContext};
 use crate::fsutil::{self, TMP_PREFIX};

@@ -41,8 +41,13 @@ pub fn read(path: &Path, stage_data: Option<&Path>, meter: &mut Meter<'_>) -> Re
     let decoder =
         zstd::Decoder::new(counted).map_err(|e| Error::archive_refused(format!("is not zstd-compressed: {e}")))?;
     let mut tar = tar::Archive::new(decoder);
-    let mut reader =
-        Reader { stage_data, seen: Vec::new(), files: BTreeMap::new(), data: BTreeMap::new(), buffer: vec![0; 256 << 10] };
+    let mut reader = Reader {
+        stage_data,
+        seen: Vec::new(),
+        files: BTreeMap::new(),
+        data: BTreeMap::new(),
+        buffer: vec![0; 256 << 10],
+    };
     let mut header = None;
     let mut manifest_text = None;
     let mut manifest_sum = None;

@@ -84,18 +84,9 @@ struct ArchivedGeneration {
     config_text: Vec<u8>,
 }
 
-/// Checks an archive completely (hashes, sizes, format, config, generations, store paths, and
-/// with the passphrase the secrets) and reports what restoring it here would do.
-pub fn verify(
-    state: &State,
-    archive: &Path,
-    options: &RestoreOptions,
-    report: &mut dyn FnMut(Progress),
-) -> Result<RestoreReport, Error> {
-    let checked = check(archive, options, report)?;
-    plan(state, &checked, options)
-}
-
+/// Checks the archive completely (hashes, sizes, format, config, generations, store paths, and
+/// with the passphrase the secrets), then restores it; with `dry_run`, only reports what a
+/// restore would do here.
 pub fn restore(
     state: &State,
     archive: &Path,
