@@ -10,7 +10,7 @@ VENV    = $(CURDIR)/target/bench-venv
 
 .PHONY: start build images webui webui-test test deps lint unit schema openapi bench clean stop restart status logs \
 	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password \
-	backup restore
+	backup restore image run-vm vm-test
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
@@ -122,11 +122,31 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit:
-	$(CARGO) test --workspace --lib --bins --tests --locked
+	$(CARGO) test --workspace --exclude pic-vm-tests --lib --bins --tests --locked
 
 ## Regenerate the committed JSON Schema of the cell config from the types.
 schema:
 	$(CARGO) run -q --locked -p pic-runtime -- schema > builder/schema/cell-config.schema.json
+
+## The flashable disk image (raw GPT, x86_64 UEFI) in target/pic.img, with a sha256 file beside it.
+image: build webui
+	.ci/install-vm-packages
+	$(PIC) images build --output target/images/images.tar --no-load
+	$(PIC) image build --output target/pic.img
+
+## Boots the disk image in QEMU (TCG): the console here, the web UI at http://127.0.0.1:8080/.
+run-vm: image
+	@cp --sparse=always target/pic.img target/run-vm.img && truncate -s 8G target/run-vm.img && cp /usr/share/OVMF/OVMF_VARS_4M.fd target/run-vm-vars.fd
+	qemu-system-x86_64 -accel tcg -machine q35 -smp 2 -m 2048 -nographic \
+		-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+		-drive if=pflash,format=raw,unit=1,file=target/run-vm-vars.fd \
+		-drive if=virtio,format=raw,file=target/run-vm.img \
+		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:3000,hostfwd=tcp:127.0.0.1:8443-:443 \
+		-device virtio-net-pci,netdev=n0
+
+## The VM tests (tier 5): the disk image booted in QEMU and driven like NixOS tests.
+vm-test: image
+	$(CARGO) test --locked -p pic-vm-tests -- --test-threads=1 --nocapture
 
 ## Regenerate the committed OpenAPI document of the HTTP API from the handlers.
 openapi:

@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod credentials;
 pub mod diff;
+pub mod disk;
 pub mod error;
 pub mod fault;
 pub mod fsutil;

@@ -121,6 +121,9 @@ pub enum Command {
     /// Service images: build them from Debian packages, list them.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// The flashable disk image of the appliance.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// VPN peers: add (a key pair and address are chosen when not given), list, remove, config.
     #[command(subcommand)]
     Peer(PeerCommand),
@@ -252,6 +255,36 @@ pub enum ImagesCommand {
     List {
         #[command(flatten)]
         docker: DockerArgs,
+    },
+    /// Load a docker archive (`images build --output`) unless Docker has each of its images
+    /// already (what the appliance does at boot).
+    Load {
+        archive: PathBuf,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the flashable disk image (raw GPT, x86_64 UEFI) and a sha256 file beside it.
+    Build {
+        #[arg(long, default_value = "target/pic.img")]
+        output: PathBuf,
+        /// The image definitions (`appliance/` and the base's suite).
+        #[arg(long, default_value = "images")]
+        definitions: PathBuf,
+        /// The service images as one docker archive (`pic images build --output FILE`).
+        #[arg(long, default_value = "target/images/images.tar")]
+        service_images: PathBuf,
+        /// The built web UI.
+        #[arg(long, default_value = "webui/dist")]
+        webui: PathBuf,
+        #[arg(long, default_value = "templates")]
+        templates: PathBuf,
+        /// The bootstrapped root file system and downloaded packages.
+        #[arg(long, default_value = "target/disk-image")]
+        cache: PathBuf,
     },
 }
 

@@ -74,3 +74,29 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// The images a docker archive holds: (tag, image id `sha256:…`), read from its `manifest.json`
+/// (found by skipping over the layers, not reading them).
+pub fn archived_images(path: &std::path::Path) -> Result<Vec<(String, String)>, Error> {
+    let file = File::open(path).at(path)?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries_with_seek().at(path)? {
+        let mut entry = entry.at(path)?;
+        if *entry.path_bytes() != *b"manifest.json" {
+            continue;
+        }
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut text).at(path)?;
+        let manifest: Vec<serde_json::Value> = serde_json::from_slice(&text)
+            .map_err(|e| Error::Image(format!("{}: manifest.json: {e}", path.display())))?;
+        return Ok(manifest
+            .iter()
+            .flat_map(|image| {
+                let id = format!("sha256:{}", image["Config"].as_str().unwrap_or("").trim_end_matches(".json"));
+                let tags = image["RepoTags"].as_array().cloned().unwrap_or_default();
+                tags.into_iter().filter_map(move |t| t.as_str().map(|t| (t.to_owned(), id.clone())))
+            })
+            .collect());
+    }
+    Err(Error::Image(format!("{} has no manifest.json: not a docker archive", path.display())))
+}

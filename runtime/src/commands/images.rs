@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use pic_builder::images::{BuiltImage, ImageBuild};
 use serde::Serialize;
 
-use crate::cli::ImagesCommand;
+use crate::cli::{ImageCommand, ImagesCommand};
 use crate::docker::Engine;
 use crate::output::Output;
 
@@ -71,6 +71,16 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
                 s
             });
         }
+        ImagesCommand::Load { archive, docker } => {
+            let loaded = runtime.block_on(load_archive(archive, &docker.docker_socket))?;
+            out.emit(&loaded, |loaded| {
+                if loaded.is_empty() {
+                    "Docker has every image of the archive already".to_owned()
+                } else {
+                    format!("loaded {}", loaded.join(", "))
+                }
+            });
+        }
         ImagesCommand::List { docker } => {
             let images = runtime.block_on(async {
                 let engine = Engine::connect(&docker.docker_socket, !docker.no_publish).await?;
@@ -93,6 +103,22 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
     Ok(())
 }
 
+/// Loads `archive` unless Docker has each of its images (same tag, same id); returns the tags
+/// that were missing.
+async fn load_archive(archive: &std::path::Path, socket: &str) -> Result<Vec<String>> {
+    let engine = Engine::connect(socket, true).await?;
+    let mut missing = Vec::new();
+    for (tag, id) in pic_builder::images::archive::archived_images(archive)? {
+        if engine.image_labels(&tag).await?.is_none_or(|(have, _)| have != id) {
+            missing.push(tag);
+        }
+    }
+    if !missing.is_empty() {
+        engine.load_archive(archive).await?;
+    }
+    Ok(missing)
+}
+
 /// Loads the images Docker does not have at their key (one archive of just those); returns
 /// their names.
 async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -> Result<Vec<String>> {
@@ -113,4 +139,23 @@ async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -
         loaded?;
     }
     Ok(missing.into_iter().map(|i| i.name).collect())
+}
+
+/// `pic image build`: the flashable disk image.
+pub fn image(command: &ImageCommand, out: &Output) -> Result<()> {
+    let ImageCommand::Build { output, definitions, service_images, webui, templates, cache } = command;
+    let pic = std::env::current_exe().context("finding the pic binary")?;
+    let inputs = pic_builder::disk::Inputs { definitions, pic: &pic, webui, service_images, templates, cache };
+    let report = pic_builder::disk::build(&inputs, output)?;
+    out.emit(&report, |r| {
+        format!(
+            "wrote {} ({:.1} MB) in {:.1} s{}\nsha256 {}",
+            r.path.display(),
+            r.size as f64 / 1e6,
+            r.seconds,
+            if r.cached_rootfs { " (root file system from the cache)" } else { "" },
+            r.sha256
+        )
+    });
+    Ok(())
 }

@@ -173,6 +173,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         }
         Command::Containers(command) => containers::run(&state, command, out)?,
         Command::Images(command) => images::run(command, out)?,
+        Command::Image(command) => images::image(command, out)?,
         Command::Serve {
             listen,
             wireguard,

@@ -1,0 +1,189 @@
+//! The flashable disk image: a raw GPT disk for x86_64 UEFI with an EFI system partition
+//! (systemd-boot), a read-only erofs root holding the whole appliance (kernel modules, systemd,
+//! Docker, WireGuard tools, `pic`, the templates, the web UI and the service images), and a data
+//! partition for `/var` that grows to fill the disk on first boot.
+//!
+//! Every file system is built as a plain file from a tree (no loop device, no mount) and the
+//! partitions are laid out with `systemd-repart --empty=create` copying those files in. Times are
+//! fixed (`SOURCE_DATE_EPOCH`) and UUIDs derived from fixed seeds, so that equal inputs give
+//! images that differ as little as the tools allow.
+
+mod partitions;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command;
+use crate::error::{Error, IoContext};
+use crate::fsutil;
+use crate::images::definition::{BASE, BaseDef};
+use crate::images::rootfs::{Bootstrap, SOURCE_DATE_EPOCH};
+
+/// `images/appliance/appliance.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceDef {
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// The kernel command line of the boot entry.
+    pub cmdline: String,
+}
+
+/// What goes into an image besides the packages.
+pub struct Inputs<'a> {
+    /// `images/` (the base suite and mirror, and `appliance/`).
+    pub definitions: &'a Path,
+    /// The `pic` binary.
+    pub pic: &'a Path,
+    /// The built web UI (`webui/dist`).
+    pub webui: &'a Path,
+    /// The service images as one docker archive (`pic images build --output`).
+    pub service_images: &'a Path,
+    /// The templates (`templates/`), for reference on the appliance (`pic` embeds them).
+    pub templates: &'a Path,
+    /// The bootstrapped root file system is cached here, with the downloaded packages.
+    pub cache: &'a Path,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    pub seconds: f64,
+    /// Whether the bootstrapped root came from the cache.
+    pub cached_rootfs: bool,
+}
+
+/// The folder of the appliance's definition inside `images/`.
+pub const APPLIANCE: &str = "appliance";
+
+/// Builds the disk image into `output`, and `output.sha256` beside it.
+pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
+    let started = Instant::now();
+    let dir = inputs.definitions.join(APPLIANCE);
+    let def: ApplianceDef = read_toml(&dir.join("appliance.toml"))?;
+    let base: BaseDef = read_toml(&inputs.definitions.join(BASE).join("image.toml"))?;
+    let (rootfs, cached_rootfs) = bootstrap(&dir, &def, &base, inputs.cache)?;
+
+    // Absolute: systemd-repart reads `CopyBlocks=` paths from the root, not from here.
+    let cache = inputs.cache.canonicalize().at(inputs.cache)?;
+    let work = cache.join(format!("{}work", fsutil::TMP_PREFIX));
+    if work.exists() {
+        remove_all(&work)?;
+    }
+    fs::create_dir_all(&work).at(&work)?;
+    let tree = work.join("tree");
+    // A copy of the cached tree, with this build's own files added.
+    command::run("cp", &["-a", "--reflink=auto", &path_str(&rootfs), &path_str(&tree)])?;
+    install(inputs, &tree)?;
+    partitions::assemble(&tree, &def.cmdline, &work, output)?;
+    remove_all(&work)?;
+
+    let sha256 = sha256_file(output)?;
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    fsutil::write_atomic(&output.with_extension("img.sha256"), format!("{sha256}  {name}\n").as_bytes(), 0o644)?;
+    let size = fs::metadata(output).at(output)?.len();
+    Ok(Report { path: output.to_owned(), size, sha256, seconds: started.elapsed().as_secs_f64(), cached_rootfs })
+}
+
+/// The appliance's packages bootstrapped (and its `rootfs/` copied in, its setup run), cached
+/// under a key of the definition: a rebuild with the same definition skips mmdebstrap.
+fn bootstrap(dir: &Path, def: &ApplianceDef, base: &BaseDef, cache: &Path) -> Result<(PathBuf, bool), Error> {
+    let key = definition_key(dir, base)?;
+    let rootfs = cache.join(format!("rootfs-{}", &key[..16]));
+    if rootfs.is_dir() {
+        return Ok((rootfs, true));
+    }
+    fs::create_dir_all(cache).at(cache)?;
+    let tmp = cache.join(format!("{}rootfs", fsutil::TMP_PREFIX));
+    if tmp.exists() {
+        remove_all(&tmp)?;
+    }
+    let overlay = dir.join("rootfs");
+    let bootstrap = Bootstrap {
+        suite: &base.suite,
+        mirror: &base.mirror,
+        packages: def.packages.clone(),
+        setup: &def.setup,
+        overlay: overlay.is_dir().then_some(overlay.as_path()),
+        apt_cache: &cache.join("apt"),
+    };
+    bootstrap.run(&tmp)?;
+    fs::rename(&tmp, &rootfs).at(&rootfs)?;
+    Ok((rootfs, false))
+}
+
+/// Adds `pic`, the templates, the web UI and the service images to the tree.
+fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
+    let share = tree.join("usr/share/pic");
+    fs::create_dir_all(&share).at(&share)?;
+    fs::copy(inputs.pic, tree.join("usr/bin/pic")).at(inputs.pic)?;
+    for (from, to) in [(inputs.templates, "templates"), (inputs.webui, "webui")] {
+        command::run("cp", &["-a", &path_str(from), &path_str(&share.join(to))])?;
+    }
+    fs::copy(inputs.service_images, share.join("images.tar")).at(inputs.service_images)?;
+    // Every file gets the same time, so that the file systems do not record when they were built.
+    command::run(
+        "find",
+        &[
+            &path_str(tree),
+            "-newermt",
+            &format!("@{SOURCE_DATE_EPOCH}"),
+            "-exec",
+            "touch",
+            "--no-dereference",
+            "--date",
+            &format!("@{SOURCE_DATE_EPOCH}"),
+            "{}",
+            "+",
+        ],
+    )?;
+    Ok(())
+}
+
+fn definition_key(dir: &Path, base: &BaseDef) -> Result<String, Error> {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{}\n{}\n", base.suite, base.mirror));
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| Error::Image(e.to_string()))?;
+        if entry.file_type().is_file() {
+            hasher.update(entry.path().strip_prefix(dir).expect("under dir").to_string_lossy().as_bytes());
+            hasher.update(fs::read(entry.path()).at(entry.path())?);
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let text = fs::read_to_string(path).at(path)?;
+    toml::from_str(&text).map_err(|e| Error::Image(format!("{}: {e}", path.display())))
+}
+
+fn sha256_file(path: &Path) -> Result<String, Error> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).at(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).at(path)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// Trees made by mmdebstrap hold read-only folders; `rm -rf` as root removes them.
+fn remove_all(path: &Path) -> Result<(), Error> {
+    command::run("rm", &["-rf", "--one-file-system", &path_str(path)]).map(drop)
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}

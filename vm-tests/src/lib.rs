@@ -1,0 +1,435 @@
+//! A QEMU test driver in the spirit of NixOS's: boot the appliance's disk image, watch its serial
+//! console, run commands as root through a test agent on a virtio console, reach its ports
+//! through QEMU's user-network forwards, shut it down or cut its power. Every step is logged
+//! with its time; a failing step prints the console's tail.
+//!
+//! KVM is not assumed: QEMU runs with TCG, and the timeouts callers pass allow for it.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// UEFI firmware from Debian's `ovmf`.
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// How a machine is started.
+pub struct Options {
+    /// The disk's size as the guest sees it (the data partition grows into it).
+    pub disk_gib: u32,
+    pub memory_mib: u32,
+    /// Guest TCP ports reachable from the host at 127.0.0.1:<host port>.
+    pub forwards: Vec<(u16, u16)>,
+    /// Guest UDP ports reachable from the host.
+    pub udp_forwards: Vec<(u16, u16)>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { disk_gib: 8, memory_mib: 2048, forwards: Vec::new(), udp_forwards: Vec::new() }
+    }
+}
+
+/// One running (or stopped) virtual machine and its disk.
+pub struct Machine {
+    name: String,
+    dir: PathBuf,
+    disk: PathBuf,
+    qemu: Option<Child>,
+    agent: Option<BufReader<UnixStream>>,
+    options: Options,
+    started: Instant,
+    /// Console bytes already seen by `wait_for_console` in this boot.
+    console_seen: usize,
+    log: Vec<String>,
+}
+
+impl Machine {
+    /// Copies nothing: the image is the backing file of a qcow2 overlay in `dir`, so the image
+    /// itself is never written and the guest sees a disk of `options.disk_gib`.
+    pub fn create(name: &str, image: &Path, dir: &Path, options: Options) -> Result<Machine> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let disk = dir.join(format!("{name}.qcow2"));
+        let image = image.canonicalize().with_context(|| format!("{} (make image)", image.display()))?;
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&image)
+            .arg(&disk)
+            .arg(format!("{}G", options.disk_gib)))?;
+        std::fs::copy(OVMF_VARS, dir.join(format!("{name}-vars.fd")))
+            .context("copying the UEFI variables (apt install ovmf)")?;
+        Ok(Machine {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            disk,
+            qemu: None,
+            agent: None,
+            options,
+            started: Instant::now(),
+            console_seen: 0,
+            log: Vec::new(),
+        })
+    }
+
+    /// Creates the machine and starts it.
+    pub fn boot(name: &str, image: &Path, dir: &Path, options: Options) -> Result<Machine> {
+        let mut machine = Machine::create(name, image, dir, options)?;
+        machine.start()?;
+        Ok(machine)
+    }
+
+    fn console_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-console.log", self.name))
+    }
+
+    fn agent_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-agent.sock", self.name))
+    }
+
+    /// Powers the machine on (again, after `shutdown` or `crash`: same disk).
+    pub fn start(&mut self) -> Result<()> {
+        self.step(&format!("start {}", self.name));
+        let _ = std::fs::remove_file(self.agent_path());
+        let _ = std::fs::remove_file(self.console_path());
+        let mut netdev = String::from("user,id=net0");
+        for (guest, host) in &self.options.forwards {
+            let _ = write!(netdev, ",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+        }
+        for (guest, host) in &self.options.udp_forwards {
+            let _ = write!(netdev, ",hostfwd=udp:127.0.0.1:{host}-:{guest}");
+        }
+        let vars = self.dir.join(format!("{}-vars.fd", self.name));
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-machine", "q35", "-smp", "2", "-m", &self.options.memory_mib.to_string()])
+            .args(["-display", "none", "-no-user-config", "-nodefaults"])
+            .args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")])
+            .args(["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())])
+            .args(["-drive", &format!("if=virtio,format=qcow2,file={}", self.disk.display())])
+            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"])
+            .args(["-serial", &format!("file:{}", self.console_path().display())])
+            .args(["-chardev", &format!("socket,id=agent,path={},server=on,wait=off", self.agent_path().display())])
+            .args(["-device", "virtio-serial-pci", "-device", "virtconsole,chardev=agent"])
+            // The credential that starts the test agent; nothing else ever passes it.
+            .args(["-smbios", "type=11,value=io.systemd.credential:pic.test-agent=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting qemu-system-x86_64 (apt install qemu-system-x86 ovmf)")?;
+        self.qemu = Some(child);
+        self.agent = None;
+        self.console_seen = 0;
+        self.started = Instant::now();
+        Ok(())
+    }
+
+    /// The whole console output of this boot.
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.console_path()).unwrap_or_default()).into_owned()
+    }
+
+    /// The console's last lines, for failures.
+    pub fn console_tail(&self, lines: usize) -> String {
+        let text = self.console();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits until the console shows a line matching `pattern` (after what earlier waits saw);
+    /// returns the match.
+    pub fn wait_for_console(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
+        self.step(&format!("wait for console /{pattern}/"));
+        let regex = regex::Regex::new(pattern).context("the console pattern")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console();
+            if let Some(found) = regex.find(&text[self.console_seen.min(text.len())..]) {
+                let matched = found.as_str().to_owned();
+                self.console_seen += found.end();
+                return Ok(matched);
+            }
+            self.check_running()?;
+            if Instant::now() > deadline {
+                return self.fail_step(&format!("no console line matched /{pattern}/ within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Runs `command` as root in the guest (sh -c) and returns its exit code and output.
+    pub fn execute(&mut self, command: &str) -> Result<(i32, String)> {
+        self.connect_agent(Duration::from_secs(300))?;
+        let agent = self.agent.as_mut().expect("connected");
+        let marker = format!("__pic_done_{}__", nonce());
+        // Base64 keeps quotes and newlines of the command out of the shell's way.
+        let encoded = base64(command.as_bytes());
+        // The marker is split in the command line, so that a terminal echoing the line back
+        // never shows it whole: only the shell's answer does.
+        let (head, tail) = marker.split_at(8);
+        let line = format!("echo {encoded} | base64 -d | sh 2>&1; echo; echo {head}''{tail} $?\n");
+        agent.get_mut().write_all(line.as_bytes()).context("writing to the test agent")?;
+        let mut output = String::new();
+        loop {
+            let mut line = String::new();
+            if agent.read_line(&mut line).context("reading from the test agent")? == 0 {
+                bail!("the test agent closed while running {command:?}");
+            }
+            if let Some(code) = line.trim_end().strip_prefix(&format!("{marker} ")) {
+                let code = code.parse().unwrap_or(-1);
+                // The `echo` before the marker ends a last line without a newline.
+                if output.ends_with('\n') {
+                    output.pop();
+                }
+                return Ok((code, output));
+            }
+            // A terminal that still maps newlines adds carriage returns.
+            output.push_str(&line.replace('\r', ""));
+        }
+    }
+
+    /// Runs `command`; fails (with its output and the console's tail) unless it exits 0.
+    pub fn succeed(&mut self, command: &str) -> Result<String> {
+        self.step(&format!("succeed: {command}"));
+        let (code, output) = self.execute(command)?;
+        if code != 0 {
+            return self.fail_step(&format!("`{command}` exited {code}:\n{output}"));
+        }
+        Ok(output)
+    }
+
+    /// Runs `command`; fails unless it exits non-zero.
+    pub fn fail(&mut self, command: &str) -> Result<String> {
+        self.step(&format!("fail: {command}"));
+        let (code, output) = self.execute(command)?;
+        if code == 0 {
+            return self.fail_step(&format!("`{command}` succeeded, and should not have:\n{output}"));
+        }
+        Ok(output)
+    }
+
+    /// Retries `command` every second until it succeeds.
+    pub fn wait_until_succeeds(&mut self, command: &str, timeout: Duration) -> Result<String> {
+        self.step(&format!("wait until succeeds: {command}"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, output) = self.execute(command)?;
+            if code == 0 {
+                return Ok(output);
+            }
+            if Instant::now() > deadline {
+                return self
+                    .fail_step(&format!("`{command}` did not succeed within {timeout:?}; last output:\n{output}"));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Waits until a systemd unit is active; fails at once when it has failed.
+    pub fn wait_for_unit(&mut self, unit: &str, timeout: Duration) -> Result<()> {
+        self.step(&format!("wait for unit {unit}"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, state) = self.execute(&format!("systemctl is-active {unit}"))?;
+            match state.trim() {
+                "active" => return Ok(()),
+                "failed" => {
+                    let (_, status) = self.execute(&format!(
+                        "systemctl status --no-pager -l {unit}; journalctl -b -u {unit} --no-pager | tail -n 30"
+                    ))?;
+                    return self.fail_step(&format!("unit {unit} failed:\n{status}"));
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                return self.fail_step(&format!("unit {unit} not active within {timeout:?} (it is {})", state.trim()));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Waits until something in the guest listens on TCP `port`.
+    pub fn wait_for_open_port(&mut self, port: u16, timeout: Duration) -> Result<()> {
+        self.wait_until_succeeds(&format!("ss -Htln 'sport = :{port}' | grep -q LISTEN"), timeout).map(drop)
+    }
+
+    /// An HTTP request to a forwarded guest port from the host: (status, body).
+    pub fn http(
+        &mut self,
+        method: &str,
+        guest_port: u16,
+        path: &str,
+        body: Option<&str>,
+        headers: &[&str],
+    ) -> Result<(u16, String)> {
+        let host = self.forwarded(guest_port)?;
+        self.step(&format!("http {method} :{guest_port}{path}"));
+        let url = format!("http://127.0.0.1:{host}{path}");
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "--max-time", "60", "-w", "\n%{http_code}", "-X", method]);
+        for header in headers {
+            curl.args(["-H", header]);
+        }
+        if let Some(body) = body {
+            curl.args(["-H", "content-type: application/json", "--data", body]);
+        }
+        let output = curl.arg(&url).output().context("running curl")?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    }
+
+    /// The host port forwarded to `guest_port`.
+    pub fn forwarded(&self, guest_port: u16) -> Result<u16> {
+        self.options
+            .forwards
+            .iter()
+            .find(|(guest, _)| *guest == guest_port)
+            .map(|(_, host)| *host)
+            .with_context(|| format!("guest port {guest_port} is not forwarded"))
+    }
+
+    /// Powers off cleanly and waits for QEMU to exit.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        self.step("shutdown");
+        if let Some(agent) = self.agent.as_mut() {
+            let _ = agent.get_mut().write_all(b"systemctl poweroff\n");
+        }
+        self.agent = None;
+        self.wait_for_exit(timeout)
+    }
+
+    /// Cuts the power: QEMU is killed, whatever the guest was doing.
+    pub fn crash(&mut self) -> Result<()> {
+        self.step("crash (power cut)");
+        self.agent = None;
+        if let Some(mut qemu) = self.qemu.take() {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+        }
+        Ok(())
+    }
+
+    /// Seconds since this boot started.
+    pub fn uptime(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn wait_for_exit(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while let Some(qemu) = self.qemu.as_mut() {
+            if qemu.try_wait()?.is_some() {
+                self.qemu = None;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return self.fail_step(&format!("the machine did not power off within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(())
+    }
+
+    /// Connects to the agent's socket and waits until the guest's shell answers.
+    fn connect_agent(&mut self, timeout: Duration) -> Result<()> {
+        if self.agent.is_some() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(self.agent_path()) {
+                Ok(stream) => break stream,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => return Err(e).context("connecting to QEMU's agent socket"),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut reader = BufReader::new(stream);
+        let ready = format!("__pic_ready_{}__", nonce());
+        let (head, tail) = ready.split_at(8);
+        let mut seen = String::new();
+        let mut last_probe = Instant::now() - Duration::from_secs(10);
+        // The agent starts late in boot; until then what is written is lost, so ask again.
+        while !seen.contains(&ready) {
+            self.check_running()?;
+            if Instant::now() > deadline {
+                return self.fail_step("the test agent did not answer (is pic-test-agent.service in the image?)");
+            }
+            if last_probe.elapsed() > Duration::from_secs(2) {
+                reader.get_mut().write_all(format!("echo {head}''{tail}\n").as_bytes())?;
+                last_probe = Instant::now();
+            }
+            let mut buffer = [0u8; 4096];
+            match reader.read(&mut buffer) {
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e).context("reading from the test agent"),
+            }
+        }
+        // Drain the answers to earlier probes, then block for commands.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut buffer = [0u8; 4096];
+        while reader.read(&mut buffer).map(|n| n > 0).unwrap_or(false) {}
+        reader.get_ref().set_read_timeout(Some(Duration::from_secs(600)))?;
+        self.step(&format!("test agent ready after {:.1} s", self.uptime()));
+        self.agent = Some(reader);
+        Ok(())
+    }
+
+    fn check_running(&mut self) -> Result<()> {
+        if let Some(qemu) = self.qemu.as_mut()
+            && let Some(status) = qemu.try_wait()?
+        {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = qemu.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            self.qemu = None;
+            return self.fail_step(&format!("QEMU exited ({status}): {stderr}"));
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, what: &str) {
+        let line = format!("[{:>7.1}s] {}: {what}", self.started.elapsed().as_secs_f64(), self.name);
+        eprintln!("{line}");
+        self.log.push(line);
+    }
+
+    /// Fails the current step with the console's tail.
+    fn fail_step<T>(&mut self, why: &str) -> Result<T> {
+        bail!("{}: {why}\n--- console (last 60 lines) ---\n{}", self.name, self.console_tail(60))
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Some(mut qemu) = self.qemu.take() {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+        }
+    }
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
