@@ -171,7 +171,7 @@ impl Machine {
         // The marker is split in the command line, so that a terminal echoing the line back
         // never shows it whole: only the shell's answer does.
         let (head, tail) = marker.split_at(8);
-        let line = format!("echo {encoded} | base64 -d | sh 2>&1; echo; echo {head}''{tail} $?\n");
+        let line = format!("echo {encoded} | base64 -d | sh 2>&1; rc=$?; echo; echo {head}''{tail} $rc\n");
         agent.get_mut().write_all(line.as_bytes()).context("writing to the test agent")?;
         let mut output = String::new();
         loop {
@@ -270,7 +270,7 @@ impl Machine {
         self.step(&format!("http {method} :{guest_port}{path}"));
         let url = format!("http://127.0.0.1:{host}{path}");
         let mut curl = Command::new("curl");
-        curl.args(["-s", "--max-time", "60", "-w", "\n%{http_code}", "-X", method]);
+        curl.args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "-X", method]);
         for header in headers {
             curl.args(["-H", header]);
         }
@@ -278,9 +278,25 @@ impl Machine {
             curl.args(["-H", "content-type: application/json", "--data", body]);
         }
         let output = curl.arg(&url).output().context("running curl")?;
+        if !output.status.success() {
+            bail!("{method} {url}: curl {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        }
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    }
+
+    /// Retries a GET through the forward until the guest answers it (any status).
+    pub fn wait_for_http(&mut self, guest_port: u16, path: &str, timeout: Duration) -> Result<(u16, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.http("GET", guest_port, path, None, &[]) {
+                Ok(answer) => return Ok(answer),
+                Err(e) if Instant::now() > deadline => return self.fail_step(&format!("{e:#}")),
+                Err(e) => self.step(&format!("not yet: {e:#}")),
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
     }
 
     /// The host port forwarded to `guest_port`.

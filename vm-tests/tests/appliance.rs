@@ -30,8 +30,8 @@ fn first_boot_serves_the_wizard_and_nothing_writes_the_root() -> Result<()> {
     cell.wait_for_console(r"Open http://[0-9.]+:3000/", MINUTES(5))?;
     cell.wait_for_unit("pic.service", MINUTES(10))?;
     cell.wait_for_open_port(3000, MINUTES(5))?;
+    let (status, body) = cell.wait_for_http(3000, "/api/setup/status", MINUTES(2))?;
     eprintln!("boot to API ready: {:.1} s (TCG)", cell.uptime());
-    let (status, body) = cell.http("GET", 3000, "/api/setup/status", None, &[])?;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"complete\":false"), "{body}");
 
