@@ -31,6 +31,7 @@ pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Resul
     command::run_command(
         Command::new("mkfs.ext4")
             .env("E2FSPROGS_FAKE_TIME", &epoch)
+            .env("SOURCE_DATE_EPOCH", &epoch)
             .args(["-q", "-L", "pic-data", "-U", &uuid("pic-data")])
             .arg("-E")
             .arg(format!("hash_seed={},root_owner=0:0", uuid("pic-data-hash")))
@@ -103,7 +104,14 @@ fn esp_image(tree: &Path, cmdline: &str, work: &Path, esp: &Path) -> Result<(), 
     )?;
     let image = format!("-i{}", s(esp));
     let mtools = |args: &[&str]| {
-        command::run_command(Command::new(args[0]).env("MTOOLS_SKIP_CHECK", "1").arg(&image).args(&args[1..])).map(drop)
+        command::run_command(
+            Command::new(args[0])
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.to_string())
+                .arg(&image)
+                .args(&args[1..]),
+        )
+        .map(drop)
     };
     mtools(&["mmd", "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries", "::/pic"])?;
     let loader = tree.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
