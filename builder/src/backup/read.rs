@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::Meter;
 use super::format::{self, Area, Header, Kind, Manifest, Member};
 use crate::error::{Error, IoContext};
+use crate::state::sha256_hex;
 
 /// Members held in memory are the small ones (config, generations, store, secrets); a member of
 /// that kind larger than this is not something PIC wrote.
@@ -105,7 +106,7 @@ pub fn read(path: &Path, stage_data: Option<&Path>, meter: &mut Meter<'_>) -> Re
     let (Some(text), Some(sum)) = (manifest_text, manifest_sum) else {
         return Err(Error::archive_refused("ends before its manifest: it is truncated"));
     };
-    if String::from_utf8_lossy(&sum).trim() != hex::encode(Sha256::digest(&text)) {
+    if String::from_utf8_lossy(&sum).trim() != sha256_hex(&text) {
         return Err(Error::backup_refused(format::MANIFEST, "does not match its sha256: the manifest is damaged"));
     }
     let manifest: Manifest = serde_json::from_slice(&text)
@@ -239,7 +240,7 @@ impl Reader<'_> {
     }
 
     fn record(&mut self, member: &str, kind: Kind, contents: &[u8]) {
-        let sha256 = hex::encode(Sha256::digest(contents));
+        let sha256 = sha256_hex(contents);
         self.seen.push(Member { path: member.to_owned(), kind, size: contents.len() as u64, sha256 });
     }
 
@@ -266,7 +267,7 @@ impl Reader<'_> {
                     std::os::unix::fs::symlink(&link, target).at(target)?;
                     std::os::unix::fs::lchown(target, Some(uid as u32), Some(gid as u32)).at(target)?;
                 }
-                (link.len() as u64, hex::encode(Sha256::digest(link.as_bytes())))
+                (link.len() as u64, sha256_hex(link.as_bytes()))
             }
             Kind::Dir => {
                 if let Some(target) = &target {
@@ -274,7 +275,7 @@ impl Reader<'_> {
                     fs::set_permissions(target, fs::Permissions::from_mode(mode)).at(target)?;
                     std::os::unix::fs::chown(target, Some(uid as u32), Some(gid as u32)).at(target)?;
                 }
-                (0, hex::encode(Sha256::digest(b"")))
+                (0, sha256_hex(b""))
             }
             Kind::File => {
                 let mut hasher = Sha256::new();

@@ -312,7 +312,7 @@ fn plan(state: &State, checked: &Checked, options: &RestoreOptions) -> Result<Re
         restored_generations: restored,
         present_generations: present,
         kept_local_generations: kept,
-        new_generation: if header.current_generation.is_some() { new_generation } else { None },
+        new_generation,
         previous_generation: previous,
         changed_services,
         config_diff: diff::unified(&before_config, &after_config, format::DESIRED_CONFIG),

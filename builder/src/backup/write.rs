@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::Meter;
 use super::format::{self, Header, Kind, Manifest, Member};
 use crate::error::{Error, IoContext};
+use crate::state::sha256_hex;
 
 /// zstd's default level: most of the ratio of the higher levels at a fraction of their time.
 const ZSTD_LEVEL: i32 = 3;
@@ -37,7 +38,7 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
     pub fn bytes(&mut self, path: &str, contents: &[u8], mode: u32) -> Result<(), Error> {
         let mut header = tar_header(tar::EntryType::Regular, mode, contents.len() as u64);
         self.tar.append_data(&mut header, path, contents).at(&self.target)?;
-        self.record(path, Kind::File, contents.len() as u64, hex::encode(Sha256::digest(contents)))?;
+        self.record(path, Kind::File, contents.len() as u64, sha256_hex(contents))?;
         Ok(())
     }
 
@@ -76,17 +77,12 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
             header.set_mtime(meta.mtime().max(0) as u64);
             if kind.is_dir() {
                 self.tar.append_data(&mut header, &path, io::empty()).at(&self.target)?;
-                self.record(&path, Kind::Dir, 0, hex::encode(Sha256::digest(b"")))?;
+                self.record(&path, Kind::Dir, 0, sha256_hex(b""))?;
             } else if kind.is_symlink() {
                 let target = fs::read_link(entry.path()).at(entry.path())?;
                 let target_bytes = target.as_os_str().as_encoded_bytes();
                 self.tar.append_link(&mut header, &path, &target).at(&self.target)?;
-                self.record(
-                    &path,
-                    Kind::Symlink,
-                    target_bytes.len() as u64,
-                    hex::encode(Sha256::digest(target_bytes)),
-                )?;
+                self.record(&path, Kind::Symlink, target_bytes.len() as u64, sha256_hex(target_bytes))?;
             } else {
                 header.set_size(meta.len());
                 self.stream(&path, entry.path(), &mut header, meta.len())?;
@@ -126,7 +122,7 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
         let text = json(&manifest);
         let mut header = tar_header(tar::EntryType::Regular, 0o644, text.len() as u64);
         self.tar.append_data(&mut header, format::MANIFEST, text.as_slice()).at(&self.target)?;
-        let sum = format!("{}\n", hex::encode(Sha256::digest(&text)));
+        let sum = format!("{}\n", sha256_hex(&text));
         let mut header = tar_header(tar::EntryType::Regular, 0o644, sum.len() as u64);
         self.tar.append_data(&mut header, format::MANIFEST_SHA256, sum.as_bytes()).at(&self.target)?;
         let mut frames = self.tar.into_inner().at(&self.target)?;
