@@ -88,6 +88,9 @@ const CASES: &[(&str, &str, Mutation)] = &[
     ("bad expiry", "wireguard.peers[0].expires", |c| c["wireguard"]["peers"][0]["expires"] = json!("next tuesday")),
     ("unusable upstream", "services.dns.upstreams[0]", |c| c["services"]["dns"]["upstreams"][0] = json!("0.0.0.0")),
     ("duplicate upstream", "services.dns.upstreams[1]", |c| c["services"]["dns"]["upstreams"][1] = json!("9.9.9.9")),
+    ("DNS open to a /4", "services.dns.allowed_networks[0]", |c| {
+        c["services"]["dns"]["allowed_networks"] = json!(["16.0.0.0/4"])
+    }),
     ("record name invalid", "services.dns.records[0].name", |c| {
         c["services"]["dns"]["records"][0]["name"] = json!("nas;rm")
     }),

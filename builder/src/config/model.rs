@@ -275,6 +275,10 @@ pub struct Dns {
     /// Extra records under the cell domain.
     #[serde(default)]
     pub records: Vec<DnsRecord>,
+    /// Networks besides the cell's and the VPN's whose devices may query, e.g. the LAN the
+    /// appliance is plugged into (`192.168.1.0/24`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_networks: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -319,6 +319,16 @@ impl<'a> Validator<'a> {
             }
         }
         self.unique(dns.upstreams.iter(), |i| format!("services.dns.upstreams[{i}]"), "upstream");
+        for (i, net) in dns.allowed_networks.iter().enumerate() {
+            if net.prefix_len() < 8 {
+                self.err(
+                    format!("services.dns.allowed_networks[{i}]"),
+                    format!("{net} would make the cell's DNS a resolver for a large part of the internet"),
+                    "give your LAN's network, e.g. 192.168.1.0/24",
+                );
+            }
+        }
+        self.unique(dns.allowed_networks.iter(), |i| format!("services.dns.allowed_networks[{i}]"), "network");
         let mut kinds: BTreeMap<&str, Vec<(usize, RecordType)>> = BTreeMap::new();
         for (i, r) in dns.records.iter().enumerate() {
             self.hostname(format_args!("services.dns.records[{i}].name"), &r.name);

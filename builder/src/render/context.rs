@@ -299,6 +299,7 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
     if config.wireguard.enabled {
         allowed.push(config.wireguard.subnet.to_string());
     }
+    allowed.extend(config.services.dns.allowed_networks.iter().map(|n| n.trunc().to_string()));
     DnsView {
         upstreams: config.services.dns.upstreams.iter().map(|u| u.to_string()).collect(),
         records,
