@@ -149,12 +149,15 @@ pub fn image(command: &ImageCommand, out: &Output) -> Result<()> {
     let report = pic_builder::disk::build(&inputs, output)?;
     out.emit(&report, |r| {
         format!(
-            "wrote {} ({:.1} MB) in {:.1} s{}\nsha256 {}",
+            "wrote {} ({:.1} MB) in {:.1} s{}\nsha256 {}\ncompressed: {} ({:.1} MB); block map: {}",
             r.path.display(),
             r.size as f64 / 1e6,
             r.seconds,
             if r.cached_rootfs { " (root file system from the cache)" } else { "" },
-            r.sha256
+            r.sha256,
+            r.compressed.display(),
+            r.compressed_size as f64 / 1e6,
+            r.bmap.display()
         )
     });
     Ok(())

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::{ContainerSpec, Reload};
-use super::{Engine, LABEL_SERVICE, LABEL_SPEC, container_name, mounts};
+use super::{Engine, LABEL_SERVICE, LABEL_SPEC, container_name, mounts, setup_proxy};
 
 /// What activation did to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -82,19 +82,28 @@ pub fn desired(state: &State) -> Result<(Option<u64>, Desired)> {
 pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     let (generation, desired) = desired(state)?;
     let mut report = Report { generation, ..Report::default() };
-    let Some(generation) = generation else { return Ok(report) };
+    let Some(generation) = generation else {
+        if engine.publish_ports {
+            setup_proxy::ensure(engine, state).await?;
+        }
+        return Ok(report);
+    };
     let config = pic_builder::config::parse(&state.generation_config(generation)?)
         .map_err(|e| anyhow!("generation {generation}'s config: {e}"))?;
     if !desired.is_empty() {
         let network = desired.values().next().map(|(s, _)| s.network.name.clone()).unwrap_or_default();
         engine.ensure_network(&network, &config.network.subnet.to_string(), &config.gateway().to_string()).await?;
     }
-    let running: HashMap<String, bollard::models::ContainerSummary> = engine
+    let mut running: HashMap<String, bollard::models::ContainerSummary> = engine
         .containers()
         .await?
         .into_iter()
         .filter_map(|c| Some((c.labels.as_ref()?.get(LABEL_SERVICE)?.clone(), c)))
         .collect();
+    // The cell's own proxy takes ports 80 and 443 from the setup proxy.
+    if running.remove(setup_proxy::SERVICE).is_some() {
+        engine.remove(&container_name(setup_proxy::SERVICE)).await?;
+    }
     for (service, (spec, bundle)) in &desired {
         match activate_one(engine, state, spec, bundle, running.get(service)).await {
             Ok(action) => {

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod health;
 pub mod mounts;
+pub mod setup_proxy;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -256,7 +257,9 @@ impl Engine {
         let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
         let body = tokio_util::io::ReaderStream::new(file);
         let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
-        let mut progress = self.docker.import_image_stream(options, body, None);
+        // Loading every image takes minutes on a slow box (or a VM without KVM): no request timeout.
+        let docker = self.docker.clone().with_timeout(std::time::Duration::from_secs(3600));
+        let mut progress = docker.import_image_stream(options, body, None);
         while let Some(step) = progress.next().await {
             step.with_context(|| format!("loading {} into Docker", path.display()))?;
         }

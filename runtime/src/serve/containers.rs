@@ -19,7 +19,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::cli::DockerArgs;
-use crate::docker::{self, ContainerInfo, Engine, ImageInfo, activation, container_name, health};
+use crate::docker::{self, ContainerInfo, Engine, ImageInfo, activation, container_name, health, setup_proxy};
 
 /// What `pic serve` keeps about the containers.
 pub struct Containers {
@@ -54,6 +54,11 @@ impl Containers {
             activated: Mutex::new(None),
             health: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The generation the containers were last activated for (health gate included).
+    pub fn activated(&self) -> Option<u64> {
+        *self.activated.lock().expect("lock")
     }
 
     /// The engine, connecting on first use (and again after Docker was away).
@@ -203,7 +208,14 @@ pub async fn monitor(app: AppState) {
 /// a container could not be restarted.
 async fn check_services(app: &AppState, containers: &Containers, engine: &Engine) -> bool {
     let _guard = app.activation.lock().await;
-    let Ok((_, desired)) = activation::desired(&app.state) else { return true };
+    let Ok((generation, desired)) = activation::desired(&app.state) else { return true };
+    if generation.is_none() && engine.publish_ports {
+        // Before setup: the setup proxy, which may have found no image at start (still loading).
+        if let Err(error) = setup_proxy::ensure(engine, &app.state).await {
+            tracing::warn!(error = format!("{error:#}"), "setup proxy not started");
+        }
+        return true;
+    }
     let mut all_there = true;
     for (service, (spec, _)) in desired {
         let result = health::probe(engine, &spec).await;

@@ -256,8 +256,20 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
     if changes {
         app.emit(json!({"step": "requested", "request": what}));
     }
+    let setup = request.uri().path() == "/api/setup";
     let response = next.run(request).await;
-    if changes && response.status().is_success() {
+    if changes && setup && response.status().is_success() {
+        // The wizard's request came through the setup proxy, which this first activation
+        // replaces with the cell's own Caddy: answer first (the wizard then waits for the cell).
+        let app = app.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let current = app.state.current().ok().flatten();
+            app.emit(json!({"step": "switched", "request": what, "generation": current}));
+            app.activate().await;
+            app.emit(json!({"step": "done", "request": what, "generation": current}));
+        });
+    } else if changes && response.status().is_success() {
         let current = app.state.current().ok().flatten();
         app.emit(json!({"step": "switched", "request": what, "generation": current}));
         app.activate().await;

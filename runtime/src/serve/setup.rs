@@ -36,9 +36,17 @@ fn utc() -> String {
     "UTC".into()
 }
 
-#[utoipa::path(get, path = "/api/setup/status", tag = "setup", responses((status = 200, description = "whether setup is complete", body = Object)))]
+#[utoipa::path(get, path = "/api/setup/status", tag = "setup", responses((status = 200, description = "whether setup is complete, and whether the cell's services were started for the current generation (`ready`)", body = Object)))]
 pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"complete": app.setup_complete().await?})))
+    let complete = app.setup_complete().await?;
+    // The wizard waits for `ready` after setup: until then the first activation is replacing
+    // the setup proxy it talks through.
+    let current = app.state.current().ok().flatten();
+    let ready = match &app.containers {
+        Some(containers) => current.is_some() && containers.activated() == current,
+        None => current.is_some(),
+    };
+    Ok(Json(json!({"complete": complete, "ready": ready})))
 }
 
 #[utoipa::path(post, path = "/api/setup", tag = "setup", request_body = Setup, responses((status = 200, description = "config written; generation 1 built and current", body = Object), (status = 409, description = "setup is already complete", body = ErrorBody), (status = 422, description = "invalid answers, with field paths", body = ErrorBody)))]

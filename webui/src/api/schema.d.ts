@@ -2137,7 +2137,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description whether setup is complete */
+            /** @description whether setup is complete, and whether the cell's services were started for the current generation (`ready`) */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -26,6 +26,7 @@ export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [message, setMessage] = useState("");
   const [busy, setBusy] = useState(false);
+  const [starting, setStarting] = useState(false);
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
@@ -33,13 +34,16 @@ export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
     const domain = mode === "local" ? { mode } : { mode, name: domainName, acme_email: acmeEmail };
     const body = { cell_name: cellName, domain, timezone, admin_password: password, services };
     const { response, error } = await api.POST("/api/setup", { body: body as never });
-    setBusy(false);
     if (!response.ok) {
+      setBusy(false);
       const byPath = errorsByField(error);
       setErrors(Object.fromEntries(Object.entries(byPath).map(([path, text]) => [FIELD_OF[path] ?? path, text])));
       setMessage(errorMessage(error));
       return;
     }
+    setStarting(true);
+    await waitUntilReady();
+    setBusy(false);
     await onDone();
     navigate("/login");
   };
@@ -92,11 +96,26 @@ export function SetupPage({ onDone }: { onDone: () => Promise<void> }) {
         </fieldset>
         {message && <p role="alert" className="error">{message}</p>}
         <button type="submit" disabled={busy}>
-          {busy ? "Building generation 1…" : "Create the cell"}
+          {starting ? "Starting the cell's services…" : busy ? "Building generation 1…" : "Create the cell"}
         </button>
       </form>
     </main>
   );
+}
+
+/** Waits (up to ten minutes) until the cell's services run for generation 1. Meanwhile the
+ * cell's own proxy takes over from the one the wizard came through, so a request may fail. */
+async function waitUntilReady() {
+  const deadline = Date.now() + 10 * 60 * 1000;
+  while (Date.now() < deadline) {
+    try {
+      const status = await api.GET("/api/setup/status");
+      if ((status.data as { ready?: boolean } | undefined)?.ready) return;
+    } catch {
+      // The proxy is changing over; ask again.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 export function Field(props: { id: string; label: string; error?: string; children: React.ReactNode }) {
