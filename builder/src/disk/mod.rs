@@ -8,6 +8,7 @@
 //! fixed (`SOURCE_DATE_EPOCH`) and UUIDs derived from fixed seeds, so that equal inputs give
 //! images that differ as little as the tools allow.
 
+mod companions;
 mod partitions;
 
 use std::fs;
@@ -55,6 +56,11 @@ pub struct Report {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: String,
+    /// `<image>.zst`, the download, and its size.
+    pub compressed: PathBuf,
+    pub compressed_size: u64,
+    /// `<image>.bmap`, for `bmaptool copy`.
+    pub bmap: PathBuf,
     pub seconds: f64,
     /// Whether the bootstrapped root came from the cache.
     pub cached_rootfs: bool,
@@ -63,7 +69,8 @@ pub struct Report {
 /// The folder of the appliance's definition inside `images/`.
 pub const APPLIANCE: &str = "appliance";
 
-/// Builds the disk image into `output`, and `output.sha256` beside it.
+/// Builds the disk image into `output`, and beside it its sha256, a zstd-compressed copy (with
+/// its sha256) and a block map.
 pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     let started = Instant::now();
     let dir = inputs.definitions.join(APPLIANCE);
@@ -85,11 +92,17 @@ pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     partitions::assemble(&tree, &def.cmdline, &work, output)?;
     remove_all(&work)?;
 
-    let sha256 = sha256_file(output)?;
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    fsutil::write_atomic(&output.with_extension("img.sha256"), format!("{sha256}  {name}\n").as_bytes(), 0o644)?;
-    let size = fs::metadata(output).at(output)?.len();
-    Ok(Report { path: output.to_owned(), size, sha256, seconds: started.elapsed().as_secs_f64(), cached_rootfs })
+    let companions = companions::write(output)?;
+    Ok(Report {
+        path: output.to_owned(),
+        size: fs::metadata(output).at(output)?.len(),
+        sha256: companions.sha256,
+        compressed: companions.compressed,
+        compressed_size: companions.compressed_size,
+        bmap: companions.bmap,
+        seconds: started.elapsed().as_secs_f64(),
+        cached_rootfs,
+    })
 }
 
 /// The appliance's packages bootstrapped (and its `rootfs/` copied in, its setup run), cached
@@ -163,20 +176,6 @@ fn definition_key(dir: &Path, base: &BaseDef) -> Result<String, Error> {
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let text = fs::read_to_string(path).at(path)?;
     toml::from_str(&text).map_err(|e| Error::Image(format!("{}: {e}", path.display())))
-}
-
-fn sha256_file(path: &Path) -> Result<String, Error> {
-    use std::io::Read;
-    let mut file = fs::File::open(path).at(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).at(path)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buffer[..n]);
-    }
 }
 
 /// Trees made by mmdebstrap hold read-only folders; `rm -rf` as root removes them.
