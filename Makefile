@@ -63,7 +63,7 @@ webui-test: webui
 	cd webui && npm run check:api && npm test && PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e
 
 ## Every test tier this machine can run.
-test: deps lint unit webui-test
+test: deps lint unit webui-test vm-test
 
 ## Installs what the tests need (idempotent; as root, else it prints the command to run) and
 ## starts Docker's engine for the tier 3 tests.
@@ -128,7 +128,8 @@ unit:
 schema:
 	$(CARGO) run -q --locked -p pic-runtime -- schema > builder/schema/cell-config.schema.json
 
-## The flashable disk image (raw GPT, x86_64 UEFI) in target/pic.img, with a sha256 file beside it.
+## The flashable disk image (raw GPT, x86_64 UEFI) in target/pic.img; beside it its sha256, a zstd
+## copy (pic.img.zst, with its sha256) and a block map for bmaptool (pic.img.bmap).
 image: build webui
 	.ci/install-vm-packages
 	$(PIC) images build --output target/images/images.tar --no-load
@@ -141,7 +142,7 @@ run-vm: image
 		-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
 		-drive if=pflash,format=raw,unit=1,file=target/run-vm-vars.fd \
 		-drive if=virtio,format=raw,file=target/run-vm.img \
-		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:3000,hostfwd=tcp:127.0.0.1:8443-:443 \
+		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:8443-:443 \
 		-device virtio-net-pci,netdev=n0
 
 ## The VM tests (tier 5): the disk image booted in QEMU and driven like NixOS tests.

@@ -23,15 +23,14 @@ pub struct Options {
     /// The disk's size as the guest sees it (the data partition grows into it).
     pub disk_gib: u32,
     pub memory_mib: u32,
-    /// Guest TCP ports reachable from the host at 127.0.0.1:<host port>.
+    /// Guest TCP ports reachable from the host at 127.0.0.1:<host port>. (TCP only: with
+    /// `restrict=on` QEMU's user network drops every UDP packet the guest sends but DHCP's.)
     pub forwards: Vec<(u16, u16)>,
-    /// Guest UDP ports reachable from the host.
-    pub udp_forwards: Vec<(u16, u16)>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { disk_gib: 8, memory_mib: 2048, forwards: Vec::new(), udp_forwards: Vec::new() }
+        Options { disk_gib: 8, memory_mib: 2048, forwards: Vec::new() }
     }
 }
 
@@ -96,12 +95,10 @@ impl Machine {
         self.step(&format!("start {}", self.name));
         let _ = std::fs::remove_file(self.agent_path());
         let _ = std::fs::remove_file(self.console_path());
-        let mut netdev = String::from("user,id=net0");
+        // restrict=on: the guest reaches nothing outside (the forwards below still work).
+        let mut netdev = String::from("user,id=net0,restrict=on");
         for (guest, host) in &self.options.forwards {
             let _ = write!(netdev, ",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
-        }
-        for (guest, host) in &self.options.udp_forwards {
-            let _ = write!(netdev, ",hostfwd=udp:127.0.0.1:{host}-:{guest}");
         }
         let vars = self.dir.join(format!("{}-vars.fd", self.name));
         let child = Command::new("qemu-system-x86_64")
@@ -257,7 +254,9 @@ impl Machine {
         self.wait_until_succeeds(&format!("ss -Htln 'sport = :{port}' | grep -q LISTEN"), timeout).map(drop)
     }
 
-    /// An HTTP request to a forwarded guest port from the host: (status, body).
+    /// An HTTP request to a forwarded guest port from the host: (status, body). Cookies are
+    /// kept between requests (a session, as a browser has), and a request may take as long as
+    /// the activation it triggers.
     pub fn http(
         &mut self,
         method: &str,
@@ -266,11 +265,51 @@ impl Machine {
         body: Option<&str>,
         headers: &[&str],
     ) -> Result<(u16, String)> {
+        self.curl("http", method, guest_port, path, body, headers, Duration::from_secs(900))
+    }
+
+    /// A GET over HTTPS through a forward; the certificate is not checked (before setup it is
+    /// the setup proxy's own, after it the cell CA's).
+    pub fn https(&mut self, guest_port: u16, path: &str) -> Result<(u16, String)> {
+        self.curl("https", "GET", guest_port, path, None, &[], Duration::from_secs(120))
+    }
+
+    /// The response headers of a GET through a forward (with the session's cookies).
+    pub fn http_headers(&mut self, guest_port: u16, path: &str) -> Result<String> {
         let host = self.forwarded(guest_port)?;
-        self.step(&format!("http {method} :{guest_port}{path}"));
-        let url = format!("http://127.0.0.1:{host}{path}");
+        self.step(&format!("http HEADERS :{guest_port}{path}"));
+        let jar = self.dir.join(format!("{}-cookies", self.name));
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "-o", "/dev/null", "-D", "-"])
+            .arg("-b")
+            .arg(&jar)
+            .arg(format!("http://127.0.0.1:{host}{path}"))
+            .output()
+            .context("running curl")?;
+        if !output.status.success() {
+            bail!("GET {path}: curl {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn curl(
+        &mut self,
+        scheme: &str,
+        method: &str,
+        guest_port: u16,
+        path: &str,
+        body: Option<&str>,
+        headers: &[&str],
+        limit: Duration,
+    ) -> Result<(u16, String)> {
+        let host = self.forwarded(guest_port)?;
+        self.step(&format!("{scheme} {method} :{guest_port}{path}"));
+        let url = format!("{scheme}://127.0.0.1:{host}{path}");
+        let jar = self.dir.join(format!("{}-cookies", self.name));
         let mut curl = Command::new("curl");
-        curl.args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "-X", method]);
+        curl.args(["-sS", "-k", "--max-time", &limit.as_secs().to_string(), "-w", "\n%{http_code}", "-X", method]);
+        curl.arg("-b").arg(&jar).arg("-c").arg(&jar);
         for header in headers {
             curl.args(["-H", header]);
         }
@@ -290,13 +329,28 @@ impl Machine {
     pub fn wait_for_http(&mut self, guest_port: u16, path: &str, timeout: Duration) -> Result<(u16, String)> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.http("GET", guest_port, path, None, &[]) {
+            match self.curl("http", "GET", guest_port, path, None, &[], Duration::from_secs(20)) {
                 Ok(answer) => return Ok(answer),
                 Err(e) if Instant::now() > deadline => return self.fail_step(&format!("{e:#}")),
                 Err(e) => self.step(&format!("not yet: {e:#}")),
             }
             std::thread::sleep(Duration::from_secs(2));
         }
+    }
+
+    /// Asks the guest's DNS for `name`'s A records, as `dig +short` prints them: over TCP, through
+    /// the forward of port 53.
+    pub fn dig(&mut self, name: &str) -> Result<String> {
+        let host = self.forwarded(53)?;
+        self.step(&format!("dig {name}"));
+        let output = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &host.to_string(), name, "A", "+tcp", "+short", "+time=10", "+tries=2"])
+            .output()
+            .context("running dig (apt install bind9-dnsutils)")?;
+        if !output.status.success() {
+            return self.fail_step(&format!("dig {name}: {}", String::from_utf8_lossy(&output.stdout).trim()));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
     /// The host port forwarded to `guest_port`.
@@ -317,6 +371,12 @@ impl Machine {
         }
         self.agent = None;
         self.wait_for_exit(timeout)
+    }
+
+    /// Shuts down cleanly and boots again from the same disk.
+    pub fn reboot(&mut self, timeout: Duration) -> Result<()> {
+        self.shutdown(timeout)?;
+        self.start()
     }
 
     /// Cuts the power: QEMU is killed, whatever the guest was doing.

@@ -1,12 +1,25 @@
 //! Tier 5: the flashable disk image (`make image`) booted in QEMU (TCG) and driven like a NixOS
-//! test. Needs `target/pic.img` (or `$PIC_IMAGE`), qemu-system-x86 and ovmf.
+//! test. Needs `target/pic.img` (or `$PIC_IMAGE`), qemu-system-x86, ovmf and dig.
+//!
+//! One machine lives through the whole story, because every boot under TCG costs minutes: first
+//! boot and the wizard through Caddy, the read-only root, setup through the API, a config change
+//! and a peer (its name through the cell's DNS on a forwarded port, its key in the kernel's
+//! WireGuard interface), a reboot, a rollback and another reboot, and a power cut in the middle
+//! of a switch. The figures (boot to API, first activation, image size) are printed at the end
+//! and written to `target/vm-test-figures.json`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail, ensure};
 use pic_vm_tests::{Machine, Options};
+use serde_json::{Value, json};
+
+const MINUTES: fn(u64) -> Duration = |m| Duration::from_secs(60 * m);
+const PASSWORD: &str = "correct horse battery staple";
+/// Every service the wizard offers.
+const SERVICES: [&str; 8] = ["proxy", "dns", "dhcp", "ntp", "mail", "calendar", "files", "webmail"];
 
 fn image() -> PathBuf {
     std::env::var_os("PIC_IMAGE")
@@ -14,34 +27,240 @@ fn image() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pic.img")))
 }
 
-/// A free port on the host for a forward.
-fn free_port() -> u16 {
+fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-const MINUTES: fn(u64) -> Duration = |m| Duration::from_secs(60 * m);
+/// The cell as its admin sees it through the forwarded port 80: a session and its CSRF token.
+struct Admin {
+    csrf: String,
+}
+
+impl Admin {
+    fn log_in(cell: &mut Machine) -> Result<Admin> {
+        let login = json!({"username": "admin", "password": PASSWORD}).to_string();
+        let body = expect(cell.http("POST", 80, "/api/auth/login", Some(&login), &[])?, 200, "login")?;
+        let csrf = body["csrf_token"].as_str().context("no csrf_token")?.to_owned();
+        Ok(Admin { csrf })
+    }
+
+    fn call(&self, cell: &mut Machine, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
+        let header = format!("x-csrf-token: {}", self.csrf);
+        let text = body.map(Value::to_string);
+        cell.http(method, 80, path, text.as_deref(), &[&header])
+    }
+
+    fn json(&self, cell: &mut Machine, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let answer = self.call(cell, method, path, body)?;
+        expect(answer, 0, &format!("{method} {path}"))
+    }
+
+    /// The current generation's number.
+    fn current(&self, cell: &mut Machine) -> Result<u64> {
+        let list = self.json(cell, "GET", "/api/generations", None)?;
+        list.as_array()
+            .and_then(|gens| gens.iter().find(|g| g["current"] == true))
+            .and_then(|g| g["number"].as_u64())
+            .context("no current generation")
+    }
+
+    /// Waits until every service's container is running and healthy; returns how long it took.
+    fn wait_all_healthy(&self, cell: &mut Machine, limit: Duration) -> Result<f64> {
+        let started = Instant::now();
+        loop {
+            let containers = self.json(cell, "GET", "/api/containers", None)?;
+            let unhealthy: Vec<String> = SERVICES
+                .iter()
+                .filter(|s| {
+                    !containers.as_array().is_some_and(|list| {
+                        list.iter().any(|c| c["service"] == **s && c["health"] == "healthy" && c["state"] == "running")
+                    })
+                })
+                .map(|s| s.to_string())
+                .collect();
+            if unhealthy.is_empty() {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if started.elapsed() > limit {
+                bail!("not healthy after {limit:?}: {unhealthy:?}\n{containers:#}");
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The JSON body of an answer with the expected status (0: any 2xx).
+fn expect((status, body): (u16, String), want: u16, what: &str) -> Result<Value> {
+    let ok = if want == 0 { (200..300).contains(&status) } else { status == want };
+    ensure!(ok, "{what}: HTTP {status}: {body}");
+    Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Waits for pic serve to answer through Caddy on port 80 after a boot; returns seconds since
+/// power-on.
+fn boot_to_api(cell: &mut Machine) -> Result<f64> {
+    cell.wait_for_console(r"Open http://[0-9.]+/ ", MINUTES(5))?;
+    cell.wait_for_unit("pic.service", MINUTES(10))?;
+    cell.wait_until_succeeds("curl -sf http://127.0.0.1:3000/health", MINUTES(10))?;
+    cell.wait_until_succeeds("curl -sf http://127.0.0.1/health", MINUTES(5))?;
+    let (status, _) = cell.wait_for_http(80, "/health", MINUTES(5))?;
+    ensure!(status == 200, "GET /health through Caddy: {status}");
+    Ok(cell.uptime())
+}
 
 #[test]
-fn first_boot_serves_the_wizard_and_nothing_writes_the_root() -> Result<()> {
+fn the_appliance_is_set_up_changed_rebooted_rolled_back_and_survives_a_power_cut() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let options = Options { forwards: vec![(3000, free_port())], ..Options::default() };
+    let options = Options {
+        forwards: vec![(80, free_tcp_port()), (443, free_tcp_port()), (53, free_tcp_port())],
+        ..Options::default()
+    };
     let mut cell = Machine::boot("cell", &image(), dir.path(), options)?;
-    // The console names the address to open.
-    cell.wait_for_console(r"Open http://[0-9.]+:3000/", MINUTES(5))?;
-    cell.wait_for_unit("pic.service", MINUTES(10))?;
-    cell.wait_for_open_port(3000, MINUTES(5))?;
-    let (status, body) = cell.wait_for_http(3000, "/api/setup/status", MINUTES(2))?;
-    eprintln!("boot to API ready: {:.1} s (TCG)", cell.uptime());
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"complete\":false"), "{body}");
+    let result = story(&mut cell);
+    if result.is_err() {
+        // What pic serve said is the first thing to read when the story breaks.
+        let report = "docker ps -a; journalctl -b -u pic --no-pager | tail -n 60";
+        if let Ok((_, journal)) = cell.execute(report) {
+            eprintln!("--- containers and the journal of pic.service ---\n{journal}");
+        }
+    }
+    result
+}
 
-    // The root is read-only; the state and Docker live on the data partition, which grew.
+fn story(cell: &mut Machine) -> Result<()> {
+    let mut figures = serde_json::Map::new();
+    let image_bytes = std::fs::metadata(image())?.len();
+    figures.insert("image_raw_mb".into(), json!(image_bytes as f64 / 1e6));
+    let mut compressed = image().into_os_string();
+    compressed.push(".zst");
+    if let Ok(meta) = std::fs::metadata(&compressed) {
+        figures.insert("image_zstd_mb".into(), json!(meta.len() as f64 / 1e6));
+    }
+
+    // First boot: the wizard through the setup proxy (Caddy) on ports 80 and 443.
+    let first_boot = boot_to_api(cell)?;
+    figures.insert("first_boot_to_api_s".into(), json!(first_boot));
+    let status = expect(cell.http("GET", 80, "/api/setup/status", None, &[])?, 200, "setup status")?;
+    ensure!(status["complete"] == false, "{status}");
+    let (code, page) = cell.http("GET", 80, "/", None, &[])?;
+    ensure!(code == 200 && page.contains("<html"), "the web UI through port 80: {code}");
+    let (code, _) = cell.https(443, "/api/setup/status")?;
+    ensure!(code == 200, "the wizard over HTTPS: {code}");
+
+    // Nothing writes the root; the data partition grew into the disk.
     cell.succeed("findmnt -n -o OPTIONS / | grep -qw ro")?;
     cell.fail("touch /usr/bin/written")?;
     cell.fail("touch /etc/written")?;
     cell.succeed("touch /var/lib/pic/written && rm /var/lib/pic/written")?;
     let size = cell.succeed("df --output=size -BM /var | tail -n 1")?;
     let megabytes: u64 = size.trim().trim_end_matches('M').parse()?;
-    assert!(megabytes > 4000, "the data partition did not grow: {megabytes} MB");
-    cell.shutdown(MINUTES(3))
+    ensure!(megabytes > 4000, "the data partition did not grow: {megabytes} MB");
+
+    // Setup through the API, every service on: generation 1, activated after the answer (the
+    // answer goes out through the setup proxy that the activation replaces).
+    let setup = json!({"cell_name": "vmcell", "admin_password": PASSWORD, "services": SERVICES}).to_string();
+    let started = Instant::now();
+    let done = expect(cell.http("POST", 80, "/api/setup", Some(&setup), &[])?, 200, "setup")?;
+    ensure!(done["generation"] == 1, "{done}");
+    wait_until_ready(cell, MINUTES(15))?;
+    let admin = Admin::log_in(cell)?;
+    admin.wait_all_healthy(cell, MINUTES(10))?;
+    let first_activation = started.elapsed().as_secs_f64();
+    figures.insert("first_activation_s".into(), json!(first_activation));
+    // The cell's own Caddy took ports 80 and 443 from the setup proxy.
+    cell.fail("docker inspect pic-setup-proxy")?;
+    cell.succeed("docker inspect -f '{{.State.Running}}' pic-proxy | grep -qx true")?;
+
+    // A config change: the LAN (QEMU's user network) may use the cell's DNS. Generation 2.
+    let (_, text) = admin.call(cell, "GET", "/api/config", None)?;
+    let mut config: Value = serde_json::from_str(&text)?;
+    config["services"]["dns"]["allowed_networks"] = json!(["10.0.2.0/24"]);
+    let etag = etag_of(cell)?;
+    let answer = cell.http(
+        "PUT",
+        80,
+        "/api/config",
+        Some(&config.to_string()),
+        &[&format!("x-csrf-token: {}", admin.csrf), &format!("if-match: {etag}")],
+    )?;
+    expect(answer, 200, "PUT /api/config")?;
+    ensure!(admin.current(cell)? == 2, "the config change is not generation 2");
+
+    // A peer (generation 3): its name resolves through the cell's DNS on the forwarded port,
+    // and the kernel's WireGuard interface has its key.
+    let peer = admin.json(cell, "POST", "/api/peers", Some(&json!({"name": "phone"})))?;
+    ensure!(peer["generation"] == 3, "{peer}");
+    let address = peer["peer"]["address"].as_str().context("the peer's address")?.to_owned();
+    let key = peer["peer"]["public_key"].as_str().context("the peer's key")?.to_owned();
+    ensure!(cell.dig("phone.vmcell.cell")? == address, "phone.vmcell.cell does not resolve to {address}");
+    let peers = cell.succeed("wg show wg0 peers")?;
+    ensure!(peers.contains(&key), "wg0 lacks the peer: {peers}");
+    cell.succeed("lsmod | grep -qw wireguard")?;
+
+    // Reboot: still generation 3, every service healthy, the peer still there.
+    cell.reboot(MINUTES(5))?;
+    figures.insert("reboot_to_api_s".into(), json!(boot_to_api(cell)?));
+    let admin = Admin::log_in(cell)?;
+    ensure!(admin.current(cell)? == 3, "after a reboot the cell is not on generation 3");
+    admin.wait_all_healthy(cell, MINUTES(10))?;
+    ensure!(cell.dig("phone.vmcell.cell")? == address, "after a reboot the peer's name is gone");
+    ensure!(cell.succeed("wg show wg0 peers")?.contains(&key), "after a reboot wg0 lacks the peer");
+
+    // Rollback: generation 2, without the peer; another reboot keeps it.
+    admin.json(cell, "POST", "/api/rollback", None)?;
+    ensure!(admin.current(cell)? == 2, "the rollback did not reach generation 2");
+    cell.wait_until_succeeds("! wg show wg0 peers | grep -q .", MINUTES(2))?;
+    cell.reboot(MINUTES(5))?;
+    boot_to_api(cell)?;
+    let admin = Admin::log_in(cell)?;
+    ensure!(admin.current(cell)? == 2, "after a reboot the rollback is undone");
+    admin.wait_all_healthy(cell, MINUTES(10))?;
+    ensure!(cell.dig("phone.vmcell.cell")?.is_empty(), "the rolled-back peer still resolves");
+
+    // Power cut in the middle of a switch to generation 3: the new `current` link is made but
+    // not yet renamed into place when the power goes.
+    cell.succeed(
+        "PIC_FAULT_PAUSE_AT='current link made' setsid pic --state /var/lib/pic switch 3 \
+         >/run/switch.log 2>&1 </dev/null & true",
+    )?;
+    cell.wait_until_succeeds("grep -q 'paused at' /run/switch.log", MINUTES(2))?;
+    cell.crash()?;
+    cell.start()?;
+    boot_to_api(cell)?;
+    let verify = cell.succeed("pic --state /var/lib/pic verify")?;
+    ensure!(verify.contains("all match"), "pic verify after the power cut: {verify}");
+    let admin = Admin::log_in(cell)?;
+    let current = admin.current(cell)?;
+    ensure!(current == 2, "after the power cut the cell is on generation {current}, not the complete 2");
+    admin.wait_all_healthy(cell, MINUTES(10))?;
+    cell.shutdown(MINUTES(5))?;
+
+    eprintln!("figures: {}", serde_json::to_string_pretty(&figures)?);
+    let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/vm-test-figures.json"));
+    std::fs::write(out, serde_json::to_string_pretty(&figures)? + "\n")?;
+    Ok(())
+}
+
+/// Waits until setup status says the cell's services run (`ready`), as the wizard does; while
+/// the cell's Caddy takes over from the setup proxy, a request may fail.
+fn wait_until_ready(cell: &mut Machine, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Ok((200, body)) = cell.http("GET", 80, "/api/setup/status", None, &[])
+            && serde_json::from_str::<Value>(&body).is_ok_and(|s| s["ready"] == true)
+        {
+            return Ok(());
+        }
+        ensure!(started.elapsed() < limit, "the cell was not ready {limit:?} after setup");
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// The ETag of `GET /api/config`, for the If-Match of a PUT.
+fn etag_of(cell: &mut Machine) -> Result<String> {
+    let headers = cell.http_headers(80, "/api/config")?;
+    headers
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("etag:").map(|e| e.trim().to_owned()))
+        .context("no ETag on GET /api/config")
 }

@@ -38,7 +38,7 @@ pub fn write(image: &Path) -> Result<Companions, Error> {
         std::io::copy(&mut input, &mut encoder).at(&tmp)?;
         encoder.finish().at(&tmp)?.sync_all().at(&tmp)?;
     }
-    fs::rename(&tmp, &compressed).at(&compressed)?;
+    fsutil::rename_durable(&tmp, &compressed)?;
     write_sum(&compressed, &hash_file(&compressed)?)?;
     let compressed_size = fs::metadata(&compressed).at(&compressed)?.len();
 

@@ -152,7 +152,10 @@ async fn before_setup_every_api_route_points_at_the_wizard() {
         assert_eq!(reply.body["error"]["code"], "setup_required");
     }
     assert_eq!(api.call(&anon, Method::GET, "/health", None).await.status, StatusCode::OK);
-    assert_eq!(api.call(&anon, Method::GET, "/api/setup/status", None).await.body, json!({"complete": false, "ready": false}));
+    assert_eq!(
+        api.call(&anon, Method::GET, "/api/setup/status", None).await.body,
+        json!({"complete": false, "ready": false})
+    );
 }
 
 #[tokio::test]
@@ -186,7 +189,10 @@ async fn setup_validates_then_builds_generation_one_once() {
 
     api.setup().await;
     assert_eq!(api.app.state.current().unwrap(), Some(1));
-    assert_eq!(api.call(&anon, Method::GET, "/api/setup/status", None).await.body, json!({"complete": true, "ready": true}));
+    assert_eq!(
+        api.call(&anon, Method::GET, "/api/setup/status", None).await.body,
+        json!({"complete": true, "ready": true})
+    );
     let again = api
         .call(&anon, Method::POST, "/api/setup", Some(json!({"cell_name": "other", "admin_password": ADMIN_PASSWORD})))
         .await;
