@@ -18,7 +18,7 @@ pub fn run_command(command: &mut Command) -> Result<String, Error> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         // The end of the output says why; a long build log is cut to its last lines.
-        let tail: Vec<&str> = stderr.trim().lines().rev().take(20).collect();
+        let tail: Vec<&str> = stderr.trim().lines().rev().take(40).collect();
         let detail = format!("{}: {}", output.status, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
         return Err(Error::Command { command: line, detail });
     }

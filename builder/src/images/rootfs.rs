@@ -34,7 +34,11 @@ impl Bootstrap<'_> {
         let cache = self.apt_cache.canonicalize().at(self.apt_cache)?;
         let mut cmd = Command::new("mmdebstrap");
         cmd.env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.to_string())
-            .args(["--variant=minbase", "--quiet", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"])
+            // Not `--quiet`: at the default verbosity mmdebstrap prints apt's output when apt
+            // fails, which is the only place the reason is.
+            .args(["--variant=minbase", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"])
+            // A mirror that drops a connection mid-download costs a retry, not the build.
+            .arg("--aptopt=Acquire::Retries \"5\"")
             .args([
                 "--dpkgopt=path-exclude=/usr/share/man/*",
                 "--dpkgopt=path-exclude=/usr/share/locale/*",
