@@ -136,7 +136,7 @@ schema:
 image: build webui
 	.ci/install-vm-packages
 	$(PIC) images build --output target/images/images.tar --no-load $(IMAGE_LOCK)
-	$(PIC) image build --output target/pic.img
+	$(PIC) image build --output target/pic.img $(IMAGE_LOCK)
 
 ## Boots the disk image in QEMU (TCG): the console here, the web UI at http://127.0.0.1:8080/.
 run-vm: image

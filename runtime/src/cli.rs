@@ -285,6 +285,12 @@ pub enum ImageCommand {
         /// The bootstrapped root file system and downloaded packages.
         #[arg(long, default_value = "target/disk-image")]
         cache: PathBuf,
+        /// The package lock; the appliance's packages are its entry `appliance`.
+        #[arg(long, default_value = "images/packages.lock.json")]
+        lock: PathBuf,
+        /// Accept package versions other than the locked ones and record them.
+        #[arg(long)]
+        update_lock: bool,
     },
 }
 

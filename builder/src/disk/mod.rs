@@ -22,7 +22,8 @@ use crate::command;
 use crate::error::{Error, IoContext};
 use crate::fsutil;
 use crate::images::definition::{BASE, BaseDef};
-use crate::images::rootfs::{Bootstrap, SOURCE_DATE_EPOCH};
+use crate::images::lock::{self, PackageLock};
+use crate::images::rootfs::{self, Bootstrap, SOURCE_DATE_EPOCH};
 
 /// `images/appliance/appliance.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +50,11 @@ pub struct Inputs<'a> {
     pub templates: &'a Path,
     /// The bootstrapped root file system is cached here, with the downloaded packages.
     pub cache: &'a Path,
+    /// The package lock (`images/packages.lock.json`); the appliance's packages are its entry
+    /// `appliance`.
+    pub lock: &'a Path,
+    /// Accept package versions other than the locked ones and record them.
+    pub update_lock: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +70,8 @@ pub struct Report {
     pub seconds: f64,
     /// Whether the bootstrapped root came from the cache.
     pub cached_rootfs: bool,
+    /// Whether the lock got a new or changed entry for the appliance.
+    pub lock_updated: bool,
 }
 
 /// The folder of the appliance's definition inside `images/`.
@@ -76,7 +84,13 @@ pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     let dir = inputs.definitions.join(APPLIANCE);
     let def: ApplianceDef = read_toml(&dir.join("appliance.toml"))?;
     let base: BaseDef = read_toml(&inputs.definitions.join(BASE).join("image.toml"))?;
-    let (rootfs, cached_rootfs) = bootstrap(&dir, &def, &base, inputs.cache)?;
+    let mut lock = PackageLock::read(inputs.lock)?;
+    let locked_before = lock.clone();
+    let (rootfs, cached_rootfs) = bootstrap(&dir, &def, &base, inputs, &mut lock)?;
+    let lock_updated = lock != locked_before;
+    if lock_updated {
+        lock.write(inputs.lock)?;
+    }
 
     // Absolute: systemd-repart reads `CopyBlocks=` paths from the root, not from here.
     let cache = inputs.cache.canonicalize().at(inputs.cache)?;
@@ -102,32 +116,53 @@ pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
         bmap: companions.bmap,
         seconds: started.elapsed().as_secs_f64(),
         cached_rootfs,
+        lock_updated,
     })
 }
 
 /// The appliance's packages bootstrapped (and its `rootfs/` copied in, its setup run), cached
-/// under a key of the definition: a rebuild with the same definition skips mmdebstrap.
-fn bootstrap(dir: &Path, def: &ApplianceDef, base: &BaseDef, cache: &Path) -> Result<(PathBuf, bool), Error> {
+/// under a key of the definition: a rebuild with the same definition and lock skips mmdebstrap.
+/// The packages are the locked versions unless `update_lock`; what was installed is checked
+/// against the lock, or recorded in it.
+fn bootstrap(
+    dir: &Path,
+    def: &ApplianceDef,
+    base: &BaseDef,
+    inputs: &Inputs<'_>,
+    lock: &mut PackageLock,
+) -> Result<(PathBuf, bool), Error> {
     let key = definition_key(dir, base)?;
+    let cache = inputs.cache;
     let rootfs = cache.join(format!("rootfs-{}", &key[..16]));
     if rootfs.is_dir() {
-        return Ok((rootfs, true));
+        let installed = rootfs::installed_packages(&rootfs)?;
+        if lock::allows(lock, APPLIANCE, &installed, inputs.update_lock) {
+            lock::check(lock, APPLIANCE, &installed, inputs.update_lock)?;
+            return Ok((rootfs, true));
+        }
+        // Built before the lock moved: bootstrapped again with the locked versions.
+        remove_all(&rootfs)?;
     }
     fs::create_dir_all(cache).at(cache)?;
     let tmp = cache.join(format!("{}rootfs", fsutil::TMP_PREFIX));
     if tmp.exists() {
         remove_all(&tmp)?;
     }
+    let mut packages = def.packages.clone();
+    if !inputs.update_lock {
+        packages.extend(lock.pins(APPLIANCE));
+    }
     let overlay = dir.join("rootfs");
     let bootstrap = Bootstrap {
         suite: &base.suite,
         mirror: &base.mirror,
-        packages: def.packages.clone(),
+        packages,
         setup: &def.setup,
         overlay: overlay.is_dir().then_some(overlay.as_path()),
         apt_cache: &cache.join("apt"),
     };
     bootstrap.run(&tmp)?;
+    lock::check(lock, APPLIANCE, &rootfs::installed_packages(&tmp)?, inputs.update_lock)?;
     fs::rename(&tmp, &rootfs).at(&rootfs)?;
     Ok((rootfs, false))
 }

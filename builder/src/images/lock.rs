@@ -39,6 +39,27 @@ pub fn added(layer: &Packages, lower: &Packages) -> Packages {
     layer.iter().filter(|(p, v)| lower.get(*p) != Some(v)).map(|(p, v)| (p.clone(), v.clone())).collect()
 }
 
+/// Compares what `image` got with the lock: records it when the lock has no entry for it (or
+/// `update` is set), refuses a difference otherwise.
+pub fn check(lock: &mut PackageLock, image: &str, installed: &Packages, update: bool) -> Result<(), Error> {
+    match lock.images.get(image) {
+        Some(locked) if !update => mismatch(image, locked, installed).map_or(Ok(()), |m| Err(Error::Image(m))),
+        _ => {
+            lock.images.insert(image.to_owned(), installed.clone());
+            Ok(())
+        }
+    }
+}
+
+/// Whether a cached build of `image` with `installed` may be used: it has the locked packages, or
+/// the lock has no say (no entry, or `update`).
+pub fn allows(lock: &PackageLock, image: &str, installed: &Packages, update: bool) -> bool {
+    match lock.images.get(image) {
+        Some(locked) if !update => mismatch(image, locked, installed).is_none(),
+        _ => true,
+    }
+}
+
 /// Describes how `built` differs from `locked`, or `None` when they agree.
 pub fn mismatch(image: &str, locked: &Packages, built: &Packages) -> Option<String> {
     let mut lines = Vec::new();
@@ -81,6 +102,25 @@ mod tests {
         assert!(message.contains("libc6: locked 2.41-12, not installed"), "{message}");
         assert!(message.contains("extra: not locked, got 1"), "{message}");
         assert!(message.contains("--update-lock"), "{message}");
+    }
+
+    #[test]
+    fn the_lock_records_a_new_entry_refuses_a_moved_one_and_takes_it_when_told() {
+        let mut lock = PackageLock::default();
+        let first = packages(&[("linux-image-amd64", "6.12.1-1")]);
+        let moved = packages(&[("linux-image-amd64", "6.12.2-1")]);
+        assert!(allows(&lock, "appliance", &moved, false), "no entry: anything goes");
+        check(&mut lock, "appliance", &first, false).unwrap();
+        assert_eq!(lock.pins("appliance"), ["linux-image-amd64=6.12.1-1"]);
+
+        assert!(!allows(&lock, "appliance", &moved, false));
+        let Err(Error::Image(message)) = check(&mut lock, "appliance", &moved, false) else { panic!("accepted") };
+        assert!(message.contains("linux-image-amd64: locked 6.12.1-1, got 6.12.2-1"), "{message}");
+        assert_eq!(lock.images["appliance"], first, "a refused build changes nothing");
+
+        assert!(allows(&lock, "appliance", &moved, true));
+        check(&mut lock, "appliance", &moved, true).unwrap();
+        assert_eq!(lock.images["appliance"], moved);
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl ImageBuild {
                 remove_if_exists(&tree)?;
                 fs::rename(&tmp, &tree).at(&tree)?;
                 let installed = rootfs::installed_packages(&tree)?;
-                self.check_lock(&mut lock, BASE, &installed)?;
+                lock::check(&mut lock, BASE, &installed, self.update_lock)?;
                 let layer = self.write_layer(&tree, None, BASE)?;
                 let labels = BTreeMap::from([(LABEL_IMAGE.into(), BASE.into()), (LABEL_KEY.into(), base_key.clone())]);
                 let base = BuiltImage {
@@ -168,7 +168,7 @@ impl ImageBuild {
             });
             for result in built.into_inner().expect("results") {
                 let image = result?;
-                self.check_lock(&mut lock, &image.name, &image.packages)?;
+                lock::check(&mut lock, &image.name, &image.packages, self.update_lock)?;
                 self.save(&image)?;
                 images.push(image);
             }
@@ -241,21 +241,6 @@ impl ImageBuild {
         })
     }
 
-    /// Compares what was installed with the lock: records it when the lock has no entry (or
-    /// `update_lock` is set), refuses a difference otherwise.
-    fn check_lock(&self, lock: &mut PackageLock, image: &str, installed: &Packages) -> Result<(), Error> {
-        match lock.images.get(image) {
-            Some(locked) if !self.update_lock => match lock::mismatch(image, locked, installed) {
-                Some(message) => Err(Error::Image(message)),
-                None => Ok(()),
-            },
-            _ => {
-                lock.images.insert(image.to_owned(), installed.clone());
-                Ok(())
-            }
-        }
-    }
-
     fn write_layer(&self, tree: &Path, lower: Option<&Path>, name: &str) -> Result<Layer, Error> {
         let tmp = self.layers().join(format!("{}{name}-{}", fsutil::TMP_PREFIX, std::process::id()));
         let layer = layer::write(tree, lower, &tmp)?;
@@ -274,10 +259,7 @@ impl ImageBuild {
         let mut image: BuiltImage = fsutil::read_json_or_default::<Option<BuiltImage>>(&path)?
             .ok_or_else(|| Error::corrupt(path.display().to_string(), "empty record"))?;
         let complete = image.layers.iter().all(|l| self.layers().join(format!("{}.tar", l.sha256)).exists());
-        let locked = match lock.images.get(name) {
-            Some(locked) if !self.update_lock => lock::mismatch(name, locked, &image.packages).is_none(),
-            _ => true,
-        };
+        let locked = lock::allows(lock, name, &image.packages, self.update_lock);
         image.cached = true;
         Ok((complete && locked).then_some(image))
     }

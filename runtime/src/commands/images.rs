@@ -143,17 +143,28 @@ async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -
 
 /// `pic image build`: the flashable disk image.
 pub fn image(command: &ImageCommand, out: &Output) -> Result<()> {
-    let ImageCommand::Build { output, definitions, service_images, webui, templates, cache } = command;
+    let ImageCommand::Build { output, definitions, service_images, webui, templates, cache, lock, update_lock } =
+        command;
     let pic = std::env::current_exe().context("finding the pic binary")?;
-    let inputs = pic_builder::disk::Inputs { definitions, pic: &pic, webui, service_images, templates, cache };
+    let inputs = pic_builder::disk::Inputs {
+        definitions,
+        pic: &pic,
+        webui,
+        service_images,
+        templates,
+        cache,
+        lock,
+        update_lock: *update_lock,
+    };
     let report = pic_builder::disk::build(&inputs, output)?;
     out.emit(&report, |r| {
         format!(
-            "wrote {} ({:.1} MB) in {:.1} s{}\nsha256 {}\ncompressed: {} ({:.1} MB); block map: {}",
+            "wrote {} ({:.1} MB) in {:.1} s{}{}\nsha256 {}\ncompressed: {} ({:.1} MB); block map: {}",
             r.path.display(),
             r.size as f64 / 1e6,
             r.seconds,
             if r.cached_rootfs { " (root file system from the cache)" } else { "" },
+            if r.lock_updated { "; the appliance's packages recorded in the lock" } else { "" },
             r.sha256,
             r.compressed.display(),
             r.compressed_size as f64 / 1e6,
