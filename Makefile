@@ -12,11 +12,12 @@ VENV    = $(CURDIR)/target/bench-venv
 	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password \
 	backup restore image run-vm vm-test
 
-# The daemons whose own checkers validate what we render (tier 2), and the tools the tests use.
+# The daemons whose own checkers validate what we render (tier 2), and the tools the tests use
+# (bmaptool: the unit test of the disk image's block map).
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
 	wireguard-go iproute2 iputils-ping curl procps \
-	docker.io mmdebstrap bind9-dnsutils chromium zstd
+	docker.io mmdebstrap bind9-dnsutils chromium zstd bmap-tools
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`
