@@ -16,6 +16,7 @@ pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod generation;
+pub mod hashing;
 pub mod images;
 pub mod peers;
 pub mod render;

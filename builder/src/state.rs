@@ -20,6 +20,7 @@ use crate::error::{Error, IoContext};
 use crate::fault;
 use crate::fsutil::{self, TMP_PREFIX};
 use crate::generation::{self, Generations, Manifest, ServiceEntry};
+use crate::hashing::sha256_hex;
 use crate::render::{Bundle, PublicKeys, Renderer};
 use crate::secrets::Secrets;
 use crate::store::Store;
@@ -572,8 +573,4 @@ fn changed(old: Option<&Manifest>, new: &Manifest) -> Vec<String> {
     let old = old.map_or(&empty, |m| &m.services);
     let names: BTreeSet<&String> = old.keys().chain(new.services.keys()).collect();
     names.into_iter().filter(|n| old.get(*n) != new.services.get(*n)).cloned().collect()
-}
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }

@@ -14,7 +14,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 pub use age::secrecy::SecretString;
 pub use format::{Header, SecretsIncluded};
@@ -23,6 +22,7 @@ pub use restore::{RestoreOptions, RestoreReport, SecretsOutcome, restore};
 
 use crate::error::{Error, IoContext};
 use crate::fsutil::{self, TMP_PREFIX};
+use crate::hashing::Hashing;
 use crate::state::{State, Writer};
 
 /// A passphrase shorter than this is refused: it is all that protects the secrets in an archive.
@@ -184,7 +184,7 @@ fn write_archive(
 
     // Archives hold the cell's config and (encrypted) secrets: only root reads them.
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).at(tmp)?;
-    let output = HashingWriter { inner: io::BufWriter::new(file), hasher: Sha256::new(), written: 0 };
+    let output = Hashing::new(io::BufWriter::new(file));
     let mut archive = write::ArchiveWriter::new(output, tmp, header, meter)?;
     archive.file(format::DESIRED_CONFIG, &state.desired_config_path())?;
     let failed = root.join(format::FAILED);
@@ -216,9 +216,10 @@ fn write_archive(
     }
     let (mut output, _, mut meter) = archive.finish()?;
     meter.finish();
-    output.inner.flush().at(tmp)?;
-    output.inner.get_ref().sync_all().at(tmp)?;
-    Ok((output.written, hex::encode(output.hasher.finalize())))
+    output.get_mut().flush().at(tmp)?;
+    output.get_ref().get_ref().sync_all().at(tmp)?;
+    let written = output.byte_count();
+    Ok((written, output.finalize_hex()))
 }
 
 /// The backups in `backups/`, newest first, each with what its header says.
@@ -313,23 +314,4 @@ fn tree_size(dir: &Path) -> Result<u64, Error> {
         }
     }
     Ok(total)
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }

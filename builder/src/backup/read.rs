@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::Meter;
 use super::format::{self, Area, Header, Kind, Manifest, Member};
 use crate::error::{Error, IoContext};
-use crate::state::sha256_hex;
+use crate::hashing::sha256_hex;
 
 /// Members held in memory are the small ones (config, generations, store, secrets); a member of
 /// that kind larger than this is not something PIC wrote.

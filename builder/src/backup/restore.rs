@@ -212,7 +212,7 @@ fn check(archive: &Path, options: &RestoreOptions, report: &mut dyn FnMut(Progre
         if manifest.number != n {
             return Err(Error::backup_refused(&manifest_path, format!("is generation {}, not {n}", manifest.number)));
         }
-        if crate::state::sha256_hex(&config_text) != manifest.config_sha256 {
+        if crate::hashing::sha256_hex(&config_text) != manifest.config_sha256 {
             return Err(Error::backup_refused(&config_path, "does not match its generation's config_sha256"));
         }
         for (service, entry) in &manifest.services {

@@ -7,12 +7,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::Meter;
 use super::format::{self, Header, Kind, Manifest, Member};
 use crate::error::{Error, IoContext};
-use crate::state::sha256_hex;
+use crate::hashing::{Hashing, sha256_hex};
 
 /// zstd's default level: most of the ratio of the higher levels at a fraction of their time.
 const ZSTD_LEVEL: i32 = 3;
@@ -95,15 +93,15 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
     /// is read is an error rather than a member that disagrees with its header.
     fn stream(&mut self, path: &str, source: &Path, header: &mut tar::Header, size: u64) -> Result<(), Error> {
         let file = File::open(source).at(source)?;
-        let mut reader = HashingReader { inner: file.take(size), hasher: Sha256::new(), read: 0 };
+        let mut reader = Hashing::new(file.take(size));
         self.tar.append_data(header, path, &mut reader).at(&self.target)?;
-        if reader.read != size {
+        if reader.byte_count() != size {
             return Err(Error::Io {
                 path: source.to_owned(),
                 source: io::Error::other("the file shrank while it was backed up; try again"),
             });
         }
-        self.record(path, Kind::File, size, hex::encode(reader.hasher.finalize()))?;
+        self.record(path, Kind::File, size, reader.finalize_hex())?;
         Ok(())
     }
 
@@ -146,21 +144,6 @@ pub(super) fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(value).expect("backup metadata serializes");
     text.push(b'\n');
     text
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 /// A writer that compresses into one zstd frame after another: [`FrameWriter::end_frame`] closes

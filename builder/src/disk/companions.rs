@@ -3,14 +3,12 @@
 //! blocks that hold data.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use crate::command;
 use crate::error::{Error, IoContext};
 use crate::fsutil;
+use crate::hashing::sha256_file;
 
 /// zstd's level for the download: level 3 is within a few percent of 19 on an image whose
 /// root is already lz4-compressed, at a fraction of the time.
@@ -26,7 +24,7 @@ pub struct Companions {
 
 /// Writes `<image>.sha256`, `<image>.zst`, `<image>.zst.sha256` and `<image>.bmap`.
 pub fn write(image: &Path) -> Result<Companions, Error> {
-    let sha256 = hash_file(image)?;
+    let sha256 = sha256_file(image)?;
     write_sum(image, &sha256)?;
 
     let compressed = sibling(image, ".zst");
@@ -39,7 +37,7 @@ pub fn write(image: &Path) -> Result<Companions, Error> {
         encoder.finish().at(&tmp)?.sync_all().at(&tmp)?;
     }
     fsutil::rename_durable(&tmp, &compressed)?;
-    write_sum(&compressed, &hash_file(&compressed)?)?;
+    write_sum(&compressed, &sha256_file(&compressed)?)?;
     let compressed_size = fs::metadata(&compressed).at(&compressed)?.len();
 
     let bmap = sibling(image, ".bmap");
@@ -57,19 +55,6 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
-}
-
-fn hash_file(path: &Path) -> Result<String, Error> {
-    let mut file = fs::File::open(path).at(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).at(path)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buffer[..n]);
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::error::{Error, IoContext};
+use crate::hashing::sha256_hex;
 
 use super::BuiltImage;
 use super::rootfs::SOURCE_DATE_EPOCH;
@@ -68,11 +69,6 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -
     header.set_mode(0o644);
     header.set_mtime(SOURCE_DATE_EPOCH);
     tar.append_data(&mut header, name, bytes).map_err(|e| Error::Image(format!("writing the image archive: {e}")))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The images a docker archive holds: (tag, image id `sha256:…`), read from its `manifest.json`

@@ -7,9 +7,8 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, IoContext};
+use crate::hashing::Hashing;
 
 use super::rootfs::SOURCE_DATE_EPOCH;
 
@@ -27,16 +26,17 @@ const RUNTIME_DIRS: &[&str] = &["dev", "proc", "sys"];
 /// Writes the layer of `tree` over `lower` (everything, when `lower` is `None`) to `out`.
 pub fn write(tree: &Path, lower: Option<&Path>, out: &Path) -> Result<Layer, Error> {
     let file = File::create(out).at(out)?;
-    let mut hashing = HashingWriter { inner: BufWriter::new(file), hash: Sha256::new(), size: 0 };
+    let mut hashing = Hashing::new(BufWriter::new(file));
     {
         let mut tar = tar::Builder::new(&mut hashing);
         tar.follow_symlinks(false);
         add_dir(&mut tar, tree, lower, Path::new(""))?;
         tar.finish().at(out)?;
     }
-    hashing.inner.flush().at(out)?;
-    hashing.inner.get_ref().sync_all().at(out)?;
-    Ok(Layer { sha256: hex::encode(hashing.hash.finalize()), size: hashing.size })
+    hashing.get_mut().flush().at(out)?;
+    hashing.get_ref().get_ref().sync_all().at(out)?;
+    let size = hashing.byte_count();
+    Ok(Layer { sha256: hashing.finalize_hex(), size })
 }
 
 fn add_dir<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, lower: Option<&Path>, rel: &Path) -> Result<(), Error> {
@@ -125,25 +125,6 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &Path, rel: &Path) -> Resul
     } else {
         header.set_size(0);
         tar.append_data(&mut header, rel, std::io::empty()).at(path)
-    }
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 

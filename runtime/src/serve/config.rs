@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pic_builder::config;
+use pic_builder::hashing::sha256_hex;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::auth::Admin;
@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody, blocking};
 
 /// The ETag of a config text: a quoted prefix of its sha256.
 fn etag_of(text: &str) -> String {
-    format!("\"{}\"", &hex::encode(Sha256::digest(text.as_bytes()))[..32])
+    format!("\"{}\"", &sha256_hex(text.as_bytes())[..32])
 }
 
 #[utoipa::path(get, path = "/api/config", tag = "config", responses((status = 200, description = "the desired cell config (see `pic schema`); ETag is its revision", body = Object), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
