@@ -95,16 +95,14 @@ pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     // Absolute: systemd-repart reads `CopyBlocks=` paths from the root, not from here.
     let cache = inputs.cache.canonicalize().at(inputs.cache)?;
     let work = cache.join(format!("{}work", fsutil::TMP_PREFIX));
-    if work.exists() {
-        remove_all(&work)?;
-    }
+    rootfs::remove_tree(&work)?;
     fs::create_dir_all(&work).at(&work)?;
     let tree = work.join("tree");
     // A copy of the cached tree, with this build's own files added.
     command::run("cp", &["-a", "--reflink=auto", &path_str(&rootfs), &path_str(&tree)])?;
     install(inputs, &tree)?;
     partitions::assemble(&tree, &def.cmdline, &work, output)?;
-    remove_all(&work)?;
+    rootfs::remove_tree(&work)?;
 
     let companions = companions::write(output)?;
     Ok(Report {
@@ -140,14 +138,10 @@ fn bootstrap(
             lock::check(lock, APPLIANCE, &installed, inputs.update_lock)?;
             return Ok((rootfs, true));
         }
-        // Built before the lock moved: bootstrapped again with the locked versions.
-        remove_all(&rootfs)?;
     }
     fs::create_dir_all(cache).at(cache)?;
     let tmp = cache.join(format!("{}rootfs", fsutil::TMP_PREFIX));
-    if tmp.exists() {
-        remove_all(&tmp)?;
-    }
+    rootfs::remove_tree(&tmp)?;
     let mut packages = def.packages.clone();
     if !inputs.update_lock {
         packages.extend(lock.pins(APPLIANCE));
@@ -161,8 +155,12 @@ fn bootstrap(
         overlay: overlay.is_dir().then_some(overlay.as_path()),
         apt_cache: &cache.join("apt"),
     };
-    bootstrap.run(&tmp)?;
+    bootstrap.run(&tmp).map_err(|e| if inputs.update_lock { e } else { lock::explain_pinned_failure(e) })?;
     lock::check(lock, APPLIANCE, &rootfs::installed_packages(&tmp)?, inputs.update_lock)?;
+    if rootfs.exists() {
+        // Built before the lock moved; replaced only now that its successor is complete.
+        rootfs::remove_tree(&rootfs)?;
+    }
     fs::rename(&tmp, &rootfs).at(&rootfs)?;
     Ok((rootfs, false))
 }
@@ -211,11 +209,6 @@ fn definition_key(dir: &Path, base: &BaseDef) -> Result<String, Error> {
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let text = fs::read_to_string(path).at(path)?;
     toml::from_str(&text).map_err(|e| Error::Image(format!("{}: {e}", path.display())))
-}
-
-/// Trees made by mmdebstrap hold read-only folders; `rm -rf` as root removes them.
-fn remove_all(path: &Path) -> Result<(), Error> {
-    command::run("rm", &["-rf", "--one-file-system", &path_str(path)]).map(drop)
 }
 
 fn path_str(path: &Path) -> String {

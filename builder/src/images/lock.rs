@@ -60,6 +60,15 @@ pub fn allows(lock: &PackageLock, image: &str, installed: &Packages, update: boo
     }
 }
 
+/// A bootstrap that asked for the locked versions and failed: apt's reason is in `err`; the usual
+/// one is that Debian's archive no longer has a locked version, which `--update-lock` resolves.
+pub fn explain_pinned_failure(err: Error) -> Error {
+    Error::Image(format!(
+        "{err}\nthe bootstrap asked for the locked package versions: if apt says a version was not \
+         found, Debian's archive has moved on; rebuild with `--update-lock` to take the new ones"
+    ))
+}
+
 /// Describes how `built` differs from `locked`, or `None` when they agree.
 pub fn mismatch(image: &str, locked: &Packages, built: &Packages) -> Option<String> {
     let mut lines = Vec::new();

@@ -113,11 +113,11 @@ impl ImageBuild {
                 let started = Instant::now();
                 let tree = self.base_tree(&base_key);
                 let tmp = self.cache.join("rootfs").join(format!("{}base", fsutil::TMP_PREFIX));
-                remove_if_exists(&tmp)?;
+                rootfs::remove_tree(&tmp)?;
                 let mut packages = base_def.def.packages.clone();
                 packages.extend(pins(&lock, BASE));
                 self.bootstrap(&base_def.def, packages, &[], None, &tmp)?;
-                remove_if_exists(&tree)?;
+                rootfs::remove_tree(&tree)?;
                 fs::rename(&tmp, &tree).at(&tree)?;
                 let installed = rootfs::installed_packages(&tree)?;
                 lock::check(&mut lock, BASE, &installed, self.update_lock)?;
@@ -194,7 +194,7 @@ impl ImageBuild {
         let started = Instant::now();
         let name = &definition.name;
         let tree = self.cache.join("rootfs").join(format!("{}{name}", fsutil::TMP_PREFIX));
-        remove_if_exists(&tree)?;
+        rootfs::remove_tree(&tree)?;
         let result = (|| {
             self.bootstrap(base_def, packages, &definition.def.setup, definition.rootfs.as_deref(), &tree)?;
             let added = lock::added(&rootfs::installed_packages(&tree)?, &base.packages);
@@ -221,7 +221,7 @@ impl ImageBuild {
                 seconds: started.elapsed().as_secs_f64(),
             })
         })();
-        remove_if_exists(&tree)?;
+        rootfs::remove_tree(&tree)?;
         result
     }
 
@@ -236,9 +236,7 @@ impl ImageBuild {
         let apt_cache = self.cache.join("apt");
         let run =
             Bootstrap { suite: &base.suite, mirror: &base.mirror, packages, setup, overlay, apt_cache: &apt_cache };
-        run.run(target).inspect_err(|_| {
-            let _ = remove_if_exists(target);
-        })
+        run.run(target).map_err(|e| if self.update_lock { e } else { lock::explain_pinned_failure(e) })
     }
 
     fn write_layer(&self, tree: &Path, lower: Option<&Path>, name: &str) -> Result<Layer, Error> {
@@ -274,7 +272,7 @@ impl ImageBuild {
         if !tree.exists() {
             let tar_path = self.layers().join(format!("{}.tar", base.layers[0].sha256));
             let tmp = self.cache.join("rootfs").join(format!("{}unpack", fsutil::TMP_PREFIX));
-            remove_if_exists(&tmp)?;
+            rootfs::remove_tree(&tmp)?;
             let mut archive = tar::Archive::new(fs::File::open(&tar_path).at(&tar_path)?);
             archive.set_preserve_permissions(true);
             archive.set_preserve_ownerships(true);
@@ -298,12 +296,4 @@ fn key(parts: &[&str]) -> String {
         hash.update([0]);
     }
     hex::encode(hash.finalize())[..16].to_owned()
-}
-
-/// Removes a tree (a root filesystem: root-owned, with its own modes) if it is there.
-fn remove_if_exists(path: &Path) -> Result<(), Error> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
-        _ => Ok(()),
-    }
 }

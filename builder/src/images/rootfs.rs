@@ -1,8 +1,9 @@
 //! Root filesystems from Debian packages: `mmdebstrap --variant=minbase` with the merged-usr hook
 //! (without it usrmerge pulls in perl), documentation and translations left out.
 
+use std::cmp::Reverse;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::command;
@@ -28,7 +29,7 @@ pub struct Bootstrap<'a> {
 }
 
 impl Bootstrap<'_> {
-    /// Bootstraps into `target` (which must not exist).
+    /// Bootstraps into `target` (which must not exist); on failure nothing of it is left.
     pub fn run(&self, target: &Path) -> Result<(), Error> {
         fs::create_dir_all(self.apt_cache.join("partial")).at(self.apt_cache)?;
         let cache = self.apt_cache.canonicalize().at(self.apt_cache)?;
@@ -65,8 +66,36 @@ impl Bootstrap<'_> {
         // Left by apt and the bootstrap; nothing in an image needs them.
         cmd.arg("--customize-hook=rm -rf \"$1/var/lib/apt/lists\"/* \"$1/var/cache/apt\"/*.bin && find \"$1/var/log\" -type f -delete");
         cmd.arg(self.suite).arg(target).arg(self.mirror);
-        command::run_command(&mut cmd).map(drop)
+        command::run_command(&mut cmd).map(drop).inspect_err(|_| {
+            // What apt said is in the error; a half-made tree (with the cache mounted) is not kept.
+            let _ = remove_tree(target);
+        })
     }
+}
+
+/// Removes a tree that a bootstrap made or left behind, if it is there. A bootstrap that failed
+/// or was killed leaves the package cache bind-mounted inside its tree: that is unmounted first, so
+/// that removing the tree neither fails on it nor empties the cache (`--one-file-system` makes
+/// sure of the latter for any mount this misses).
+pub fn remove_tree(path: &Path) -> Result<(), Error> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let root = path.canonicalize().at(path)?;
+    let mountinfo = Path::new("/proc/self/mountinfo");
+    let mounts = fs::read_to_string(mountinfo).at(mountinfo)?;
+    // The fifth field is the mount point (our cache paths hold no characters it would escape).
+    let mut below: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(&root))
+        .collect();
+    below.sort_by_key(|m| Reverse(m.components().count()));
+    for mount in below {
+        command::run("umount", &[&mount.to_string_lossy()])?;
+    }
+    command::run("rm", &["-rf", "--one-file-system", &path.to_string_lossy()]).map(drop)
 }
 
 /// The packages installed in the tree at `root`.
@@ -99,4 +128,32 @@ pub fn group_id(root: &Path, group: &str) -> Result<u32, Error> {
         .find(|f| f.len() > 2 && f[0] == group)
         .and_then(|f| f[2].parse().ok())
         .ok_or_else(|| Error::Image(format!("the image has no group {group:?} (secrets_group)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a failed bootstrap leaves: the package cache still bind-mounted inside the tree.
+    #[test]
+    fn a_left_over_tree_is_removed_and_the_cache_mounted_in_it_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("apt");
+        fs::create_dir_all(&cache).unwrap();
+        fs::write(cache.join("less.deb"), b"package").unwrap();
+        let tree = dir.path().join(".tmp-rootfs");
+        let archives = tree.join("var/cache/apt/archives");
+        fs::create_dir_all(&archives).unwrap();
+        fs::write(tree.join("var/file"), b"x").unwrap();
+        command::run("mount", &["--bind", &cache.to_string_lossy(), &archives.to_string_lossy()]).unwrap();
+
+        let removed = remove_tree(&tree);
+        if archives.join("less.deb").exists() {
+            let _ = command::run("umount", &[&archives.to_string_lossy()]);
+        }
+        removed.unwrap();
+        assert!(!tree.exists());
+        assert_eq!(fs::read(cache.join("less.deb")).unwrap(), b"package");
+        remove_tree(&tree).unwrap();
+    }
 }
