@@ -1,5 +1,6 @@
 //! The cell config: its model, how it is read (with migration of older versions) and validated.
 
+pub mod access;
 mod derived;
 mod model;
 pub mod services;

@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use super::services_context::{self, DhcpView, FirewallView, MailView, NtpView, PathsView};
+use super::services_context::{self, DhcpView, FirewallView, MailView, NtpView, PathsView, SiteAccessView};
+use crate::config::access::AccessPolicy;
 use crate::config::services::{CATALOG, WEBUI_HOST};
 use crate::config::{Domain, RecordType, Routing, ValidConfig};
 
@@ -37,6 +38,8 @@ pub struct Context {
     pub calendar: UsersView,
     pub files: UsersView,
     pub firewall: FirewallView,
+    /// The proxy's rule for each site behind it that does not serve everyone, by service name.
+    pub site_access: BTreeMap<&'static str, SiteAccessView>,
     pub paths: &'static PathsView,
     /// Certificates the cell CA provides (see `services::tls_sites`).
     pub tls_sites: Vec<TlsSiteView>,
@@ -198,6 +201,7 @@ impl Context {
         peers.sort_by(|a, b| a.name.cmp(&b.name));
 
         let dns = dns_view(config, &domain, &peers);
+        let policy = AccessPolicy::new(config);
         let wireguard = WireGuardView {
             enabled: wg.enabled,
             listen_port: wg.listen_port,
@@ -232,7 +236,8 @@ impl Context {
             mail: services_context::mail(config),
             calendar: UsersView { users: services_context::sorted(&config.services.calendar.users) },
             files: UsersView { users: services_context::sorted(&config.services.files.users) },
-            firewall: services_context::firewall(config),
+            firewall: services_context::firewall(config, &policy),
+            site_access: services_context::sites(config, &policy),
             paths: &services_context::PATHS,
             log_level: std::iter::once(crate::config::API_SERVICE)
                 .chain(CATALOG.iter().map(|s| s.name))

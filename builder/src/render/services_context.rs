@@ -1,12 +1,15 @@
 //! The parts of the render context that belong to one service each: DHCP, NTP, mail, the user
-//! lists of calendar and files, and the firewall's view of ports and peers.
+//! lists of calendar and files, and the two views of the access policy: the firewall's (ports and
+//! peers) and the proxy's (who each site serves).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
 use crate::config::ValidConfig;
-use crate::config::services::{self, CATALOG};
+use crate::config::access::AccessPolicy;
+use crate::config::services::{self, CATALOG, ServiceDef};
 
 /// Where containers find what the runtime mounts for them (never part of a bundle).
 #[derive(Debug, Serialize)]
@@ -166,19 +169,19 @@ pub fn sorted(users: &[String]) -> Vec<String> {
     users
 }
 
-pub fn firewall(config: &ValidConfig) -> FirewallView {
+/// The firewall's view of the access policy: every device reaches the endpoints of the services
+/// the policy admits it to (a service behind the proxy is reached at the proxy's ports, which
+/// every device may reach for the web UI; the proxy then admits each site by the same policy).
+pub fn firewall(config: &ValidConfig, policy: &AccessPolicy<'_>) -> FirewallView {
     let mut published = Vec::new();
     for s in services::enabled(config) {
         for p in (s.ports)(config) {
             published.push(PublishedView { service: s.name, protocol: p.protocol.name(), port: p.port });
         }
     }
-    let wg = &config.wireguard;
-    let peers: Vec<&crate::config::Peer> = wg.peers.iter().filter(|p| wg.enabled && p.enabled).collect();
-    let endpoints = |allowed: &dyn Fn(&str) -> bool| {
+    let endpoints = |admits: &dyn Fn(&ServiceDef) -> bool| {
         let mut set: Vec<String> = Vec::new();
-        for s in CATALOG.iter().filter(|s| (s.enabled)(config) && allowed(s.name)) {
-            // A web service is reached through the proxy, so access to it opens the proxy's ports.
+        for s in CATALOG.iter().filter(|s| (s.enabled)(config) && admits(s)) {
             let (target, ports) = match services::get("proxy") {
                 Some(proxy) if s.via_proxy => (config.service_address(proxy), proxy.listens),
                 _ => (config.service_address(s), s.listens),
@@ -191,27 +194,46 @@ pub fn firewall(config: &ValidConfig) -> FirewallView {
         set.dedup();
         set
     };
-    let mut open_peers: Vec<Ipv4Addr> = peers.iter().filter(|p| p.access.is_none()).map(|p| p.address).collect();
-    open_peers.sort();
-    let mut full_peers: Vec<Ipv4Addr> =
-        peers.iter().filter(|p| p.routing == crate::config::Routing::Full).map(|p| p.address).collect();
-    full_peers.sort();
-    let mut restricted_peers: Vec<PeerRulesView> = peers
+    let open_peers: Vec<Ipv4Addr> = policy.devices.iter().filter(|d| d.access.is_none()).map(|d| d.address).collect();
+    let full_peers: Vec<Ipv4Addr> = policy.devices.iter().filter(|d| d.full_routing).map(|d| d.address).collect();
+    let mut restricted_peers: Vec<PeerRulesView> = policy
+        .devices
         .iter()
-        .filter_map(|peer| {
-            let names = peer.access.as_ref()?;
-            let allowed = endpoints(&|name| names.iter().any(|n| n == name));
-            Some(PeerRulesView { name: peer.name.clone(), address: peer.address, allowed })
+        .filter(|d| d.access.is_some())
+        .map(|d| PeerRulesView {
+            name: d.name.to_owned(),
+            address: d.address,
+            allowed: endpoints(&|s| policy.admits(d, s)),
         })
         .collect();
     restricted_peers.sort_by(|a, b| a.name.cmp(&b.name));
     FirewallView {
         vpn_interface: "wg0",
-        wireguard_port: wg.enabled.then_some(wg.listen_port),
+        wireguard_port: config.wireguard.enabled.then_some(config.wireguard.listen_port),
         published,
         all_services: endpoints(&|_| true),
         open_peers,
         full_peers,
         restricted_peers,
     }
+}
+
+/// What the proxy enforces for one site (see [`AccessPolicy::site`]), as prefixes in text.
+#[derive(Debug, Serialize)]
+pub struct SiteAccessView {
+    /// Sources in these networks are served only from the admitted prefixes.
+    pub restricted: Vec<String>,
+    pub admitted: Vec<String>,
+}
+
+/// The site rules of the services behind the proxy, by service name.
+pub fn sites(config: &ValidConfig, policy: &AccessPolicy<'_>) -> BTreeMap<&'static str, SiteAccessView> {
+    services::enabled(config)
+        .filter(|s| s.via_proxy)
+        .filter_map(|s| {
+            let site = policy.site(s)?;
+            let text = |nets: &[ipnet::Ipv4Net]| nets.iter().map(|n| n.to_string()).collect();
+            Some((s.name, SiteAccessView { restricted: text(&site.restricted), admitted: text(&site.admitted) }))
+        })
+        .collect()
 }
