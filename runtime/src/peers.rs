@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use pic_builder::config::{Peer, Routing};
+use pic_builder::config::{FieldError, Peer, Routing};
 use pic_builder::peers::{self, PeerKeys};
 use pic_builder::state::SwitchOutcome;
 use pic_builder::{Error, State};
@@ -84,8 +84,80 @@ pub fn add(state: &State, new: NewPeer, reason: &str) -> Result<(Peer, SwitchOut
     Ok((peer, switched))
 }
 
-pub fn update(state: &State, name: &str, patch: PeerPatch, reason: &str) -> Result<(Peer, SwitchOutcome), Error> {
+/// Who changes a device: an admin may change anything; its owner (a user with role peer) may only
+/// narrow what the device reaches — otherwise an access list an admin set would not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedBy {
+    Admin,
+    Owner,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Builder(#[from] Error),
+    /// The owner asked for more than the device has; every such field is named.
+    #[error("only an admin can let a device reach more: {}", describe(.0))]
+    Widens(Vec<FieldError>),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ")
+}
+
+impl PeerPatch {
+    /// The fields of this patch that would let `current` reach more than it does now: turned on
+    /// again, routed to the internet, kept in longer, or given services it lacks.
+    pub fn widenings(&self, current: &Peer) -> Vec<FieldError> {
+        let ask = "ask an admin of the cell to change it";
+        let mut found = Vec::new();
+        let mut widens =
+            |path: &str, message: String| found.push(FieldError { path: path.into(), message, hint: ask.into() });
+        if self.enabled == Some(true) && !current.enabled {
+            widens("enabled", format!("{} was turned off; turning it on again lets it back in", current.name));
+        }
+        if self.routing == Some(Routing::Full) && current.routing != Routing::Full {
+            widens("routing", "routing everything through the cell makes the cell its way to the internet".into());
+        }
+        match (self.expires, current.expires) {
+            (Some(None), Some(until)) => widens("expires", format!("removing the expiry keeps it in past {until}")),
+            (Some(Some(new)), Some(until)) if new > until => {
+                widens("expires", format!("{new} is later than its expiry {until}"))
+            }
+            _ => {}
+        }
+        match (&self.access, &current.access) {
+            (Some(None), Some(_)) => widens("access", "no list would let it reach every service".into()),
+            (Some(Some(new)), Some(old)) => {
+                let added: Vec<&str> = new.iter().filter(|s| !old.contains(s)).map(String::as_str).collect();
+                if !added.is_empty() {
+                    widens("access", format!("it may not reach {} now", added.join(", ")));
+                }
+            }
+            _ => {}
+        }
+        found
+    }
+}
+
+pub fn update(
+    state: &State,
+    name: &str,
+    patch: PeerPatch,
+    reason: &str,
+    by: ChangedBy,
+) -> Result<(Peer, SwitchOutcome), UpdateError> {
     let writer = state.writer()?;
+    if by == ChangedBy::Owner {
+        // Checked under the writer lock, against the config the change applies to.
+        let desired = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root().to_path_buf()))?;
+        let current =
+            desired.wireguard.peers.iter().find(|p| p.name == name).ok_or_else(|| Error::NoSuchPeer(name.into()))?;
+        let widenings = patch.widenings(current);
+        if !widenings.is_empty() {
+            return Err(UpdateError::Widens(widenings));
+        }
+    }
     let config = writer.desired_with(|c| {
         let peer =
             c.wireguard.peers.iter_mut().find(|p| p.name == name).ok_or_else(|| Error::NoSuchPeer(name.into()))?;

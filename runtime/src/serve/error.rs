@@ -86,6 +86,17 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<crate::peers::UpdateError> for ApiError {
+    fn from(error: crate::peers::UpdateError) -> ApiError {
+        match error {
+            crate::peers::UpdateError::Builder(e) => e.into(),
+            crate::peers::UpdateError::Widens(ref details) => {
+                ApiError { details: details.clone(), ..ApiError::forbidden(error.to_string()) }
+            }
+        }
+    }
+}
+
 impl From<pic_builder::config::ValidationErrors> for ApiError {
     fn from(errors: pic_builder::config::ValidationErrors) -> ApiError {
         Error::Invalid(errors).into()

@@ -16,7 +16,7 @@ use super::AppState;
 use super::auth::{Admin, Session};
 use super::error::{ApiError, ErrorBody, blocking};
 #[allow(unused_imports)] // NewPeer and PeerPatch are named by the OpenAPI attributes.
-use crate::peers::{self, NewPeer, PeerPatch};
+use crate::peers::{self, ChangedBy, NewPeer, PeerPatch};
 use crate::wireguard::PeerStatus;
 
 /// The peers `session` may see.
@@ -81,7 +81,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({"peer": peer, "generation": switched.to}))).into_response())
 }
 
-#[utoipa::path(patch, path = "/api/peers/{name}", tag = "peers", params(("name" = String, Path)), request_body = PeerPatch, responses((status = 200, description = "changed, built and switched", body = Object), (status = 404, description = "no such peer (or not the caller's)", body = ErrorBody), (status = 422, description = "invalid", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/peers/{name}", tag = "peers", params(("name" = String, Path)), request_body = PeerPatch, responses((status = 200, description = "changed, built and switched", body = Object), (status = 403, description = "the caller owns the device but asked to let it reach more (turn it on, route everything, keep it longer, add services): only an admin may", body = ErrorBody), (status = 404, description = "no such peer (or not the caller's)", body = ErrorBody), (status = 422, description = "invalid", body = ErrorBody)))]
 pub async fn update(
     State(app): State<AppState>,
     session: Session,
@@ -91,7 +91,8 @@ pub async fn update(
     let Json(patch) = body?;
     let (peer, switched) = blocking(move || {
         find(&app, &session, &name)?;
-        Ok(peers::update(&app.state, &name, patch, &format!("PATCH /api/peers/{name}"))?)
+        let by = if session.role == Role::Admin { ChangedBy::Admin } else { ChangedBy::Owner };
+        Ok(peers::update(&app.state, &name, patch, &format!("PATCH /api/peers/{name}"), by)?)
     })
     .await?;
     Ok(Json(json!({"peer": peer, "generation": switched.to})))

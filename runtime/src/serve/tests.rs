@@ -379,8 +379,55 @@ async fn peers_see_only_their_own_devices() {
     assert_eq!(api.call(&bob, Method::GET, "/api/peers/admin-laptop/config", None).await.status, StatusCode::NOT_FOUND);
     let patch = api.call(&bob, Method::PATCH, "/api/peers/admin-laptop", Some(json!({"enabled": false}))).await;
     assert_eq!(patch.status, StatusCode::NOT_FOUND);
-    let patch = api.call(&bob, Method::PATCH, "/api/peers/bob-phone", Some(json!({"routing": "full"}))).await;
-    assert_eq!((patch.status, patch.body["peer"]["routing"].as_str()), (StatusCode::OK, Some("full")));
+    // The owner may narrow what the device reaches, never widen it: an admin's list holds.
+    let admin_sets = api
+        .call(
+            &admin,
+            Method::PATCH,
+            "/api/peers/bob-phone",
+            Some(json!({"access": ["dns", "calendar"], "expires": "2030-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(admin_sets.status, StatusCode::OK, "{}", admin_sets.body);
+    for (body, field) in [
+        (json!({"access": null}), "access"),
+        (json!({"access": ["dns", "calendar", "files"]}), "access"),
+        (json!({"routing": "full"}), "routing"),
+        (json!({"expires": null}), "expires"),
+        (json!({"expires": "2031-01-01T00:00:00Z"}), "expires"),
+    ] {
+        let refused = api.call(&bob, Method::PATCH, "/api/peers/bob-phone", Some(body.clone())).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{body}: {}", refused.body);
+        assert_eq!(refused.body["error"]["details"][0]["path"], field, "{}", refused.body);
+        assert!(refused.body["error"]["details"][0]["hint"].as_str().unwrap().contains("admin"));
+    }
+    let narrowed = api
+        .call(
+            &bob,
+            Method::PATCH,
+            "/api/peers/bob-phone",
+            Some(json!({"access": ["calendar"], "expires": "2029-01-01T00:00:00Z", "enabled": false})),
+        )
+        .await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.body);
+    assert_eq!(narrowed.body["peer"]["access"], json!(["calendar"]));
+    let again = api.call(&bob, Method::PATCH, "/api/peers/bob-phone", Some(json!({"enabled": true}))).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "a device its owner turned off stays off until an admin says");
+    let current = api.call(&admin, Method::GET, "/api/peers/bob-phone", None).await;
+    assert_eq!(
+        (&current.body["access"], &current.body["enabled"], &current.body["routing"]),
+        (&json!(["calendar"]), &json!(false), &json!("split")),
+        "refused changes changed nothing"
+    );
+    let restored = api
+        .call(
+            &admin,
+            Method::PATCH,
+            "/api/peers/bob-phone",
+            Some(json!({"access": null, "expires": null, "enabled": true, "routing": "full"})),
+        )
+        .await;
+    assert_eq!(restored.status, StatusCode::OK, "an admin may widen: {}", restored.body);
     assert_eq!(bob_cannot(&api, &bob, Method::DELETE, "/api/peers/bob-phone").await, StatusCode::FORBIDDEN);
 
     let config = api.call_text(&bob, "/api/peers/bob-phone/config").await;

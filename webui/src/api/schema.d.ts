@@ -1919,6 +1919,15 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            /** @description the caller owns the device but asked to let it reach more (turn it on, route everything, keep it longer, add services): only an admin may */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description no such peer (or not the caller's) */
             404: {
                 headers: {
