@@ -64,6 +64,7 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     mail(&cell);
     calendar(&cell);
     files(&cell);
+    access_lists(&cell);
 
     // NTP: an SNTP request gets a server reply.
     let sntp = "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3); \
@@ -289,6 +290,70 @@ fn files(cell: &Running) {
     assert!(body.contains("opaquelocktoken:"), "{body}");
     let (code, _) = cell.https_status(host, &["-u", &bob, &format!("{base}/moved.txt")]);
     assert!(code == 401 || code == 403, "bob must not read alice's files (got {code})");
+}
+
+/// A device's access list holds for the sites behind the proxy: from the VPN addresses of the
+/// example's devices, routed to the cell network as WireGuard routes them, a site outside the
+/// list answers 403 and one inside answers; a changed list is a reload of Caddy that holds at once.
+fn access_lists(cell: &Running) {
+    const LAPTOP: &str = "10.8.0.2"; // alice-laptop: no list, every service
+    const PHONE: &str = "10.8.0.3"; // alice-phone: dns, calendar, mail
+    const STRANGER: &str = "10.8.0.77"; // an address of the VPN that no device has
+    let devices = VpnDevices::new(24, "10.8.0.1", &[LAPTOP, PHONE, STRANGER]);
+    // The web UI's upstream (`pic serve` on the gateway; the test's own serve listens elsewhere).
+    let webui_root = cell.cell.dir.path().join("webui-stand-in");
+    std::fs::create_dir_all(&webui_root).unwrap();
+    std::fs::write(webui_root.join("index.html"), "the web UI").unwrap();
+    let _webui = KillOnDrop(
+        Command::new("python3")
+            .args(["-m", "http.server", "3000", "--bind", GATEWAY, "--directory", webui_root.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let alice = format!("alice:{PASSWORD}");
+    let calendar = |from: &str| devices.https(cell, from, "calendar.home.cell", &["https://calendar.home.cell/.web/"]);
+    let files = |from: &str| {
+        let args = ["-u", &alice, "-X", "PROPFIND", "-H", "Depth: 1", "https://files.home.cell/alice/"];
+        devices.https(cell, from, "files.home.cell", &args)
+    };
+    // Python starts in well under a second; the limit allows for a busy machine.
+    wait_for(
+        "the web UI's stand-in answers through the proxy",
+        Duration::from_secs(20),
+        || devices.https(cell, PHONE, "pic.home.cell", &["https://pic.home.cell/"]),
+        |(code, _)| *code == 200,
+    );
+
+    assert_eq!(calendar(LAPTOP).0, 200, "a device without a list reaches calendar");
+    assert_eq!(files(LAPTOP).0, 207, "a device without a list reaches files");
+    assert_eq!(calendar(PHONE).0, 200, "calendar is in alice-phone's list");
+    let (code, page) = files(PHONE);
+    assert_eq!(code, 403, "files is not in alice-phone's list: {page}");
+    assert!(page.contains("Files is not open to this device") && page.contains(PHONE), "{page}");
+    assert_eq!(calendar(STRANGER).0, 403, "an address no device has is refused");
+    let (code, body) = devices.https(cell, PHONE, "pic.home.cell", &["https://pic.home.cell/"]);
+    assert_eq!((code, body.as_str()), (200, "the web UI"), "every device reaches the web UI");
+    let (code, _) = cell.https_status(
+        "files.home.cell",
+        &["-u", &alice, "-X", "PROPFIND", "-H", "Depth: 1", "https://files.home.cell/alice/"],
+    );
+    assert_eq!(code, 207, "the cell network is not a device and is not limited");
+
+    // A changed list is a reload of the proxy: nothing recreated or restarted, and it holds at once.
+    let before = container_starts();
+    let with_files = json!({"access": ["dns", "calendar", "mail", "files"]});
+    cell.api_json("PATCH", "/api/peers/alice-phone", Some(&with_files));
+    assert_eq!(files(PHONE).0, 207, "files was added to alice-phone's list");
+    let without_calendar = json!({"access": ["dns", "mail", "files"]});
+    cell.api_json("PATCH", "/api/peers/alice-phone", Some(&without_calendar));
+    assert_eq!(calendar(PHONE).0, 403, "calendar was taken off alice-phone's list");
+    cell.api_json("PATCH", "/api/peers/alice-phone", Some(&json!({"access": null})));
+    assert_eq!((calendar(PHONE).0, files(PHONE).0), (200, 207), "without a list alice-phone reaches all");
+    cell.api_json("PATCH", "/api/peers/alice-phone", Some(&json!({"access": ["dns", "calendar", "mail"]})));
+    assert_eq!(files(PHONE).0, 403);
+    assert_eq!(container_starts(), before, "a changed access list must not recreate or restart a container");
 }
 
 fn changes(cell: &Running) {

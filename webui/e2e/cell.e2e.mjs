@@ -117,6 +117,18 @@ try {
   assert.equal(added, 201);
   await page.locator("tr.current td").first().filter({ hasText: /^5$/ }).waitFor();
 
+  // What a device may use: the tablet limited to calendar and contacts (generation 6).
+  await page.getByRole("link", { name: "Peers" }).click();
+  await page.getByRole("button", { name: "Change what tablet may use" }).click();
+  const access = page.getByRole("form", { name: "What tablet may use" });
+  await access.getByLabel("Every service").uncheck();
+  for (const other of ["Names (DNS)", "Files"]) await access.getByLabel(other).uncheck();
+  await access.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("row", { name: /tablet/ }).getByText("Calendar and contacts", { exact: false }).waitFor();
+  const tablet = await page.evaluate(() => fetch("/api/peers/tablet").then((r) => r.json()));
+  assert.deepEqual(tablet.access, ["calendar"]);
+  await shot("peer-access");
+
   for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Mail & files", "services"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
     await page.getByRole("link", { name: link }).click();
     await page.getByRole("heading", { level: 1 }).waitFor();
@@ -145,7 +157,7 @@ try {
   const own = page.getByRole("img", { name: /QR code of bob-phone/ });
   assert.ok(await own.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "a peer gets their own QR code");
   await shot("peer-view");
-  console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, backup and restore → generation 4, a change from elsewhere shown live, pages, logout, a peer's own view: ok");
+  console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, backup and restore → generation 4, a change from elsewhere shown live, a device limited to calendar, pages, logout, a peer's own view: ok");
 } catch (error) {
   failed = true;
   console.error(error);

@@ -36,6 +36,34 @@ pub fn ok(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A helper process of a test, ended with the test (also when it fails).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Probes until `done` holds for what the probe saw; a timeout names the last thing seen.
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let started = Instant::now();
+    loop {
+        let seen = probe();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}; last seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {
@@ -244,5 +272,67 @@ impl Running {
     pub fn start_serve(&mut self) {
         self.serve = spawn_serve(&self.cell);
         self.log_in();
+    }
+}
+
+/// Devices of the VPN without WireGuard: a network namespace whose addresses in the VPN subnet
+/// are routed to the host as the WireGuard interface would route them (no NAT, so the cell's
+/// containers see the device's own address). Removed again when dropped.
+pub struct VpnDevices {
+    namespace: String,
+    host_link: String,
+    /// The `DOCKER-USER` rule that lets the link's traffic reach the cell network (Docker's own
+    /// FORWARD chain drops what it does not know; on the appliance the published ports open it).
+    forward_rule: Vec<String>,
+}
+
+impl VpnDevices {
+    /// `addresses` inside `subnet`; the host takes `gateway` (the cell's VPN address).
+    pub fn new(subnet_prefix: u8, gateway: &str, addresses: &[&str]) -> VpnDevices {
+        let id = std::process::id() % 10_000;
+        let (namespace, host_link, device_link) = (format!("pic-vpn-{id}"), format!("pvh{id}"), format!("pvd{id}"));
+        let forward_rule: Vec<String> =
+            ["DOCKER-USER", "-i", &host_link, "-j", "ACCEPT"].iter().map(|s| s.to_string()).collect();
+        let devices = VpnDevices { namespace: namespace.clone(), host_link: host_link.clone(), forward_rule };
+        let host_address = format!("{gateway}/{subnet_prefix}");
+        ok("ip", &["netns", "add", &namespace]);
+        ok("ip", &["link", "add", &host_link, "type", "veth", "peer", "name", &device_link, "netns", &namespace]);
+        ok("ip", &["address", "add", &host_address, "dev", &host_link]);
+        ok("ip", &["link", "set", &host_link, "up"]);
+        for address in addresses {
+            let with_prefix = format!("{address}/{subnet_prefix}");
+            ok("ip", &["-n", &namespace, "address", "add", &with_prefix, "dev", &device_link]);
+        }
+        ok("ip", &["-n", &namespace, "link", "set", &device_link, "up"]);
+        ok("ip", &["-n", &namespace, "link", "set", "lo", "up"]);
+        ok("ip", &["-n", &namespace, "route", "add", "default", "via", gateway]);
+        let mut insert = vec!["-I"];
+        insert.extend(devices.forward_rule.iter().map(String::as_str));
+        ok("iptables", &insert);
+        devices
+    }
+
+    /// An HTTPS request through the cell's proxy from `source`: (status, body).
+    pub fn https(&self, running: &Running, source: &str, host: &str, args: &[&str]) -> (u16, String) {
+        let resolve = format!("{host}:443:{PROXY}");
+        let ca = running.ca.to_str().unwrap();
+        let mut all = vec!["netns", "exec", &self.namespace, "curl", "-s", "--max-time", "10", "--interface", source];
+        all.extend(["--cacert", ca, "--resolve", &resolve, "-w", "\n%{http_code}"]);
+        all.extend_from_slice(args);
+        let out = run("ip", &all);
+        assert!(out.status.success(), "curl from {source} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap(), body.to_owned())
+    }
+}
+
+impl Drop for VpnDevices {
+    fn drop(&mut self) {
+        let mut delete = vec!["-D"];
+        delete.extend(self.forward_rule.iter().map(String::as_str));
+        run("iptables", &delete);
+        run("ip", &["link", "del", &self.host_link]);
+        run("ip", &["netns", "del", &self.namespace]);
     }
 }

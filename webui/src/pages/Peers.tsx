@@ -1,9 +1,27 @@
 // The VPN peers: the list with their live status, a new peer with its QR code and config file,
-// enable or disable, delete.
+// what each may use (its access list), enable or disable, delete.
 import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage, errorsByField } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
+import { useSession } from "../session";
 import { Field } from "./Setup";
+
+/** The services a device reaches over the network, as a person would name them. */
+export const DEVICE_SERVICES: Record<string, string> = {
+  dns: "Names (DNS)",
+  ntp: "Time (NTP)",
+  mail: "Mail",
+  calendar: "Calendar and contacts",
+  files: "Files",
+  webmail: "Webmail",
+};
+
+/** What a device's access list says, in words. */
+export function accessText(access: string[] | null | undefined): string {
+  if (access == null) return "every service";
+  const known = access.filter((s) => s in DEVICE_SERVICES).map((s) => DEVICE_SERVICES[s]);
+  return known.length ? known.join(", ") : "only this web UI";
+}
 
 type Peer = {
   name: string;
@@ -11,6 +29,7 @@ type Peer = {
   routing?: string;
   enabled?: boolean;
   expires?: string | null;
+  access?: string[] | null;
   status?: { last_handshake?: string | null; rx_bytes?: number; tx_bytes?: number } | null;
 };
 
@@ -22,6 +41,9 @@ export function PeersPage() {
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [message, setMessage] = useState("");
   const [added, setAdded] = useState<string | null>(null);
+  const [editing, setEditing] = useState<string | null>(null);
+  const [running, setRunning] = useState<string[]>([]);
+  const isAdmin = useSession().session?.role === "admin";
 
   const load = useCallback(async () => {
     const { data } = await api.GET("/api/peers");
@@ -30,6 +52,13 @@ export function PeersPage() {
   useEffect(() => {
     void load();
   }, [load]);
+  useEffect(() => {
+    if (!isAdmin) return;
+    void api.GET("/api/services").then(({ data }) => {
+      const services = Object.keys((data as { services?: Record<string, unknown> } | undefined)?.services ?? {});
+      setRunning(Object.keys(DEVICE_SERVICES).filter((s) => services.includes(s)));
+    });
+  }, [isAdmin]);
   useEvents(useCallback((e: CellEvent) => changesState(e) && void load(), [load]));
 
   const add = async (event: React.FormEvent) => {
@@ -51,10 +80,11 @@ export function PeersPage() {
   };
 
   const toggle = async (peer: Peer) => {
-    await api.PATCH("/api/peers/{name}", {
+    const { response, error } = await api.PATCH("/api/peers/{name}", {
       params: { path: { name: peer.name } },
       body: { enabled: !(peer.enabled ?? true) } as never,
     });
+    setMessage(response.ok ? "" : errorMessage(error));
     await load();
   };
 
@@ -95,6 +125,17 @@ export function PeersPage() {
           </p>
         </section>
       )}
+      {editing && peers.some((p) => p.name === editing) && (
+        <AccessEditor
+          key={editing}
+          peer={peers.find((p) => p.name === editing) as Peer}
+          services={running}
+          onDone={async () => {
+            setEditing(null);
+            await load();
+          }}
+        />
+      )}
       <table>
         <thead>
           <tr>
@@ -104,6 +145,7 @@ export function PeersPage() {
             <th>Last handshake</th>
             <th>Traffic</th>
             <th>Expires</th>
+            <th>May use</th>
             <th>Enabled</th>
             <th />
           </tr>
@@ -117,6 +159,14 @@ export function PeersPage() {
               <td>{p.status?.last_handshake ?? "never"}</td>
               <td>{p.status ? `${bytes(p.status.rx_bytes)} in, ${bytes(p.status.tx_bytes)} out` : "—"}</td>
               <td>{p.expires ? new Date(p.expires).toLocaleDateString() : "never"}</td>
+              <td>
+                {accessText(p.access)}
+                {isAdmin && (
+                  <button type="button" onClick={() => setEditing(p.name)} aria-label={`Change what ${p.name} may use`}>
+                    Change
+                  </button>
+                )}
+              </td>
               <td>
                 <button type="button" onClick={() => toggle(p)} aria-label={`${p.enabled === false ? "Enable" : "Disable"} ${p.name}`}>
                   {p.enabled === false ? "off" : "on"}
@@ -135,6 +185,60 @@ export function PeersPage() {
         </tbody>
       </table>
     </>
+  );
+}
+
+/** An admin's form for a device's access list: every service, or the ones ticked. */
+function AccessEditor({ peer, services, onDone }: { peer: Peer; services: string[]; onDone: () => void }) {
+  const [every, setEvery] = useState(peer.access == null);
+  const [chosen, setChosen] = useState<string[]>(peer.access ?? services);
+  const [error, setError] = useState("");
+  const flip = (service: string) =>
+    setChosen((list) => (list.includes(service) ? list.filter((s) => s !== service) : [...list, service]));
+  const save = async (event: React.FormEvent) => {
+    event.preventDefault();
+    const { response, error } = await api.PATCH("/api/peers/{name}", {
+      params: { path: { name: peer.name } },
+      body: { access: every ? null : chosen } as never,
+    });
+    if (!response.ok) {
+      setError(errorMessage(error));
+      return;
+    }
+    onDone();
+  };
+  return (
+    <form onSubmit={save} className="card" aria-label={`What ${peer.name} may use`}>
+      <fieldset>
+        <legend>What {peer.name} may use</legend>
+        <label className="check">
+          <input type="checkbox" checked={every} onChange={(e) => setEvery(e.target.checked)} />
+          Every service
+        </label>
+        {services.map((service) => (
+          <label className="check" key={service}>
+            <input
+              type="checkbox"
+              disabled={every}
+              checked={every || chosen.includes(service)}
+              onChange={() => flip(service)}
+            />
+            {DEVICE_SERVICES[service]}
+          </label>
+        ))}
+      </fieldset>
+      <p>
+        The device always reaches this web UI. Anything else it asks for is refused: by the firewall, or with a page
+        that says why. Passwords still guard each service.
+      </p>
+      {error && <p role="alert" className="error">{error}</p>}
+      <div className="inline">
+        <button type="submit">Save</button>
+        <button type="button" onClick={onDone}>
+          Cancel
+        </button>
+      </div>
+    </form>
   );
 }
 
