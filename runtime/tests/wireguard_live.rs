@@ -44,8 +44,10 @@ impl Net {
         net
     }
 
+    /// `wg0`, the name the rendered firewall rules match (as on the appliance); it is the cell
+    /// namespace's own, though wireguard-go's control socket is shared by every namespace.
     fn cell_interface(&self) -> String {
-        format!("wgc{}", self.id)
+        "wg0".to_owned()
     }
 
     fn device_interface(&self) -> String {
@@ -119,6 +121,8 @@ fn peers_are_applied_live_without_losing_a_packet() {
         "cell": {"name": "live"},
         "network": {"subnet": "172.20.0.0/24"},
         "wireguard": {"subnet": "10.8.0.0/24", "endpoint": "10.200.0.1:51820"},
+        // Mail's address and port, for the access rules (no container: a listener stands in).
+        "services": {"mail": {"enabled": true, "domains": ["live.cell"]}},
         "users": [{"name": "admin", "role": "admin"}]
     });
     let config_file = dir.path().join("cell.json");
@@ -132,7 +136,7 @@ fn peers_are_applied_live_without_losing_a_packet() {
         .args(["netns", "exec", &net.cell, env!("CARGO_BIN_EXE_pic"), "--state"])
         .arg(&state)
         .args(["serve", "--listen", "127.0.0.1:3000", "--wireguard", "userspace", "--wireguard-interface", &cell_if])
-        .arg("--firewall")
+        .args(["--firewall", "--no-containers"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -242,6 +246,8 @@ fn peers_are_applied_live_without_losing_a_packet() {
     // the set of peers with full access, and a port nothing publishes is closed.
     let set = run("ip", &["netns", "exec", &net.cell, "nft", "list", "set", "inet", "pic", "open_peers"]);
     assert!(set.contains("10.8.0.2") && !set.contains("10.8.0.3"), "{set}");
+    access_lists_hold_in_the_kernel(&net, &jar, &csrf);
+
     let mut listener = Command::new("ip")
         .args(["netns", "exec", &net.cell, "python3", "-c"])
         .arg("import socket,time; s=socket.socket(); s.bind(('10.200.0.1', 2222)); s.listen(); time.sleep(30)")
@@ -255,4 +261,84 @@ fn peers_are_applied_live_without_losing_a_packet() {
     assert!(connect(), "without the firewall the port answers, so the firewall was what closed it");
     let _ = listener.kill();
     let _ = listener.wait();
+}
+
+/// The ruleset's access rules in the kernel: the phone reaches mail (its address and port on the
+/// cell network, in a third namespace) straight and through a port of the cell that is forwarded
+/// there as Docker forwards published ports — while its list allows mail, and neither way once
+/// its list leaves mail out.
+fn access_lists_hold_in_the_kernel(net: &Net, jar: &Path, csrf: &str) {
+    let service = format!("pic-svc-{}", net.id);
+    let (vc, vs) = (format!("vsc{}", net.id), format!("vss{}", net.id));
+    for args in [
+        vec!["netns", "add", &service],
+        vec!["link", "add", &vc, "type", "veth", "peer", "name", &vs],
+        vec!["link", "set", &vc, "netns", &net.cell],
+        vec!["link", "set", &vs, "netns", &service],
+        vec!["-n", &net.cell, "address", "add", "172.20.0.1/24", "dev", &vc],
+        vec!["-n", &service, "address", "add", "172.20.0.7/24", "dev", &vs],
+        vec!["-n", &net.cell, "link", "set", &vc, "up"],
+        vec!["-n", &service, "link", "set", &vs, "up"],
+        vec!["-n", &service, "route", "add", "default", "via", "172.20.0.1"],
+        vec!["-n", &net.device, "route", "add", "172.20.0.0/24", "dev", &net.device_interface()],
+    ] {
+        run("ip", &args);
+    }
+    let _cleanup = NamespaceGuard(service.clone());
+    run("ip", &["netns", "exec", &net.cell, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    // Docker's part for a published port: the host's port 25 is forwarded to the container.
+    let dnat = "add table ip published; \
+                add chain ip published prerouting { type nat hook prerouting priority dstnat; }; \
+                add rule ip published prerouting ip daddr 10.8.0.1 tcp dport 25 dnat to 172.20.0.7:25";
+    run("ip", &["netns", "exec", &net.cell, "nft", dnat]);
+    let _mail = KillOnDrop(
+        Command::new("ip")
+        .args(["netns", "exec", &service, "python3", "-c"])
+            .arg("import socket\ns=socket.socket(); s.bind(('172.20.0.7', 25)); s.listen(16)\nwhile True: s.accept()[0].close()")
+            .spawn()
+            .unwrap(),
+    );
+    let connects = |address: &str| {
+        let probe = format!("echo > /dev/tcp/{address}/25");
+        net.in_ns(&net.device, "timeout", &["3", "bash", "-c", &probe]).status.success()
+    };
+    let reach = || (connects("172.20.0.7"), connects("10.8.0.1"));
+    let started = Instant::now();
+    while reach() != (true, true) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the phone (no list) never reached mail: {:?}", reach());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let limit = |access: Value| {
+        let (code, body) = net.api(jar, csrf, "PATCH", "/api/peers/phone", Some(json!({ "access": access })));
+        assert_eq!(code, 200, "{body}");
+    };
+    limit(json!(["dns"]));
+    assert_eq!(
+        reach(),
+        (false, false),
+        "mail is off the phone's list: neither straight nor through the published port"
+    );
+    limit(json!(["dns", "mail"]));
+    assert_eq!(reach(), (true, true), "mail is on the phone's list again");
+    limit(Value::Null);
+}
+
+/// Ends a helper process with the test, also when it fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes a network namespace when the test ends, also when it fails.
+struct NamespaceGuard(String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
