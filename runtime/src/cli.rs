@@ -340,6 +340,20 @@ pub enum PeerCommand {
         /// The user who owns the device.
         #[arg(long)]
         user: Option<String>,
+        /// The services it may reach, comma-separated (e.g. `dns,calendar,mail`); all without it.
+        #[arg(long, value_delimiter = ',')]
+        access: Option<Vec<String>>,
+    },
+    /// Set which services a device may reach through the VPN and switch to the new generation; the
+    /// firewall refuses the others, and the proxy answers their sites with a page saying why.
+    Access {
+        name: String,
+        /// Service names, e.g. `dns calendar mail`; none: only the web UI.
+        #[arg(conflicts_with = "all")]
+        services: Vec<String>,
+        /// Every service (no list).
+        #[arg(long)]
+        all: bool,
     },
     /// Remove a peer and switch to the new generation.
     Remove { name: String },

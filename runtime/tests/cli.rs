@@ -259,3 +259,33 @@ fn concurrent_writers_take_turns() {
     let desired = std::fs::read_to_string(state.join("cell_config.json")).unwrap();
     assert_eq!(desired, std::fs::read_to_string(state.join(format!("generations/{current}/config.json"))).unwrap());
 }
+
+#[test]
+fn a_device_s_access_list_is_set_from_the_command_line() {
+    let cell = Cell::new();
+    init_and_switch(&cell);
+    let added = cell.json(&["peer", "add", "tv", "--access", "dns,calendar"]);
+    assert_eq!(added["peer"]["access"], serde_json::json!(["dns", "calendar"]));
+    let changed = cell.json(&["peer", "access", "tv", "dns", "files"]);
+    assert_eq!(changed["peer"]["access"], serde_json::json!(["dns", "files"]));
+    let caddyfile = |cell: &Cell| {
+        let current = cell.current().unwrap();
+        let store = cell.manifest(current)["services"]["proxy"]["store_path"].as_str().unwrap().to_owned();
+        std::fs::read_to_string(cell.state().join(store).join("Caddyfile")).unwrap()
+    };
+    assert!(caddyfile(&cell).contains("@denied"), "the proxy's sites carry the device's list");
+    let all = cell.json(&["peer", "access", "tv", "--all"]);
+    assert!(all["peer"].get("access").is_none(), "{all}");
+
+    let generations = cell.generation_numbers();
+    let wrong = cell.pic(&["peer", "access", "tv", "dns", "nonsense"]);
+    assert_eq!(wrong.status.code(), Some(2), "an unknown service is invalid input");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("access[1]") && stderr.contains("nonsense"), "{stderr}");
+    assert_eq!(cell.generation_numbers(), generations, "a refused list changes nothing");
+    let listed = String::from_utf8(cell.pic(&["peer", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("ACCESS") && listed.lines().any(|l| l.starts_with("tv ") && l.ends_with("all")),
+        "{listed}"
+    );
+}

@@ -14,11 +14,16 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
         PeerCommand::List => {
             let config = state.desired_config()?.context("no desired config yet")?;
             out.emit(&config.wireguard.peers, |peers| {
-                let mut s = String::from("NAME                 ADDRESS          ROUTING  ENABLED  USER");
+                let mut s = String::from("NAME                 ADDRESS          ROUTING  ENABLED  USER         ACCESS");
                 for p in peers {
                     let routing = if p.routing == pic_builder::config::Routing::Full { "full" } else { "split" };
                     let user = p.user.as_deref().unwrap_or("-");
-                    let _ = write!(s, "\n{:<20} {:<16} {routing:<8} {:<8} {user}", p.name, p.address, p.enabled);
+                    let access = p.access.as_ref().map_or("all".to_owned(), |a| a.join(","));
+                    let _ = write!(
+                        s,
+                        "\n{:<20} {:<16} {routing:<8} {:<8} {user:<12} {access}",
+                        p.name, p.address, p.enabled
+                    );
                 }
                 s
             });
@@ -52,7 +57,7 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
                 s
             });
         }
-        PeerCommand::Add { name, public_key, address, routing, user } => {
+        PeerCommand::Add { name, public_key, address, routing, user, access } => {
             let new = crate::peers::NewPeer {
                 name: name.clone(),
                 public_key: public_key.clone(),
@@ -62,6 +67,7 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
                     RoutingArg::Full => pic_builder::config::Routing::Full,
                 }),
                 user: user.clone(),
+                access: access.clone(),
                 ..Default::default()
             };
             let (peer, switched) = crate::peers::add(state, new, &format!("pic peer add {name}"))?;
@@ -72,6 +78,28 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
             }
             out.emit(&Added { peer, generation: switched.to }, |a| {
                 format!("added {} at {}; generation {} is current", a.peer.name, a.peer.address, a.generation)
+            });
+        }
+        PeerCommand::Access { name, services, all } => {
+            let access = (!all).then(|| services.clone());
+            let patch = crate::peers::PeerPatch { access: Some(access), ..Default::default() };
+            let reason = format!("pic peer access {name}");
+            let (peer, switched) = crate::peers::update(state, name, patch, &reason, crate::peers::ChangedBy::Admin)
+                .map_err(|e| match e {
+                    // The builder's error as it is, so that an invalid list exits 2.
+                    crate::peers::UpdateError::Builder(e) => anyhow::Error::from(e),
+                    other => other.into(),
+                })?;
+            #[derive(Serialize)]
+            struct Changed {
+                peer: pic_builder::config::Peer,
+                generation: u64,
+            }
+            out.emit(&Changed { peer, generation: switched.to }, |c| {
+                let access = c.peer.access.as_ref().map_or("every service".to_owned(), |a| {
+                    if a.is_empty() { "only the web UI".to_owned() } else { a.join(", ") }
+                });
+                format!("{} may reach {access}; generation {} is current", c.peer.name, c.generation)
             });
         }
         PeerCommand::Remove { name } => {
