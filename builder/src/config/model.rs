@@ -189,7 +189,8 @@ pub struct Peer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Services the peer may reach through the VPN (names from the service catalog, e.g.
-    /// `["dns", "calendar"]`); absent means every service.
+    /// `["dns", "calendar"]`); absent means every service. The firewall refuses the others, the
+    /// proxy answers their sites 403; the web UI stays open to every device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Vec<String>>,
 }
