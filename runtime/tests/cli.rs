@@ -19,22 +19,24 @@ fn new_user_walkthrough() {
     assert_eq!(generations[0]["number"], 1);
     assert_eq!(generations[0]["current"], true);
 
-    // One more peer: generation 2, in which only the bundles that depend on peers changed.
+    // One more peer: generation 2, in which only the bundles that depend on peers changed (the
+    // proxy's too: its sites admit the devices of the VPN by address).
     let new_key = key(7);
     let bigger = cell.write_config("bigger.json", &with_peer(example(), "carol-phone", &new_key, "10.8.0.9"));
     let switched = cell.json(&["switch", "--config", &bigger]);
     assert_eq!(switched["to"], 2);
-    assert_eq!(switched["build"]["changed_services"], serde_json::json!(["dns", "firewall", "wireguard"]));
+    assert_eq!(switched["build"]["changed_services"], serde_json::json!(["dns", "firewall", "proxy", "wireguard"]));
     let (m1, m2) = (cell.manifest(1), cell.manifest(2));
     assert_eq!(m2["parent"], 1);
-    assert_eq!(m1["services"]["proxy"], m2["services"]["proxy"]);
+    assert_eq!(m1["services"]["calendar"], m2["services"]["calendar"]);
     assert_ne!(m1["services"]["wireguard"], m2["services"]["wireguard"]);
     assert_ne!(m1["services"]["dns"], m2["services"]["dns"]);
 
     let diff = cell.ok(&["diff", "1", "2"]);
     assert!(diff.contains(&format!("+PublicKey = {new_key}")), "{diff}");
     assert!(diff.contains("+    local-data: 'carol-phone.home.cell. 300 IN A 10.8.0.9'"), "{diff}");
-    assert!(!diff.contains("== proxy"), "{diff}");
+    assert!(diff.contains("+\t\tnot remote_ip 10.8.0.2/32 10.8.0.9/32"), "carol-phone is admitted to files: {diff}");
+    assert!(!diff.contains("== calendar"), "{diff}");
 
     // Rollback: generation 1 is current and its config is the desired one again.
     cell.ok(&["rollback"]);
