@@ -17,7 +17,10 @@ VENV    = $(CURDIR)/target/bench-venv
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
 	wireguard-go iproute2 iputils-ping curl procps \
-	docker.io mmdebstrap bind9-dnsutils chromium zstd bmap-tools
+	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools
+# What the tests run from those packages: `make deps` fails naming any that is missing afterwards.
+DEBIAN_TEST_COMMANDS = openssl caddy unbound-checkconf dnsmasq chronyd postfix doveadm radicale apache2 htpasswd \
+	php nft wg wg-quick wireguard-go unshare ip ping curl docker dockerd iptables mmdebstrap dig chromium zstd bmaptool
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`
@@ -72,7 +75,7 @@ test: deps lint unit webui-test vm-test
 ## Installs what the tests need (idempotent; as root, else it prints the command to run) and
 ## starts Docker's engine for the tier 3 tests.
 deps:
-	.ci/install-debian-packages $(DEBIAN_TEST_PACKAGES)
+	.ci/install-debian-packages $(addprefix --command ,$(DEBIAN_TEST_COMMANDS)) $(DEBIAN_TEST_PACKAGES)
 	.ci/start-docker
 
 ## The running cell, as in the original: thin wrappers over `pic`.
