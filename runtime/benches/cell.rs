@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::docker::*;
 use serde_json::{Value, json};
@@ -66,7 +66,7 @@ fn main() {
     common::build_images();
     let started = Instant::now();
     let cell = start_cell();
-    wait_until("every service is healthy", Duration::from_secs(180), || cell.all_healthy());
+    cell.wait_all_healthy("every service is healthy");
     println!(
         "first activation of every service: {:.2} s from `pic serve` start to all healthy",
         started.elapsed().as_secs_f64()

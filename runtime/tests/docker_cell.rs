@@ -23,7 +23,7 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     common::build_images();
     let mut cell = start_cell();
     let started = Instant::now();
-    wait_until("every service is healthy", Duration::from_secs(180), || cell.all_healthy());
+    cell.wait_all_healthy("every service is healthy");
     eprintln!(
         "first activation: every service healthy {:.1} s after pic serve answered",
         started.elapsed().as_secs_f64()
@@ -50,7 +50,14 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     assert_eq!(dig("alice-laptop.home.cell"), "10.8.0.2");
     assert_eq!(dig("calendar.home.cell"), PROXY);
     assert_eq!(dig("dns.home.cell"), DNS);
-    wait_until("a forwarded name resolves", Duration::from_secs(10), || dig("upstream.example.org") == "192.0.2.7");
+    // dnsmasq starts listening within a second; each dig waits 2 s for its answer.
+    wait_for(
+        "a forwarded name resolves",
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || dig("upstream.example.org"),
+        |answer| answer == "192.0.2.7",
+    );
 
     // HTTPS through caddy, the certificate verified with the cell CA.
     let (code, _) = cell.https_status("calendar.home.cell", &["https://calendar.home.cell/.web/"]);
@@ -154,7 +161,7 @@ fn backup_wipe_restore(cell: &mut Running) {
     assert_eq!(std::fs::read(cell.cell.state().join("cell_config.json")).unwrap(), desired);
 
     cell.start_serve();
-    wait_until("every service is healthy after the restore", Duration::from_secs(180), || cell.all_healthy());
+    cell.wait_all_healthy("every service is healthy after the restore");
     assert_eq!(dig("alice-laptop.home.cell"), "10.8.0.2");
     let resolve = format!("mail.home.cell:993:{MAIL}");
     let alice = format!("alice@home.cell:{PASSWORD}");
@@ -225,7 +232,8 @@ fn mail(cell: &Running) {
         run("curl", &["-s", "--max-time", "10", "--cacert", ca, "--resolve", &resolve, "-u", credentials, url])
     };
     let alice = format!("alice@home.cell:{PASSWORD}");
-    wait_until("the message arrives over IMAPS", Duration::from_secs(20), || {
+    // Postfix hands the message to dovecot over LMTP at once; each IMAPS try allows 10 s.
+    wait_until("the message arrives over IMAPS", Duration::from_secs(30), || {
         let out = imaps(&alice, "imaps://mail.home.cell/INBOX;UID=1");
         String::from_utf8_lossy(&out.stdout).contains("hello from the tests")
     });
@@ -318,10 +326,11 @@ fn access_lists(cell: &Running) {
         let args = ["-u", &alice, "-X", "PROPFIND", "-H", "Depth: 1", "https://files.home.cell/alice/"];
         devices.https(cell, from, "files.home.cell", &args)
     };
-    // Python starts in well under a second; the limit allows for a busy machine.
+    // Python starts within a second; each request through the proxy allows 10 s.
     wait_for(
         "the web UI's stand-in answers through the proxy",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
+        Duration::from_millis(250),
         || devices.https(cell, PHONE, "pic.home.cell", &["https://pic.home.cell/"]),
         |(code, _)| *code == 200,
     );
@@ -486,13 +495,25 @@ fn container_manager(cell: &Running) {
 /// from outside is made again.
 fn monitor(cell: &Running) {
     ok("docker", &["kill", "pic-ntp"]);
-    wait_until("the monitor restarts pic-ntp", Duration::from_secs(30), || {
-        cell.containers()
-            .iter()
-            .any(|c| c["service"] == "ntp" && c["state"] == "running" && c["restarts"].as_u64() >= Some(1))
-    });
+    // What the container manager says of a service: its state, health and restart count.
+    let seen = |service: &str| {
+        let c = cell.containers().into_iter().find(|c| c["service"] == service);
+        c.map(|c| (c["state"].to_string(), c["health"].to_string(), c["restarts"].as_u64().unwrap_or(0)))
+    };
+    let every = Duration::from_millis(250);
+    wait_for(
+        "the monitor restarts pic-ntp",
+        monitor_limit(),
+        every,
+        || seen("ntp"),
+        |s| matches!(s, Some((state, _, restarts)) if state == "\"running\"" && *restarts >= 1),
+    );
     ok("docker", &["rm", "-f", "pic-files"]);
-    wait_until("the monitor makes pic-files again", Duration::from_secs(30), || {
-        cell.containers().iter().any(|c| c["service"] == "files" && c["state"] == "running")
-    });
+    wait_for(
+        "the monitor makes pic-files again",
+        monitor_limit(),
+        every,
+        || seen("files"),
+        |s| matches!(s, Some((state, _, _)) if state == "\"running\""),
+    );
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Cell, example_path};
 use serde_json::{Value, json};
@@ -29,11 +29,13 @@ fn requests_are_logged_without_secrets() {
         let out = Command::new("curl").args(["-s", "-i"]).args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let started = Instant::now();
-    while !curl(&[&format!("http://{listen}/health")]).contains("200 OK") {
-        assert!(started.elapsed() < Duration::from_secs(20), "pic serve did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait::wait_for(
+        "pic serve answers",
+        common::wait::SERVE_START,
+        Duration::from_millis(100),
+        || curl(&[&format!("http://{listen}/health")]).lines().next().unwrap_or_default().to_owned(),
+        |status| status.contains("200 OK"),
+    );
     let login = curl(&[
         "-X",
         "POST",

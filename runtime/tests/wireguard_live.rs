@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -142,11 +142,16 @@ fn peers_are_applied_live_without_losing_a_packet() {
         .spawn()
         .unwrap();
     net.serve = Some(serve);
-    let started = Instant::now();
-    while net.in_ns(&net.cell, "curl", &["-sf", "http://127.0.0.1:3000/health"]).stdout.is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(20), "pic serve did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait::wait_for(
+        "pic serve answers in the cell's namespace",
+        common::wait::SERVE_START,
+        Duration::from_millis(100),
+        || {
+            String::from_utf8_lossy(&net.in_ns(&net.cell, "curl", &["-s", "http://127.0.0.1:3000/health"]).stdout)
+                .into_owned()
+        },
+        |body| !body.is_empty(),
+    );
     // The interface exists and carries the cell's address once serve has started.
     let address = String::from_utf8_lossy(&net.in_ns(&net.cell, "ip", &["-brief", "address", "show", &cell_if]).stdout)
         .into_owned();
@@ -303,11 +308,14 @@ fn access_lists_hold_in_the_kernel(net: &Net, jar: &Path, csrf: &str) {
         net.in_ns(&net.device, "timeout", &["3", "bash", "-c", &probe]).status.success()
     };
     let reach = || (connects("172.20.0.7"), connects("10.8.0.1"));
-    let started = Instant::now();
-    while reach() != (true, true) {
-        assert!(started.elapsed() < Duration::from_secs(10), "the phone (no list) never reached mail: {:?}", reach());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Python listens within a second; each try allows 3 s.
+    common::wait::wait_for(
+        "the phone (no list) reaches mail straight and through the published port",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        reach,
+        |r| *r == (true, true),
+    );
 
     let limit = |access: Value| {
         let (code, body) = net.api(jar, csrf, "PATCH", "/api/peers/phone", Some(json!({ "access": access })));

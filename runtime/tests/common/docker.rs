@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::Cell;
+pub use super::wait::{SERVE_START, wait_for, wait_until};
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const PORT: u16 = 3811;
@@ -19,6 +20,24 @@ pub const MAIL: &str = "172.20.0.7";
 /// The host's address on the cell network, where the test's upstream resolver answers.
 pub const GATEWAY: &str = "172.20.0.1";
 pub const SERVICES: &[&str] = &["calendar", "dhcp", "dns", "files", "mail", "ntp", "proxy"];
+
+/// `pic serve --health-timeout`: how long a changed service has to pass its probe.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// `pic serve --monitor-interval`: how often the monitor looks at the containers.
+pub const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
+/// Creating and starting one container on a busy machine (0.2–0.5 s measured on an idle one).
+pub const CONTAINER_START: Duration = Duration::from_secs(10);
+
+/// How long until every service of a first activation is healthy: each container made and
+/// started one after another, then the health gate's own limit.
+pub fn activation_limit() -> Duration {
+    CONTAINER_START * SERVICES.len() as u32 + HEALTH_TIMEOUT
+}
+
+/// How long until the monitor has put a container right: its next look, a new start, the probe.
+pub fn monitor_limit() -> Duration {
+    MONITOR_INTERVAL + CONTAINER_START + HEALTH_TIMEOUT
+}
 
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
@@ -43,32 +62,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Probes until `done` holds for what the probe saw; a timeout names the last thing seen.
-pub fn wait_for<T: std::fmt::Debug>(
-    what: &str,
-    limit: Duration,
-    mut probe: impl FnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let started = Instant::now();
-    loop {
-        let seen = probe();
-        if done(&seen) {
-            return seen;
-        }
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}; last seen: {seen:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -208,10 +201,24 @@ impl Running {
         self.api_json("GET", "/api/containers", None).as_array().unwrap().clone()
     }
 
-    pub fn all_healthy(&self) -> bool {
+    /// Each service's container state and health, as `pic containers list` says.
+    pub fn health(&self) -> BTreeMap<String, String> {
         let out = self.cell.pic(&["--json", "containers", "list", "--no-publish"]);
-        let Ok(list) = serde_json::from_slice::<Vec<Value>>(&out.stdout) else { return false };
-        SERVICES.iter().all(|s| list.iter().any(|c| c["service"] == *s && c["health"] == "healthy"))
+        let list = serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_default();
+        SERVICES
+            .iter()
+            .map(|s| {
+                let c = list.iter().find(|c| c["service"] == *s);
+                let state = c.map_or("absent".to_owned(), |c| format!("{} {}", c["state"], c["health"]));
+                (s.to_string(), state.replace('"', ""))
+            })
+            .collect()
+    }
+
+    /// Waits until every service is healthy, within a first activation's limit.
+    pub fn wait_all_healthy(&self, what: &str) {
+        let healthy = |h: &BTreeMap<String, String>| h.values().all(|s| s.ends_with(" healthy"));
+        wait_for(what, activation_limit(), Duration::from_millis(500), || self.health(), healthy);
     }
 }
 
@@ -240,7 +247,9 @@ fn spawn_serve(cell: &Cell) -> Child {
     let state = cell.state();
     Command::new(env!("CARGO_BIN_EXE_pic"))
         .args(["--state", state.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{PORT}")])
-        .args(["--wireguard", "off", "--no-publish", "--health-timeout", "30", "--monitor-interval", "2"])
+        .args(["--wireguard", "off", "--no-publish"])
+        .args(["--health-timeout", &HEALTH_TIMEOUT.as_secs().to_string()])
+        .args(["--monitor-interval", &MONITOR_INTERVAL.as_secs().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -254,7 +263,7 @@ impl Running {
 
     /// Waits for `pic serve` to answer and logs in as alice.
     fn log_in(&mut self) {
-        wait_until("pic serve answers", Duration::from_secs(30), || {
+        wait_until("pic serve answers", SERVE_START, || {
             run("curl", &["-sf", &format!("http://127.0.0.1:{PORT}/health")]).status.success()
         });
         let login = json!({"username": "alice", "password": PASSWORD});

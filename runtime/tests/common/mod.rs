@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
