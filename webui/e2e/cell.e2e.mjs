@@ -23,14 +23,22 @@ const server = spawn(pic, ["--state", state, "serve", "--listen", `127.0.0.1:${p
 /** `pic --state <state> ARGS` beside the server (the CLI and the API share the state directory). */
 const cli = (args, input = "") => execFileSync(pic, ["--state", state, ...args], { input, stdio: ["pipe", "ignore", "inherit"] });
 
+/** Waits for `pic serve` to answer: a debug build's start on a busy machine takes well under 30 s. */
 async function waitForServer() {
-  for (let i = 0; i < 100; i++) {
+  const limit = 30_000;
+  const started = Date.now();
+  let seen = "nothing yet";
+  while (Date.now() - started < limit) {
     try {
-      if ((await fetch(`${base}/health`)).ok) return;
-    } catch {}
+      const response = await fetch(`${base}/health`);
+      if (response.ok) return;
+      seen = `HTTP ${response.status}`;
+    } catch (error) {
+      seen = String(error.cause?.code ?? error);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error("pic serve did not answer");
+  throw new Error(`pic serve did not answer ${base}/health within ${limit / 1000} s; last: ${seen}`);
 }
 
 const browser = await chromium.launch({
