@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::docker::KillOnDrop;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "admin-password-1";
@@ -330,16 +331,6 @@ fn access_lists_hold_in_the_kernel(net: &Net, jar: &Path, csrf: &str) {
     limit(json!(["dns", "mail"]));
     assert_eq!(reach(), (true, true), "mail is on the phone's list again");
     limit(Value::Null);
-}
-
-/// Ends a helper process with the test, also when it fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Removes a network namespace when the test ends, also when it fails.
