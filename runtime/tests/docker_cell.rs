@@ -114,6 +114,8 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     health_gate(&cell);
     container_manager(&cell);
     monitor(&cell);
+    stop_means_stop(&mut cell);
+    quiet_requests(&cell);
     backup_wipe_restore(&mut cell);
 }
 
@@ -489,6 +491,104 @@ fn container_manager(cell: &Running) {
     assert!(body.contains("pull_failed"), "{body}");
     let (code, _) = cell.api("POST", "/api/images/pull", Some(&json!({"image": "bad image;name"})));
     assert_eq!(code, 422);
+}
+
+/// `docker inspect`'s word on a container's state: running, exited, ...
+fn container_state(name: &str) -> String {
+    ok("docker", &["inspect", "-f", "{{.State.Status}}", name]).trim().to_owned()
+}
+
+/// A service an admin stops stays stopped — through monitor intervals, a switch to a generation
+/// that changes something else, and a restart of `pic serve` — until it is started again, which
+/// brings it back healthy.
+fn stop_means_stop(cell: &mut Running) {
+    let stopped = cell.api_json("POST", "/api/containers/ntp/stop", None);
+    assert_eq!(stopped["container"], "pic-ntp");
+    let listed = |cell: &Running| cell.containers().into_iter().find(|c| c["service"] == "ntp").unwrap();
+    let ntp = listed(cell);
+    assert_eq!((ntp["state"].as_str(), ntp["stopped"]["by"].as_str()), (Some("exited"), Some("alice")), "{ntp}");
+    assert!(ntp["stopped"]["at"].as_str().unwrap().parse::<jiff::Timestamp>().is_ok(), "{ntp}");
+
+    let two_looks = MONITOR_INTERVAL * 2 + Duration::from_secs(1);
+    std::thread::sleep(two_looks);
+    assert_eq!(container_state("pic-ntp"), "exited", "the monitor started a service an admin stopped");
+
+    let peer = cell.api_json("POST", "/api/peers", Some(&json!({"name": "stop-test"})));
+    assert_eq!(container_state("pic-ntp"), "exited", "a new generation started a stopped service: {peer}");
+
+    cell.stop_serve();
+    cell.start_serve();
+    std::thread::sleep(two_looks);
+    assert_eq!(container_state("pic-ntp"), "exited", "a restarted pic serve started a stopped service");
+    assert_eq!(listed(cell)["stopped"]["by"], "alice", "the stop is kept in the state directory");
+
+    let started = cell.api_json("POST", "/api/containers/ntp/start", None);
+    assert_eq!(started["container"], "pic-ntp");
+    assert_eq!(container_state("pic-ntp"), "running");
+    let sntp = "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3); \
+                s.sendto(b'\\x23'+b'\\0'*47,(sys.argv[1],123)); d=s.recv(68); sys.exit(0 if d[0]&7==4 else 1)";
+    ok("python3", &["-c", sntp, NTP]);
+    let every = Duration::from_millis(250);
+    wait_for(
+        "the monitor finds ntp healthy again",
+        monitor_limit(),
+        every,
+        || listed(cell)["health"].clone(),
+        |h| h == "healthy",
+    );
+    assert!(listed(cell)["stopped"].is_null());
+    cell.api_json("DELETE", "/api/peers/stop-test", None);
+}
+
+/// Requests that switch no generation make no container action: a backup and a password change
+/// leave Docker's event stream of the cell's containers empty — and the new password works at
+/// once in every daemon (they read their credential files afresh), the old one no longer.
+fn quiet_requests(cell: &Running) {
+    let since = ok("date", &["+%s.%N"]).trim().to_owned();
+    cell.api_json("POST", "/api/backups", Some(&json!({"passphrase": "quiet requests passphrase"})));
+    let new_password = "a brand new password";
+    cell.api_json("POST", "/api/users/alice/password", Some(&json!({"password": new_password})));
+    let until = ok("date", &["+%s.%N"]).trim().to_owned();
+    let events = ok(
+        "docker",
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--filter",
+            "label=pic.service",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+    );
+    assert!(events.trim().is_empty(), "a backup and a password change touched containers:\n{events}");
+
+    let imaps = |password: &str| {
+        let resolve = format!("mail.home.cell:993:{MAIL}");
+        let credentials = format!("alice@home.cell:{password}");
+        let ca = cell.ca.to_str().unwrap();
+        let args = ["-s", "--max-time", "10", "--cacert", ca, "--resolve", &resolve, "-u", &credentials];
+        run("curl", &[&args[..], &["imaps://mail.home.cell/INBOX"]].concat()).status.success()
+    };
+    let calendar = |password: &str| {
+        let alice = format!("alice:{password}");
+        let args = ["-u", &alice, "-X", "PROPFIND", "-H", "Depth: 0", "https://calendar.home.cell/alice/"];
+        cell.https_status("calendar.home.cell", &args).0
+    };
+    let files = |password: &str| {
+        let alice = format!("alice:{password}");
+        let args = ["-u", &alice, "-X", "PROPFIND", "-H", "Depth: 1", "https://files.home.cell/alice/"];
+        cell.https_status("files.home.cell", &args).0
+    };
+    assert!(imaps(new_password) && !imaps(PASSWORD), "IMAPS takes the new password at once, and only it");
+    assert_eq!((calendar(new_password), calendar(PASSWORD)), (207, 401), "CalDAV takes the new password");
+    assert_eq!((files(new_password), files(PASSWORD)), (207, 401), "WebDAV takes the new password");
+    cell.api_json("POST", "/api/users/alice/password", Some(&json!({"password": PASSWORD})));
+    assert!(imaps(PASSWORD), "and the old one again once it is set back");
 }
 
 /// A container killed from outside is restarted by the health monitor and reported; one removed

@@ -22,4 +22,4 @@ export function useEvents(onEvent?: (event: CellEvent) => void): CellEvent | nul
 
 /** True for the events after which the cell's state may differ. */
 export const changesState = (event: CellEvent) =>
-  ["done", "rolled_back", "restarted", "healthy", "unhealthy"].includes(event.step);
+  ["done", "rolled_back", "restarted", "stopped", "healthy", "unhealthy"].includes(event.step);

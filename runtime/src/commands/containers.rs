@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use pic_builder::State;
 
 use crate::cli::{ContainersCommand, DockerArgs};
-use crate::docker::{self, Engine, activation, container_name, health};
+use crate::docker::{self, Engine, activation, container_name, health, stopped};
 use crate::output::Output;
 
 fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
@@ -82,6 +82,19 @@ where
     Ok(())
 }
 
+/// How long a service started from the command line has to pass its health check.
+const START_HEALTH_TIMEOUT: u64 = 60;
+
+/// The services `service` names: itself, or every one with a container for `all`.
+fn services_named(docker: &DockerArgs, service: &str) -> Result<Vec<String>> {
+    if service != "all" {
+        return Ok(vec![service.to_owned()]);
+    }
+    block_on(async {
+        Ok(docker::container_infos(&connect(docker).await?).await?.into_iter().map(|i| i.service).collect())
+    })
+}
+
 pub fn run(state: &State, command: &ContainersCommand, out: &Output) -> Result<()> {
     match command {
         ContainersCommand::List { docker } => {
@@ -89,7 +102,12 @@ pub fn run(state: &State, command: &ContainersCommand, out: &Output) -> Result<(
                 let engine = connect(docker).await?;
                 let mut infos = docker::container_infos(&engine).await?;
                 let (_, desired) = activation::desired(state)?;
+                let stopped = stopped::load(state)?;
                 for info in &mut infos {
+                    info.stopped = stopped.get(&info.service).cloned();
+                    if info.stopped.is_some() {
+                        continue;
+                    }
                     if let Some((spec, _)) = desired.get(&info.service) {
                         info.health = Some(match health::probe(&engine, spec).await {
                             Ok(()) => "healthy".into(),
@@ -107,7 +125,10 @@ pub fn run(state: &State, command: &ContainersCommand, out: &Output) -> Result<(
                         i.service,
                         i.state,
                         i.image,
-                        i.health.as_deref().unwrap_or("-")
+                        match &i.stopped {
+                            Some(stop) => format!("stopped by {} at {}", stop.by, stop.at),
+                            None => i.health.clone().unwrap_or_else(|| "-".into()),
+                        }
                     ));
                 }
                 if infos.is_empty() {
@@ -117,12 +138,26 @@ pub fn run(state: &State, command: &ContainersCommand, out: &Output) -> Result<(
             });
         }
         ContainersCommand::Start { service, docker } => {
-            each(docker, service, out, "started", |e, n| async move { e.start(&n).await })?
+            // Started by an activation: files that changed while it was stopped are taken.
+            for service in services_named(docker, service)? {
+                stopped::clear(state, &service)?;
+            }
+            if !activate(state, docker, START_HEALTH_TIMEOUT, out)? {
+                anyhow::bail!("not every service is healthy after the start");
+            }
         }
         ContainersCommand::Stop { service, docker } => {
-            each(docker, service, out, "stopped", |e, n| async move { e.stop(&n).await })?
+            let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "root".into());
+            let by = format!("{user} (command line)");
+            for service in services_named(docker, service)? {
+                stopped::record(state, &service, &by)?;
+            }
+            each(docker, service, out, "stopped (until started again)", |e, n| async move { e.stop(&n).await })?
         }
         ContainersCommand::Restart { service, docker } => {
+            for service in services_named(docker, service)? {
+                stopped::clear(state, &service)?;
+            }
             each(docker, service, out, "restarted", |e, n| async move { e.restart(&n).await })?
         }
         ContainersCommand::Remove { service, docker } => {

@@ -3,7 +3,8 @@
 //! mounts keeps its container (and its process); new config files are copied in and the daemon
 //! reloads when it can; anything else gets a new container; services no longer in the
 //! generation are stopped and removed. Comparing with what runs (not with the previous
-//! generation) makes a second activation a no-op and repairs containers changed from outside.
+//! generation) makes a second activation a no-op and repairs containers changed from outside —
+//! except a service an admin stopped, which stays as it is until started again (`stopped`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,13 +15,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::{ContainerSpec, Reload};
-use super::{Engine, LABEL_SERVICE, LABEL_SPEC, container_name, mounts, setup_proxy};
+use super::{Engine, LABEL_SERVICE, LABEL_SPEC, container_name, mounts, setup_proxy, stopped};
 
 /// What activation did to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Unchanged,
+    /// An admin stopped the service: its container is left as it is until it is started again.
+    KeptStopped,
     /// The stopped container was started again.
     Started,
     Created,
@@ -32,7 +35,7 @@ pub enum Action {
 impl Action {
     /// Whether the service must pass its health check afterwards.
     pub fn needs_check(self) -> bool {
-        !matches!(self, Action::Unchanged | Action::Removed)
+        !matches!(self, Action::Unchanged | Action::KeptStopped | Action::Removed)
     }
 }
 
@@ -104,7 +107,15 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     if running.remove(setup_proxy::SERVICE).is_some() {
         engine.remove(&container_name(setup_proxy::SERVICE)).await?;
     }
+    let services: Vec<&str> = desired.keys().map(String::as_str).collect();
+    stopped::retain(state, &services)?;
+    let stopped = stopped::load(state)?;
     for (service, (spec, bundle)) in &desired {
+        if stopped.contains_key(service) {
+            let action = Action::KeptStopped;
+            report.services.push(ServiceActivation { service: service.clone(), action, spec: Some(spec.clone()) });
+            continue;
+        }
         match activate_one(engine, state, spec, bundle, running.get(service)).await {
             Ok(action) => {
                 report.services.push(ServiceActivation { service: service.clone(), action, spec: Some(spec.clone()) })
@@ -187,9 +198,23 @@ fn spec_hash(
     mounts: &BTreeMap<String, std::path::PathBuf>,
     publish: bool,
 ) -> String {
-    // Certificates and data folders are files in mounts: a new site is a reload, not a new container.
-    let spec = ContainerSpec { tls_sites: Vec::new(), data_dirs: Vec::new(), ..spec.clone() };
+    // Certificates, data folders and credential files are files in mounts: a new site is a
+    // reload, not a new container.
+    let spec = ContainerSpec { tls_sites: Vec::new(), data_dirs: Vec::new(), credentials: Vec::new(), ..spec.clone() };
     let mut hash = Sha256::new();
     hash.update(format!("{spec:?}\0{image_id}\0{owner:?}\0{mounts:?}\0{publish}"));
     hex::encode(hash.finalize())[..16].to_owned()
+}
+
+/// Brings the credential copies of every service of the current generation up to date, touching
+/// no container; the services whose files changed.
+pub fn refresh_credentials(state: &State) -> Result<Vec<String>> {
+    let (_, desired) = desired(state)?;
+    let mut changed = Vec::new();
+    for (service, (spec, _)) in &desired {
+        if mounts::refresh_credentials(state, spec)? {
+            changed.push(service.clone());
+        }
+    }
+    Ok(changed)
 }

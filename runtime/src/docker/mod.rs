@@ -6,6 +6,7 @@ pub mod health;
 pub mod mounts;
 pub mod setup_proxy;
 pub mod spec;
+pub mod stopped;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -316,6 +317,8 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     /// How often the health monitor restarted it since `pic serve` started.
     pub restarts: u32,
+    /// Who stopped it, when an admin did: it stays stopped until started again.
+    pub stopped: Option<stopped::Stop>,
 }
 
 /// The managed containers, by service name.
@@ -334,6 +337,7 @@ pub async fn container_infos(engine: &Engine) -> Result<Vec<ContainerInfo>> {
                 image: c.image.unwrap_or_default(),
                 health: None,
                 restarts: 0,
+                stopped: None,
             }
         })
         .collect();

@@ -65,13 +65,7 @@ pub fn prepare(
                     changed |= sync_dir(&dir.join(site), &files, 0o440, secrets_owner)?;
                 }
                 // Certificates of sites the service no longer serves leave with them.
-                for entry in fs::read_dir(&dir)?.flatten() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if !spec.tls_sites.contains(&name) {
-                        fs::remove_dir_all(entry.path())?;
-                        changed = true;
-                    }
-                }
+                changed |= remove_others(&dir, &spec.tls_sites)?;
                 dir
             }
             None if source == "ca" => {
@@ -80,18 +74,54 @@ pub fn prepare(
                 changed |= sync_dir(&run.join("ca"), &files, 0o444, None)?;
                 run.join("ca")
             }
-
-            Some(("credentials", file)) => {
-                let files = read_files(&state.credentials().dir(), &[file])?;
+            None if source == "credentials" => {
+                // The daemons read these files afresh (per login or on a change of the file): a
+                // new password needs no reload, so it does not count as a change.
+                let names: Vec<&str> = spec.credentials.iter().map(String::as_str).collect();
+                let files = read_files(&state.credentials().dir(), &names)?;
                 let dir = run.join("credentials");
-                changed |= sync_dir(&dir, &files, 0o440, secrets_owner)?;
-                dir.join(file)
+                sync_dir(&dir, &files, 0o440, secrets_owner)?;
+                remove_others(&dir, &spec.credentials)?;
+                dir
             }
             _ => bail!("{}: unknown mount source {source:?}", spec.service),
         };
         paths.insert(source.to_owned(), host);
     }
     Ok(Prepared { paths, changed })
+}
+
+/// Removes what `dir` holds besides `keep`; true when something was removed.
+fn remove_others(dir: &Path, keep: &[String]) -> Result<bool> {
+    let mut removed = false;
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) && !name.starts_with(fsutil::TMP_PREFIX) {
+            if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(entry.path())?;
+            } else {
+                fs::remove_file(entry.path())?;
+            }
+            removed = true;
+        }
+    }
+    Ok(removed)
+}
+
+/// Brings the copies of the credential files of a running service up to date with `secrets/`,
+/// keeping each copy's owner and mode; touches no container (the daemons read them afresh).
+/// Files the service does not have yet are left to its activation. True when one changed.
+pub fn refresh_credentials(state: &State, spec: &ContainerSpec) -> Result<bool> {
+    let dir = state.root().join("run").join(&spec.service).join("credentials");
+    let mut changed = false;
+    for name in &spec.credentials {
+        let copy = dir.join(name);
+        let Ok(meta) = fs::metadata(&copy) else { continue };
+        let files = read_files(&state.credentials().dir(), &[name])?;
+        let owner = Some((meta.uid(), meta.gid()));
+        changed |= sync_dir(&dir, &files, meta.permissions().mode() & 0o777, owner)?;
+    }
+    Ok(changed)
 }
 
 fn read_files(dir: &Path, names: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {

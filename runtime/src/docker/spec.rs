@@ -19,6 +19,8 @@ pub struct ContainerSpec {
     pub tls_sites: Vec<String>,
     /// Folders under the data mount to create (owned by the service's user) before it starts.
     pub data_dirs: Vec<String>,
+    /// The daemon's credential files (from `secrets/credentials/`) in the `credentials` mount.
+    pub credentials: Vec<String>,
     pub mounts: Vec<Mount>,
     pub ports: Vec<Port>,
     pub network: Network,
@@ -29,7 +31,7 @@ pub struct ContainerSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
-    /// `bundle`, `data`, `tls/<name>`, `credentials/<file>` or `ca`.
+    /// `bundle`, `data`, `tls`, `credentials` or `ca`.
     pub source: String,
     pub target: String,
     pub read_only: bool,

@@ -1,16 +1,16 @@
 //! The cell CA over HTTP: its certificate for devices to trust, the certificates it issued, and
 //! revocation (the CRL is rewritten and a replacement issued at once).
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use pic_builder::ca::IssuedCert;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::AppState;
 use super::auth::{Admin, Session};
 use super::error::{ApiError, ErrorBody, blocking};
+use super::{AfterChange, AppState};
 
 #[utoipa::path(get, path = "/api/ca.crt", tag = "certificates", responses((status = 200, description = "the cell CA's certificate (PEM), for devices to trust", content_type = "application/x-pem-file"), (status = 401, description = "no session", body = ErrorBody)))]
 pub async fn ca(State(app): State<AppState>, _session: Session) -> Result<impl IntoResponse, ApiError> {
@@ -36,7 +36,7 @@ pub async fn revoke(
     State(app): State<AppState>,
     _admin: Admin,
     Path(serial): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let state = app.state.clone();
     let revoked = blocking(move || {
         let writer = state.writer()?;
@@ -46,5 +46,6 @@ pub async fn revoke(
         Ok(revoked)
     })
     .await?;
-    Ok(Json(json!({"revoked": revoked})))
+    // No generation changed, but the name's new certificate must reach the daemons that serve it.
+    Ok((Extension(AfterChange::Activate), Json(json!({"revoked": revoked}))))
 }

@@ -16,10 +16,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::Admin;
+use super::auth::{Admin, Session};
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::cli::DockerArgs;
-use crate::docker::{self, ContainerInfo, Engine, ImageInfo, activation, container_name, health, setup_proxy};
+use crate::docker::{self, ContainerInfo, Engine, ImageInfo, activation, container_name, health, setup_proxy, stopped};
 
 /// What `pic serve` keeps about the containers.
 pub struct Containers {
@@ -183,15 +183,21 @@ impl AppState {
     }
 }
 
-/// Every interval: activates a generation switched to from outside (the CLI), then checks every
-/// service and restarts the container of one that fails; a container that is gone (removed from
-/// outside) is made again by an activation.
+/// Every interval: refreshes the services' credential files, activates a generation switched to
+/// from outside (the CLI), then checks every service an admin did not stop and restarts the
+/// container of one that fails; a container that is gone (removed from outside) is made again by
+/// an activation.
 pub async fn monitor(app: AppState) {
     let Some(containers) = app.containers.clone() else { return };
     let mut tick = tokio::time::interval(containers.monitor_interval);
     tick.tick().await;
     loop {
         tick.tick().await;
+        // A password set from the command line reaches the daemons here.
+        let state = app.state.clone();
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || activation::refresh_credentials(&state)).await {
+            tracing::warn!(error = %format!("{error:#}"), "credential files not refreshed");
+        }
         let current = app.state.current().ok().flatten();
         if current != *containers.activated.lock().expect("lock") {
             app.activate().await;
@@ -216,8 +222,9 @@ async fn check_services(app: &AppState, containers: &Containers, engine: &Engine
         }
         return true;
     }
+    let stopped = stopped::load(&app.state).unwrap_or_default();
     let mut all_there = true;
-    for (service, (spec, _)) in desired {
+    for (service, (spec, _)) in desired.into_iter().filter(|(s, _)| !stopped.contains_key(s)) {
         let result = health::probe(engine, &spec).await;
         let mut restarted = false;
         if let Err(error) = &result {
@@ -261,8 +268,11 @@ pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Vec
     let (engine, containers) = engine(&app).await?;
     let mut infos = docker::container_infos(&engine).await.map_err(engine_error)?;
     let health = containers.health();
+    let state = app.state.clone();
+    let stopped = blocking(move || stopped::load(&state).map_err(ApiError::internal)).await?;
     for info in &mut infos {
-        if let Some(h) = health.get(&info.service) {
+        info.stopped = stopped.get(&info.service).cloned();
+        if let Some(h) = health.get(&info.service).filter(|_| info.stopped.is_none()) {
             info.health = Some(h.detail.clone());
             info.restarts = h.restarts;
         }
@@ -270,28 +280,49 @@ pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Vec
     Ok(Json(infos))
 }
 
-#[utoipa::path(post, path = "/api/containers/{name}/{action}", tag = "containers", params(("name" = String, Path, description = "container (pic-<service>) or service name"), ("action" = String, Path, description = "start, stop or restart")), responses((status = 200, description = "done", body = Object), (status = 400, description = "no such action", body = ErrorBody), (status = 404, description = "no such container", body = ErrorBody), (status = 503, description = "Docker cannot be reached", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/containers/{name}/{action}", tag = "containers", params(("name" = String, Path, description = "container (pic-<service>) or service name"), ("action" = String, Path, description = "start, stop or restart")), responses((status = 200, description = "done: a stopped service stays stopped (activations and the monitor leave it alone) until it is started or restarted; starting activates it and waits for its health check", body = Object), (status = 400, description = "no such action", body = ErrorBody), (status = 404, description = "no such container", body = ErrorBody), (status = 503, description = "Docker cannot be reached", body = ErrorBody)))]
 pub async fn act(
     State(app): State<AppState>,
+    session: Session,
     _admin: Admin,
     Path((name, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    if !matches!(action.as_str(), "start" | "stop" | "restart") {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_action", "the action is start, stop or restart"));
+    }
     let (engine, _) = engine(&app).await?;
-    let name = managed_name(&engine, &name).await?;
-    let result = match action.as_str() {
-        "start" => engine.start(&name).await,
-        "stop" => engine.stop(&name).await,
-        "restart" => engine.restart(&name).await,
-        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_action", "the action is start, stop or restart")),
-    };
-    result.map_err(ApiError::internal)?;
+    let info = managed(&engine, &name).await?;
+    let (name, service) = (info.name, info.service);
+    let state = app.state.clone();
+    if action == "stop" {
+        // Recorded first, under the activation lock: the monitor must not start it meanwhile.
+        let _guard = app.activation.lock().await;
+        let (by, which) = (session.user.clone(), service.clone());
+        blocking(move || stopped::record(&state, &which, &by).map_err(ApiError::internal)).await?;
+        engine.stop(&name).await.map_err(ApiError::internal)?;
+        app.emit(json!({"step": "stopped", "service": service, "by": session.user}));
+        return Ok(Json(json!({"container": name, "action": action})));
+    }
+    let which = service.clone();
+    let was_stopped = blocking(move || stopped::clear(&state, &which).map_err(ApiError::internal)).await?;
+    if action == "restart" && !was_stopped {
+        engine.restart(&name).await.map_err(ApiError::internal)?;
+    } else {
+        // Starting is an activation of the current generation for the service: files that
+        // changed while it was stopped are taken, and it must pass its health check.
+        app.activate().await;
+        let running = managed(&engine, &name).await?;
+        if running.state != "running" {
+            return Err(ApiError::internal(format!("{name} did not start (it is {}); see its log", running.state)));
+        }
+    }
     Ok(Json(json!({"container": name, "action": action})))
 }
 
-/// The container's name if PIC manages it (by container or service name); 404 otherwise.
-async fn managed_name(engine: &Engine, name: &str) -> Result<String, ApiError> {
+/// The container if PIC manages it (by container or service name); 404 otherwise.
+async fn managed(engine: &Engine, name: &str) -> Result<ContainerInfo, ApiError> {
     let infos = docker::container_infos(engine).await.map_err(engine_error)?;
-    infos.into_iter().find(|i| i.name == name || i.service == name).map(|i| i.name).ok_or_else(|| {
+    infos.into_iter().find(|i| i.name == name || i.service == name).ok_or_else(|| {
         ApiError::not_found(format!("no service container is named {name:?}; GET /api/containers lists them"))
     })
 }
@@ -313,7 +344,7 @@ pub async fn logs(
     Query(params): Query<LogParams>,
 ) -> Result<Response, ApiError> {
     let (engine, _) = engine(&app).await?;
-    let name = managed_name(&engine, &name).await?;
+    let name = managed(&engine, &name).await?.name;
     let stream = docker::logs(&engine, &name, params.tail.unwrap_or(100).min(10_000), params.follow.unwrap_or(false))
         .map(|chunk| chunk.map(axum::body::Bytes::from).map_err(std::io::Error::other));
     Response::builder()

@@ -247,35 +247,53 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// After every change that succeeded, activate before answering: when a client hears "created",
-/// the peer is live.
+/// What a successful request that switched no generation still needs of the running cell; a
+/// handler puts it in its response's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterChange {
+    /// Bring what runs in line with the current generation (e.g. a new certificate to load).
+    Activate,
+}
+
+/// After a request that switched the current generation, activate before answering: when a
+/// client hears "created", the peer is live. A request that switched nothing activates nothing
+/// (unless its handler asks for it): a backup, a password or a container action leaves the
+/// containers alone.
 async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && !request.uri().path().starts_with("/api/auth/");
-    let what = format!("{} {}", request.method(), request.uri().path());
-    if changes {
-        app.emit(json!({"step": "requested", "request": what}));
+    if !changes {
+        return next.run(request).await;
     }
+    let what = format!("{} {}", request.method(), request.uri().path());
+    app.emit(json!({"step": "requested", "request": what}));
+    let before = app.state.current().ok().flatten();
     let setup = request.uri().path() == "/api/setup";
     let response = next.run(request).await;
-    if changes && setup && response.status().is_success() {
+    if !response.status().is_success() {
+        app.emit(json!({"step": "refused", "request": what, "status": response.status().as_u16()}));
+        return response;
+    }
+    let current = app.state.current().ok().flatten();
+    let switched = current != before;
+    if switched && setup {
         // The wizard's request came through the setup proxy, which this first activation
         // replaces with the cell's own Caddy: answer first (the wizard then waits for the cell).
         let app = app.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            let current = app.state.current().ok().flatten();
             app.emit(json!({"step": "switched", "request": what, "generation": current}));
             app.activate().await;
             app.emit(json!({"step": "done", "request": what, "generation": current}));
         });
-    } else if changes && response.status().is_success() {
-        let current = app.state.current().ok().flatten();
-        app.emit(json!({"step": "switched", "request": what, "generation": current}));
+    } else if switched || response.extensions().get::<AfterChange>() == Some(&AfterChange::Activate) {
+        if switched {
+            app.emit(json!({"step": "switched", "request": what, "generation": current}));
+        }
         app.activate().await;
         app.emit(json!({"step": "done", "request": what, "generation": current}));
-    } else if changes {
-        app.emit(json!({"step": "refused", "request": what, "status": response.status().as_u16()}));
+    } else {
+        app.emit(json!({"step": "done", "request": what, "generation": current, "activated": false}));
     }
     response
 }

@@ -519,6 +519,20 @@ async fn events_report_each_change_as_it_happens() {
     }
     assert!(seen.contains("\"generation\":2") && seen.contains("POST /api/peers"), "{seen}");
 
+    // A request that switches no generation activates nothing.
+    let set =
+        api.call(&admin, Method::POST, "/api/users/admin/password", Some(json!({"password": ADMIN_PASSWORD}))).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let mut seen = String::new();
+    while !seen.contains("\"step\":\"done\"") {
+        let frame =
+            tokio::time::timeout(std::time::Duration::from_secs(5), body.frame()).await.expect("an event in time");
+        if let Some(data) = frame.expect("the stream stays open").unwrap().data_ref() {
+            seen.push_str(&String::from_utf8_lossy(data));
+        }
+    }
+    assert!(seen.contains("\"activated\":false") && !seen.contains("\"step\":\"switched\""), "{seen}");
+
     let anonymous = api.call(&Client::default(), Method::GET, "/api/events", None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
@@ -650,6 +664,8 @@ async fn docker_unreachable_is_a_clear_503_and_changes_still_work() {
         assert!(message.contains("/nonexistent/docker.sock"), "{message}");
     }
     let reply = api.call(&admin, Method::POST, "/api/containers/pic-dns/frobnicate", None).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "bad input is refused before Docker is asked");
+    let reply = api.call(&admin, Method::POST, "/api/containers/pic-dns/stop", None).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     let reply = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "phone"}))).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);

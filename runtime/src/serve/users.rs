@@ -56,6 +56,15 @@ pub async fn set_password(
     }
     let state = app.state.clone();
     let user = name.clone();
-    blocking(move || Ok(state.writer()?.set_password(&user, &new.password)?)).await?;
+    let containers = app.containers.is_some();
+    blocking(move || {
+        state.writer()?.set_password(&user, &new.password)?;
+        // The daemons read their credential files afresh: new copies are all it takes.
+        if containers {
+            crate::docker::activation::refresh_credentials(&state).map_err(ApiError::internal)?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(json!({"user": name, "password": "set"})))
 }

@@ -556,6 +556,7 @@ export interface components {
             state: string;
             /** @description Docker's words: "Up 3 minutes". */
             status: string;
+            stopped?: components["schemas"]["Stop"] | null;
         };
         /** @description The shape of every error response (for the OpenAPI document). */
         ErrorBody: {
@@ -634,6 +635,12 @@ export interface components {
             /** @description Services to enable, by catalog name (WireGuard and the firewall are always on). */
             services?: string[];
             timezone?: string;
+        };
+        /** @description Who stopped a service, and when. */
+        Stop: {
+            /** @description RFC 3339. */
+            at: string;
+            by: string;
         };
     };
     responses: never;
@@ -1340,7 +1347,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description done */
+            /** @description done: a stopped service stays stopped (activations and the monitor leave it alone) until it is started or restarted; starting activates it and waits for its health check */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -3,8 +3,9 @@
 import { useCallback, useEffect, useState } from "react";
 import { api } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
+import { type Stop, stoppedText } from "./Containers";
 
-type Container = { service: string; state: string; health?: string | null; restarts: number };
+type Container = { service: string; state: string; health?: string | null; restarts: number; stopped?: Stop | null };
 
 export function DashboardPage() {
   const [generation, setGeneration] = useState<number | null>(null);
@@ -72,8 +73,8 @@ export function DashboardPage() {
             {containers.map((c) => (
               <tr key={c.service}>
                 <td>{c.service}</td>
-                <td>{c.state}</td>
-                <td>{c.health ?? "—"}</td>
+                <td>{c.stopped ? stoppedText(c.stopped) : c.state}</td>
+                <td>{c.stopped ? "—" : (c.health ?? "—")}</td>
                 <td>{c.restarts}</td>
               </tr>
             ))}
