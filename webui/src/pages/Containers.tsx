@@ -44,8 +44,8 @@ export function ContainersPage() {
   const load = useCallback(async () => {
     const { data, error, response } = await api.GET("/api/containers");
     if (response.ok) {
+      // The message stays: it tells what the last action did.
       setContainers(data as Container[]);
-      setMessage("");
     } else {
       setContainers([]);
       setMessage(errorMessage(error));
