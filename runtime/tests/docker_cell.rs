@@ -538,6 +538,18 @@ fn stop_means_stop(cell: &mut Running) {
     );
     assert!(listed(cell)["stopped"].is_null());
     cell.api_json("DELETE", "/api/peers/stop-test", None);
+
+    // The command line records its stops too, so that `pic serve` leaves them alone.
+    cell.ok_text(&["containers", "stop", "ntp", "--no-publish"]);
+    let list = cell.ok_text(&["containers", "list", "--no-publish"]);
+    assert!(
+        list.lines().any(|l| l.starts_with("ntp ") && l.contains("stopped by") && l.contains("(command line)")),
+        "{list}"
+    );
+    std::thread::sleep(two_looks);
+    assert_eq!(container_state("pic-ntp"), "exited", "the monitor started a service stopped from the command line");
+    cell.ok_text(&["containers", "start", "ntp", "--no-publish"]);
+    assert_eq!(container_state("pic-ntp"), "running");
 }
 
 /// Requests that switch no generation make no container action: a backup and a password change
