@@ -1,7 +1,7 @@
 //! The one way PIC runs external programs: logged, and an error that names the command and
 //! carries what it printed.
 
-use std::process::Command;
+use std::process::{Child, Command};
 
 use crate::error::Error;
 
@@ -23,6 +23,14 @@ pub fn run_command(command: &mut Command) -> Result<String, Error> {
         return Err(Error::Command { command: line, detail });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Starts a long-running program (a daemon a build needs for a while), logging it; the caller
+/// stops it.
+pub fn spawn(command: &mut Command) -> Result<Child, Error> {
+    let line = describe(command);
+    tracing::info!(command = %line, "starting");
+    command.spawn().map_err(|e| Error::Command { command: line, detail: e.to_string() })
 }
 
 fn describe(command: &Command) -> String {

@@ -274,7 +274,8 @@ pub enum ImageCommand {
         /// The image definitions (`appliance/` and the base's suite).
         #[arg(long, default_value = "images")]
         definitions: PathBuf,
-        /// The service images as one docker archive (`pic images build --output FILE`).
+        /// The service images as one docker archive (`pic images build --output FILE`); a private
+        /// `dockerd` loads it into the Docker store the image carries (cached under `--cache`).
         #[arg(long, default_value = "target/images/images.tar")]
         service_images: PathBuf,
         /// The built web UI.

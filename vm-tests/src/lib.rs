@@ -26,11 +26,13 @@ pub struct Options {
     /// Guest TCP ports reachable from the host at 127.0.0.1:<host port>. (TCP only: with
     /// `restrict=on` QEMU's user network drops every UDP packet the guest sends but DHCP's.)
     pub forwards: Vec<(u16, u16)>,
+    /// System credentials passed to the guest's systemd (name, value), besides the test agent's.
+    pub credentials: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { disk_gib: 8, memory_mib: 2048, forwards: Vec::new() }
+        Options { disk_gib: 8, memory_mib: 2048, forwards: Vec::new(), credentials: Vec::new() }
     }
 }
 
@@ -101,7 +103,11 @@ impl Machine {
             let _ = write!(netdev, ",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
         }
         let vars = self.dir.join(format!("{}-vars.fd", self.name));
-        let child = Command::new("qemu-system-x86_64")
+        let mut qemu = Command::new("qemu-system-x86_64");
+        for (name, value) in &self.options.credentials {
+            qemu.args(["-smbios", &format!("type=11,value=io.systemd.credential:{name}={value}")]);
+        }
+        let child = qemu
             .args(["-accel", "tcg", "-machine", "q35", "-smp", "2", "-m", &self.options.memory_mib.to_string()])
             .args(["-display", "none", "-no-user-config", "-nodefaults"])
             .args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")])

@@ -9,7 +9,7 @@
 //! and written to `target/vm-test-figures.json`.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -129,15 +129,32 @@ fn boot_to_api(cell: &mut Machine) -> Result<f64> {
     Ok(cell.uptime())
 }
 
+/// The same image booted without PIC and Docker (their units leave themselves out when given the
+/// `pic.baseline` credential), timed from power-on to multi-user as the cell's boots are timed:
+/// the cell's figures are compared with it, measured in the same run, so that the machine's load
+/// weighs on both alike.
+fn baseline_boot(dir: &Path) -> Result<(f64, String)> {
+    let options = Options { credentials: vec![("pic.baseline".into(), "1".into())], ..Options::default() };
+    let mut machine = Machine::boot("baseline", &image(), dir, options)?;
+    machine.wait_until_succeeds("systemctl is-active multi-user.target", BOOT_TO_API)?;
+    let seconds = machine.uptime();
+    machine.succeed("! systemctl is-active --quiet docker.service && ! systemctl is-active --quiet pic.service")?;
+    let analyze = machine.succeed("systemd-analyze time")?;
+    machine.crash()?;
+    Ok((seconds, analyze))
+}
+
 #[test]
 fn the_appliance_is_set_up_changed_rebooted_rolled_back_and_survives_a_power_cut() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let (baseline, analyze) = baseline_boot(dir.path())?;
+    eprintln!("baseline: multi-user without PIC and Docker after {baseline:.1} s\n{analyze}");
     let options = Options {
         forwards: vec![(80, free_tcp_port()), (443, free_tcp_port()), (53, free_tcp_port())],
         ..Options::default()
     };
     let mut cell = Machine::boot("cell", &image(), dir.path(), options)?;
-    let result = story(&mut cell);
+    let result = story(&mut cell, baseline);
     if result.is_err() {
         // What pic serve said is the first thing to read when the story breaks.
         let report = "docker ps -a; journalctl -b -u pic --no-pager | tail -n 60";
@@ -148,8 +165,9 @@ fn the_appliance_is_set_up_changed_rebooted_rolled_back_and_survives_a_power_cut
     result
 }
 
-fn story(cell: &mut Machine) -> Result<()> {
+fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
     let mut figures = serde_json::Map::new();
+    figures.insert("baseline_boot_s".into(), json!(baseline));
     let image_bytes = std::fs::metadata(image())?.len();
     figures.insert("image_raw_mb".into(), json!(image_bytes as f64 / 1e6));
     let mut compressed = image().into_os_string();
@@ -161,6 +179,11 @@ fn story(cell: &mut Machine) -> Result<()> {
     // First boot: the wizard through the setup proxy (Caddy) on ports 80 and 443.
     let first_boot = boot_to_api(cell)?;
     figures.insert("first_boot_to_api_s".into(), json!(first_boot));
+    figures.insert("first_boot_per_baseline".into(), json!(first_boot / baseline));
+    let blame = cell.succeed(
+        "systemd-analyze critical-chain pic.service --no-pager; systemd-analyze blame --no-pager | head -n 12",
+    )?;
+    eprintln!("first boot, where the time went:\n{blame}");
     let status = expect(cell.http("GET", 80, "/api/setup/status", None, &[])?, 200, "setup status")?;
     ensure!(status["complete"] == false, "{status}");
     let (code, page) = cell.http("GET", 80, "/", None, &[])?;
@@ -188,6 +211,7 @@ fn story(cell: &mut Machine) -> Result<()> {
     admin.wait_all_healthy(cell, ALL_HEALTHY)?;
     let first_activation = started.elapsed().as_secs_f64();
     figures.insert("first_activation_s".into(), json!(first_activation));
+    figures.insert("memory_mb".into(), memory(cell)?);
     // The cell's own Caddy took ports 80 and 443 from the setup proxy.
     cell.fail("docker inspect pic-setup-proxy")?;
     cell.succeed("docker inspect -f '{{.State.Running}}' pic-proxy | grep -qx true")?;
@@ -220,7 +244,9 @@ fn story(cell: &mut Machine) -> Result<()> {
 
     // Reboot: still generation 3, every service healthy, the peer still there.
     cell.reboot(POWER_CYCLE)?;
-    figures.insert("reboot_to_api_s".into(), json!(boot_to_api(cell)?));
+    let reboot = boot_to_api(cell)?;
+    figures.insert("reboot_to_api_s".into(), json!(reboot));
+    figures.insert("reboot_per_baseline".into(), json!(reboot / baseline));
     let admin = Admin::log_in(cell)?;
     ensure!(admin.current(cell)? == 3, "after a reboot the cell is not on generation 3");
     admin.wait_all_healthy(cell, ALL_HEALTHY)?;
@@ -260,6 +286,45 @@ fn story(cell: &mut Machine) -> Result<()> {
     let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/vm-test-figures.json"));
     std::fs::write(out, serde_json::to_string_pretty(&figures)? + "\n")?;
     Ok(())
+}
+
+/// What the running cell uses of the guest's memory, in MB: each container, the Docker daemons,
+/// `pic serve` (each from its cgroup), the kernel's own (slab, stacks, page tables), their sum, and
+/// all the guest has in use (MemTotal − MemAvailable).
+fn memory(cell: &mut Machine) -> Result<Value> {
+    let script = r#"
+        docker ps --no-trunc --format '{{.ID}} {{.Names}}' | while read -r id name; do
+            echo "container $name $(cat /sys/fs/cgroup/system.slice/docker-$id.scope/memory.current)"
+        done
+        for unit in docker containerd pic; do echo "unit $unit $(systemctl show -P MemoryCurrent $unit.service)"; done
+        awk '/^(Slab|KernelStack|PageTables):/ {k += $2} /^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2}
+             END {print "kernel all " k * 1024; print "guest used " (t - a) * 1024}' /proc/meminfo
+    "#;
+    let output = cell.succeed(script)?;
+    let mb = |bytes: &str| bytes.trim().parse::<f64>().map(|b| (b / 1e6 * 10.0).round() / 10.0);
+    let (mut containers, mut units) = (serde_json::Map::new(), serde_json::Map::new());
+    let (mut kernel, mut used) = (0.0, 0.0);
+    for line in output.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [kind, name, bytes] = parts[..] else { bail!("memory: an odd line {line:?} in\n{output}") };
+        let value = mb(bytes).with_context(|| format!("memory: {line:?}"))?;
+        match kind {
+            "container" => {
+                containers.insert(name.to_owned(), json!(value));
+            }
+            "unit" => {
+                units.insert(name.to_owned(), json!(value));
+            }
+            "kernel" => kernel = value,
+            _ => used = value,
+        }
+    }
+    let sum = |m: &serde_json::Map<String, Value>| m.values().filter_map(Value::as_f64).sum::<f64>();
+    let cell_total = sum(&containers) + sum(&units) + kernel;
+    Ok(json!({
+        "containers": containers, "containers_total": sum(&containers), "daemons_and_pic_serve": units,
+        "kernel": kernel, "cell_total": (cell_total * 10.0).round() / 10.0, "guest_used": used,
+    }))
 }
 
 /// Waits until setup status says the cell's services run (`ready`), as the wizard does; while

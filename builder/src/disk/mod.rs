@@ -1,7 +1,8 @@
 //! The flashable disk image: a raw GPT disk for x86_64 UEFI with an EFI system partition
 //! (systemd-boot), a read-only erofs root holding the whole appliance (kernel modules, systemd,
-//! Docker, WireGuard tools, `pic`, the templates, the web UI and the service images), and a data
-//! partition for `/var` that grows to fill the disk on first boot.
+//! Docker, WireGuard tools, `pic`, the templates, the web UI), and a data partition for `/var`
+//! that holds Docker's store with the service images already in it and grows to fill the disk on
+//! first boot.
 //!
 //! Every file system is built as a plain file from a tree (no loop device, no mount) and the
 //! partitions are laid out with `systemd-repart --empty=create` copying those files in. Times are
@@ -44,8 +45,10 @@ pub struct Inputs<'a> {
     pub pic: &'a Path,
     /// The built web UI (`webui/dist`).
     pub webui: &'a Path,
-    /// The service images as one docker archive (`pic images build --output`).
-    pub service_images: &'a Path,
+    /// Docker's image store holding the service images (`image/` and `overlay2/`, prepared by
+    /// the runtime from their archive): it becomes `/var/lib/docker` on the data partition, so
+    /// the appliance never imports them.
+    pub image_store: &'a Path,
     /// The templates (`templates/`), for reference on the appliance (`pic` embeds them).
     pub templates: &'a Path,
     /// The bootstrapped root file system is cached here, with the downloaded packages.
@@ -165,7 +168,7 @@ fn bootstrap(
     Ok((rootfs, false))
 }
 
-/// Adds `pic`, the templates, the web UI and the service images to the tree.
+/// Adds `pic`, the templates, the web UI and Docker's image store to the tree.
 fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     let share = tree.join("usr/share/pic");
     fs::create_dir_all(&share).at(&share)?;
@@ -173,7 +176,12 @@ fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     for (from, to) in [(inputs.templates, "templates"), (inputs.webui, "webui")] {
         command::run("cp", &["-a", &path_str(from), &path_str(&share.join(to))])?;
     }
-    fs::copy(inputs.service_images, share.join("images.tar")).at(inputs.service_images)?;
+    let docker = tree.join("var/lib/docker");
+    fs::create_dir_all(&docker).at(&docker)?;
+    for entry in fs::read_dir(inputs.image_store).at(inputs.image_store)? {
+        let from = entry.at(inputs.image_store)?.path();
+        command::run("cp", &["-a", "--reflink=auto", &path_str(&from), &path_str(&docker)])?;
+    }
     // Every file gets the same time, so that the file systems do not record when they were built.
     command::run(
         "find",

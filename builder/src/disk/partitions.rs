@@ -13,8 +13,9 @@ use crate::error::{Error, IoContext};
 use crate::images::rootfs::SOURCE_DATE_EPOCH;
 
 const ESP_MIB: u64 = 128;
-/// The data partition as built; it grows to fill the disk on first boot.
-const DATA_MIB: u64 = 512;
+/// Room in the data partition as built beyond what `/var` holds (ext4's own structures, and the
+/// first boot's writes before the partition has grown to fill the disk).
+const DATA_SPARE_MIB: u64 = 256;
 
 pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Result<(), Error> {
     // /var lives on the data partition; the root keeps an empty folder to mount it on.
@@ -28,6 +29,7 @@ pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Resul
     let epoch = SOURCE_DATE_EPOCH.to_string();
     command::run("mkfs.erofs", &["-T", &epoch, "-U", &uuid("pic-root"), "-zlz4", &s(&root), &s(tree)])?;
     let data = work.join("data.ext4");
+    let data_mib = tree_bytes(&var)?.div_ceil(1 << 20) * 11 / 10 + DATA_SPARE_MIB;
     command::run_command(
         Command::new("mkfs.ext4")
             .env("E2FSPROGS_FAKE_TIME", &epoch)
@@ -35,7 +37,7 @@ pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Resul
             .args(["-q", "-L", "pic-data", "-U", &uuid("pic-data")])
             .arg("-E")
             .arg(format!("hash_seed={},root_owner=0:0", uuid("pic-data-hash")))
-            .args(["-d", &s(&var), &s(&data), &format!("{DATA_MIB}M")]),
+            .args(["-d", &s(&var), &s(&data), &format!("{data_mib}M")]),
     )?;
 
     let definitions = work.join("repart.d");
@@ -125,6 +127,17 @@ fn esp_image(tree: &Path, cmdline: &str, work: &Path, esp: &Path) -> Result<(), 
         mtools(&["mcopy", "-m", &s(from), to])?;
     }
     Ok(())
+}
+
+/// The bytes the files of a tree take (what `du` counts, in 4 KiB blocks).
+fn tree_bytes(tree: &Path) -> Result<u64, Error> {
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(tree) {
+        let entry = entry.map_err(|e| Error::Image(e.to_string()))?;
+        let meta = entry.metadata().map_err(|e| Error::Image(e.to_string()))?;
+        total += meta.len().div_ceil(4096) * 4096;
+    }
+    Ok(total)
 }
 
 /// A UUID derived from a name: fixed for every build.

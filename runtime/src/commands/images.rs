@@ -146,11 +146,15 @@ pub fn image(command: &ImageCommand, out: &Output) -> Result<()> {
     let ImageCommand::Build { output, definitions, service_images, webui, templates, cache, lock, update_lock } =
         command;
     let pic = std::env::current_exe().context("finding the pic binary")?;
+    let image_store = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(crate::docker::image_store::prepare(service_images, cache))
+        .context("preparing Docker's image store for the disk image")?;
     let inputs = pic_builder::disk::Inputs {
         definitions,
         pic: &pic,
         webui,
-        service_images,
+        image_store: &image_store,
         templates,
         cache,
         lock,

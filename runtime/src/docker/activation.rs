@@ -110,13 +110,21 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     let services: Vec<&str> = desired.keys().map(String::as_str).collect();
     stopped::retain(state, &services)?;
     let stopped = stopped::load(state)?;
-    for (service, (spec, bundle)) in &desired {
-        if stopped.contains_key(service) {
-            let action = Action::KeptStopped;
-            report.services.push(ServiceActivation { service: service.clone(), action, spec: Some(spec.clone()) });
-            continue;
+    // Each service's container is made or started on its own: under a slow CPU a container
+    // start is seconds of Docker's and runc's work, and one service does not wait for another.
+    let work = desired.iter().map(|(service, (spec, bundle))| {
+        let (stopped, running) = (&stopped, &running);
+        async move {
+            let result = if stopped.contains_key(service) {
+                Ok(Action::KeptStopped)
+            } else {
+                activate_one(engine, state, spec, bundle, running.get(service)).await
+            };
+            (service, spec, result)
         }
-        match activate_one(engine, state, spec, bundle, running.get(service)).await {
+    });
+    for (service, spec, result) in futures_util::future::join_all(work).await {
+        match result {
             Ok(action) => {
                 report.services.push(ServiceActivation { service: service.clone(), action, spec: Some(spec.clone()) })
             }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod health;
+pub mod image_store;
 pub mod mounts;
 pub mod setup_proxy;
 pub mod spec;
