@@ -172,7 +172,8 @@ fn bootstrap(
 fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     let share = tree.join("usr/share/pic");
     fs::create_dir_all(&share).at(&share)?;
-    fs::copy(inputs.pic, tree.join("usr/bin/pic")).at(inputs.pic)?;
+    // Without its debug information (most of a release build's size); symbols stay for backtraces.
+    command::run("objcopy", &["--strip-debug", &path_str(inputs.pic), &path_str(&tree.join("usr/bin/pic"))])?;
     for (from, to) in [(inputs.templates, "templates"), (inputs.webui, "webui")] {
         command::run("cp", &["-a", &path_str(from), &path_str(&share.join(to))])?;
     }

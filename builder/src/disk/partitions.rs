@@ -12,10 +12,13 @@ use crate::command;
 use crate::error::{Error, IoContext};
 use crate::images::rootfs::SOURCE_DATE_EPOCH;
 
-const ESP_MIB: u64 = 128;
-/// Room in the data partition as built beyond what `/var` holds (ext4's own structures, and the
-/// first boot's writes before the partition has grown to fill the disk).
-const DATA_SPARE_MIB: u64 = 256;
+/// Room for two kernels with their initrds (about 35 MB a pair), as an update needs.
+const ESP_MIB: u64 = 96;
+/// Room in the data partition as built beyond what `/var` holds, for ext4's own structures (its
+/// journal, inode tables, reserved blocks): the partition grows to fill the disk before anything
+/// writes to it on first boot.
+const DATA_SPARE_MIB: u64 = 32;
+const DATA_SPARE_PERCENT: u64 = 3;
 
 pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Result<(), Error> {
     // /var lives on the data partition; the root keeps an empty folder to mount it on.
@@ -27,9 +30,12 @@ pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Resul
     esp_image(tree, cmdline, work, &esp)?;
     let root = work.join("root.erofs");
     let epoch = SOURCE_DATE_EPOCH.to_string();
-    command::run("mkfs.erofs", &["-T", &epoch, "-U", &uuid("pic-root"), "-zlz4", &s(&root), &s(tree)])?;
+    // lz4hc in 64 KiB clusters: a root 15 % smaller than plain lz4's 4 KiB clusters, read as fast
+    // (lz4 decompresses the same either way); the build takes about 30 s longer.
+    command::run("mkfs.erofs", &["-T", &epoch, "-U", &uuid("pic-root"), "-zlz4hc,9", "-C65536", &s(&root), &s(tree)])?;
     let data = work.join("data.ext4");
-    let data_mib = tree_bytes(&var)?.div_ceil(1 << 20) * 11 / 10 + DATA_SPARE_MIB;
+    let var_mib = tree_bytes(&var)?.div_ceil(1 << 20);
+    let data_mib = var_mib + var_mib * DATA_SPARE_PERCENT / 100 + DATA_SPARE_MIB;
     command::run_command(
         Command::new("mkfs.ext4")
             .env("E2FSPROGS_FAKE_TIME", &epoch)
@@ -126,6 +132,9 @@ fn esp_image(tree: &Path, cmdline: &str, work: &Path, esp: &Path) -> Result<(), 
     ] {
         mtools(&["mcopy", "-m", &s(from), to])?;
     }
+    // The firmware loads them from here; the root need not hold them a second time.
+    fs::remove_file(&kernel).at(&kernel)?;
+    fs::remove_file(&initrd).at(&initrd)?;
     Ok(())
 }
 
