@@ -5,6 +5,8 @@
 //!
 //! KVM is not assumed: QEMU runs with TCG, and the timeouts callers pass allow for it.
 
+pub mod cell;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

@@ -81,6 +81,10 @@ pub fn desired(state: &State) -> Result<(Option<u64>, Desired)> {
     Ok((Some(current), specs))
 }
 
+/// The service whose container is made or started before the others': the proxy, through which
+/// the web UI is reached.
+const FIRST: &str = "proxy";
+
 /// Activates the current generation's containers.
 pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     let (generation, desired) = desired(state)?;
@@ -110,27 +114,19 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     let services: Vec<&str> = desired.keys().map(String::as_str).collect();
     stopped::retain(state, &services)?;
     let stopped = stopped::load(state)?;
-    // Each service's container is made or started on its own: under a slow CPU a container
-    // start is seconds of Docker's and runc's work, and one service does not wait for another.
-    let work = desired.iter().map(|(service, (spec, bundle))| {
-        let (stopped, running) = (&stopped, &running);
-        async move {
-            let result = if stopped.contains_key(service) {
-                Ok(Action::KeptStopped)
-            } else {
-                activate_one(engine, state, spec, bundle, running.get(service)).await
-            };
-            (service, spec, result)
-        }
-    });
-    for (service, spec, result) in futures_util::future::join_all(work).await {
+    // The proxy first, on its own: the web UI is reached through it, so after a boot or setup
+    // the admin's page answers as soon as its container runs. Then every other service at once:
+    // under a slow CPU a container start is seconds of Docker's and runc's work, and one service
+    // does not wait for another.
+    let (first, rest): (Vec<_>, Vec<_>) = desired.iter().partition(|(service, _)| *service == FIRST);
+    let mut results = activate_all(engine, state, &first, &stopped, &running).await;
+    results.extend(activate_all(engine, state, &rest, &stopped, &running).await);
+    for (service, spec, result) in results {
         match result {
-            Ok(action) => {
-                report.services.push(ServiceActivation { service: service.clone(), action, spec: Some(spec.clone()) })
-            }
+            Ok(action) => report.services.push(ServiceActivation { service, action, spec: Some(spec) }),
             Err(error) => {
                 tracing::warn!(service, error = %format!("{error:#}"), "container activation failed");
-                report.errors.insert(service.clone(), format!("{error:#}"));
+                report.errors.insert(service, format!("{error:#}"));
             }
         }
     }
@@ -142,6 +138,24 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Activates `services` at once; the results in their order.
+async fn activate_all(
+    engine: &Engine,
+    state: &State,
+    services: &[(&String, &(ContainerSpec, pic_builder::render::Bundle))],
+    stopped: &stopped::Stopped,
+    running: &HashMap<String, bollard::models::ContainerSummary>,
+) -> Vec<(String, ContainerSpec, Result<Action>)> {
+    let work = services.iter().map(|&(service, (spec, bundle))| async move {
+        let result = match stopped.contains_key(service) {
+            true => Ok(Action::KeptStopped),
+            false => activate_one(engine, state, spec, bundle, running.get(service)).await,
+        };
+        (service.clone(), spec.clone(), result)
+    });
+    futures_util::future::join_all(work).await
 }
 
 async fn activate_one(

@@ -36,6 +36,15 @@ pub async fn probe(engine: &Engine, spec: &ContainerSpec) -> Result<()> {
     result.with_context(|| format!("{} health check", spec.service))
 }
 
+/// Whether the container of `service` started less than `grace` ago (a daemon that has just
+/// started may not answer yet: a failed probe then says nothing).
+pub async fn starting(engine: &Engine, service: &str, grace: Duration) -> bool {
+    let name = container_name(service);
+    let Ok(inspect) = engine.api().inspect_container(&name, None).await else { return false };
+    let started = inspect.state.and_then(|s| s.started_at).and_then(|at| at.parse::<jiff::Timestamp>().ok());
+    started.is_some_and(|at| jiff::Timestamp::now().duration_since(at).unsigned_abs() < grace)
+}
+
 /// Probes until the service answers or `limit` has passed; returns how long it took.
 pub async fn wait_healthy(engine: &Engine, spec: &ContainerSpec, limit: Duration) -> Result<Duration> {
     let started = Instant::now();

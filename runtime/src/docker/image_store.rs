@@ -54,8 +54,8 @@ pub async fn prepare(archive: &Path, cache: &Path) -> Result<PathBuf> {
     Ok(store)
 }
 
-/// A `dockerd` that owns nothing of the machine's: its own data and exec roots, socket and pid
-/// file, no bridge and no firewall rules.
+/// A `dockerd` that owns nothing of the machine's: its own data and exec roots, socket, pid file
+/// and network namespace, no bridge and no firewall rules.
 struct Daemon {
     child: Child,
     socket: String,
@@ -67,7 +67,10 @@ impl Daemon {
         let socket = path("docker.sock");
         let log = std::fs::File::create(work.join("dockerd.log"))?;
         let child = command::spawn(
-            Command::new("dockerd")
+            // In a network namespace of its own: a dockerd with `--bridge=none` deletes any
+            // `docker0` it sees, and the machine's own Docker needs its bridge.
+            Command::new("unshare")
+                .args(["--net", "--", "dockerd"])
                 .args(["--data-root", &path("data"), "--exec-root", &path("exec"), "--pidfile", &path("dockerd.pid")])
                 .args(["--host", &format!("unix://{socket}")])
                 .args(["--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"])

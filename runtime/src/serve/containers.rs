@@ -210,8 +210,8 @@ pub async fn monitor(app: AppState) {
     }
 }
 
-/// Probes every service of the current generation once and restarts the failed ones; false when
-/// a container could not be restarted.
+/// Probes every service of the current generation once and restarts the failed ones (but not one
+/// started less than the health timeout ago); false when a container could not be restarted.
 async fn check_services(app: &AppState, containers: &Containers, engine: &Engine) -> bool {
     let _guard = app.activation.lock().await;
     let Ok((generation, desired)) = activation::desired(&app.state) else { return true };
@@ -227,6 +227,11 @@ async fn check_services(app: &AppState, containers: &Containers, engine: &Engine
     for (service, (spec, _)) in desired.into_iter().filter(|(s, _)| !stopped.contains_key(s)) {
         let result = health::probe(engine, &spec).await;
         let mut restarted = false;
+        if result.is_err() && health::starting(engine, &service, containers.health_timeout).await {
+            // Started moments ago (by an admin, the command line or an activation): it has the
+            // health gate's time to answer before a failed probe counts.
+            continue;
+        }
         if let Err(error) = &result {
             let error = format!("{error:#}");
             tracing::warn!(service, %error, "unhealthy; restarting its container");

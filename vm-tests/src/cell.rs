@@ -1,0 +1,214 @@
+//! The cell as the VM scenario and the boot benchmark drive it: the disk image, the wait budgets,
+//! the admin's session through the forwarded port 80, and the measures both report (boot to the
+//! API, the baseline boot, the memory the cell uses).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::{Machine, Options};
+
+/// How much slower than an idle machine of this kind a busy one runs a TCG guest: the busiest
+/// run measured took 3.3 times the idle figures. Every budget below is an idle figure measured
+/// under TCG (2 cores, no KVM) times this.
+pub const BUSY: u32 = 5;
+pub const fn idle_secs(s: u64) -> Duration {
+    Duration::from_secs(s * BUSY as u64)
+}
+/// Power-on to the console's `Open http://…` line: ~50 s.
+pub const CONSOLE_ADDRESS: Duration = idle_secs(60);
+/// Power-on to `pic serve` answering, a first boot loading 579 MB of images included: 124 s.
+pub const BOOT_TO_API: Duration = idle_secs(130);
+/// `pic serve` answering to Caddy answering on port 80 (the setup proxy or the cell's): ~3 s,
+/// Docker starting the container after a boot included: 60 s.
+pub const CADDY_ANSWERS: Duration = idle_secs(60);
+/// Setup (or a reboot) to every service healthy: 34 s; up to 74 s on a first activation.
+pub const ALL_HEALTHY: Duration = idle_secs(120);
+/// Setup to `ready`: the first activation, loading images that were not yet loaded.
+pub const SETUP_READY: Duration = idle_secs(180);
+/// A command the agent runs that changes state at once (a peer off wg0, a switch pausing): ~1 s.
+pub const PROMPT_CHANGE: Duration = idle_secs(20);
+/// A clean shutdown or the reboot command to the next power-on: ~10 s.
+pub const POWER_CYCLE: Duration = idle_secs(60);
+pub const PASSWORD: &str = "correct horse battery staple";
+/// Every service the wizard offers.
+pub const SERVICES: [&str; 8] = ["proxy", "dns", "dhcp", "ntp", "mail", "calendar", "files", "webmail"];
+
+pub fn image() -> PathBuf {
+    std::env::var_os("PIC_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pic.img")))
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The cell as its admin sees it through the forwarded port 80: a session and its CSRF token.
+pub struct Admin {
+    pub csrf: String,
+}
+
+impl Admin {
+    pub fn log_in(cell: &mut Machine) -> Result<Admin> {
+        let login = json!({"username": "admin", "password": PASSWORD}).to_string();
+        let body = expect(cell.http("POST", 80, "/api/auth/login", Some(&login), &[])?, 200, "login")?;
+        let csrf = body["csrf_token"].as_str().context("no csrf_token")?.to_owned();
+        Ok(Admin { csrf })
+    }
+
+    pub fn call(&self, cell: &mut Machine, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
+        let header = format!("x-csrf-token: {}", self.csrf);
+        let text = body.map(Value::to_string);
+        cell.http(method, 80, path, text.as_deref(), &[&header])
+    }
+
+    pub fn json(&self, cell: &mut Machine, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let answer = self.call(cell, method, path, body)?;
+        expect(answer, 0, &format!("{method} {path}"))
+    }
+
+    /// The current generation's number.
+    pub fn current(&self, cell: &mut Machine) -> Result<u64> {
+        let list = self.json(cell, "GET", "/api/generations", None)?;
+        list.as_array()
+            .and_then(|gens| gens.iter().find(|g| g["current"] == true))
+            .and_then(|g| g["number"].as_u64())
+            .context("no current generation")
+    }
+
+    /// Waits until every service's container is running and healthy; returns how long it took.
+    pub fn wait_all_healthy(&self, cell: &mut Machine, limit: Duration) -> Result<f64> {
+        let started = Instant::now();
+        loop {
+            let containers = self.json(cell, "GET", "/api/containers", None)?;
+            let unhealthy: Vec<String> = SERVICES
+                .iter()
+                .filter(|s| {
+                    !containers.as_array().is_some_and(|list| {
+                        list.iter().any(|c| c["service"] == **s && c["health"] == "healthy" && c["state"] == "running")
+                    })
+                })
+                .map(|s| s.to_string())
+                .collect();
+            if unhealthy.is_empty() {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if started.elapsed() > limit {
+                bail!("not healthy after {limit:?}: {unhealthy:?}\n{containers:#}");
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The JSON body of an answer with the expected status (0: any 2xx).
+pub fn expect((status, body): (u16, String), want: u16, what: &str) -> Result<Value> {
+    let ok = if want == 0 { (200..300).contains(&status) } else { status == want };
+    ensure!(ok, "{what}: HTTP {status}: {body}");
+    Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Waits for pic serve to answer through Caddy on port 80 after a boot; returns seconds since
+/// power-on.
+pub fn boot_to_api(cell: &mut Machine) -> Result<f64> {
+    cell.wait_for_console(r"Open http://[0-9.]+/ ", CONSOLE_ADDRESS)?;
+    cell.wait_for_unit("pic.service", BOOT_TO_API)?;
+    cell.wait_until_succeeds("curl -sf http://127.0.0.1:3000/health", BOOT_TO_API)?;
+    cell.wait_until_succeeds("curl -sf http://127.0.0.1/health", CADDY_ANSWERS)?;
+    let (status, _) = cell.wait_for_http(80, "/health", CADDY_ANSWERS)?;
+    ensure!(status == 200, "GET /health through Caddy: {status}");
+    Ok(cell.uptime())
+}
+
+/// The same image booted without PIC and Docker (their units leave themselves out when given the
+/// `pic.baseline` credential), timed from power-on to multi-user as the cell's boots are timed:
+/// the cell's figures are compared with it, measured in the same run, so that the machine's load
+/// weighs on both alike.
+pub fn baseline_boot(dir: &Path) -> Result<(f64, String)> {
+    let options = Options { credentials: vec![("pic.baseline".into(), "1".into())], ..Options::default() };
+    let mut machine = Machine::boot("baseline", &image(), dir, options)?;
+    machine.wait_until_succeeds("systemctl is-active multi-user.target", BOOT_TO_API)?;
+    let seconds = machine.uptime();
+    machine.succeed("! systemctl is-active --quiet docker.service && ! systemctl is-active --quiet pic.service")?;
+    let analyze = machine.succeed("systemd-analyze time")?;
+    machine.crash()?;
+    Ok((seconds, analyze))
+}
+
+/// What the running cell uses of the guest's memory, in MB: each container, the Docker daemons
+/// and `pic serve`, each from its cgroup as what it cannot give back (anonymous memory and tmpfs;
+/// the page cache it also holds is reported beside it, since the kernel drops that when memory
+/// runs short), the kernel's own (slab, stacks, page tables: counted once, here, and not in the
+/// cgroups it is charged to), their sum, and all the guest has in use (MemTotal − MemAvailable).
+pub fn memory(cell: &mut Machine) -> Result<Value> {
+    let script = r#"
+        stat() { awk '/^(anon|shmem) / {r += $2} /^file / {f = $2} /^shmem / {s = $2}
+                      END {print r, f - s}' "$1/memory.stat"; }
+        docker ps --no-trunc --format '{{.ID}} {{.Names}}' | while read -r id name; do
+            echo "container $name $(stat /sys/fs/cgroup/system.slice/docker-$id.scope)"
+        done
+        for unit in docker containerd pic; do echo "unit $unit $(stat /sys/fs/cgroup/system.slice/$unit.service)"; done
+        awk '/^(Slab|KernelStack|PageTables):/ {k += $2} /^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2}
+             END {print "kernel all " k * 1024 " 0"; print "guest used " (t - a) * 1024 " 0"}' /proc/meminfo
+    "#;
+    let output = cell.succeed(script)?;
+    let mb = |bytes: &str| bytes.trim().parse::<f64>().map(|b| (b / 1e6 * 10.0).round() / 10.0);
+    let (mut containers, mut units) = (serde_json::Map::new(), serde_json::Map::new());
+    let (mut kernel, mut used, mut cache) = (0.0, 0.0, 0.0);
+    for line in output.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [kind, name, resident, page_cache] = parts[..] else { bail!("memory: an odd line {line:?} in\n{output}") };
+        let value = mb(resident).with_context(|| format!("memory: {line:?}"))?;
+        cache += mb(page_cache).with_context(|| format!("memory: {line:?}"))?;
+        match kind {
+            "container" => {
+                containers.insert(name.to_owned(), json!(value));
+            }
+            "unit" => {
+                units.insert(name.to_owned(), json!(value));
+            }
+            "kernel" => kernel = value,
+            _ => used = value,
+        }
+    }
+    let round = |mb: f64| (mb * 10.0).round() / 10.0;
+    let sum = |m: &serde_json::Map<String, Value>| round(m.values().filter_map(Value::as_f64).sum::<f64>());
+    let cell_total = sum(&containers) + sum(&units) + kernel;
+    Ok(json!({
+        "containers": containers, "containers_total": sum(&containers), "daemons_and_pic_serve": units,
+        "kernel": kernel, "cell_total": round(cell_total), "page_cache_of_the_cell": round(cache),
+        "guest_used": used,
+    }))
+}
+
+/// Waits until setup status says the cell's services run (`ready`), as the wizard does; while
+/// the cell's Caddy takes over from the setup proxy, a request may fail.
+pub fn wait_until_ready(cell: &mut Machine, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let answer = cell.http("GET", 80, "/api/setup/status", None, &[]);
+        if let Ok((200, body)) = &answer
+            && serde_json::from_str::<Value>(body).is_ok_and(|s| s["ready"] == true)
+        {
+            return Ok(());
+        }
+        let now = match answer {
+            Ok((status, body)) => format!("HTTP {status} {body}"),
+            Err(e) => format!("no answer: {e:#}"),
+        };
+        if seen.last().is_none_or(|last| !last.ends_with(&now)) {
+            seen.push(format!("at {:>6.1} s: {now}", started.elapsed().as_secs_f64()));
+        }
+        ensure!(
+            started.elapsed() < limit,
+            "the cell was not ready {limit:?} after setup; it said:\n{}",
+            seen.join("\n")
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
