@@ -31,8 +31,8 @@ WIREGUARD ?= off
 CONTAINERS ?= off
 PUBLISH ?= off
 SERVE_FLAGS = --wireguard $(WIREGUARD) $(if $(filter on,$(CONTAINERS)),,--no-containers) \
-	$(if $(filter on,$(PUBLISH)),,--no-publish)
-DOCKER_FLAGS = $(if $(filter on,$(PUBLISH)),,--no-publish)
+	--publish $(if $(filter on,$(PUBLISH)),docker,none)
+DOCKER_FLAGS = --publish $(if $(filter on,$(PUBLISH)),docker,none)
 
 ## Serve the cell on ./data at $(LISTEN), with the web UI: a fresh state directory starts with
 ## the setup wizard in the browser; EXAMPLE=on starts it from examples/cell.json instead.

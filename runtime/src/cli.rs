@@ -178,10 +178,21 @@ pub struct PassphraseArgs {
 pub struct DockerArgs {
     #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
     pub docker_socket: String,
-    /// Do not publish the services' ports on the host (for machines whose ports 53 or 443 are
-    /// taken, and for tests; the services stay reachable on the cell network).
-    #[arg(long)]
-    pub no_publish: bool,
+    /// Who forwards the services' ports from the host to their containers: `docker` (its own
+    /// iptables rules), `firewall` (the cell's nftables ruleset, loaded by `pic serve
+    /// --firewall`, with Docker run without iptables, as on the appliance) or `none` (for
+    /// machines whose ports 53 or 443 are taken, and for tests: the services stay reachable on
+    /// the cell network).
+    #[arg(long, env = "PIC_PUBLISH", value_enum, default_value_t = Publish::Docker)]
+    pub publish: Publish,
+}
+
+/// Who forwards the services' published ports from the host to their containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    Docker,
+    Firewall,
+    None,
 }
 
 #[derive(Debug, Subcommand)]

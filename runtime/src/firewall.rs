@@ -1,5 +1,6 @@
 //! The host's nftables ruleset: the current generation's `firewall/ruleset.nft`, loaded with one
-//! `nft -f` (a single transaction: the `inet pic` table is replaced whole or not at all).
+//! `nft -f` (a single transaction: the `inet pic` table is replaced whole or not at all). It
+//! filters and, on the appliance, publishes the services' ports.
 
 use anyhow::{Context, Result};
 use pic_builder::State;
@@ -7,6 +8,7 @@ use pic_builder::State;
 use pic_builder::command;
 
 const TABLE: &[&str] = &["inet", "pic"];
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 /// Loads the ruleset of the current generation, or removes the table when the firewall is off.
 pub fn apply(state: &State) -> Result<bool> {
@@ -17,6 +19,9 @@ pub fn apply(state: &State) -> Result<bool> {
             let path = state.root().join(&entry.store_path).join("ruleset.nft");
             let path = path.to_str().context("the state directory's path is not UTF-8")?;
             command::run("nft", &["-f", path])?;
+            // The ruleset forwards the published ports to the containers (Docker, run without
+            // its own rules, may not have switched forwarding on). A /proc file: written in place.
+            std::fs::write(IP_FORWARD, "1").with_context(|| format!("writing {IP_FORWARD}"))?;
             tracing::info!(generation = current, "firewall loaded");
             Ok(true)
         }

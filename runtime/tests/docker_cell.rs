@@ -133,7 +133,7 @@ fn backup_wipe_restore(cell: &mut Running) {
     let desired = std::fs::read(cell.cell.state().join("cell_config.json")).unwrap();
 
     cell.stop_serve();
-    cell.ok_text(&["containers", "remove", "all", "--no-publish"]);
+    cell.ok_text(&["containers", "remove", "all", "--publish", "none"]);
     std::fs::remove_dir_all(cell.cell.state()).unwrap();
 
     let pass = cell.cell.dir.path().join("passphrase");
@@ -540,15 +540,15 @@ fn stop_means_stop(cell: &mut Running) {
     cell.api_json("DELETE", "/api/peers/stop-test", None);
 
     // The command line records its stops too, so that `pic serve` leaves them alone.
-    cell.ok_text(&["containers", "stop", "ntp", "--no-publish"]);
-    let list = cell.ok_text(&["containers", "list", "--no-publish"]);
+    cell.ok_text(&["containers", "stop", "ntp", "--publish", "none"]);
+    let list = cell.ok_text(&["containers", "list", "--publish", "none"]);
     assert!(
         list.lines().any(|l| l.starts_with("ntp ") && l.contains("stopped by") && l.contains("(command line)")),
         "{list}"
     );
     std::thread::sleep(two_looks);
     assert_eq!(container_state("pic-ntp"), "exited", "the monitor started a service stopped from the command line");
-    cell.ok_text(&["containers", "start", "ntp", "--no-publish"]);
+    cell.ok_text(&["containers", "start", "ntp", "--publish", "none"]);
     assert_eq!(container_state("pic-ntp"), "running");
 }
 

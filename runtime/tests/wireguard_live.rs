@@ -270,9 +270,8 @@ fn peers_are_applied_live_without_losing_a_packet() {
 }
 
 /// The ruleset's access rules in the kernel: the phone reaches mail (its address and port on the
-/// cell network, in a third namespace) straight and through a port of the cell that is forwarded
-/// there as Docker forwards published ports — while its list allows mail, and neither way once
-/// its list leaves mail out.
+/// cell network, in a third namespace) straight and through the port the ruleset publishes on
+/// the cell — while its list allows mail, and neither way once its list leaves mail out.
 fn access_lists_hold_in_the_kernel(net: &Net, jar: &Path, csrf: &str) {
     let service = format!("pic-svc-{}", net.id);
     let (vc, vs) = (format!("vsc{}", net.id), format!("vss{}", net.id));
@@ -292,11 +291,9 @@ fn access_lists_hold_in_the_kernel(net: &Net, jar: &Path, csrf: &str) {
     }
     let _cleanup = NamespaceGuard(service.clone());
     run("ip", &["netns", "exec", &net.cell, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    // Docker's part for a published port: the host's port 25 is forwarded to the container.
-    let dnat = "add table ip published; \
-                add chain ip published prerouting { type nat hook prerouting priority dstnat; }; \
-                add rule ip published prerouting ip daddr 10.8.0.1 tcp dport 25 dnat to 172.20.0.7:25";
-    run("ip", &["netns", "exec", &net.cell, "nft", dnat]);
+    // What the runtime sets on the cell's bridge when the firewall publishes the ports.
+    let localnet = format!("net.ipv4.conf.{vc}.route_localnet=1");
+    run("ip", &["netns", "exec", &net.cell, "sysctl", "-q", "-w", &localnet]);
     let _mail = KillOnDrop(
         Command::new("ip")
         .args(["netns", "exec", &service, "python3", "-c"])
@@ -317,6 +314,10 @@ fn access_lists_hold_in_the_kernel(net: &Net, jar: &Path, csrf: &str) {
         reach,
         |r| *r == (true, true),
     );
+    // The host itself reaches the published port on its loopback address (as the appliance's
+    // own resolver reaches the DNS service at 127.0.0.1).
+    let from_host = net.in_ns(&net.cell, "timeout", &["3", "bash", "-c", "echo > /dev/tcp/127.0.0.1/25"]);
+    assert!(from_host.status.success(), "127.0.0.1:25 in the cell's namespace: {from_host:?}");
 
     let limit = |access: Value| {
         let (code, body) = net.api(jar, csrf, "PATCH", "/api/peers/phone", Some(json!({ "access": access })));

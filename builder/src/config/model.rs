@@ -230,7 +230,8 @@ pub struct Services {
     pub firewall: Firewall,
 }
 
-/// The host's nftables ruleset: inbound closed except published ports, peers limited to their access.
+/// The host's nftables ruleset: inbound closed except published ports, peers limited to their
+/// access. Off, the ruleset filters nothing but still publishes the services' ports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Firewall {

@@ -166,7 +166,9 @@ pub static CATALOG: &[ServiceDef] = &[
         offset: None,
         host: "firewall",
         via_proxy: false,
-        enabled: |c| c.services.firewall.enabled,
+        // The ruleset also publishes the services' ports on the appliance: it is always there;
+        // `services.firewall.enabled` says whether it filters.
+        enabled: |_| true,
         listens: &[],
         ports: |_| Vec::new(),
     },

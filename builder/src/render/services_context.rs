@@ -79,11 +79,15 @@ pub struct MailboxView {
 
 #[derive(Debug, Serialize)]
 pub struct FirewallView {
+    /// Whether inbound and forwarded traffic is filtered (`services.firewall.enabled`); without
+    /// it the ruleset still publishes the services' ports.
+    pub filter: bool,
     /// The WireGuard interface on the host.
     pub vpn_interface: &'static str,
     /// The WireGuard port, open on the host itself (the interface is the kernel's, not a container's).
     pub wireguard_port: Option<u16>,
-    /// Every published port, for the record (Docker forwards them; the forward chain lets them in).
+    /// Every published port: the ruleset forwards it (DNAT) to its container's address; Docker
+    /// runs without its own iptables rules on the appliance.
     pub published: Vec<PublishedView>,
     /// `address . protocol . port` of every enabled service, as elements of an nftables set.
     pub all_services: Vec<String>,
@@ -99,7 +103,11 @@ pub struct FirewallView {
 pub struct PublishedView {
     pub service: &'static str,
     pub protocol: &'static str,
+    /// On the host.
     pub port: u16,
+    /// The container's address on the cell network and its port there.
+    pub address: Ipv4Addr,
+    pub container_port: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,9 +182,17 @@ pub fn sorted(users: &[String]) -> Vec<String> {
 /// every device may reach for the web UI; the proxy then admits each site by the same policy).
 pub fn firewall(config: &ValidConfig, policy: &AccessPolicy<'_>) -> FirewallView {
     let mut published = Vec::new();
-    for s in services::enabled(config) {
+    // A service of the host itself (WireGuard) listens on the host's port: nothing to forward.
+    for s in services::enabled(config).filter(|s| s.offset.is_some()) {
         for p in (s.ports)(config) {
-            published.push(PublishedView { service: s.name, protocol: p.protocol.name(), port: p.port });
+            let address = config.service_address(s);
+            published.push(PublishedView {
+                service: s.name,
+                protocol: p.protocol.name(),
+                port: p.port,
+                address,
+                container_port: p.container_port,
+            });
         }
     }
     let endpoints = |admits: &dyn Fn(&ServiceDef) -> bool| {
@@ -208,6 +224,7 @@ pub fn firewall(config: &ValidConfig, policy: &AccessPolicy<'_>) -> FirewallView
         .collect();
     restricted_peers.sort_by(|a, b| a.name.cmp(&b.name));
     FirewallView {
+        filter: config.services.firewall.enabled,
         vpn_interface: "wg0",
         wireguard_port: config.wireguard.enabled.then_some(config.wireguard.listen_port),
         published,

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use pic_builder::State;
 
 use crate::cli::{ContainersCommand, DockerArgs};
-use crate::docker::{self, Engine, activation, container_name, health, stopped};
+use crate::docker::{self, Engine, Publish, activation, container_name, health, stopped};
 use crate::output::Output;
 
 fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
@@ -15,7 +15,7 @@ fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 async fn connect(args: &DockerArgs) -> Result<Engine> {
-    Engine::connect(&args.docker_socket, !args.no_publish).await
+    Engine::connect(&args.docker_socket, args.publish).await
 }
 
 pub fn activate(state: &State, args: &DockerArgs, health_timeout: u64, out: &Output) -> Result<bool> {
@@ -42,7 +42,7 @@ pub fn activate(state: &State, args: &DockerArgs, health_timeout: u64, out: &Out
 /// when it does not, there are none running to worry about.
 pub fn remove_services(socket: &str, services: &[String]) {
     let removed = block_on(async {
-        let engine = Engine::connect(socket, false).await?;
+        let engine = Engine::connect(socket, Publish::None).await?;
         let running: Vec<String> = docker::container_infos(&engine).await?.into_iter().map(|i| i.name).collect();
         for service in services {
             let name = container_name(service);

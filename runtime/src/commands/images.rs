@@ -8,7 +8,7 @@ use pic_builder::images::{BuiltImage, ImageBuild};
 use serde::Serialize;
 
 use crate::cli::{ImageCommand, ImagesCommand};
-use crate::docker::Engine;
+use crate::docker::{Engine, Publish};
 use crate::output::Output;
 
 #[derive(Serialize)]
@@ -83,7 +83,7 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
         }
         ImagesCommand::List { docker } => {
             let images = runtime.block_on(async {
-                let engine = Engine::connect(&docker.docker_socket, !docker.no_publish).await?;
+                let engine = Engine::connect(&docker.docker_socket, docker.publish).await?;
                 crate::docker::images(&engine).await
             })?;
             out.emit(&images, |images| {
@@ -106,7 +106,7 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
 /// Loads `archive` unless Docker has each of its images (same tag, same id); returns the tags
 /// that were missing.
 async fn load_archive(archive: &std::path::Path, socket: &str) -> Result<Vec<String>> {
-    let engine = Engine::connect(socket, true).await?;
+    let engine = Engine::connect(socket, Publish::None).await?;
     let mut missing = Vec::new();
     for (tag, id) in pic_builder::images::archive::archived_images(archive)? {
         if engine.image_labels(&tag).await?.is_none_or(|(have, _)| have != id) {
@@ -122,7 +122,7 @@ async fn load_archive(archive: &std::path::Path, socket: &str) -> Result<Vec<Str
 /// Loads the images Docker does not have at their key (one archive of just those); returns
 /// their names.
 async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -> Result<Vec<String>> {
-    let engine = Engine::connect(socket, true).await?;
+    let engine = Engine::connect(socket, Publish::None).await?;
     let mut missing = Vec::new();
     for image in images {
         let have = engine.image_labels(&image.tag()).await?;

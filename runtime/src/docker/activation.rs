@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::{ContainerSpec, Reload};
-use super::{Engine, LABEL_SERVICE, LABEL_SPEC, container_name, mounts, setup_proxy, stopped};
+use super::{Engine, LABEL_SERVICE, LABEL_SPEC, Publish, container_name, mounts, setup_proxy, stopped};
 
 /// What activation did to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -90,7 +90,7 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     let (generation, desired) = desired(state)?;
     let mut report = Report { generation, ..Report::default() };
     let Some(generation) = generation else {
-        if engine.publish_ports {
+        if engine.publish != Publish::None {
             setup_proxy::ensure(engine, state).await?;
         }
         return Ok(report);
@@ -178,7 +178,8 @@ async fn activate_one(
     let secrets_gid = labels.get(LABEL_SECRETS_GROUP).and_then(|g| g.parse().ok()).unwrap_or(owner.1);
     let prepared = mounts::prepare(state, spec, bundle, owner, secrets_gid)?;
     mounts::prune_bundle(state, &spec.service, bundle)?;
-    let spec_hash = spec_hash(spec, &image_id, (owner, secrets_gid), &prepared.paths, engine.publish_ports);
+    let spec_hash =
+        spec_hash(spec, &image_id, (owner, secrets_gid), &prepared.paths, engine.publish == Publish::Docker);
     let mount_paths: HashMap<String, std::path::PathBuf> = prepared.paths.into_iter().collect();
     let name = container_name(&spec.service);
     let Some(existing) = existing else {
@@ -212,6 +213,10 @@ async fn activate_one(
     Ok(Action::Reloaded)
 }
 
+/// Bumped when `Engine::create` makes containers differently (2: Docker's init as PID 1), so
+/// that the containers made before are made anew.
+const HOST_CONFIG_VERSION: u32 = 2;
+
 /// Everything a container is made from except the content of the files it mounts.
 fn spec_hash(
     spec: &ContainerSpec,
@@ -224,7 +229,7 @@ fn spec_hash(
     // reload, not a new container.
     let spec = ContainerSpec { tls_sites: Vec::new(), data_dirs: Vec::new(), credentials: Vec::new(), ..spec.clone() };
     let mut hash = Sha256::new();
-    hash.update(format!("{spec:?}\0{image_id}\0{owner:?}\0{mounts:?}\0{publish}"));
+    hash.update(format!("{spec:?}\0{image_id}\0{owner:?}\0{mounts:?}\0{publish}\0{HOST_CONFIG_VERSION}"));
     hex::encode(hash.finalize())[..16].to_owned()
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use pic_builder::{command, fsutil, hashing};
 
-use super::Engine;
+use super::{Engine, Publish};
 
 /// What a private `dockerd` writes that is the image store; the rest it makes again on the device.
 const STORE_PARTS: &[&str] = &["image", "overlay2"];
@@ -84,7 +84,7 @@ impl Daemon {
     async fn engine(&self) -> Result<Engine> {
         let started = Instant::now();
         loop {
-            match Engine::connect(&self.socket, false).await {
+            match Engine::connect(&self.socket, Publish::None).await {
                 Ok(engine) => return Ok(engine),
                 Err(error) if started.elapsed() > DAEMON_START => {
                     bail!("the private dockerd did not answer within {DAEMON_START:?}: {error:#}")

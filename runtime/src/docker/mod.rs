@@ -26,6 +26,8 @@ use futures_util::StreamExt;
 
 use spec::ContainerSpec;
 
+pub use crate::cli::Publish;
+
 /// The label that marks a container as a service of the cell, with the service's name.
 pub const LABEL_SERVICE: &str = "pic.service";
 /// Hash of everything the container was created from (spec, image, mounts, owner): a different
@@ -40,9 +42,9 @@ pub const NETWORK: &str = "cell-network";
 pub struct Engine {
     docker: Docker,
     socket: String,
-    /// Whether containers publish their ports on the host (off in tests and on development
+    /// Who forwards the services' ports from the host (nobody in tests and on development
     /// machines, whose port 53 or 443 is not ours to take).
-    pub publish_ports: bool,
+    pub publish: Publish,
 }
 
 /// The error when the engine cannot be reached: it names the socket.
@@ -52,13 +54,13 @@ pub fn unreachable(socket: &str, error: impl std::fmt::Display) -> anyhow::Error
 
 impl Engine {
     /// Connects and agrees on an API version; fails with the socket's name when nobody answers.
-    pub async fn connect(socket: &str, publish_ports: bool) -> Result<Engine> {
+    pub async fn connect(socket: &str, publish: Publish) -> Result<Engine> {
         let docker = Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION)
             .map_err(|e| unreachable(socket, e))?
             .negotiate_version()
             .await
             .map_err(|e| unreachable(socket, e))?;
-        Ok(Engine { docker, socket: socket.to_owned(), publish_ports })
+        Ok(Engine { docker, socket: socket.to_owned(), publish })
     }
 
     pub fn socket(&self) -> &str {
@@ -75,8 +77,30 @@ impl Engine {
     }
 
     /// Creates the user-defined bridge (subnet, gateway) unless it exists with that subnet; one
-    /// with another subnet is replaced once nothing is attached to it.
+    /// with another subnet is replaced once nothing is attached to it. When the firewall
+    /// publishes the ports, the bridge also carries the host's own connections to 127.0.0.1.
     pub async fn ensure_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
+        self.make_network(name, subnet, gateway).await?;
+        if self.publish == Publish::Firewall {
+            let network = self
+                .docker
+                .inspect_network(name, None::<InspectNetworkOptions>)
+                .await
+                .with_context(|| format!("inspecting network {name}"))?;
+            let bridge = network.options.as_ref().and_then(|o| o.get("com.docker.network.bridge.name")).cloned();
+            let id = network.id.unwrap_or_default();
+            let bridge = bridge.unwrap_or_else(|| format!("br-{}", &id[..id.len().min(12)]));
+            // The ruleset forwards 127.0.0.1's published ports to the containers (as Docker does
+            // for its own when it runs without its userland proxy); the kernel routes a source in
+            // 127.0.0.0/8 out of an interface only with this switch. A /proc file: written in
+            // place, not through a rename.
+            let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+            std::fs::write(&path, "1").with_context(|| format!("writing {path}"))?;
+        }
+        Ok(())
+    }
+
+    async fn make_network(&self, name: &str, subnet: &str, gateway: &str) -> Result<()> {
         if let Ok(existing) = self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
             let same = existing
                 .ipam
@@ -133,7 +157,7 @@ impl Engine {
         for port in &spec.ports {
             let key = format!("{}/{}", port.container, port.protocol);
             exposed.push(key.clone());
-            if self.publish_ports {
+            if self.publish == Publish::Docker {
                 bindings.insert(key, Some(vec![PortBinding { host_ip: None, host_port: Some(port.host.to_string()) }]));
             }
         }
@@ -144,6 +168,10 @@ impl Engine {
             cap_add: Some(spec.cap_add.clone()),
             readonly_rootfs: Some(spec.read_only_root),
             security_opt: Some(vec!["no-new-privileges".into()]),
+            // Docker's init as PID 1 passes SIGTERM on: a daemon that installs no handler for it
+            // (PHP's built-in server, webmail's) would otherwise ignore it as PID 1, and every stop
+            // and reboot would wait out Docker's 10 s before killing it.
+            init: Some(true),
             port_bindings: Some(bindings),
             network_mode: Some(spec.network.name.clone()),
             ..Default::default()

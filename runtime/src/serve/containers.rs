@@ -19,7 +19,9 @@ use super::AppState;
 use super::auth::{Admin, Session};
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::cli::DockerArgs;
-use crate::docker::{self, ContainerInfo, Engine, ImageInfo, activation, container_name, health, setup_proxy, stopped};
+use crate::docker::{
+    self, ContainerInfo, Engine, ImageInfo, Publish, activation, container_name, health, setup_proxy, stopped,
+};
 
 /// What `pic serve` keeps about the containers.
 pub struct Containers {
@@ -68,7 +70,7 @@ impl Containers {
             engine.ping().await?;
             return Ok(engine.clone());
         }
-        let connected = Engine::connect(&self.args.docker_socket, !self.args.no_publish).await?;
+        let connected = Engine::connect(&self.args.docker_socket, self.args.publish).await?;
         *engine = Some(connected.clone());
         Ok(connected)
     }
@@ -215,7 +217,7 @@ pub async fn monitor(app: AppState) {
 async fn check_services(app: &AppState, containers: &Containers, engine: &Engine) -> bool {
     let _guard = app.activation.lock().await;
     let Ok((generation, desired)) = activation::desired(&app.state) else { return true };
-    if generation.is_none() && engine.publish_ports {
+    if generation.is_none() && engine.publish != Publish::None {
         // Before setup: the setup proxy, which may have found no image at start (still loading).
         if let Err(error) = setup_proxy::ensure(engine, &app.state).await {
             tracing::warn!(error = format!("{error:#}"), "setup proxy not started");

@@ -648,7 +648,8 @@ async fn auth_matrix_of_public_auth_and_peer_routes() {
 #[tokio::test]
 async fn docker_unreachable_is_a_clear_503_and_changes_still_work() {
     let mut api = Api::new();
-    let args = crate::cli::DockerArgs { docker_socket: "/nonexistent/docker.sock".into(), no_publish: true };
+    let args =
+        crate::cli::DockerArgs { docker_socket: "/nonexistent/docker.sock".into(), publish: crate::cli::Publish::None };
     api.app.containers = Some(std::sync::Arc::new(super::containers::Containers::new(
         args,
         std::time::Duration::from_secs(1),

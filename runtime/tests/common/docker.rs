@@ -203,7 +203,7 @@ impl Running {
 
     /// Each service's container state and health, as `pic containers list` says.
     pub fn health(&self) -> BTreeMap<String, String> {
-        let out = self.cell.pic(&["--json", "containers", "list", "--no-publish"]);
+        let out = self.cell.pic(&["--json", "containers", "list", "--publish", "none"]);
         let list = serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_default();
         SERVICES
             .iter()
@@ -247,7 +247,7 @@ fn spawn_serve(cell: &Cell) -> Child {
     let state = cell.state();
     Command::new(env!("CARGO_BIN_EXE_pic"))
         .args(["--state", state.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{PORT}")])
-        .args(["--wireguard", "off", "--no-publish"])
+        .args(["--wireguard", "off", "--publish", "none"])
         .args(["--health-timeout", &HEALTH_TIMEOUT.as_secs().to_string()])
         .args(["--monitor-interval", &MONITOR_INTERVAL.as_secs().to_string()])
         .stdout(Stdio::null())
