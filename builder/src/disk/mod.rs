@@ -121,6 +121,9 @@ pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     })
 }
 
+/// The cached roots' names: this prefix and their definition's key.
+const ROOTFS_PREFIX: &str = "rootfs-";
+
 /// The appliance's packages bootstrapped (and its `rootfs/` copied in, its setup run), cached
 /// under a key of the definition: a rebuild with the same definition and lock skips mmdebstrap.
 /// The packages are the locked versions unless `update_lock`; what was installed is checked
@@ -134,11 +137,12 @@ fn bootstrap(
 ) -> Result<(PathBuf, bool), Error> {
     let key = definition_key(dir, base)?;
     let cache = inputs.cache;
-    let rootfs = cache.join(format!("rootfs-{}", &key[..16]));
+    let rootfs = cache.join(format!("{ROOTFS_PREFIX}{}", &key[..16]));
     if rootfs.is_dir() {
         let installed = rootfs::installed_packages(&rootfs)?;
         if lock::allows(lock, APPLIANCE, &installed, inputs.update_lock) {
             lock::check(lock, APPLIANCE, &installed, inputs.update_lock)?;
+            rootfs::remove_superseded(&rootfs, ROOTFS_PREFIX)?;
             return Ok((rootfs, true));
         }
     }
@@ -165,6 +169,7 @@ fn bootstrap(
         rootfs::remove_tree(&rootfs)?;
     }
     fs::rename(&tmp, &rootfs).at(&rootfs)?;
+    rootfs::remove_superseded(&rootfs, ROOTFS_PREFIX)?;
     Ok((rootfs, false))
 }
 

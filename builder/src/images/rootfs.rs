@@ -98,6 +98,20 @@ pub fn remove_tree(path: &Path) -> Result<(), Error> {
     command::run("rm", &["-rf", "--one-file-system", &path.to_string_lossy()]).map(drop)
 }
 
+/// Removes the trees beside `keep` whose names start with `prefix`: the caches of earlier
+/// inputs, which would otherwise pile up (hundreds of MB each) in a cache kept across runs.
+pub fn remove_superseded(keep: &Path, prefix: &str) -> Result<(), Error> {
+    let (Some(dir), Some(kept)) = (keep.parent(), keep.file_name()) else { return Ok(()) };
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        if name != kept && name.to_string_lossy().starts_with(prefix) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// The packages installed in the tree at `root`.
 pub fn installed_packages(root: &Path) -> Result<Packages, Error> {
     let admindir = root.join("var/lib/dpkg");
@@ -155,5 +169,18 @@ mod tests {
         assert!(!tree.exists());
         assert_eq!(fs::read(cache.join("less.deb")).unwrap(), b"package");
         remove_tree(&tree).unwrap();
+    }
+
+    #[test]
+    fn only_the_current_cache_of_a_kind_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["rootfs-old1", "rootfs-old2", "rootfs-new", "image-store-a", "apt"] {
+            fs::create_dir_all(dir.path().join(name).join("etc")).unwrap();
+        }
+        remove_superseded(&dir.path().join("rootfs-new"), "rootfs-").unwrap();
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["apt", "image-store-a", "rootfs-new"]);
     }
 }

@@ -15,6 +15,9 @@ use pic_builder::{command, fsutil, hashing};
 
 use super::{Engine, Publish};
 
+/// The cached stores' names: this prefix and their archive's hash.
+const STORE_PREFIX: &str = "image-store-";
+
 /// What a private `dockerd` writes that is the image store; the rest it makes again on the device.
 const STORE_PARTS: &[&str] = &["image", "overlay2"];
 
@@ -25,8 +28,9 @@ const DAEMON_START: Duration = Duration::from_secs(60);
 /// The image store holding every image of `archive`, made under `cache` unless it is there.
 pub async fn prepare(archive: &Path, cache: &Path) -> Result<PathBuf> {
     let hash = hashing::sha256_file(archive).with_context(|| format!("hashing {}", archive.display()))?;
-    let store = cache.join(format!("image-store-{}", &hash[..16]));
+    let store = cache.join(format!("{STORE_PREFIX}{}", &hash[..16]));
     if STORE_PARTS.iter().all(|part| store.join(part).is_dir()) {
+        pic_builder::images::rootfs::remove_superseded(&store, STORE_PREFIX)?;
         return Ok(store);
     }
     let work = cache.join(format!("{}image-store", fsutil::TMP_PREFIX));
@@ -51,6 +55,7 @@ pub async fn prepare(archive: &Path, cache: &Path) -> Result<PathBuf> {
     pic_builder::images::rootfs::remove_tree(&work)?;
     pic_builder::images::rootfs::remove_tree(&store)?;
     std::fs::rename(&tmp, &store).with_context(|| format!("placing {}", store.display()))?;
+    pic_builder::images::rootfs::remove_superseded(&store, STORE_PREFIX)?;
     Ok(store)
 }
 
