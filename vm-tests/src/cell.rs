@@ -20,14 +20,15 @@ pub const fn idle_secs(s: u64) -> Duration {
 }
 /// Power-on to the console's `Open http://…` line: ~50 s.
 pub const CONSOLE_ADDRESS: Duration = idle_secs(60);
-/// Power-on to `pic serve` answering: ~50 s (124 s when a first boot still imported the images).
+/// Power-on to `pic serve` answering: ~35–45 s (124 s when a first boot still imported the images).
 pub const BOOT_TO_API: Duration = idle_secs(130);
-/// `pic serve` answering to Caddy answering on port 80 (the setup proxy or the cell's): ~3 s on
-/// a first boot, ~15 s after a reboot (Docker starting the proxy's container).
+/// `pic serve` answering to Caddy answering on port 80 (the setup proxy or the cell's): ~3–7 s
+/// on a first boot; after a reboot `pic serve` answers before Docker has started, and Caddy
+/// ~10–20 s later (Docker's start, then the proxy's container).
 pub const CADDY_ANSWERS: Duration = idle_secs(60);
-/// Setup (or a reboot) to every service healthy: 35–60 s; up to 74 s measured.
+/// Setup (or a reboot) to every service healthy: 35–60 s (45 s quiet); up to 74 s measured.
 pub const ALL_HEALTHY: Duration = idle_secs(120);
-/// Setup to `ready`: the first activation, eight containers made at once: ~57 s.
+/// Setup to `ready`: the first activation, eight containers made at once: 50–58 s.
 pub const SETUP_READY: Duration = idle_secs(180);
 /// A command the agent runs that changes state at once (a peer off wg0, a switch pausing): ~1 s.
 pub const PROMPT_CHANGE: Duration = idle_secs(20);
