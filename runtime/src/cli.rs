@@ -101,6 +101,16 @@ pub enum Command {
         /// The built web UI to serve (`webui/dist` after `make webui`).
         #[arg(long, env = "PIC_WEBUI", default_value = "webui/dist")]
         webui: PathBuf,
+        /// Also answer at this address (the appliance: 0.0.0.0:80, where the firewall does not
+        /// send the port to the cell's proxy): a page that follows the device's start, or names
+        /// the problem that stops it, until the cell is ready; then the web UI. The setup proxy
+        /// then serves only port 443.
+        #[arg(long)]
+        front_door: Option<std::net::SocketAddr>,
+        /// Write what the device is doing, as the console's login greeting, to this file (the
+        /// appliance: /run/issue, which agetty shows; it is asked to show it again on changes).
+        #[arg(long)]
+        console_greeting: Option<PathBuf>,
     },
     /// Bring the service containers in line with the current generation (what `pic serve` does
     /// after every change), wait until the changed ones are healthy, and report what it did.

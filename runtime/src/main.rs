@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod device;
 mod docker;
 mod firewall;
 mod logs;
@@ -23,8 +24,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let log_file = matches!(cli.command, Command::Serve { .. }).then(|| logs::dir(&cli.state).join("api.log"));
+    // A log file that cannot be made (a full data partition) leaves `pic serve` logging to
+    // stderr: it must still start, to say what is wrong.
     let file_level = match logs::init(log_file.as_deref()) {
         Ok(level) => level,
+        Err(error) if log_file.is_some() => {
+            eprintln!("pic serve: no log file ({error:#}); logging to stderr only");
+            logs::init(None).ok().flatten()
+        }
         Err(error) => {
             out.error(&error);
             return ExitCode::FAILURE;

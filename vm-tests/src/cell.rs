@@ -20,6 +20,16 @@ pub const fn idle_secs(s: u64) -> Duration {
 }
 /// Power-on to the console's `Open http://…` line: ~50 s.
 pub const CONSOLE_ADDRESS: Duration = idle_secs(60);
+/// Power-on to the console's too-small message on a disk of the image's own size: ~35 s (the
+/// issue asks for it within 60 s; the figure is reported).
+pub const TOO_SMALL_MESSAGE: Duration = idle_secs(60);
+/// Power-on to the console's no-address message with the cable out: 30 s after boot, once
+/// `pic serve` runs: ~40 s.
+pub const NO_ADDRESS_MESSAGE: Duration = idle_secs(70);
+/// The cable plugged in to the console's address line: DHCP, then the watcher's next look: ~5 s.
+pub const ADDRESS_LINE: Duration = idle_secs(30);
+/// Power-on to the wizard on port 80 (the front door): ~40 s.
+pub const FIRST_BOOT_WIZARD: Duration = idle_secs(130);
 /// Power-on to `pic serve` answering: ~35–45 s (124 s when a first boot still imported the images).
 pub const BOOT_TO_API: Duration = idle_secs(130);
 /// `pic serve` answering to Caddy answering on port 80 (the setup proxy or the cell's): ~3–7 s
@@ -123,6 +133,53 @@ pub fn boot_to_api(cell: &mut Machine) -> Result<f64> {
     let (status, _) = cell.wait_for_http(80, "/health", CADDY_ANSWERS)?;
     ensure!(status == 200, "GET /health through Caddy: {status}");
     Ok(cell.uptime())
+}
+
+/// Polls port 80 from power-on until the wizard answers, as a person reloading a browser would:
+/// once anything answered, every later poll must get the progress page (503) or the wizard
+/// (200), never an error. Returns the seconds since power-on of the first answer and of the
+/// wizard.
+pub fn first_boot_to_wizard(cell: &mut Machine) -> Result<(f64, f64)> {
+    let deadline = Instant::now() + FIRST_BOOT_WIZARD;
+    let mut seen: Vec<String> = Vec::new();
+    let mut first_answer = None;
+    loop {
+        let answer = cell.get_quietly(80, "/", Duration::from_secs(10));
+        let at = cell.uptime();
+        match answer {
+            Ok((200, page)) => {
+                ensure!(first_answer.is_some(), "the wizard came without a progress page before it; seen: {seen:#?}");
+                ensure!(
+                    page.contains("<div id=\"root\">"),
+                    "port 80 answered 200 with something else than the web UI: {page}"
+                );
+                cell.note(&format!("the wizard answers on port 80 ({} polls answered before it)", seen.len()));
+                return Ok((first_answer.unwrap_or(at), at));
+            }
+            Ok((503, page)) if page.contains("<title>PIC is starting</title>") => {
+                if first_answer.is_none() {
+                    cell.note("the progress page answers on port 80");
+                }
+                first_answer.get_or_insert(at);
+                let steps: Vec<&str> =
+                    page.split("<li>").skip(1).map(|l| l.split("</li>").next().unwrap_or("")).collect();
+                seen.push(format!("{at:.1} s: progress {}", steps.join(" | ")));
+            }
+            Ok((status, page)) => bail!("port 80 at {at:.1} s: HTTP {status}: {page}\nseen before: {seen:#?}"),
+            Err(error) => {
+                ensure!(
+                    first_answer.is_none(),
+                    "port 80 stopped answering at {at:.1} s after the progress page: {error:#}\nseen before: {seen:#?}"
+                );
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no wizard on port 80 within {FIRST_BOOT_WIZARD:?}; seen: {seen:#?}\n{}",
+            cell.console_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The same image booted without PIC and Docker (their units leave themselves out when given the

@@ -22,8 +22,11 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// How a machine is started.
 pub struct Options {
-    /// The disk's size as the guest sees it (the data partition grows into it).
-    pub disk_gib: u32,
+    /// The disk's size as the guest sees it (the data partition grows into it); `None`: the
+    /// image's own size, as when it is written to a disk no bigger than itself.
+    pub disk_gib: Option<u32>,
+    /// Whether the network cable is plugged in at power-on (`set_link` changes it later).
+    pub link_up: bool,
     pub memory_mib: u32,
     /// Guest TCP ports reachable from the host at 127.0.0.1:<host port>. (TCP only: with
     /// `restrict=on` QEMU's user network drops every UDP packet the guest sends but DHCP's.)
@@ -34,7 +37,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { disk_gib: 8, memory_mib: 2048, forwards: Vec::new(), credentials: Vec::new() }
+        Options { disk_gib: Some(8), link_up: true, memory_mib: 2048, forwards: Vec::new(), credentials: Vec::new() }
     }
 }
 
@@ -54,16 +57,17 @@ pub struct Machine {
 
 impl Machine {
     /// Copies nothing: the image is the backing file of a qcow2 overlay in `dir`, so the image
-    /// itself is never written and the guest sees a disk of `options.disk_gib`.
+    /// itself is never written and the guest sees a disk of `options.disk_gib` (or the image's size).
     pub fn create(name: &str, image: &Path, dir: &Path, options: Options) -> Result<Machine> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let disk = dir.join(format!("{name}.qcow2"));
         let image = image.canonicalize().with_context(|| format!("{} (make image)", image.display()))?;
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&image)
-            .arg(&disk)
-            .arg(format!("{}G", options.disk_gib)))?;
+        let mut create = Command::new("qemu-img");
+        create.args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&image).arg(&disk);
+        if let Some(gib) = options.disk_gib {
+            create.arg(format!("{gib}G"));
+        }
+        run(&mut create)?;
         std::fs::copy(OVMF_VARS, dir.join(format!("{name}-vars.fd")))
             .context("copying the UEFI variables (apt install ovmf)")?;
         Ok(Machine {
@@ -90,6 +94,10 @@ impl Machine {
         self.dir.join(format!("{}-console.log", self.name))
     }
 
+    fn monitor_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-monitor.sock", self.name))
+    }
+
     fn agent_path(&self) -> PathBuf {
         self.dir.join(format!("{}-agent.sock", self.name))
     }
@@ -99,6 +107,7 @@ impl Machine {
         self.step(&format!("start {}", self.name));
         let _ = std::fs::remove_file(self.agent_path());
         let _ = std::fs::remove_file(self.console_path());
+        let _ = std::fs::remove_file(self.monitor_path());
         // restrict=on: the guest reaches nothing outside (the forwards below still work).
         let mut netdev = String::from("user,id=net0,restrict=on");
         for (guest, host) in &self.options.forwards {
@@ -115,7 +124,10 @@ impl Machine {
             .args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")])
             .args(["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())])
             .args(["-drive", &format!("if=virtio,format=qcow2,file={}", self.disk.display())])
-            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"])
+            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0,id=nic0"])
+            .args(["-monitor", &format!("unix:{},server=on,wait=off", self.monitor_path().display())])
+            // Paused until the cable is set as asked: QEMU has no option to start with it out.
+            .arg("-S")
             .args(["-serial", &format!("file:{}", self.console_path().display())])
             .args(["-chardev", &format!("socket,id=agent,path={},server=on,wait=off", self.agent_path().display())])
             .args(["-device", "virtio-serial-pci", "-device", "virtconsole,chardev=agent"])
@@ -129,8 +141,55 @@ impl Machine {
         self.qemu = Some(child);
         self.agent = None;
         self.console_seen = 0;
+        if !self.options.link_up {
+            self.monitor("set_link nic0 off")?;
+        }
+        self.monitor("cont")?;
         self.started = Instant::now();
         Ok(())
+    }
+
+    /// Plugs the network cable in or pulls it out.
+    pub fn set_link(&mut self, up: bool) -> Result<()> {
+        self.step(&format!("network cable {}", if up { "in" } else { "out" }));
+        self.monitor(&format!("set_link nic0 {}", if up { "on" } else { "off" })).map(drop)
+    }
+
+    /// Runs one command of QEMU's human monitor and returns what it printed.
+    fn monitor(&mut self, command: &str) -> Result<String> {
+        let path = self.monitor_path();
+        // QEMU makes the socket as it starts; give it the time a busy machine takes to exec.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match UnixStream::connect(&path) {
+                Ok(stream) => break stream,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e).with_context(|| format!("connecting to QEMU's monitor at {}", path.display()));
+                }
+                Err(_) => {
+                    self.check_running()?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = BufReader::new(stream);
+        let prompt = |reader: &mut BufReader<UnixStream>| -> Result<String> {
+            let mut seen = Vec::new();
+            while !seen.ends_with(b"(qemu) ") {
+                let mut byte = [0u8; 1];
+                reader.read_exact(&mut byte).context("reading QEMU's monitor")?;
+                seen.push(byte[0]);
+            }
+            Ok(String::from_utf8_lossy(&seen).into_owned())
+        };
+        prompt(&mut reader)?;
+        reader.get_mut().write_all(format!("{command}\n").as_bytes())?;
+        let answer = prompt(&mut reader)?;
+        if answer.contains("Error") || answer.contains("unknown command") {
+            bail!("QEMU's monitor refused {command:?}: {answer}");
+        }
+        Ok(answer)
     }
 
     /// The whole console output of this boot.
@@ -331,6 +390,28 @@ impl Machine {
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    }
+
+    /// One GET through the forward, without a session and without a line in the step log (for
+    /// polling): (status, body), or why nothing answered.
+    pub fn get_quietly(&self, guest_port: u16, path: &str, limit: Duration) -> Result<(u16, String)> {
+        let host = self.forwarded(guest_port)?;
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", &limit.as_secs().max(1).to_string(), "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{host}{path}"))
+            .output()
+            .context("running curl")?;
+        if !output.status.success() {
+            bail!("curl {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    }
+
+    /// Records a step in the log (a test's own milestones).
+    pub fn note(&mut self, what: &str) {
+        self.step(what);
     }
 
     /// Retries a GET through the forward until the guest answers it (any status).

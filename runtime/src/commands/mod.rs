@@ -184,6 +184,8 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             health_timeout,
             monitor_interval,
             webui,
+            front_door,
+            console_greeting,
         } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
@@ -201,6 +203,8 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 health_timeout: std::time::Duration::from_secs(*health_timeout),
                 monitor_interval: std::time::Duration::from_secs(*monitor_interval),
                 webui: Some(webui.clone()),
+                front_door: *front_door,
+                greeting: console_greeting.clone(),
             };
             runtime.block_on(crate::serve::serve(state, options))?;
         }

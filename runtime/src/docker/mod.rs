@@ -45,6 +45,8 @@ pub struct Engine {
     /// Who forwards the services' ports from the host (nobody in tests and on development
     /// machines, whose port 53 or 443 is not ours to take).
     pub publish: Publish,
+    /// `pic serve` answers the host's port 80 itself (`--front-door`): the setup proxy takes 443 only.
+    pub front_door: bool,
 }
 
 /// The error when the engine cannot be reached: it names the socket.
@@ -60,7 +62,7 @@ impl Engine {
             .negotiate_version()
             .await
             .map_err(|e| unreachable(socket, e))?;
-        Ok(Engine { docker, socket: socket.to_owned(), publish })
+        Ok(Engine { docker, socket: socket.to_owned(), publish, front_door: false })
     }
 
     pub fn socket(&self) -> &str {

@@ -17,21 +17,26 @@ use super::{Engine, LABEL_SERVICE, container_name};
 pub const SERVICE: &str = "setup-proxy";
 const IMAGE: &str = "pic/proxy:latest";
 
-/// The setup proxy's Caddyfile: plain HTTP on port 80, and HTTPS on 443 with a certificate from
-/// Caddy's own internal CA, made for whatever name or address the browser asked for (it is
-/// self-signed either way; the cell CA does not exist before setup).
-fn caddyfile() -> String {
+/// The setup proxy's Caddyfile: plain HTTP on port 80 (unless `pic serve` answers there itself,
+/// its front door), and HTTPS on 443 with a certificate from Caddy's own internal CA, made for
+/// whatever name or address the browser asked for (it is self-signed either way; the cell CA does
+/// not exist before setup).
+fn caddyfile(http: bool) -> String {
+    // Without a site on port 80 Caddy would still take it, for redirects to HTTPS.
+    let (redirects, http) = match http {
+        true => ("", format!("http:// {{\n\treverse_proxy 127.0.0.1:{WEBUI_PORT}\n}}\n")),
+        false => ("\tauto_https disable_redirects\n", String::new()),
+    };
     format!(
-        "# The setup proxy of PIC: ports 80 and 443 go to `pic serve` until setup is done.\n\
+        "# The setup proxy of PIC: ports 80 (or only 443) go to `pic serve` until setup is done.\n\
          {{\n\
          \tadmin off\n\
          \tstorage file_system /tmp/caddy\n\
          \tskip_install_trust\n\
          \tdefault_sni pic\n\
+         {redirects}\
          }}\n\
-         http:// {{\n\
-         \treverse_proxy 127.0.0.1:{WEBUI_PORT}\n\
-         }}\n\
+         {http}\
          https:// {{\n\
          \ttls internal {{\n\
          \t\ton_demand\n\
@@ -62,7 +67,7 @@ pub async fn ensure(engine: &Engine, state: &State) -> Result<bool> {
     }
     let dir = state.root().join("run").join(SERVICE);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    pic_builder::fsutil::write_atomic(&dir.join("Caddyfile"), caddyfile().as_bytes(), 0o644)?;
+    pic_builder::fsutil::write_atomic(&dir.join("Caddyfile"), caddyfile(!engine.front_door).as_bytes(), 0o644)?;
     let host_config = HostConfig {
         // The host's own ports 80 and 443, on every address the host has (including ones DHCP
         // gives it later): only host networking does that without knowing them in advance.

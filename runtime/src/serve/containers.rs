@@ -33,6 +33,11 @@ pub struct Containers {
     last_good: Mutex<Option<u64>>,
     /// The generation the containers were last activated for.
     activated: Mutex<Option<u64>>,
+    /// Whether an activation got through to the engine once (before setup: the setup proxy).
+    first_pass: std::sync::atomic::AtomicBool,
+    /// Whether `pic serve` answers port 80 itself (its front door): the setup proxy then takes
+    /// only 443.
+    pub front_door: bool,
     /// The monitor's latest word on each service, and how often it restarted it.
     health: Mutex<BTreeMap<String, ServiceHealth>>,
 }
@@ -54,8 +59,15 @@ impl Containers {
             monitor_interval,
             last_good: Mutex::new(None),
             activated: Mutex::new(None),
+            first_pass: std::sync::atomic::AtomicBool::new(false),
+            front_door: false,
             health: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Whether the containers were activated for `generation` (`None`: before setup).
+    pub fn activated_for(&self, generation: Option<u64>) -> bool {
+        self.first_pass.load(std::sync::atomic::Ordering::SeqCst) && self.activated() == generation
     }
 
     /// The generation the containers were last activated for (health gate included).
@@ -70,7 +82,8 @@ impl Containers {
             engine.ping().await?;
             return Ok(engine.clone());
         }
-        let connected = Engine::connect(&self.args.docker_socket, self.args.publish).await?;
+        let mut connected = Engine::connect(&self.args.docker_socket, self.args.publish).await?;
+        connected.front_door = self.front_door;
         *engine = Some(connected.clone());
         Ok(connected)
     }
@@ -122,6 +135,7 @@ impl AppState {
         };
         let generation = report.generation;
         *containers.activated.lock().expect("lock") = generation;
+        containers.first_pass.store(true, std::sync::atomic::Ordering::SeqCst);
         if failures.is_empty() {
             *containers.last_good.lock().expect("lock") = generation;
             if let Some(n) = generation {

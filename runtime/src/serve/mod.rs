@@ -7,6 +7,7 @@ mod backups;
 mod certs;
 mod config;
 mod containers;
+mod device;
 mod error;
 mod events;
 mod generations;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub activation: Arc<tokio::sync::Mutex<()>>,
     /// The built web UI (`webui/dist`), served for every path outside the API.
     pub webui: Option<std::path::PathBuf>,
+    /// What the device is doing (`GET /api/setup/status`, the console, the front door).
+    pub device: Arc<device::Device>,
 }
 
 /// How `pic serve` runs.
@@ -75,6 +78,11 @@ pub struct Options {
     pub monitor_interval: std::time::Duration,
     /// The built web UI, if there is one.
     pub webui: Option<std::path::PathBuf>,
+    /// Also answer here (port 80 on the appliance): the progress page until the device is ready,
+    /// then the web UI; the setup proxy then takes only port 443.
+    pub front_door: Option<SocketAddr>,
+    /// Write the console's greeting (what the device is doing) to this file.
+    pub greeting: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -90,6 +98,7 @@ impl AppState {
             containers: None,
             activation: Arc::default(),
             webui: None,
+            device: Arc::new(device::Device::new(None)),
         }
     }
 
@@ -247,6 +256,12 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// The front door's routes: every route, behind the progress page until the device is ready.
+pub fn front_door_router(app: AppState) -> Router {
+    let gate = axum::middleware::from_fn_with_state(app.device.clone(), device::front_door);
+    router(app).layer(gate)
+}
+
 /// What a successful request that switched no generation still needs of the running cell; a
 /// handler puts it in its response's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,19 +316,69 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
 /// Serves the API until interrupted (Ctrl-C or SIGTERM).
 pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
     let listen = options.listen;
-    if !state.is_initialized() {
-        state.init(None).context("initializing the state directory")?;
+    let mut app = AppState::new(state, options.wireguard);
+    app.device = Arc::new(device::Device::new(options.greeting));
+    // The data partition is checked before anything is written to it: on a disk too small, or
+    // a full one, nothing starts; the front door and the console say why.
+    let (_, problem) = device::check_storage(&app);
+    if let Some(problem) = &problem {
+        tracing::error!(code = problem.code, "{}", problem.message);
+        eprintln!("pic serve: the cell does not start: {}", problem.message);
+        app.device.block(true);
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, state = %state.root().display(), "pic serve is listening");
-    eprintln!("pic serve: http://{listen}/ (state {})", state.root().display());
-    let mut app = AppState::new(state, options.wireguard);
+    let front_door = match options.front_door {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening on {address} (the front door)"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(%listen, state = %app.state.root().display(), "pic serve is listening");
+    eprintln!("pic serve: http://{listen}/ (state {})", app.state.root().display());
     app.file_level = options.file_level.map(Arc::new);
     app.firewall = options.firewall;
     app.webui = options.webui;
-    app.containers = options
-        .docker
-        .map(|docker| Arc::new(containers::Containers::new(docker, options.health_timeout, options.monitor_interval)));
+    app.containers = options.docker.map(|docker| {
+        let mut containers = containers::Containers::new(docker, options.health_timeout, options.monitor_interval);
+        containers.front_door = front_door.is_some();
+        Arc::new(containers)
+    });
+    if !app.device.blocked() {
+        start(app.clone()).await?;
+    }
+    tokio::spawn(device::watch(app.clone(), |app| {
+        tokio::spawn(async move {
+            if let Err(error) = start(app).await {
+                tracing::error!(error = %format!("{error:#}"), "the cell did not start");
+            }
+        });
+    }));
+    let front = front_door.map(|listener| {
+        axum::serve(listener, front_door_router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown())
+    });
+    let main = axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown());
+    match front {
+        Some(front) => tokio::try_join!(main, front).map(drop),
+        None => main.await,
+    }
+    .context("serving HTTP")
+}
+
+/// Starts the cell: lays out the state directory on a first start, brings the host (firewall,
+/// WireGuard) in line with the current generation before the caller answers requests, then the
+/// containers and their monitor, and the peers' expiry.
+async fn start(app: AppState) -> anyhow::Result<()> {
+    if !app.state.is_initialized() {
+        let state = app.state.clone();
+        tokio::task::spawn_blocking(move || state.init(None))
+            .await
+            .context("the initialization task")?
+            .context("initializing the state directory")?;
+    }
     {
         let _guard = app.activation.lock().await;
         app.activate_host().await;
@@ -327,12 +392,8 @@ pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
         }
         containers::monitor(starting).await;
     });
-    tokio::spawn(expire_peers(app.clone()));
-    let app = router(app);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP")
+    tokio::spawn(expire_peers(app));
+    Ok(())
 }
 
 /// How often WireGuard is brought up to date without a change: peers expire on their own.

@@ -36,7 +36,7 @@ fn utc() -> String {
     "UTC".into()
 }
 
-#[utoipa::path(get, path = "/api/setup/status", tag = "setup", responses((status = 200, description = "whether setup is complete, and whether the cell's services were started for the current generation (`ready`)", body = Object)))]
+#[utoipa::path(get, path = "/api/setup/status", tag = "setup", responses((status = 200, description = "whether setup is complete, whether the cell's services were started for the current generation (`ready`), and what the device is doing (`device`: its phase, the steps of its start, a problem that stops it, its network addresses)", body = Object)))]
 pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let complete = app.setup_complete().await?;
     // The wizard waits for `ready` after setup: until then the first activation is replacing
@@ -46,7 +46,7 @@ pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError
         Some(containers) => current.is_some() && containers.activated() == current,
         None => current.is_some(),
     };
-    Ok(Json(json!({"complete": complete, "ready": ready})))
+    Ok(Json(json!({"complete": complete, "ready": ready, "device": app.device.status()})))
 }
 
 #[utoipa::path(post, path = "/api/setup", tag = "setup", request_body = Setup, responses((status = 200, description = "config written; generation 1 built and current", body = Object), (status = 409, description = "setup is already complete", body = ErrorBody), (status = 422, description = "invalid answers, with field paths", body = ErrorBody)))]
@@ -55,6 +55,10 @@ pub async fn setup(
     body: Result<Json<Setup>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(setup) = body?;
+    if app.device.blocked() {
+        let problem = app.device.status().problem.map(|p| p.message).unwrap_or_default();
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "device_blocked", problem));
+    }
     check_password(&setup.admin_password)?;
     let config = config::validate(initial_config(&setup)?)?;
     let state = app.state.clone();

@@ -152,10 +152,8 @@ async fn before_setup_every_api_route_points_at_the_wizard() {
         assert_eq!(reply.body["error"]["code"], "setup_required");
     }
     assert_eq!(api.call(&anon, Method::GET, "/health", None).await.status, StatusCode::OK);
-    assert_eq!(
-        api.call(&anon, Method::GET, "/api/setup/status", None).await.body,
-        json!({"complete": false, "ready": false})
-    );
+    let status = api.call(&anon, Method::GET, "/api/setup/status", None).await.body;
+    assert_eq!((&status["complete"], &status["ready"]), (&json!(false), &json!(false)), "{status}");
 }
 
 #[tokio::test]
@@ -189,10 +187,8 @@ async fn setup_validates_then_builds_generation_one_once() {
 
     api.setup().await;
     assert_eq!(api.app.state.current().unwrap(), Some(1));
-    assert_eq!(
-        api.call(&anon, Method::GET, "/api/setup/status", None).await.body,
-        json!({"complete": true, "ready": true})
-    );
+    let status = api.call(&anon, Method::GET, "/api/setup/status", None).await.body;
+    assert_eq!((&status["complete"], &status["ready"]), (&json!(true), &json!(true)), "{status}");
     let again = api
         .call(&anon, Method::POST, "/api/setup", Some(json!({"cell_name": "other", "admin_password": ADMIN_PASSWORD})))
         .await;
@@ -866,4 +862,98 @@ async fn backups_are_made_downloaded_uploaded_and_restored() {
         let reply = api.call(&admin, Method::POST, &format!("/api/backups/{missing}/restore"), Some(json!({}))).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{missing}: {}", reply.body);
     }
+}
+
+/// A status as the watcher publishes it: the engine up with everything started, or still away.
+fn device_status(ready: bool) -> crate::device::Status {
+    use crate::device::{Engine, Observed, Progress, Status};
+    let engine = match ready {
+        true => Engine::Up {
+            images: Progress { done: 8, total: 8 },
+            missing: Vec::new(),
+            services: Progress { done: 1, total: 1 },
+            activated: true,
+        },
+        false => Engine::Waiting("Docker is starting".into()),
+    };
+    let storage = crate::device::storage::Storage { data_bytes: 8 << 30, free_bytes: 7 << 30, disk_bytes: None };
+    Status::from(&Observed {
+        storage: Some(storage),
+        problem: None,
+        blocked: false,
+        engine: Some(engine),
+        setup_complete: false,
+        addresses: vec![std::net::Ipv4Addr::new(192, 0, 2, 7)],
+        uptime: std::time::Duration::from_secs(20),
+    })
+}
+
+#[tokio::test]
+async fn the_front_door_shows_the_progress_page_until_the_device_is_ready() {
+    let api = Api::new();
+    let get = |path: &str| {
+        let front = super::front_door_router(api.app.clone());
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        async move {
+            let response = front.oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    api.app.device.publish(device_status(false));
+    for path in ["/", "/peers", "/index.html"] {
+        let (status, headers, page) = get(path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {page}");
+        assert_eq!(headers[header::RETRY_AFTER], "2");
+        assert!(page.contains("<title>PIC is starting</title>") && page.contains("waiting for Docker"), "{page}");
+    }
+    // The API and the health check answer as always; the status carries the steps.
+    let (status, _, body) = get("/api/setup/status").await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["device"]["phase"], "starting", "{body}");
+    assert_eq!(body["device"]["steps"][1]["id"], "images", "{body}");
+    assert_eq!(get("/health").await.0, StatusCode::OK);
+    // Ready once: the web UI from then on (none is built here, hence 404), also while a later
+    // activation is under way; the API's own listener never shows the page.
+    api.app.device.publish(device_status(true));
+    assert_eq!(get("/").await.0, StatusCode::NOT_FOUND);
+    api.app.device.publish(device_status(false));
+    assert_eq!(get("/").await.0, StatusCode::NOT_FOUND);
+    let plain = router(api.app.clone()).oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_blocked_device_says_why_and_refuses_setup() {
+    let api = Api::new();
+    let small = crate::device::storage::Storage {
+        data_bytes: 700_000_000,
+        free_bytes: 9_000_000,
+        disk_bytes: Some(911_000_000),
+    };
+    let problem = crate::device::storage::judge(&small, &crate::device::storage::LIMITS);
+    api.app.device.block(true);
+    api.app.device.publish(crate::device::Status::from(&crate::device::Observed {
+        storage: Some(small),
+        problem,
+        blocked: true,
+        engine: None,
+        setup_complete: false,
+        addresses: Vec::new(),
+        uptime: std::time::Duration::from_secs(40),
+    }));
+    let front = super::front_door_router(api.app.clone());
+    let response = front.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = response.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("PIC cannot start") && page.contains("The disk is 911 MB"), "{page}");
+    let setup = json!({"cell_name": "home", "admin_password": ADMIN_PASSWORD, "services": ["dns"]});
+    let reply = api.call(&Client::default(), Method::POST, "/api/setup", Some(setup)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "device_blocked");
+    assert!(!api.app.state.desired_config_path().exists(), "a blocked setup wrote the config");
 }

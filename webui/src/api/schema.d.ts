@@ -2153,7 +2153,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description whether setup is complete, and whether the cell's services were started for the current generation (`ready`) */
+            /** @description whether setup is complete, whether the cell's services were started for the current generation (`ready`), and what the device is doing (`device`: its phase, the steps of its start, a problem that stops it, its network addresses) */
             200: {
                 headers: {
                     [name: string]: unknown;
