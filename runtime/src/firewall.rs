@@ -10,6 +10,32 @@ use pic_builder::command;
 const TABLE: &[&str] = &["inet", "pic"];
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
+/// Loads the ruleset of the current generation but publishes no port yet (its `published` map
+/// emptied in the same transaction): while the containers start after a boot or setup, the
+/// host's own port 80 (`pic serve`'s front door) answers instead of a container that does not run
+/// yet. The next `apply` publishes them.
+pub fn apply_unpublished(state: &State) -> Result<bool> {
+    let Some(current) = state.current()? else { return Ok(false) };
+    let manifest = state.manifest(current)?;
+    let Some(entry) = manifest.services.get("firewall") else { return apply(state) };
+    let path = state.root().join(&entry.store_path).join("ruleset.nft");
+    let ruleset = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    if !ruleset.contains("map published {") {
+        return apply(state);
+    }
+    // One file, one `nft -f`, one transaction: the ruleset, then its map emptied. Never a moment
+    // with the ports sent to containers that do not run.
+    let run = state.root().join("run");
+    pic_builder::fsutil::ensure_dir(&run, 0o755)?;
+    let held = run.join("firewall-unpublished.nft");
+    let text = format!("include \"{}\"\nflush map inet pic published\n", path.display());
+    pic_builder::fsutil::write_atomic(&held, text.as_bytes(), 0o644)?;
+    command::run("nft", &["-f", held.to_str().context("the state directory's path is not UTF-8")?])?;
+    std::fs::write(IP_FORWARD, "1").with_context(|| format!("writing {IP_FORWARD}"))?;
+    tracing::info!(generation = current, "firewall loaded; its ports are published once the proxy runs");
+    Ok(true)
+}
+
 /// Loads the ruleset of the current generation, or removes the table when the firewall is off.
 pub fn apply(state: &State) -> Result<bool> {
     let Some(current) = state.current()? else { return Ok(false) };

@@ -2,7 +2,8 @@
 //! baseline booted in the same run (the same image without Docker and PIC, to multi-user), so
 //! that the machine's load weighs on both alike. Boots `target/pic.img` (or `$PIC_IMAGE`) under
 //! QEMU TCG: first boot to the progress page and to the wizard on port 80 (`pic serve`'s front door), setup to every service healthy, the
-//! memory the running cell uses, and a reboot to the API and to every service healthy.
+//! memory the running cell uses, and a reboot to the API (the progress page on port 80), to the web
+//! UI through Caddy and to every service healthy.
 //! Writes `target/bench-boot.json`.
 
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use pic_vm_tests::cell::{
-    ALL_HEALTHY, Admin, PASSWORD, POWER_CYCLE, SERVICES, SETUP_READY, baseline_boot, boot_to_api, expect,
-    first_boot_to_wizard, free_tcp_port, image, memory, wait_until_ready,
+    ALL_HEALTHY, Admin, FIRST_BOOT_WIZARD, PASSWORD, POWER_CYCLE, REBOOT_UI, SERVICES, SETUP_READY, baseline_boot,
+    expect, free_tcp_port, image, memory, port_80_until_the_web_ui, wait_until_ready,
 };
 use pic_vm_tests::{Machine, Options};
 use serde_json::json;
@@ -24,7 +25,7 @@ fn main() -> Result<()> {
     let options = Options { forwards: vec![(80, free_tcp_port()), (443, free_tcp_port())], ..Options::default() };
     let mut cell = Machine::boot("cell", &image, dir.path(), options)?;
 
-    let (progress_page, first_boot) = first_boot_to_wizard(&mut cell)?;
+    let (progress_page, first_boot) = port_80_until_the_web_ui(&mut cell, FIRST_BOOT_WIZARD)?;
     let setup = json!({"cell_name": "benchcell", "admin_password": PASSWORD, "services": SERVICES}).to_string();
     let started = Instant::now();
     expect(cell.http("POST", 80, "/api/setup", Some(&setup), &[])?, 200, "setup")?;
@@ -34,7 +35,7 @@ fn main() -> Result<()> {
     let memory = memory(&mut cell)?;
 
     cell.reboot(POWER_CYCLE)?;
-    let reboot = boot_to_api(&mut cell)?;
+    let (reboot, reboot_ui) = port_80_until_the_web_ui(&mut cell, REBOOT_UI)?;
     Admin::log_in(&mut cell)?.wait_all_healthy(&mut cell, ALL_HEALTHY)?;
     let reboot_healthy = cell.uptime();
     cell.shutdown(POWER_CYCLE)?;
@@ -51,13 +52,14 @@ fn main() -> Result<()> {
     row("first boot: power-on to the progress page", progress_page);
     row("first boot: power-on to the wizard", first_boot);
     println!("{:<44}{setup_s:>10.1}", "setup: POST /api/setup to all healthy");
-    row("reboot: power-on to the API (Caddy)", reboot);
+    row("reboot: power-on to the API (progress page)", reboot);
+    row("reboot: power-on to the web UI (Caddy)", reboot_ui);
     row("reboot: power-on to all services healthy", reboot_healthy);
     println!("image: {:.1} MB raw, {:.1} MB zstd", size(""), size(".zst"));
     println!("memory after setup (MB): {}", serde_json::to_string_pretty(&memory)?);
     let figures = json!({
         "baseline_boot_s": baseline, "first_boot_progress_page_s": progress_page, "first_boot_to_wizard_s": first_boot, "setup_to_healthy_s": setup_s,
-        "reboot_to_api_s": reboot, "reboot_to_healthy_s": reboot_healthy,
+        "reboot_to_api_s": reboot, "reboot_to_ui_s": reboot_ui, "reboot_to_healthy_s": reboot_healthy,
         "first_boot_per_baseline": first_boot / baseline, "reboot_per_baseline": reboot / baseline,
         "image_raw_mb": size(""), "image_zstd_mb": size(".zst"), "memory_mb": memory,
     });

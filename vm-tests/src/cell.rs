@@ -30,6 +30,9 @@ pub const NO_ADDRESS_MESSAGE: Duration = idle_secs(70);
 pub const ADDRESS_LINE: Duration = idle_secs(30);
 /// Power-on to the wizard on port 80 (the front door): ~40 s.
 pub const FIRST_BOOT_WIZARD: Duration = idle_secs(130);
+/// Power-on to the web UI through the cell's Caddy after a reboot: the proxy's container started
+/// and healthy: ~45–60 s.
+pub const REBOOT_UI: Duration = idle_secs(150);
 /// Power-on to `pic serve` answering: ~35–45 s (124 s when a first boot still imported the images).
 pub const BOOT_TO_API: Duration = idle_secs(130);
 /// `pic serve` answering to Caddy answering on port 80 (the setup proxy or the cell's): ~3–7 s
@@ -135,12 +138,12 @@ pub fn boot_to_api(cell: &mut Machine) -> Result<f64> {
     Ok(cell.uptime())
 }
 
-/// Polls port 80 from power-on until the wizard answers, as a person reloading a browser would:
-/// once anything answered, every later poll must get the progress page (503) or the wizard
-/// (200), never an error. Returns the seconds since power-on of the first answer and of the
-/// wizard.
-pub fn first_boot_to_wizard(cell: &mut Machine) -> Result<(f64, f64)> {
-    let deadline = Instant::now() + FIRST_BOOT_WIZARD;
+/// Polls port 80 from power-on until the web UI answers (the wizard on a first boot; after a
+/// reboot, through the cell's Caddy), as a person reloading a browser would: once anything
+/// answered, every later poll must get the progress page (503) or the web UI (200), never an
+/// error. Returns the seconds since power-on of the first answer and of the web UI.
+pub fn port_80_until_the_web_ui(cell: &mut Machine, limit: Duration) -> Result<(f64, f64)> {
+    let deadline = Instant::now() + limit;
     let mut seen: Vec<String> = Vec::new();
     let mut first_answer = None;
     loop {
@@ -148,12 +151,12 @@ pub fn first_boot_to_wizard(cell: &mut Machine) -> Result<(f64, f64)> {
         let at = cell.uptime();
         match answer {
             Ok((200, page)) => {
-                ensure!(first_answer.is_some(), "the wizard came without a progress page before it; seen: {seen:#?}");
+                ensure!(first_answer.is_some(), "the web UI came without a progress page before it; seen: {seen:#?}");
                 ensure!(
                     page.contains("<div id=\"root\">"),
                     "port 80 answered 200 with something else than the web UI: {page}"
                 );
-                cell.note(&format!("the wizard answers on port 80 ({} polls answered before it)", seen.len()));
+                cell.note(&format!("the web UI answers on port 80 ({} polls answered before it)", seen.len()));
                 return Ok((first_answer.unwrap_or(at), at));
             }
             Ok((503, page)) if page.contains("<title>PIC is starting</title>") => {

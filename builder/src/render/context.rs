@@ -23,6 +23,10 @@ pub struct PublicKeys {
 
 /// Port `pic serve` listens on, on the cell network's gateway.
 pub const WEBUI_PORT: u16 = 3000;
+/// Port of `pic serve`'s front door on the appliance (`--front-door`): what answers on the
+/// host's port 80 where the ruleset does not send it to the cell's Caddy (before setup, and
+/// while the containers start after a boot).
+pub const FRONT_DOOR_PORT: u16 = 80;
 
 #[derive(Debug, Serialize)]
 pub struct Context {
@@ -99,6 +103,7 @@ pub struct WebUiView {
     pub fqdn: String,
     pub upstream: String,
     pub port: u16,
+    pub front_door_port: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -228,6 +233,7 @@ impl Context {
                 fqdn: fqdn(WEBUI_HOST),
                 upstream: format!("{}:{WEBUI_PORT}", config.gateway()),
                 port: WEBUI_PORT,
+                front_door_port: FRONT_DOOR_PORT,
             },
             wireguard,
             dns,

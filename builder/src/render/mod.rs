@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, syntax::SyntaxConfig};
 
 pub use bundle::Bundle;
-pub use context::{Context, PublicKeys, WEBUI_PORT};
+pub use context::{Context, FRONT_DOOR_PORT, PublicKeys, WEBUI_PORT};
 
 use crate::config::ValidConfig;
 use crate::config::services;

@@ -190,6 +190,16 @@ impl AppState {
         self.emit(json!({"step": "activating", "service": "containers"}));
         let report = activation::activate(engine, &self.state).await?;
         self.emit(json!({"step": "activated", "service": "containers", "result": report}));
+        if self.ports_held.load(std::sync::atomic::Ordering::SeqCst) {
+            // The ports go to the containers once the proxy (made first) answers: until then
+            // port 80 is the front door's, with the device's progress.
+            if let Some(proxy) = report.services.iter().find(|s| s.service == "proxy").and_then(|s| s.spec.as_ref())
+                && let Err(error) = health::wait_healthy(engine, proxy, containers.health_timeout).await
+            {
+                tracing::warn!(error = %format!("{error:#}"), "the proxy is not healthy; publishing the ports anyway");
+            }
+            self.publish_held_ports().await;
+        }
         let mut failures = health::gate(engine, &report, containers.health_timeout).await;
         failures.extend(report.errors.clone());
         if failures.is_empty() {

@@ -64,6 +64,8 @@ pub struct AppState {
     pub webui: Option<std::path::PathBuf>,
     /// What the device is doing (`GET /api/setup/status`, the console, the front door).
     pub device: Arc<device::Device>,
+    /// The firewall was loaded without its published ports, which wait for the proxy.
+    pub ports_held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How `pic serve` runs.
@@ -99,6 +101,7 @@ impl AppState {
             activation: Arc::default(),
             webui: None,
             device: Arc::new(device::Device::new(None)),
+            ports_held: Arc::default(),
         }
     }
 
@@ -109,16 +112,36 @@ impl AppState {
         let _guard = self.activation.lock().await;
         self.activate_host().await;
         self.activate_containers().await;
+        self.publish_held_ports().await;
     }
 
-    /// What runs on the host itself: the log level, the firewall, WireGuard.
+    /// Publishes the ports `activate_host` held back, once (the proxy runs, or the containers
+    /// could not be started: the ruleset must not stay without its ports).
+    async fn publish_held_ports(&self) {
+        if self.ports_held.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.activate_service("firewall", crate::firewall::apply).await;
+        }
+    }
+
+    /// Whether the ports are held back while the containers start: when none were activated for
+    /// a generation in this run yet (a boot, or setup), so that the containers that do not run
+    /// yet do not take the host's ports from the front door.
+    fn hold_ports(&self) -> bool {
+        self.firewall && self.containers.as_ref().is_some_and(|c| c.activated().is_none())
+    }
+
+    /// What runs on the host itself: the log level, the firewall, WireGuard. The firewall's
+    /// ports may be held back (`hold_ports`, then `ports_held`) until the proxy runs.
     async fn activate_host(&self) {
         if let Some(file_level) = &self.file_level {
             let level =
                 self.state.desired_config().ok().flatten().and_then(|c| c.logging.levels.get(API_SERVICE).copied());
             file_level.set(level.unwrap_or_default());
         }
-        if self.firewall {
+        if self.hold_ports() {
+            self.ports_held.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.activate_service("firewall", crate::firewall::apply_unpublished).await;
+        } else if self.firewall {
             self.activate_service("firewall", crate::firewall::apply).await;
         }
         if let Some(wireguard) = self.wireguard.clone() {
@@ -389,6 +412,7 @@ async fn start(app: AppState) -> anyhow::Result<()> {
         {
             let _guard = starting.activation.lock().await;
             starting.activate_containers().await;
+            starting.publish_held_ports().await;
         }
         containers::monitor(starting).await;
     });
