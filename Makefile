@@ -60,11 +60,12 @@ webui:
 	cd webui && npm ci --no-audit --no-fund && npm run build
 
 ## The web UI's tests: its API types against the committed OpenAPI document, Vitest, and the
-## end-to-end run in Debian's Chromium against a real `pic serve` (screenshots in
-## webui/e2e-artifacts/).
+## end-to-end runs in Debian's Chromium against a real `pic serve` (screenshots in
+## webui/e2e-artifacts/): a new user's first steps, and the front door of a blocked device.
 webui-test: webui
 	$(CARGO) build --locked -p pic-runtime
-	cd webui && npm run check:api && npm test && PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e
+	cd webui && npm run check:api && npm test && PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e \
+		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:front-door
 
 ## Every test tier this machine can run. The disk image is built with the tests' copy of the
 ## package lock, updated when Debian's archive moved on (as the tier 3 test does): a test run

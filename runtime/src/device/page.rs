@@ -81,7 +81,10 @@ pub fn html(status: &Status) -> Markup {
                                 };
                                 span class={ "state " (class) } { (word) } " "
                                 strong { (step.title) }
-                                @if !step.detail.is_empty() { ": " (step.detail) }
+                                // The problem is said once, above the steps.
+                                @if !step.detail.is_empty() && status.problem.as_ref().is_none_or(|p| p.message != step.detail) {
+                                    ": " (step.detail)
+                                }
                                 @if let Some(progress) = step.progress {
                                     " "
                                     progress max=(progress.total) value=(progress.done)
