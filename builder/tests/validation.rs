@@ -34,6 +34,54 @@ const CASES: &[(&str, &str, Mutation)] = &[
             json!({"mode": "ddns", "provider": "duckdns", "name": "me.duckdns.org", "acme_email": "nobody"})
     }),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
+    ("unknown ddns provider", "cell.domain", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "dyndns3", "name": "a.example.org", "acme_email": "a@example.org"})
+    }),
+    ("duckdns name outside duckdns.org", "cell.domain.name", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "duckdns", "name": "me.example.org", "acme_email": "a@example.org"})
+    }),
+    ("pic.ngo name outside pic.ngo", "cell.domain.name", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "pic_ngo", "name": "me.example.org", "acme_email": "a@example.org"})
+    }),
+    ("cloudflare name outside its zone", "cell.domain.name", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "cloudflare", "name": "cell.example.org",
+            "zone": "example.net", "acme_email": "a@example.org"})
+    }),
+    ("zone for a provider without zones", "cell.domain.zone", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "noip", "name": "me.ddns.net", "username": "key",
+            "zone": "ddns.net", "acme_email": "a@example.org"})
+    }),
+    ("noip without its username", "cell.domain.username", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "noip", "name": "me.ddns.net", "acme_email": "a@example.org"})
+    }),
+    ("username with a space", "cell.domain.username", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "noip", "name": "me.ddns.net", "username": "my key",
+            "acme_email": "a@example.org"})
+    }),
+    ("dyndns2 without its server", "cell.domain.server", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "dyndns2", "name": "me.example.org", "username": "me",
+            "acme_email": "a@example.org"})
+    }),
+    ("server not an http url", "cell.domain.server", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "dyndns2", "name": "me.example.org", "username": "me",
+            "server": "ftp://members.example.org", "acme_email": "a@example.org"})
+    }),
+    ("address service with a quote", "cell.domain.address.urls[0]", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "freedns", "name": "me.mooo.com",
+            "address": {"from": "web", "urls": ["https://ip.example.org/\"x"]}, "acme_email": "a@example.org"})
+    }),
+    ("no address service", "cell.domain.address.urls", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "freedns", "name": "me.mooo.com",
+            "address": {"from": "web", "urls": []}, "acme_email": "a@example.org"})
+    }),
+    ("address interface too long", "cell.domain.address.name", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "freedns", "name": "me.mooo.com",
+            "address": {"from": "interface", "name": "an-interface-name-too-long"}, "acme_email": "a@example.org"})
+    }),
+    ("ddns interval too short", "cell.domain.interval_seconds", |c| {
+        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "freedns", "name": "me.mooo.com",
+            "interval_seconds": 10, "acme_email": "a@example.org"})
+    }),
     ("unknown time zone", "cell.timezone", |c| c["cell"]["timezone"] = json!("Mars/Olympus")),
     ("subnet with host bits", "network.subnet", |c| c["network"]["subnet"] = json!("172.20.0.5/24")),
     ("subnet too small", "network.subnet", |c| c["network"]["subnet"] = json!("172.20.0.0/29")),

@@ -99,23 +99,83 @@ pub enum Domain {
         /// Contact address given to the ACME CA.
         acme_email: String,
     },
-    /// A name kept pointing at the cell's public address by a dynamic DNS provider.
+    /// A name kept pointing at the cell's public address by a dynamic DNS provider. The
+    /// provider's token or password is not part of the config: `pic ddns credential` (or the web
+    /// UI) keeps it in `secrets/ddns/`.
     Ddns {
         provider: DdnsProvider,
         #[schemars(regex(pattern = HOSTNAME_PATTERN))]
         name: String,
         acme_email: String,
+        /// The provider's API, when not its public one: required for `dyndns2`, and for
+        /// `pic_ngo` when its service moves (default `https://ddns.pic.ngo`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
+        /// The account (No-IP's DDNS key name, a dyndns2 user); required by `noip` and `dyndns2`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        /// Cloudflare's zone holding `name`; by default the nearest parent domain Cloudflare has.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zone: Option<String>,
+        /// Where the cell learns its public address.
+        #[serde(default)]
+        address: AddressSource,
+        /// Also publish the public IPv6 address (an AAAA record).
+        #[serde(default)]
+        ipv6: bool,
+        /// How often the public address is compared with the published one, in seconds.
+        #[serde(default = "default_ddns_interval")]
+        interval_seconds: u32,
     },
+}
+
+fn default_ddns_interval() -> u32 {
+    300
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DdnsProvider {
+    /// The original cell's own service; its protocol is dyndns2 with the token as the password.
     PicNgo,
+    /// Cloudflare's API v4 with an API token (Zone:Read, DNS:Edit).
     Cloudflare,
+    /// DuckDNS: a name under duckdns.org and the account's token.
     Duckdns,
+    /// No-IP's dyndns2 endpoint with a DDNS key (username and password).
     Noip,
+    /// FreeDNS (afraid.org), dynamic update v2: the record's own token.
     Freedns,
+    /// Any dyndns2 server (`server`, `username`, the password as the credential).
+    Dyndns2,
+}
+
+/// Where the cell learns its public address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AddressSource {
+    /// "What is my address" services, asked in turn until one answers with an address: plain
+    /// text bodies. IPv6 asks `urls_v6`.
+    Web {
+        urls: Vec<String>,
+        #[serde(default = "default_urls_v6")]
+        urls_v6: Vec<String>,
+    },
+    /// The address of one of the host's interfaces (a box with its public address on it).
+    Interface { name: String },
+}
+
+impl Default for AddressSource {
+    fn default() -> AddressSource {
+        AddressSource::Web {
+            urls: vec!["https://api.ipify.org/".into(), "https://ipv4.icanhazip.com/".into()],
+            urls_v6: default_urls_v6(),
+        }
+    }
+}
+
+fn default_urls_v6() -> Vec<String> {
+    vec!["https://api6.ipify.org/".into(), "https://ipv6.icanhazip.com/".into()]
 }
 
 /// The cell network: the bridge the service containers (and DHCP clients) live on.

@@ -76,6 +76,22 @@ pub fn is_endpoint(s: &str) -> bool {
     port_ok && host_ok
 }
 
+/// An account name at a provider: 1 to 128 of letters, digits and `._@+-`.
+pub fn is_account_name(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._@+-".contains(&c))
+}
+
+/// A network interface's name as Linux allows it: 1 to 15 of letters, digits and `._-`.
+pub fn is_interface_name(s: &str) -> bool {
+    (1..=15).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+}
+
+/// The text of a URL a client calls: printable ASCII without whitespace, quotes, backslashes,
+/// braces or `#`, at most 2048 characters (the URL's own syntax is checked by `url`).
+pub fn is_url_text(s: &str) -> bool {
+    s.len() <= 2048 && s.bytes().all(|c| (0x21..0x7f).contains(&c) && !b"\"'\\{}#`<>|^".contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 pub use crate::error::{FieldError, ValidationErrors};
 
 use super::derived::{is_reserved, nth_host};
-use super::model::{API_SERVICE, CURRENT_VERSION, CellConfig, Domain, RecordType, Role};
+use super::model::{AddressSource, API_SERVICE, CURRENT_VERSION, CellConfig, DdnsProvider, Domain, RecordType, Role};
 use super::services::{self, CATALOG, ServiceDef, WEBUI_HOST};
 use super::syntax;
 
@@ -144,12 +144,104 @@ impl<'a> Validator<'a> {
                 self.email("cell.domain.acme_email", acme_email);
             }
         }
+        if let Domain::Ddns { .. } = &id.domain {
+            self.ddns(&id.domain);
+        }
         if !syntax::is_timezone(&id.timezone) {
             self.err(
                 "cell.timezone",
                 format!("{:?} is not a known time zone", id.timezone),
                 "use an IANA zone such as Europe/Berlin, or UTC",
             );
+        }
+    }
+
+    /// The dynamic DNS provider's settings: what each provider needs, names inside the
+    /// provider's domain, URLs a client may call.
+    fn ddns(&mut self, domain: &Domain) {
+        let Domain::Ddns { provider, name, server, username, zone, address, interval_seconds, .. } = domain else {
+            return;
+        };
+        let name = name.to_ascii_lowercase();
+        let suffix = match provider {
+            DdnsProvider::Duckdns => Some(".duckdns.org"),
+            DdnsProvider::PicNgo => Some(".pic.ngo"),
+            _ => None,
+        };
+        if let Some(suffix) = suffix
+            && !name.ends_with(suffix)
+        {
+            self.err(
+                "cell.domain.name",
+                format!("{name:?} is not a name under {}", &suffix[1..]),
+                format!("this provider publishes names like <yours>{suffix} only"),
+            );
+        }
+        if let Some(server) = server {
+            self.url("cell.domain.server", server);
+        } else if *provider == DdnsProvider::Dyndns2 {
+            self.err("cell.domain.server", "dyndns2 needs the provider's server", "set server, e.g. https://members.example.net");
+        }
+        match username {
+            Some(user) if !syntax::is_account_name(user) => self.err(
+                "cell.domain.username",
+                format!("{user:?} is not a valid account name"),
+                "use letters, digits and . _ @ + - (at most 128)",
+            ),
+            None if matches!(provider, DdnsProvider::Noip | DdnsProvider::Dyndns2) => self.err(
+                "cell.domain.username",
+                "this provider needs the account's name",
+                "set username: No-IP's DDNS key name, or the dyndns2 account",
+            ),
+            _ => {}
+        }
+        if let Some(zone) = zone {
+            if *provider != DdnsProvider::Cloudflare {
+                self.err("cell.domain.zone", "only cloudflare takes a zone", "remove zone");
+            } else if !syntax::is_hostname(zone) {
+                self.hostname("cell.domain.zone", zone);
+            } else if name != zone.to_ascii_lowercase() && !name.ends_with(&format!(".{}", zone.to_ascii_lowercase())) {
+                self.err(
+                    "cell.domain.name",
+                    format!("{name:?} is not inside the zone {zone:?}"),
+                    "use a name in the zone, or the zone that holds the name",
+                );
+            }
+        }
+        match address {
+            AddressSource::Web { urls, urls_v6 } => {
+                if urls.is_empty() {
+                    self.err("cell.domain.address.urls", "no service to ask for the public address", "list at least one URL");
+                }
+                for (i, url) in urls.iter().enumerate() {
+                    self.url(format!("cell.domain.address.urls[{i}]"), url);
+                }
+                for (i, url) in urls_v6.iter().enumerate() {
+                    self.url(format!("cell.domain.address.urls_v6[{i}]"), url);
+                }
+            }
+            AddressSource::Interface { name } if !syntax::is_interface_name(name) => self.err(
+                "cell.domain.address.name",
+                format!("{name:?} is not an interface name"),
+                "use the host's interface, e.g. eth0 (1 to 15 letters, digits, . _ -)",
+            ),
+            AddressSource::Interface { .. } => {}
+        }
+        if !(60..=86_400).contains(interval_seconds) {
+            self.err(
+                "cell.domain.interval_seconds",
+                format!("{interval_seconds} s is outside 60 to 86400"),
+                "use 300 (five minutes) unless the provider asks otherwise",
+            );
+        }
+    }
+
+    fn url(&mut self, path: impl fmt::Display, value: &str) {
+        let parsed = url::Url::parse(value);
+        let fine = syntax::is_url_text(value)
+            && parsed.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !fine {
+            self.err(path.to_string(), format!("{value:?} is not an http(s) URL"), "use e.g. https://api.example.net/");
         }
     }
 
