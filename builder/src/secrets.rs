@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::config::DdnsProvider;
 use crate::error::{Error, IoContext};
 use crate::fsutil;
 
 const WIREGUARD_DIR: &str = "wireguard";
 const WIREGUARD_PRIVATE: &str = "server.key";
 const WIREGUARD_PUBLIC: &str = "server.pub";
+const DDNS_DIR: &str = "ddns";
 
 pub struct Secrets {
     dir: PathBuf,
@@ -45,6 +47,25 @@ impl Secrets {
         let private = format!("{private}\n");
         fsutil::write_atomic(&self.wireguard_private_key_path(), private.as_bytes(), 0o600)?;
         Ok(true)
+    }
+
+    /// Keeps the dynamic DNS provider's token or password (checked for its shape first).
+    pub fn set_ddns_credential(&self, provider: DdnsProvider, credential: &str) -> Result<(), Error> {
+        provider.check_credential(credential)?;
+        let dir = self.dir.join(DDNS_DIR);
+        fsutil::ensure_dir(&self.dir, 0o700)?;
+        fsutil::ensure_dir(&dir, 0o700)?;
+        fsutil::write_atomic(&dir.join(provider.as_str()), format!("{credential}\n").as_bytes(), 0o600)
+    }
+
+    /// The dynamic DNS provider's token or password, if one was kept.
+    pub fn ddns_credential(&self, provider: DdnsProvider) -> Result<Option<String>, Error> {
+        let path = self.dir.join(DDNS_DIR).join(provider.as_str());
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at(&path),
+        }
     }
 
     /// The WireGuard server's public key (base64).

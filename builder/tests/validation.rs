@@ -35,13 +35,16 @@ const CASES: &[(&str, &str, Mutation)] = &[
     }),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
     ("unknown ddns provider", "cell.domain", |c| {
-        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "dyndns3", "name": "a.example.org", "acme_email": "a@example.org"})
+        c["cell"]["domain"] =
+            json!({"mode": "ddns", "provider": "dyndns3", "name": "a.example.org", "acme_email": "a@example.org"})
     }),
     ("duckdns name outside duckdns.org", "cell.domain.name", |c| {
-        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "duckdns", "name": "me.example.org", "acme_email": "a@example.org"})
+        c["cell"]["domain"] =
+            json!({"mode": "ddns", "provider": "duckdns", "name": "me.example.org", "acme_email": "a@example.org"})
     }),
     ("pic.ngo name outside pic.ngo", "cell.domain.name", |c| {
-        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "pic_ngo", "name": "me.example.org", "acme_email": "a@example.org"})
+        c["cell"]["domain"] =
+            json!({"mode": "ddns", "provider": "pic_ngo", "name": "me.example.org", "acme_email": "a@example.org"})
     }),
     ("cloudflare name outside its zone", "cell.domain.name", |c| {
         c["cell"]["domain"] = json!({"mode": "ddns", "provider": "cloudflare", "name": "cell.example.org",
@@ -52,7 +55,8 @@ const CASES: &[(&str, &str, Mutation)] = &[
             "zone": "ddns.net", "acme_email": "a@example.org"})
     }),
     ("noip without its username", "cell.domain.username", |c| {
-        c["cell"]["domain"] = json!({"mode": "ddns", "provider": "noip", "name": "me.ddns.net", "acme_email": "a@example.org"})
+        c["cell"]["domain"] =
+            json!({"mode": "ddns", "provider": "noip", "name": "me.ddns.net", "acme_email": "a@example.org"})
     }),
     ("username with a space", "cell.domain.username", |c| {
         c["cell"]["domain"] = json!({"mode": "ddns", "provider": "noip", "name": "me.ddns.net", "username": "my key",

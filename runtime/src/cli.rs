@@ -173,6 +173,24 @@ pub enum Command {
     },
     /// List the backups in backups/.
     Backups,
+    /// Dynamic DNS (domain mode `ddns`): what was published, an update now, the provider's
+    /// credential.
+    #[command(subcommand)]
+    Ddns(DdnsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DdnsCommand {
+    /// What was published and when, the last error, and whether updates are held.
+    Status,
+    /// Learn the public address and publish it now, even when it did not change.
+    Update,
+    /// Keep the provider's token or password (from --file, or typed; never in the config).
+    Credential {
+        /// A file whose first line is the credential.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 /// Where a backup's passphrase comes from: a file, or else the terminal when there is one.

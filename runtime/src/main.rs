@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod ddns;
 mod device;
 mod docker;
 mod firewall;

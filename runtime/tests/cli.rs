@@ -291,3 +291,29 @@ fn a_device_s_access_list_is_set_from_the_command_line() {
         "{listed}"
     );
 }
+
+#[test]
+fn ddns_credentials_are_checked_and_kept_in_secrets_only() {
+    let cell = Cell::new();
+    init_and_switch(&cell);
+    // Not in ddns mode: a credential has nowhere to go.
+    assert_eq!(cell.with_stdin(&["ddns", "credential"], "x\n").status.code(), Some(2));
+    let mut config = example();
+    config["cell"]["domain"] = serde_json::json!({"mode": "ddns", "provider": "duckdns", "name": "mycell.duckdns.org",
+        "acme_email": "owner@example.org"});
+    let path = cell.write_config("ddns.json", &config);
+    cell.ok(&["switch", "--config", &path]);
+    let refused = cell.with_stdin(&["ddns", "credential"], "not-a-token\n");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("credential"), "{refused:?}");
+    let token = "a7c4d0ad-114e-40ef-ba1d-d217904a50f2";
+    assert!(cell.with_stdin(&["ddns", "credential"], &format!("{token}\n")).status.success());
+    let kept = cell.state().join("secrets/ddns/duckdns");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().trim(), token);
+    assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+    let status = cell.json(&["ddns", "status"]);
+    assert_eq!(status["updates"], 0, "{status}");
+    let found = std::process::Command::new("grep").args(["-rl", token]).arg(cell.state()).output().unwrap();
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(found.lines().all(|f| f.ends_with("/secrets/ddns/duckdns")), "the token is outside secrets/: {found}");
+}

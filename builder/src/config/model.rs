@@ -150,6 +150,58 @@ pub enum DdnsProvider {
     Dyndns2,
 }
 
+impl DdnsProvider {
+    /// The provider's name as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DdnsProvider::PicNgo => "pic_ngo",
+            DdnsProvider::Cloudflare => "cloudflare",
+            DdnsProvider::Duckdns => "duckdns",
+            DdnsProvider::Noip => "noip",
+            DdnsProvider::Freedns => "freedns",
+            DdnsProvider::Dyndns2 => "dyndns2",
+        }
+    }
+
+    /// Checks a token or password for this provider before it is kept: the shape each provider
+    /// gives its credentials, so that a pasted fragment or a line break is refused at once.
+    pub fn check_credential(self, credential: &str) -> Result<(), crate::error::ValidationErrors> {
+        let printable = |s: &str| s.bytes().all(|c| (0x21..0x7f).contains(&c));
+        let (ok, hint) = match self {
+            DdnsProvider::Cloudflare => (
+                (20..=100).contains(&credential.len())
+                    && credential.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-".contains(&c)),
+                "a Cloudflare API token: letters, digits, _ and - (made under My Profile, API Tokens, with Zone:Read and DNS:Edit)",
+            ),
+            DdnsProvider::Duckdns => (
+                credential.len() == 36
+                    && credential
+                        .bytes()
+                        .enumerate()
+                        .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == b'-' } else { c.is_ascii_hexdigit() }),
+                "DuckDNS's token as its page shows it: 8-4-4-4-12 hex digits",
+            ),
+            DdnsProvider::Freedns => (
+                (10..=64).contains(&credential.len()) && credential.bytes().all(|c| c.is_ascii_alphanumeric()),
+                "the record's token from FreeDNS's Dynamic DNS page (v2): letters and digits",
+            ),
+            DdnsProvider::Noip | DdnsProvider::Dyndns2 | DdnsProvider::PicNgo => (
+                (1..=256).contains(&credential.len()) && printable(credential),
+                "the password or token: printable characters, no spaces or line breaks",
+            ),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::error::ValidationErrors::single(
+                "credential",
+                format!("this is not a {} credential", self.as_str()),
+                hint,
+            ))
+        }
+    }
+}
+
 /// Where the cell learns its public address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]

@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 pub use crate::error::{FieldError, ValidationErrors};
 
 use super::derived::{is_reserved, nth_host};
-use super::model::{AddressSource, API_SERVICE, CURRENT_VERSION, CellConfig, DdnsProvider, Domain, RecordType, Role};
+use super::model::{API_SERVICE, AddressSource, CURRENT_VERSION, CellConfig, DdnsProvider, Domain, RecordType, Role};
 use super::services::{self, CATALOG, ServiceDef, WEBUI_HOST};
 use super::syntax;
 
@@ -180,7 +180,11 @@ impl<'a> Validator<'a> {
         if let Some(server) = server {
             self.url("cell.domain.server", server);
         } else if *provider == DdnsProvider::Dyndns2 {
-            self.err("cell.domain.server", "dyndns2 needs the provider's server", "set server, e.g. https://members.example.net");
+            self.err(
+                "cell.domain.server",
+                "dyndns2 needs the provider's server",
+                "set server, e.g. https://members.example.net",
+            );
         }
         match username {
             Some(user) if !syntax::is_account_name(user) => self.err(
@@ -211,7 +215,11 @@ impl<'a> Validator<'a> {
         match address {
             AddressSource::Web { urls, urls_v6 } => {
                 if urls.is_empty() {
-                    self.err("cell.domain.address.urls", "no service to ask for the public address", "list at least one URL");
+                    self.err(
+                        "cell.domain.address.urls",
+                        "no service to ask for the public address",
+                        "list at least one URL",
+                    );
                 }
                 for (i, url) in urls.iter().enumerate() {
                     self.url(format!("cell.domain.address.urls[{i}]"), url);

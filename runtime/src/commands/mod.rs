@@ -4,6 +4,7 @@
 mod backups;
 mod certs;
 mod containers;
+mod ddns;
 mod images;
 mod peers;
 mod users;
@@ -158,6 +159,11 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             backups::restore(&state, file, *dry_run, *include_data, passphrase, docker_socket, out)?
         }
         Command::Backups => backups::list(&state, out)?,
+        Command::Ddns(command) => {
+            if !ddns::run(&state, command, out)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Activate { docker, health_timeout } => {
             if !containers::activate(&state, docker, *health_timeout, out)? {
                 return Ok(ExitCode::FAILURE);

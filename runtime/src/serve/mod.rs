@@ -8,6 +8,7 @@ mod certs;
 mod config;
 mod containers;
 mod device;
+mod domain;
 mod error;
 mod events;
 mod generations;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub device: Arc<device::Device>,
     /// The firewall was loaded without its published ports, which wait for the proxy.
     pub ports_held: Arc<std::sync::atomic::AtomicBool>,
+    /// Wakes the dynamic DNS client after a change (its config or credential).
+    pub ddns_wake: Arc<tokio::sync::Notify>,
 }
 
 /// How `pic serve` runs.
@@ -102,6 +105,7 @@ impl AppState {
             webui: None,
             device: Arc::new(device::Device::new(None)),
             ports_held: Arc::default(),
+            ddns_wake: Arc::default(),
         }
     }
 
@@ -147,6 +151,8 @@ impl AppState {
         if let Some(wireguard) = self.wireguard.clone() {
             self.activate_service("wireguard", move |state| wireguard.apply(state)).await;
         }
+        // A changed domain (or anything else) is for the dynamic DNS client to compare.
+        self.ddns_wake.notify_one();
     }
 
     /// Runs one service's activation off the executor and reports each step to `/api/events`.
@@ -216,6 +222,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backups::download))
         .routes(routes!(backups::upload))
         .routes(routes!(backups::restore))
+        .routes(routes!(domain::get))
+        .routes(routes!(domain::set_credential))
+        .routes(routes!(domain::update))
 }
 
 #[derive(OpenApi)]
@@ -416,7 +425,8 @@ async fn start(app: AppState) -> anyhow::Result<()> {
         }
         containers::monitor(starting).await;
     });
-    tokio::spawn(expire_peers(app));
+    tokio::spawn(expire_peers(app.clone()));
+    tokio::spawn(domain::run(app));
     Ok(())
 }
 

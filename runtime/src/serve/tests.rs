@@ -957,3 +957,58 @@ async fn a_blocked_device_says_why_and_refuses_setup() {
     assert_eq!(reply.body["error"]["code"], "device_blocked");
     assert!(!api.app.state.desired_config_path().exists(), "a blocked setup wrote the config");
 }
+
+#[tokio::test]
+async fn the_domain_and_its_ddns_credential() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
+    assert_eq!(reply.body, json!({"mode": "local", "name": "home.cell"}));
+    // No credential outside ddns mode.
+    let reply = api.call(&admin, Method::PUT, "/api/domain/credential", Some(json!({"credential": "x"}))).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+
+    // Into ddns mode with DuckDNS (through the config, as the web UI does).
+    let state = api.app.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.cell.domain = serde_json::from_value(json!({"mode": "ddns", "provider": "duckdns",
+                    "name": "mycell.duckdns.org", "acme_email": "owner@example.org"}))
+                .unwrap();
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "test").unwrap();
+    })
+    .await
+    .unwrap();
+    let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
+    assert_eq!(
+        (&reply.body["provider"], &reply.body["credential_set"]),
+        (&json!("duckdns"), &json!(false)),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["ddns"]["updates"], 0);
+
+    let bad = api.call(&admin, Method::PUT, "/api/domain/credential", Some(json!({"credential": "not-a-token"}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(bad.body["error"]["details"][0]["path"], "credential", "{}", bad.body);
+    assert!(api.app.state.secrets().ddns_credential(pic_builder::config::DdnsProvider::Duckdns).unwrap().is_none());
+    let token = "a7c4d0ad-114e-40ef-ba1d-d217904a50f2";
+    let good = api.call(&admin, Method::PUT, "/api/domain/credential", Some(json!({"credential": token}))).await;
+    assert_eq!(good.status, StatusCode::OK, "{}", good.body);
+    let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
+    assert_eq!(reply.body["credential_set"], true);
+    // The token is in secrets/ only: not in the config, a generation or the store.
+    let found = std::process::Command::new("grep").args(["-rl", token]).arg(api.app.state.root()).output().unwrap();
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(found.lines().all(|f| f.contains("/secrets/ddns/")), "the token is outside secrets/: {found}");
+    // A peer may not see or change it.
+    api.add_peer_user().await;
+    let peer = api.login("bob", PEER_PASSWORD).await;
+    assert_eq!(api.call(&peer, Method::GET, "/api/domain", None).await.status, StatusCode::FORBIDDEN);
+}

@@ -1,0 +1,107 @@
+//! `/api/domain`: how the cell is reached from the internet: the domain mode and, in `ddns`
+//! mode, the provider's status (what was published, when, the last error), its credential, and
+//! an update now (the web UI's "test credentials").
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use pic_builder::config::Domain;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::{ApiError, ErrorBody, blocking};
+use crate::ddns;
+
+#[utoipa::path(get, path = "/api/domain", tag = "domain", responses((status = 200, description = "the domain mode and name; in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped)", body = Object), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let state = app.state.clone();
+    blocking(move || {
+        let config = state.desired_config()?.ok_or_else(|| ApiError::internal("no desired config"))?;
+        Ok(Json(match &config.cell.domain {
+            Domain::Local => json!({"mode": "local", "name": format!("{}.cell", config.cell.name)}),
+            Domain::Public { name, .. } => json!({"mode": "public", "name": name}),
+            Domain::Ddns { provider, name, .. } => json!({
+                "mode": "ddns",
+                "name": name,
+                "provider": provider,
+                "credential_set": state.secrets().ddns_credential(*provider)?.is_some(),
+                "ddns": ddns::status(&state).map_err(ApiError::internal)?,
+            }),
+        }))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The provider's API token, token or password.
+    credential: String,
+}
+
+#[utoipa::path(put, path = "/api/domain/credential", tag = "domain", request_body = Credential, responses((status = 200, description = "kept in secrets/ddns/; the next cycle uses it (and a stop is lifted)", body = Object), (status = 409, description = "the domain mode is not ddns", body = ErrorBody), (status = 422, description = "not this provider's kind of credential (field `credential`)", body = ErrorBody)))]
+pub async fn set_credential(
+    State(app): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<Credential>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let state = app.state.clone();
+    let provider = blocking(move || {
+        let config = state.desired_config()?.ok_or_else(|| ApiError::internal("no desired config"))?;
+        let Domain::Ddns { provider, .. } = config.cell.domain else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "not_ddns",
+                "the domain mode is not ddns: choose a provider first",
+            ));
+        };
+        state.secrets().set_ddns_credential(provider, &body.credential)?;
+        Ok(provider)
+    })
+    .await?;
+    app.ddns_wake.notify_one();
+    Ok(Json(json!({"provider": provider, "kept": true})))
+}
+
+#[utoipa::path(post, path = "/api/domain/update", tag = "domain", responses((status = 200, description = "one cycle now, sending an update even without a change: `result` is published, current, held (with `reason`: no credential, stopped, waiting) or failed (with the provider's `reason`)", body = Object), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn update(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let http = ddns::Http::new().map_err(ApiError::internal)?;
+    let cycle = ddns::cycle(&app.state, &http, jiff::Timestamp::now(), true).await.map_err(ApiError::internal)?;
+    app.emit(json!({"step": "ddns", "result": cycle}));
+    Ok(Json(serde_json::to_value(&cycle).map_err(ApiError::internal)?))
+}
+
+/// The client under `pic serve`: a cycle every `interval_seconds` (five minutes by default), and
+/// one at once after a change of the config or the credential.
+pub async fn run(app: AppState) {
+    let http = match ddns::Http::new() {
+        Ok(http) => http,
+        Err(error) => return tracing::error!(error = %format!("{error:#}"), "no dynamic DNS client"),
+    };
+    loop {
+        let state = app.state.clone();
+        let interval = tokio::task::spawn_blocking(move || ddns::Settings::load(&state))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map(|s| s.interval);
+        if interval.is_some() {
+            match ddns::cycle(&app.state, &http, jiff::Timestamp::now(), false).await {
+                Ok(cycle @ (ddns::Cycle::Published { .. } | ddns::Cycle::Failed { .. })) => {
+                    app.emit(json!({"step": "ddns", "result": cycle}));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %format!("{error:#}"), "the dynamic DNS cycle failed"),
+            }
+        }
+        let wait = interval.unwrap_or(std::time::Duration::from_secs(300));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = app.ddns_wake.notified() => {}
+        }
+    }
+}
