@@ -239,13 +239,30 @@ struct ApiDoc;
 
 /// The OpenAPI document of the API (committed as `runtime/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    named_uniquely(api_routes().into_openapi())
+}
+
+/// Every operation's id is `<tag>_<handler>` (`peers_list`, `backups_list`): handlers of
+/// different routes share names, and clients generated from the document key operations by id.
+fn named_uniquely(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default();
+            if let Some(id) = &operation.operation_id
+                && !id.starts_with(&format!("{tag}_"))
+            {
+                operation.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
+    }
+    doc
 }
 
 /// Every route, behind the gate (setup, session, CSRF).
 pub fn router(app: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(named_uniquely(doc));
     let routes = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))

@@ -1012,3 +1012,17 @@ async fn the_domain_and_its_ddns_credential() {
     let peer = api.login("bob", PEER_PASSWORD).await;
     assert_eq!(api.call(&peer, Method::GET, "/api/domain", None).await.status, StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn every_operation_has_its_own_id() {
+    let doc = serde_json::to_value(super::openapi()).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_default().to_owned();
+            if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                panic!("{id} names both {other} and {method} {path}");
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["login"];
+        post: operations["auth_login"];
         delete?: never;
         options?: never;
         head?: never;
@@ -29,7 +29,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["logout"];
+        post: operations["auth_logout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -43,7 +43,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["me"];
+        get: operations["auth_me"];
         put?: never;
         post?: never;
         delete?: never;
@@ -59,9 +59,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["backups_list"];
         put?: never;
-        post: operations["create"];
+        post: operations["backups_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -77,7 +77,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["upload"];
+        post: operations["backups_upload"];
         delete?: never;
         options?: never;
         head?: never;
@@ -91,7 +91,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["download"];
+        get: operations["backups_download"];
         put?: never;
         post?: never;
         delete?: never;
@@ -109,7 +109,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["restore"];
+        post: operations["backups_restore"];
         delete?: never;
         options?: never;
         head?: never;
@@ -123,7 +123,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["ca"];
+        get: operations["certificates_ca"];
         put?: never;
         post?: never;
         delete?: never;
@@ -139,7 +139,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["certificates_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -157,7 +157,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["revoke"];
+        post: operations["certificates_revoke"];
         delete?: never;
         options?: never;
         head?: never;
@@ -171,8 +171,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["get"];
-        put: operations["put"];
+        get: operations["config_get"];
+        put: operations["config_put"];
         post?: never;
         delete?: never;
         options?: never;
@@ -187,7 +187,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["containers_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -203,7 +203,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["logs"];
+        get: operations["containers_logs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -221,7 +221,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["act"];
+        post: operations["containers_act"];
         delete?: never;
         options?: never;
         head?: never;
@@ -235,7 +235,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["get"];
+        get: operations["domain_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -252,7 +252,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        put: operations["set_credential"];
+        put: operations["domain_set_credential"];
         post?: never;
         delete?: never;
         options?: never;
@@ -269,7 +269,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["update"];
+        post: operations["domain_update"];
         delete?: never;
         options?: never;
         head?: never;
@@ -283,7 +283,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["stream"];
+        get: operations["events_stream"];
         put?: never;
         post?: never;
         delete?: never;
@@ -299,7 +299,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["generations_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -315,7 +315,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["diff"];
+        get: operations["generations_diff"];
         put?: never;
         post?: never;
         delete?: never;
@@ -331,7 +331,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["one"];
+        get: operations["generations_one"];
         put?: never;
         post?: never;
         delete?: never;
@@ -349,7 +349,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["switch"];
+        post: operations["generations_switch"];
         delete?: never;
         options?: never;
         head?: never;
@@ -363,7 +363,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["images"];
+        get: operations["containers_images"];
         put?: never;
         post?: never;
         delete?: never;
@@ -381,7 +381,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["pull"];
+        post: operations["containers_pull"];
         delete?: never;
         options?: never;
         head?: never;
@@ -395,7 +395,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["search"];
+        get: operations["logs_search"];
         put?: never;
         post?: never;
         delete?: never;
@@ -411,9 +411,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["peers_list"];
         put?: never;
-        post: operations["create"];
+        post: operations["peers_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -427,13 +427,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["one"];
+        get: operations["peers_one"];
         put?: never;
         post?: never;
-        delete: operations["delete"];
+        delete: operations["peers_delete"];
         options?: never;
         head?: never;
-        patch: operations["update"];
+        patch: operations["peers_update"];
         trace?: never;
     };
     "/api/peers/{name}/config": {
@@ -443,7 +443,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["config"];
+        get: operations["peers_config"];
         put?: never;
         post?: never;
         delete?: never;
@@ -459,7 +459,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["qr"];
+        get: operations["peers_qr"];
         put?: never;
         post?: never;
         delete?: never;
@@ -477,7 +477,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["rollback"];
+        post: operations["generations_rollback"];
         delete?: never;
         options?: never;
         head?: never;
@@ -495,7 +495,7 @@ export interface paths {
          * Each service of the current generation with its store path. (Its running state comes with
          *     activation.)
          */
-        get: operations["services"];
+        get: operations["generations_services"];
         put?: never;
         post?: never;
         delete?: never;
@@ -513,7 +513,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["setup"];
+        post: operations["setup_setup"];
         delete?: never;
         options?: never;
         head?: never;
@@ -527,7 +527,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["status"];
+        get: operations["setup_status"];
         put?: never;
         post?: never;
         delete?: never;
@@ -543,7 +543,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["users_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -561,7 +561,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["set_password"];
+        post: operations["users_set_password"];
         delete?: never;
         options?: never;
         head?: never;
@@ -575,7 +575,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["volumes"];
+        get: operations["containers_volumes"];
         put?: never;
         post?: never;
         delete?: never;
@@ -703,7 +703,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    login: {
+    auth_login: {
         parameters: {
             query?: never;
             header?: never;
@@ -745,7 +745,7 @@ export interface operations {
             };
         };
     };
-    logout: {
+    auth_logout: {
         parameters: {
             query?: never;
             header?: never;
@@ -772,7 +772,7 @@ export interface operations {
             };
         };
     };
-    me: {
+    auth_me: {
         parameters: {
             query?: never;
             header?: never;
@@ -801,7 +801,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    backups_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -839,7 +839,7 @@ export interface operations {
             };
         };
     };
-    create: {
+    backups_create: {
         parameters: {
             query?: never;
             header?: never;
@@ -890,7 +890,7 @@ export interface operations {
             };
         };
     };
-    upload: {
+    backups_upload: {
         parameters: {
             query?: never;
             header?: never;
@@ -951,7 +951,7 @@ export interface operations {
             };
         };
     };
-    download: {
+    backups_download: {
         parameters: {
             query?: never;
             header?: never;
@@ -1001,7 +1001,7 @@ export interface operations {
             };
         };
     };
-    restore: {
+    backups_restore: {
         parameters: {
             query?: never;
             header?: never;
@@ -1073,7 +1073,7 @@ export interface operations {
             };
         };
     };
-    ca: {
+    certificates_ca: {
         parameters: {
             query?: never;
             header?: never;
@@ -1102,7 +1102,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    certificates_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -1140,7 +1140,7 @@ export interface operations {
             };
         };
     };
-    revoke: {
+    certificates_revoke: {
         parameters: {
             query?: never;
             header?: never;
@@ -1181,7 +1181,7 @@ export interface operations {
             };
         };
     };
-    get: {
+    config_get: {
         parameters: {
             query?: never;
             header?: never;
@@ -1219,7 +1219,7 @@ export interface operations {
             };
         };
     };
-    put: {
+    config_put: {
         parameters: {
             query?: never;
             header: {
@@ -1292,7 +1292,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    containers_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -1339,7 +1339,7 @@ export interface operations {
             };
         };
     };
-    logs: {
+    containers_logs: {
         parameters: {
             query?: {
                 /** @description Lines from the end (default 100). */
@@ -1385,7 +1385,7 @@ export interface operations {
             };
         };
     };
-    act: {
+    containers_act: {
         parameters: {
             query?: never;
             header?: never;
@@ -1437,7 +1437,7 @@ export interface operations {
             };
         };
     };
-    get: {
+    domain_get: {
         parameters: {
             query?: never;
             header?: never;
@@ -1466,7 +1466,7 @@ export interface operations {
             };
         };
     };
-    set_credential: {
+    domain_set_credential: {
         parameters: {
             query?: never;
             header?: never;
@@ -1508,7 +1508,7 @@ export interface operations {
             };
         };
     };
-    update: {
+    domain_update: {
         parameters: {
             query?: never;
             header?: never;
@@ -1537,7 +1537,7 @@ export interface operations {
             };
         };
     };
-    stream: {
+    events_stream: {
         parameters: {
             query?: never;
             header?: never;
@@ -1566,7 +1566,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    generations_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -1604,7 +1604,7 @@ export interface operations {
             };
         };
     };
-    diff: {
+    generations_diff: {
         parameters: {
             query?: never;
             header?: never;
@@ -1656,7 +1656,7 @@ export interface operations {
             };
         };
     };
-    one: {
+    generations_one: {
         parameters: {
             query?: never;
             header?: never;
@@ -1706,7 +1706,7 @@ export interface operations {
             };
         };
     };
-    switch: {
+    generations_switch: {
         parameters: {
             query?: never;
             header?: never;
@@ -1756,7 +1756,7 @@ export interface operations {
             };
         };
     };
-    images: {
+    containers_images: {
         parameters: {
             query?: never;
             header?: never;
@@ -1785,7 +1785,7 @@ export interface operations {
             };
         };
     };
-    pull: {
+    containers_pull: {
         parameters: {
             query?: never;
             header?: never;
@@ -1836,7 +1836,7 @@ export interface operations {
             };
         };
     };
-    search: {
+    logs_search: {
         parameters: {
             query?: {
                 /** @description `api`, or a service of the catalog. */
@@ -1894,7 +1894,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    peers_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -1923,7 +1923,7 @@ export interface operations {
             };
         };
     };
-    create: {
+    peers_create: {
         parameters: {
             query?: never;
             header?: never;
@@ -1974,7 +1974,7 @@ export interface operations {
             };
         };
     };
-    one: {
+    peers_one: {
         parameters: {
             query?: never;
             header?: never;
@@ -2005,7 +2005,7 @@ export interface operations {
             };
         };
     };
-    delete: {
+    peers_delete: {
         parameters: {
             query?: never;
             header?: never;
@@ -2054,7 +2054,7 @@ export interface operations {
             };
         };
     };
-    update: {
+    peers_update: {
         parameters: {
             query?: never;
             header?: never;
@@ -2107,7 +2107,7 @@ export interface operations {
             };
         };
     };
-    config: {
+    peers_config: {
         parameters: {
             query?: never;
             header?: never;
@@ -2138,7 +2138,7 @@ export interface operations {
             };
         };
     };
-    qr: {
+    peers_qr: {
         parameters: {
             query?: never;
             header?: never;
@@ -2169,7 +2169,7 @@ export interface operations {
             };
         };
     };
-    rollback: {
+    generations_rollback: {
         parameters: {
             query?: never;
             header?: never;
@@ -2216,7 +2216,7 @@ export interface operations {
             };
         };
     };
-    services: {
+    generations_services: {
         parameters: {
             query?: never;
             header?: never;
@@ -2254,7 +2254,7 @@ export interface operations {
             };
         };
     };
-    setup: {
+    setup_setup: {
         parameters: {
             query?: never;
             header?: never;
@@ -2296,7 +2296,7 @@ export interface operations {
             };
         };
     };
-    status: {
+    setup_status: {
         parameters: {
             query?: never;
             header?: never;
@@ -2316,7 +2316,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    users_list: {
         parameters: {
             query?: never;
             header?: never;
@@ -2354,7 +2354,7 @@ export interface operations {
             };
         };
     };
-    set_password: {
+    users_set_password: {
         parameters: {
             query?: never;
             header?: never;
@@ -2408,7 +2408,7 @@ export interface operations {
             };
         };
     };
-    volumes: {
+    containers_volumes: {
         parameters: {
             query?: never;
             header?: never;

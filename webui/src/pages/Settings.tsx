@@ -1,8 +1,10 @@
-// Settings: the cell's identity, and your password (an admin also sets other users').
+// Settings: the cell's identity, its domain (how it is reached from the internet), and your
+// password (an admin also sets other users').
 import { useEffect, useState } from "react";
 import { api, errorMessage } from "../api/client";
 import { changeConfig, loadConfig } from "../config";
 import { useSession } from "../session";
+import { DomainSection } from "./Domain";
 import { Field } from "./Setup";
 
 export function SettingsPage() {
@@ -70,6 +72,7 @@ export function SettingsPage() {
           <p role="status">{identityMessage}</p>
         </form>
       )}
+      {session?.role === "admin" && <DomainSection />}
       <form onSubmit={submit} className="narrow">
         <h2>Password</h2>
         {session?.role === "admin" && (
