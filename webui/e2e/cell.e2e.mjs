@@ -144,8 +144,26 @@ try {
   }
   // A bad time zone is refused next to its field, and nothing changes.
   await page.getByLabel("Time zone").fill("Mars/Olympus_Mons");
-  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.locator("form", { has: page.getByLabel("Time zone") }).getByRole("button", { name: "Save", exact: true }).click();
   await page.locator("#identity_timezone-error").waitFor();
+  // The domain: DuckDNS with a name outside duckdns.org is refused at the name; a right one is a
+  // new generation; a malformed token is refused at its field (no credential is kept, so the
+  // DDNS client sends nothing anywhere).
+  const domainForm = page.locator("form", { has: page.getByLabel("How the cell is reached") });
+  await page.getByLabel("How the cell is reached").selectOption("ddns");
+  await page.getByLabel("Provider").selectOption("duckdns");
+  await page.getByLabel("Name", { exact: true }).fill("mycell.example.org");
+  await page.getByLabel(/Your mail address/).fill("owner@example.org");
+  await domainForm.getByRole("button", { name: "Save", exact: true }).click();
+  await page.locator("#domain_name-error").waitFor();
+  await page.getByLabel("Name", { exact: true }).fill("mycell.duckdns.org");
+  await domainForm.getByRole("button", { name: "Save", exact: true }).click();
+  await domainForm.getByText(/Saved\. Generation \d+ is current/).waitFor();
+  await page.getByLabel("DuckDNS token").fill("not-a-token");
+  await page.getByRole("button", { name: "Save and test" }).click();
+  await page.locator("#domain_credential-error").waitFor();
+  await shot("settings-domain");
+  assert.equal((await page.evaluate(() => fetch("/api/domain").then((r) => r.json()))).credential_set, false);
   // The CA certificate is there to download.
   assert.match(await page.evaluate(() => fetch("/api/ca.crt").then((r) => r.text())), /BEGIN CERTIFICATE/);
 
