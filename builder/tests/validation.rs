@@ -33,6 +33,10 @@ const CASES: &[(&str, &str, Mutation)] = &[
         c["cell"]["domain"] =
             json!({"mode": "ddns", "provider": "duckdns", "name": "me.duckdns.org", "acme_email": "nobody"})
     }),
+    ("acme directory not a url", "cell.domain.acme_ca", |c| {
+        c["cell"]["domain"] = json!({"mode": "public", "name": "cell.example.org", "acme_email": "a@example.org",
+            "acme_ca": "https://acme.example.org/dir; rm -rf"})
+    }),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
     ("unknown ddns provider", "cell.domain", |c| {
         c["cell"]["domain"] =

@@ -98,6 +98,10 @@ pub enum Domain {
         name: String,
         /// Contact address given to the ACME CA.
         acme_email: String,
+        /// The ACME CA's directory, when not Let's Encrypt's (e.g. its staging directory while
+        /// trying things out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acme_ca: Option<String>,
     },
     /// A name kept pointing at the cell's public address by a dynamic DNS provider. The
     /// provider's token or password is not part of the config: `pic ddns credential` (or the web
@@ -107,6 +111,9 @@ pub enum Domain {
         #[schemars(regex(pattern = HOSTNAME_PATTERN))]
         name: String,
         acme_email: String,
+        /// The ACME CA's directory, when not Let's Encrypt's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acme_ca: Option<String>,
         /// The provider's API, when not its public one: required for `dyndns2`, and for
         /// `pic_ngo` when its service moves (default `https://ddns.pic.ngo`).
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -87,9 +87,10 @@ pub fn is_interface_name(s: &str) -> bool {
 }
 
 /// The text of a URL a client calls: printable ASCII without whitespace, quotes, backslashes,
-/// braces or `#`, at most 2048 characters (the URL's own syntax is checked by `url`).
+/// braces, `;` or `#` (so that it may reach a rendered file), at most 2048 characters (the URL's
+/// own syntax is checked by `url`).
 pub fn is_url_text(s: &str) -> bool {
-    s.len() <= 2048 && s.bytes().all(|c| (0x21..0x7f).contains(&c) && !b"\"'\\{}#`<>|^".contains(&c))
+    s.len() <= 2048 && s.bytes().all(|c| (0x21..0x7f).contains(&c) && !b"\"'\\{};#`<>|^".contains(&c))
 }
 
 #[cfg(test)]

@@ -132,7 +132,10 @@ impl<'a> Validator<'a> {
         self.label("cell.name", &id.name);
         match &id.domain {
             Domain::Local => {}
-            Domain::Public { name, acme_email } | Domain::Ddns { name, acme_email, .. } => {
+            Domain::Public { name, acme_email, acme_ca } | Domain::Ddns { name, acme_email, acme_ca, .. } => {
+                if let Some(url) = acme_ca {
+                    self.url("cell.domain.acme_ca", url);
+                }
                 self.hostname("cell.domain.name", name);
                 if !name.contains('.') && syntax::is_hostname(name) {
                     self.err(

@@ -71,6 +71,8 @@ pub struct CellView {
     pub domain_mode: &'static str,
     /// Contact for the ACME CA; empty in local mode (certificates come from the cell CA).
     pub acme_email: String,
+    /// The ACME CA's directory when the config names one (else Caddy's default).
+    pub acme_ca: Option<String>,
     pub timezone: String,
 }
 
@@ -164,10 +166,10 @@ impl Context {
     pub fn new(config: &ValidConfig, keys: &PublicKeys) -> Context {
         let domain = config.domain();
         let fqdn = |name: &str| format!("{name}.{domain}");
-        let (domain_mode, acme_email) = match &config.cell.domain {
-            Domain::Local => ("local", String::new()),
-            Domain::Public { acme_email, .. } => ("public", acme_email.clone()),
-            Domain::Ddns { acme_email, .. } => ("ddns", acme_email.clone()),
+        let (domain_mode, acme_email, acme_ca) = match &config.cell.domain {
+            Domain::Local => ("local", String::new(), None),
+            Domain::Public { acme_email, acme_ca, .. } => ("public", acme_email.clone(), acme_ca.clone()),
+            Domain::Ddns { acme_email, acme_ca, .. } => ("ddns", acme_email.clone(), acme_ca.clone()),
         };
 
         let services: BTreeMap<_, _> = CATALOG
@@ -225,6 +227,7 @@ impl Context {
                 domain: domain.clone(),
                 domain_mode,
                 acme_email,
+                acme_ca,
                 timezone: config.cell.timezone.clone(),
             },
             network: NetworkView { subnet: config.network.subnet.to_string(), gateway: config.gateway().to_string() },

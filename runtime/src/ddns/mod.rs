@@ -47,8 +47,9 @@ impl Settings {
     /// The settings of the desired config, when its domain mode is `ddns`.
     pub fn load(state: &State) -> Result<Option<Settings>> {
         let Some(config) = state.desired_config().context("reading the desired config")? else { return Ok(None) };
-        let Domain::Ddns { provider, name, acme_email, server, username, zone, address, ipv6, interval_seconds } =
-            &config.cell.domain
+        let Domain::Ddns {
+            provider, name, acme_email, server, username, zone, address, ipv6, interval_seconds, ..
+        } = &config.cell.domain
         else {
             return Ok(None);
         };
