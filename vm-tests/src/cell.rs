@@ -176,9 +176,10 @@ pub fn port_80_until_the_web_ui(cell: &mut Machine, limit: Duration) -> Result<(
                 );
             }
         }
+        cell.check_alive()?;
         ensure!(
             Instant::now() < deadline,
-            "no wizard on port 80 within {FIRST_BOOT_WIZARD:?}; seen: {seen:#?}\n{}",
+            "no web UI on port 80 within {limit:?}; seen: {seen:#?}\n{}",
             cell.console_tail(40)
         );
         std::thread::sleep(Duration::from_millis(500));

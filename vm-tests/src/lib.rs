@@ -455,6 +455,8 @@ impl Machine {
     /// Powers off cleanly and waits for QEMU to exit.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         self.step("shutdown");
+        // The agent may not have been asked anything in this boot yet.
+        self.connect_agent(timeout)?;
         if let Some(agent) = self.agent.as_mut() {
             let _ = agent.get_mut().write_all(b"systemctl poweroff\n");
         }
@@ -556,7 +558,16 @@ impl Machine {
             self.qemu = None;
             return self.fail_step(&format!("QEMU exited ({status}): {stderr}"));
         }
+        // A guest whose kernel panicked never answers again: say so now, not at the timeout.
+        if self.console().contains("Kernel panic - not syncing") {
+            return self.fail_step("the guest's kernel panicked");
+        }
         Ok(())
+    }
+
+    /// Fails at once when QEMU exited or the guest's kernel panicked (for a caller's own waits).
+    pub fn check_alive(&mut self) -> Result<()> {
+        self.check_running()
     }
 
     fn step(&mut self, what: &str) {
