@@ -11,23 +11,31 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Admin;
+use super::domain_certs;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::ddns;
 
-#[utoipa::path(get, path = "/api/domain", tag = "domain", responses((status = 200, description = "the domain mode and name; in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped)", body = Object), (status = 403, description = "not an admin", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/domain", tag = "domain", responses((status = 200, description = "the domain mode and name, the certificates its names are served with (names, issuer, expiry: the cell CA's, or those Caddy got from the ACME CA); in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped)", body = Object), (status = 403, description = "not an admin", body = ErrorBody)))]
 pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
     let state = app.state.clone();
     blocking(move || {
         let config = state.desired_config()?.ok_or_else(|| ApiError::internal("no desired config"))?;
         Ok(Json(match &config.cell.domain {
-            Domain::Local => json!({"mode": "local", "name": format!("{}.cell", config.cell.name)}),
-            Domain::Public { name, .. } => json!({"mode": "public", "name": name}),
+            Domain::Local => json!({
+                "mode": "local",
+                "name": format!("{}.cell", config.cell.name),
+                "certificates": domain_certs::from_cell_ca(&state).map_err(ApiError::internal)?,
+            }),
+            Domain::Public { name, .. } => {
+                json!({"mode": "public", "name": name, "certificates": domain_certs::from_caddy(&state)})
+            }
             Domain::Ddns { provider, name, .. } => json!({
                 "mode": "ddns",
                 "name": name,
                 "provider": provider,
                 "credential_set": state.secrets().ddns_credential(*provider)?.is_some(),
                 "ddns": ddns::status(&state).map_err(ApiError::internal)?,
+                "certificates": domain_certs::from_caddy(&state),
             }),
         }))
     })

@@ -9,6 +9,7 @@ mod config;
 mod containers;
 mod device;
 mod domain;
+mod domain_certs;
 mod error;
 mod events;
 mod generations;

@@ -964,7 +964,15 @@ async fn the_domain_and_its_ddns_credential() {
     api.setup().await;
     let admin = api.login("admin", ADMIN_PASSWORD).await;
     let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
-    assert_eq!(reply.body, json!({"mode": "local", "name": "home.cell"}));
+    assert_eq!((&reply.body["mode"], &reply.body["name"]), (&json!("local"), &json!("home.cell")));
+    // Local mode: the cell CA's certificates, one per name (the web UI's among them).
+    let certificates = reply.body["certificates"].as_array().unwrap();
+    assert!(
+        certificates
+            .iter()
+            .any(|c| c["names"] == json!(["home.cell", "pic.home.cell"]) && c["issuer"] == "the cell CA"),
+        "{certificates:?}"
+    );
     // No credential outside ddns mode.
     let reply = api.call(&admin, Method::PUT, "/api/domain/credential", Some(json!({"credential": "x"}))).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
@@ -1025,4 +1033,56 @@ fn every_operation_has_its_own_id() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn in_public_mode_the_domain_lists_the_certificates_caddy_got() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let state = api.app.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.cell.domain = serde_json::from_value(
+                    json!({"mode": "public", "name": "cell.example.org", "acme_email": "owner@example.org"}),
+                )
+                .unwrap();
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "test").unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(api.call(&admin, Method::GET, "/api/domain", None).await.body["certificates"], json!([]));
+    // Where Caddy keeps what the ACME CA issued (`storage file_system /srv/caddy` in the proxy).
+    let mut params =
+        rcgen::CertificateParams::new(vec!["pic.cell.example.org".into(), "cell.example.org".into()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2027, 2, 28);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "pic.cell.example.org");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issuer_key = rcgen::KeyPair::generate().unwrap();
+    let mut issuer_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    issuer_params.distinguished_name.push(rcgen::DnType::CommonName, "(STAGING) Pseudo Plum E5");
+    issuer_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::new(issuer_params, issuer_key);
+    let leaf = params.signed_by(&key, &issuer).unwrap();
+    let dir = api
+        .app
+        .state
+        .root()
+        .join("data/proxy/caddy/certificates/acme-staging-v02.api.letsencrypt.org-directory/pic.cell.example.org");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pic.cell.example.org.crt"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("pic.cell.example.org.json"), "{}").unwrap();
+    let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
+    assert_eq!(
+        reply.body["certificates"],
+        json!([{"names": ["cell.example.org", "pic.cell.example.org"], "issuer": "(STAGING) Pseudo Plum E5",
+            "not_after": "2027-02-28T00:00:00Z"}]),
+        "{}",
+        reply.body
+    );
 }

@@ -1446,7 +1446,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the domain mode and name; in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped) */
+            /** @description the domain mode and name, the certificates its names are served with (names, issuer, expiry: the cell CA's, or those Caddy got from the ACME CA); in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped) */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -23,6 +23,7 @@ type Status = {
   name: string;
   provider?: string;
   credential_set?: boolean;
+  certificates?: { names: string[]; issuer: string; not_after: string }[];
   ddns?: {
     published: { ipv4: string | null; ipv6: string | null };
     last_check: string | null;
@@ -181,6 +182,22 @@ export function DomainSection() {
         <button type="submit">Save</button>
         <p role="status">{message}</p>
       </form>
+      {status && (
+        <section className="narrow" aria-labelledby="certificates-heading">
+          <h3 id="certificates-heading">Certificates</h3>
+          {status.certificates?.length ? (
+            <ul>
+              {status.certificates.map((c) => (
+                <li key={c.names.join(",")}>
+                  {c.names.join(", ")} — from {c.issuer}, valid until {new Date(c.not_after).toLocaleDateString()}
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <p>None yet{status.mode === "local" ? "." : ": the certificate authority is asked once the name reaches the cell."}</p>
+          )}
+        </section>
+      )}
       {status?.mode === "ddns" && (
         <form onSubmit={test} className="narrow">
           <h3>{CREDENTIAL_LABEL[status.provider ?? ""] ?? "Credential"}</h3>
