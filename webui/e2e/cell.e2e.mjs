@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launchChromium, waitForServer } from "./server.mjs";
 
 const here = resolve(import.meta.dirname, "..");
 const pic = process.env.PIC_BIN ?? resolve(here, "../target/debug/pic");
@@ -23,31 +23,11 @@ const server = spawn(pic, ["--state", state, "serve", "--listen", `127.0.0.1:${p
 /** `pic --state <state> ARGS` beside the server (the CLI and the API share the state directory). */
 const cli = (args, input = "") => execFileSync(pic, ["--state", state, ...args], { input, stdio: ["pipe", "ignore", "inherit"] });
 
-/** Waits for `pic serve` to answer: a debug build's start on a busy machine takes well under 30 s. */
-async function waitForServer() {
-  const limit = 30_000;
-  const started = Date.now();
-  let seen = "nothing yet";
-  while (Date.now() - started < limit) {
-    try {
-      const response = await fetch(`${base}/health`);
-      if (response.ok) return;
-      seen = `HTTP ${response.status}`;
-    } catch (error) {
-      seen = String(error.cause?.code ?? error);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`pic serve did not answer ${base}/health within ${limit / 1000} s; last: ${seen}`);
-}
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
-  await waitForServer();
+  await waitForServer(base);
   const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
   page.on("dialog", (dialog) => dialog.accept());
   const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });

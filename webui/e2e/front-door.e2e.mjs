@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launchChromium, waitForServer } from "./server.mjs";
 
 if (process.getuid() !== 0) throw new Error("the front door's end-to-end test mounts a tmpfs: run it as root");
 const here = resolve(import.meta.dirname, "..");
@@ -24,31 +24,11 @@ const server = spawn(pic, ["--state", join(disk, "state"), "serve", "--listen", 
   "--front-door", `127.0.0.1:${frontDoor}`, "--wireguard", "off", "--no-containers", "--webui", join(here, "dist")],
   { stdio: ["ignore", "ignore", "inherit"] });
 
-/** Waits for the front door to answer anything: a debug build's start takes well under 30 s. */
-async function waitForServer() {
-  const limit = 30_000;
-  const started = Date.now();
-  let seen = "nothing yet";
-  while (Date.now() - started < limit) {
-    try {
-      const response = await fetch(`${base}/health`);
-      if (response.ok) return;
-      seen = `HTTP ${response.status}`;
-    } catch (error) {
-      seen = String(error.cause?.code ?? error);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the front door did not answer ${base}/health within ${limit / 1000} s; last: ${seen}`);
-}
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
-  await waitForServer();
+  await waitForServer(base);
   const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
   const answer = await page.goto(base);
   assert.equal(answer.status(), 503, "the blocked device's page is a 503");

@@ -120,6 +120,23 @@ impl Api {
         Client { session: value("pic_session"), csrf: value("csrf_token"), send_csrf: true }
     }
 
+    /// Switches the cell to `domain` (`cell.domain` of the config), as a config change does.
+    async fn set_domain(&self, domain: Value) {
+        let state = self.app.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let writer = state.writer().unwrap();
+            let config = writer
+                .desired_with(|c| {
+                    c.cell.domain = serde_json::from_value(domain).unwrap();
+                    Ok(())
+                })
+                .unwrap();
+            writer.build_and_switch(&config, "test").unwrap();
+        })
+        .await
+        .unwrap();
+    }
+
     /// A user with role peer, added to the config directly.
     async fn add_peer_user(&self) {
         let state = self.app.state.clone();
@@ -977,22 +994,10 @@ async fn the_domain_and_its_ddns_credential() {
     let reply = api.call(&admin, Method::PUT, "/api/domain/credential", Some(json!({"credential": "x"}))).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
 
-    // Into ddns mode with DuckDNS (through the config, as the web UI does).
-    let state = api.app.state.clone();
-    tokio::task::spawn_blocking(move || {
-        let writer = state.writer().unwrap();
-        let config = writer
-            .desired_with(|c| {
-                c.cell.domain = serde_json::from_value(json!({"mode": "ddns", "provider": "duckdns",
-                    "name": "mycell.duckdns.org", "acme_email": "owner@example.org"}))
-                .unwrap();
-                Ok(())
-            })
-            .unwrap();
-        writer.build_and_switch(&config, "test").unwrap();
-    })
-    .await
-    .unwrap();
+    // Into ddns mode with DuckDNS.
+    api.set_domain(json!({"mode": "ddns", "provider": "duckdns", "name": "mycell.duckdns.org",
+        "acme_email": "owner@example.org"}))
+        .await;
     let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
     assert_eq!(
         (&reply.body["provider"], &reply.body["credential_set"]),
@@ -1040,22 +1045,7 @@ async fn in_public_mode_the_domain_lists_the_certificates_caddy_got() {
     let api = Api::new();
     api.setup().await;
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    let state = api.app.state.clone();
-    tokio::task::spawn_blocking(move || {
-        let writer = state.writer().unwrap();
-        let config = writer
-            .desired_with(|c| {
-                c.cell.domain = serde_json::from_value(
-                    json!({"mode": "public", "name": "cell.example.org", "acme_email": "owner@example.org"}),
-                )
-                .unwrap();
-                Ok(())
-            })
-            .unwrap();
-        writer.build_and_switch(&config, "test").unwrap();
-    })
-    .await
-    .unwrap();
+    api.set_domain(json!({"mode": "public", "name": "cell.example.org", "acme_email": "owner@example.org"})).await;
     assert_eq!(api.call(&admin, Method::GET, "/api/domain", None).await.body["certificates"], json!([]));
     // Where Caddy keeps what the ACME CA issued (`storage file_system /srv/caddy` in the proxy).
     let mut params =
