@@ -153,9 +153,10 @@ run-vm: image
 		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:8443-:443 \
 		-device virtio-net-pci,netdev=n0
 
-## The VM tests (tier 5): the disk image booted in QEMU and driven like NixOS tests.
+## The VM tests (tier 5): the disk image booted in QEMU and driven like NixOS tests. A failure's
+## message says what the guest showed; a backtrace would only push it out of a log's tail.
 vm-test: image
-	$(CARGO) test --locked -p pic-vm-tests -- --test-threads=1 --nocapture
+	RUST_BACKTRACE=0 $(CARGO) test --locked -p pic-vm-tests -- --test-threads=1 --nocapture
 
 ## Regenerate the committed OpenAPI document of the HTTP API from the handlers.
 openapi:

@@ -37,6 +37,10 @@ const CASES: &[(&str, &str, Mutation)] = &[
         c["cell"]["domain"] = json!({"mode": "public", "name": "cell.example.org", "acme_email": "a@example.org",
             "acme_ca": "https://acme.example.org/dir; rm -rf"})
     }),
+    ("acme root not a certificate", "cell.domain.acme_ca_root", |c| {
+        c["cell"]["domain"] = json!({"mode": "public", "name": "cell.example.org", "acme_email": "a@example.org",
+            "acme_ca_root": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n}"})
+    }),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
     ("unknown ddns provider", "cell.domain", |c| {
         c["cell"]["domain"] =

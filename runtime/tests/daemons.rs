@@ -118,7 +118,9 @@ fn cell_for(example: &str, users: &[&str]) -> Cell {
 fn every_daemon_accepts_what_is_rendered_for_every_example() {
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (example, users) in [("cell.json", &["alice", "bob"][..]), ("public.json", &["carol"][..])] {
+    let examples =
+        [("cell.json", &["alice", "bob"][..]), ("public.json", &["carol"][..]), ("ddns.json", &["dana"][..])];
+    for (example, users) in examples {
         let cell = cell_for(example, users);
         let manifest = cell.manifest(cell.current().unwrap());
         let secrets = cell.state().join("secrets");

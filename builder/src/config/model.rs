@@ -102,6 +102,10 @@ pub enum Domain {
         /// trying things out).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         acme_ca: Option<String>,
+        /// The PEM certificate of the root that signed the ACME CA's own HTTPS certificate, when
+        /// it is not publicly trusted (a private CA such as step-ca or Pebble).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acme_ca_root: Option<String>,
     },
     /// A name kept pointing at the cell's public address by a dynamic DNS provider. The
     /// provider's token or password is not part of the config: `pic ddns credential` (or the web
@@ -114,6 +118,10 @@ pub enum Domain {
         /// The ACME CA's directory, when not Let's Encrypt's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         acme_ca: Option<String>,
+        /// The PEM certificate of the root that signed the ACME CA's own HTTPS certificate, when
+        /// it is not publicly trusted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acme_ca_root: Option<String>,
         /// The provider's API, when not its public one: required for `dyndns2`, and for
         /// `pic_ngo` when its service moves (default `https://ddns.pic.ngo`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +142,56 @@ pub enum Domain {
         #[serde(default = "default_ddns_interval")]
         interval_seconds: u32,
     },
+}
+
+/// Let's Encrypt's production directory: the ACME CA when the config names none.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// What a public or ddns domain asks of an ACME CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acme<'a> {
+    pub email: &'a str,
+    /// The directory URL (Let's Encrypt's when the config names none).
+    pub directory: &'a str,
+    pub ca_root: Option<&'a str>,
+}
+
+/// Who gets the certificates of the cell's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Certificates {
+    /// The cell CA (local mode).
+    CellCa,
+    /// Caddy, from the ACME CA by HTTP-01, one certificate per name.
+    Caddy,
+    /// `pic serve`, from the ACME CA by DNS-01 through the DDNS provider's record API: one
+    /// certificate for the name and `*.name`, handed to Caddy and mail as files.
+    Pic,
+}
+
+impl Domain {
+    /// The ACME settings of a public or ddns domain.
+    pub fn acme(&self) -> Option<Acme<'_>> {
+        match self {
+            Domain::Local => None,
+            Domain::Public { acme_email, acme_ca, acme_ca_root, .. }
+            | Domain::Ddns { acme_email, acme_ca, acme_ca_root, .. } => Some(Acme {
+                email: acme_email,
+                directory: acme_ca.as_deref().unwrap_or(LETS_ENCRYPT),
+                ca_root: acme_ca_root.as_deref(),
+            }),
+        }
+    }
+
+    /// Where the certificates come from: DNS-01 needs a provider with a record API (Cloudflare's
+    /// API, DuckDNS's TXT update); every other public name is proven by HTTP-01 on port 80.
+    pub fn certificates(&self) -> Certificates {
+        match self {
+            Domain::Local => Certificates::CellCa,
+            Domain::Ddns { provider: DdnsProvider::Cloudflare | DdnsProvider::Duckdns, .. } => Certificates::Pic,
+            Domain::Public { .. } | Domain::Ddns { .. } => Certificates::Caddy,
+        }
+    }
 }
 
 fn default_ddns_interval() -> u32 {

@@ -196,14 +196,15 @@ pub struct TlsSite {
     pub service: &'static str,
 }
 
-/// The certificates the cell CA must provide for a config: every site the proxy serves in local
-/// domain mode (in the other modes Caddy gets them from ACME), and mail's in every mode.
+/// The certificates Caddy and mail read as files: every site the proxy serves unless Caddy gets
+/// its own from the ACME CA (HTTP-01), and mail's in every mode. The cell CA keeps one for each;
+/// where `pic serve` has a public certificate that covers the name, the services get that one.
 pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
     let domain = config.domain();
     let fqdn = |host: &str| format!("{host}.{domain}");
     let mut sites = Vec::new();
-    let local = matches!(config.cell.domain, super::Domain::Local);
-    if local && config.services.proxy.enabled {
+    let files = config.cell.domain.certificates() != super::Certificates::Caddy;
+    if files && config.services.proxy.enabled {
         sites.push(TlsSite { name: fqdn(WEBUI_HOST), also: vec![domain.clone()], service: "proxy" });
         for s in enabled(config).filter(|s| s.via_proxy) {
             sites.push(TlsSite { name: fqdn(s.host), also: Vec::new(), service: "proxy" });

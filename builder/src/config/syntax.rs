@@ -93,6 +93,33 @@ pub fn is_url_text(s: &str) -> bool {
     s.len() <= 2048 && s.bytes().all(|c| (0x21..0x7f).contains(&c) && !b"\"'\\{};#`<>|^".contains(&c))
 }
 
+/// One or more PEM certificates and nothing else (the text is rendered into files a daemon
+/// reads), the first of which parses as X.509.
+pub fn is_pem_certificate(s: &str) -> bool {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut inside = false;
+    let mut blocks = 0;
+    for line in s.trim().lines().map(str::trim_end) {
+        match line {
+            BEGIN if !inside => inside = true,
+            END if inside => {
+                inside = false;
+                blocks += 1;
+            }
+            _ if inside && !line.is_empty() => {
+                if !line.bytes().all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c)) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    blocks > 0
+        && !inside
+        && x509_parser::pem::parse_x509_pem(s.trim().as_bytes()).is_ok_and(|(_, pem)| pem.parse_x509().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +151,16 @@ mod tests {
         assert!(is_wireguard_key("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw="));
         assert!(!is_wireguard_key("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eF=="));
         assert!(is_timezone("Europe/Berlin") && is_timezone("UTC") && !is_timezone("Mars/Base"));
+    }
+
+    #[test]
+    fn pem_certificates() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["root.test".into()]).unwrap().self_signed(&key).unwrap().pem();
+        assert!(is_pem_certificate(&pem));
+        assert!(is_pem_certificate(&format!("{pem}{pem}")), "a chain");
+        assert!(!is_pem_certificate(&format!("{pem}\n}}")), "anything after it");
+        assert!(!is_pem_certificate(&key.serialize_pem()), "a key");
+        assert!(!is_pem_certificate(""));
     }
 }

@@ -132,9 +132,19 @@ impl<'a> Validator<'a> {
         self.label("cell.name", &id.name);
         match &id.domain {
             Domain::Local => {}
-            Domain::Public { name, acme_email, acme_ca } | Domain::Ddns { name, acme_email, acme_ca, .. } => {
+            Domain::Public { name, acme_email, acme_ca, acme_ca_root }
+            | Domain::Ddns { name, acme_email, acme_ca, acme_ca_root, .. } => {
                 if let Some(url) = acme_ca {
                     self.url("cell.domain.acme_ca", url);
+                }
+                if let Some(pem) = acme_ca_root
+                    && !syntax::is_pem_certificate(pem)
+                {
+                    self.err(
+                        "cell.domain.acme_ca_root",
+                        "is not a PEM certificate",
+                        "paste the root's certificate, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----",
+                    );
                 }
                 self.hostname("cell.domain.name", name);
                 if !name.contains('.') && syntax::is_hostname(name) {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::services_context::{self, DhcpView, FirewallView, MailView, NtpView, PathsView, SiteAccessView};
 use crate::config::access::AccessPolicy;
 use crate::config::services::{CATALOG, WEBUI_HOST};
-use crate::config::{Domain, RecordType, Routing, ValidConfig};
+use crate::config::{Certificates, Domain, RecordType, Routing, ValidConfig};
 
 /// The public key material rendering may use; private keys never reach a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,12 @@ pub struct CellView {
     pub acme_email: String,
     /// The ACME CA's directory when the config names one (else Caddy's default).
     pub acme_ca: Option<String>,
+    /// Whether the ACME CA's HTTPS certificate needs the config's root (rendered into the
+    /// proxy's bundle as `acme_ca_root.pem`, which is empty otherwise).
+    pub acme_ca_root: Option<String>,
+    /// Who gets the certificates: `cell_ca`, `caddy` (HTTP-01) or `pic` (DNS-01); in the
+    /// first and last, Caddy serves the files of `tls_sites`.
+    pub certificates: Certificates,
     pub timezone: String,
 }
 
@@ -166,10 +172,17 @@ impl Context {
     pub fn new(config: &ValidConfig, keys: &PublicKeys) -> Context {
         let domain = config.domain();
         let fqdn = |name: &str| format!("{name}.{domain}");
-        let (domain_mode, acme_email, acme_ca) = match &config.cell.domain {
-            Domain::Local => ("local", String::new(), None),
-            Domain::Public { acme_email, acme_ca, .. } => ("public", acme_email.clone(), acme_ca.clone()),
-            Domain::Ddns { acme_email, acme_ca, .. } => ("ddns", acme_email.clone(), acme_ca.clone()),
+        let domain_mode = match &config.cell.domain {
+            Domain::Local => "local",
+            Domain::Public { .. } => "public",
+            Domain::Ddns { .. } => "ddns",
+        };
+        let acme = config.cell.domain.acme();
+        let (acme_ca, acme_ca_root) = match &config.cell.domain {
+            Domain::Local => (None, None),
+            Domain::Public { acme_ca, acme_ca_root, .. } | Domain::Ddns { acme_ca, acme_ca_root, .. } => {
+                (acme_ca.clone(), acme_ca_root.as_ref().map(|pem| format!("{}\n", pem.trim())))
+            }
         };
 
         let services: BTreeMap<_, _> = CATALOG
@@ -226,8 +239,10 @@ impl Context {
                 name: config.cell.name.clone(),
                 domain: domain.clone(),
                 domain_mode,
-                acme_email,
+                acme_email: acme.map(|a| a.email.to_owned()).unwrap_or_default(),
                 acme_ca,
+                acme_ca_root,
+                certificates: config.cell.domain.certificates(),
                 timezone: config.cell.timezone.clone(),
             },
             network: NetworkView { subnet: config.network.subnet.to_string(), gateway: config.gateway().to_string() },

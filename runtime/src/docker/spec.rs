@@ -95,7 +95,7 @@ mod tests {
     /// Every container spec the examples render parses.
     #[test]
     fn every_rendered_spec_parses() {
-        for example in ["cell.json", "public.json"] {
+        for example in ["cell.json", "public.json", "ddns.json"] {
             let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
             let config = pic_builder::config::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let bundles = pic_builder::render::Renderer::new().render(&config, &test_keys()).unwrap();
@@ -107,7 +107,7 @@ mod tests {
                     specs += 1;
                 }
             }
-            let expected = if example == "cell.json" { 8 } else { 2 };
+            let expected = if example == "cell.json" { 8 } else { 3 };
             assert_eq!(specs, expected, "{example}: container specs");
         }
     }
