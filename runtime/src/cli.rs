@@ -111,6 +111,11 @@ pub enum Command {
         /// appliance: /run/issue, which agetty shows; it is asked to show it again on changes).
         #[arg(long)]
         console_greeting: Option<PathBuf>,
+        /// How long, in seconds, the DDNS provider's name servers get to serve a new TXT record
+        /// before the ACME CA is asked to look (DNS-01); by default 10 for Cloudflare and 60 for
+        /// DuckDNS.
+        #[arg(long)]
+        dns_propagation: Option<u64>,
     },
     /// Bring the service containers in line with the current generation (what `pic serve` does
     /// after every change), wait until the changed ones are healthy, and report what it did.

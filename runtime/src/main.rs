@@ -2,11 +2,14 @@
 //!
 //! Exit codes: 0 success, 2 invalid input (usage or validation), 1 any other failure.
 
+mod acme;
 mod cli;
 mod commands;
 mod ddns;
 mod device;
 mod docker;
+#[cfg(test)]
+mod fake_http;
 mod firewall;
 mod logs;
 mod output;

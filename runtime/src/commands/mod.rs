@@ -192,6 +192,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             webui,
             front_door,
             console_greeting,
+            dns_propagation,
         } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
@@ -211,6 +212,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 webui: Some(webui.clone()),
                 front_door: *front_door,
                 greeting: console_greeting.clone(),
+                dns_propagation: dns_propagation.map(std::time::Duration::from_secs),
             };
             runtime.block_on(crate::serve::serve(state, options))?;
         }

@@ -19,6 +19,7 @@ use pic_builder::config::{AddressSource, DdnsProvider, Domain};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use providers::{clear_txt, set_txt};
 pub use status::{Addresses, Status};
 
 /// An update is sent at least this often even without a change: providers drop names that are

@@ -218,36 +218,9 @@ async fn cloudflare(
     status: &mut Status,
 ) -> Outcome {
     let base = settings.server.trim_end_matches('/');
-    let zone = match &status.cloudflare.zone {
-        Some(zone) => zone.clone(),
-        None => {
-            let candidates: Vec<String> = match &settings.zone {
-                Some(zone) => vec![zone.clone()],
-                None => parents(&settings.name),
-            };
-            let mut found = None;
-            for candidate in &candidates {
-                let request = client.http.get(format!("{base}/zones")).query(&[("name", candidate)]).bearer_auth(token);
-                match cloudflare_call(client, request).await {
-                    Ok(result) => {
-                        if let Some(id) = result.get(0).and_then(|z| z["id"].as_str()) {
-                            found = Some(id.to_owned());
-                            break;
-                        }
-                    }
-                    Err(outcome) => return outcome,
-                }
-            }
-            let Some(zone) = found else {
-                return Outcome::Stop(format!(
-                    "Cloudflare has no zone holding {} for this token (tried {})",
-                    settings.name,
-                    candidates.join(", ")
-                ));
-            };
-            status.cloudflare.zone = Some(zone.clone());
-            zone
-        }
+    let zone = match cloudflare_zone(client, settings, token, status).await {
+        Ok(zone) => zone,
+        Err(outcome) => return outcome,
     };
     let records = [("A", addresses.ipv4.map(|a| a.to_string())), ("AAAA", addresses.ipv6.map(|a| a.to_string()))];
     for (kind, content) in records {
@@ -289,6 +262,118 @@ async fn cloudflare(
         }
     }
     Outcome::Updated
+}
+
+/// The id of Cloudflare's zone holding `settings.name` (the config's zone, else the nearest
+/// parent Cloudflare has), looked up once and kept in `status`.
+async fn cloudflare_zone(
+    client: &Client<'_>,
+    settings: &Settings,
+    token: &str,
+    status: &mut Status,
+) -> Result<String, Outcome> {
+    if let Some(zone) = &status.cloudflare.zone {
+        return Ok(zone.clone());
+    }
+    let base = settings.server.trim_end_matches('/');
+    let candidates: Vec<String> = match &settings.zone {
+        Some(zone) => vec![zone.clone()],
+        None => parents(&settings.name),
+    };
+    for candidate in &candidates {
+        let request = client.http.get(format!("{base}/zones")).query(&[("name", candidate)]).bearer_auth(token);
+        let result = cloudflare_call(client, request).await?;
+        if let Some(id) = result.get(0).and_then(|z| z["id"].as_str()) {
+            status.cloudflare.zone = Some(id.to_owned());
+            return Ok(id.to_owned());
+        }
+    }
+    Err(Outcome::Stop(format!(
+        "Cloudflare has no zone holding {} for this token (tried {})",
+        settings.name,
+        candidates.join(", ")
+    )))
+}
+
+/// A TXT record published for an ACME DNS-01 challenge, to be removed once it is validated.
+#[derive(Debug)]
+pub enum TxtRecord {
+    /// Cloudflare's zone and record ids.
+    Cloudflare { zone: String, id: String },
+    /// DuckDNS holds one TXT value per name, cleared with `clear=true`.
+    Duckdns,
+}
+
+/// What a provider's answer about a TXT record means, in words.
+fn txt_failure(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Stop(why) | Outcome::Failed(why) | Outcome::RetryAfter(_, why) => why,
+        Outcome::Updated | Outcome::Unchanged => "the provider did not take the record".into(),
+    }
+}
+
+/// Publishes `value` as the TXT record `_acme-challenge.<settings.name>` through the provider's
+/// record API (Cloudflare, DuckDNS); other providers have none.
+pub async fn set_txt(settings: &Settings, credential: &str, value: &str, http: &Http) -> Result<TxtRecord, String> {
+    let client = Client { http: &http.any, agent: user_agent(settings) };
+    let base = settings.server.trim_end_matches('/');
+    match settings.provider {
+        DdnsProvider::Cloudflare => {
+            let zone =
+                cloudflare_zone(&client, settings, credential, &mut Status::default()).await.map_err(txt_failure)?;
+            let body = json!({"type": "TXT", "name": format!("_acme-challenge.{}", settings.name), "content": value, "ttl": 60});
+            let request =
+                client.http.post(format!("{base}/zones/{zone}/dns_records")).bearer_auth(credential).json(&body);
+            let result = cloudflare_call(&client, request).await.map_err(txt_failure)?;
+            let id = result["id"].as_str().ok_or("Cloudflare made the TXT record but gave no id")?.to_owned();
+            Ok(TxtRecord::Cloudflare { zone, id })
+        }
+        DdnsProvider::Duckdns => {
+            duckdns_txt(&client, settings, credential, &[("txt", value)]).await?;
+            Ok(TxtRecord::Duckdns)
+        }
+        other => Err(format!("{} has no API for TXT records", other.as_str())),
+    }
+}
+
+/// Removes a TXT record `set_txt` made.
+pub async fn clear_txt(settings: &Settings, credential: &str, record: &TxtRecord, http: &Http) -> Result<(), String> {
+    let client = Client { http: &http.any, agent: user_agent(settings) };
+    let base = settings.server.trim_end_matches('/');
+    match record {
+        TxtRecord::Cloudflare { zone, id } => {
+            let request = client.http.delete(format!("{base}/zones/{zone}/dns_records/{id}")).bearer_auth(credential);
+            cloudflare_call(&client, request).await.map(drop).map_err(txt_failure)
+        }
+        TxtRecord::Duckdns => duckdns_txt(&client, settings, credential, &[("txt", ""), ("clear", "true")]).await,
+    }
+}
+
+/// DuckDNS's TXT update: `GET /update?domains=<sub>&token=&txt=[&clear=true]&verbose=true`.
+async fn duckdns_txt(
+    client: &Client<'_>,
+    settings: &Settings,
+    credential: &str,
+    extra: &[(&str, &str)],
+) -> Result<(), String> {
+    let sub = settings.name.strip_suffix(".duckdns.org").unwrap_or(&settings.name);
+    let mut query = vec![("domains", sub), ("token", credential)];
+    query.extend_from_slice(extra);
+    query.push(("verbose", "true"));
+    let url = format!("{}/update", settings.server.trim_end_matches('/'));
+    let answer = client.send(client.http.get(url).query(&query)).await.map_err(txt_failure)?;
+    if let Some(outcome) = http_trouble(&answer) {
+        return Err(txt_failure(outcome));
+    }
+    match answer.body.lines().next().map(str::trim) {
+        Some("OK") => Ok(()),
+        Some("KO") => Err(format!("DuckDNS answered KO: the token or the name {sub} is wrong")),
+        _ => Err(format!(
+            "an answer DuckDNS does not give: HTTP {} {:?}",
+            answer.status.as_u16(),
+            first_line(&answer.body)
+        )),
+    }
 }
 
 /// One call of Cloudflare's API: its `result`, or what its envelope and status mean.

@@ -233,6 +233,19 @@ fn spec_hash(
     hex::encode(hash.finalize())[..16].to_owned()
 }
 
+/// The services of the current generation whose certificates are not the ones they would be
+/// handed now: an activation gives them the new ones (a reload).
+pub fn tls_outdated(state: &State) -> Result<Vec<String>> {
+    let (_, desired) = desired(state)?;
+    let mut outdated = Vec::new();
+    for (service, (spec, _)) in &desired {
+        if mounts::tls_outdated(state, spec)? {
+            outdated.push(service.clone());
+        }
+    }
+    Ok(outdated)
+}
+
 /// Brings the credential copies of every service of the current generation up to date, touching
 /// no container; the services whose files changed.
 pub fn refresh_credentials(state: &State) -> Result<Vec<String>> {

@@ -61,8 +61,7 @@ pub fn prepare(
             None if source == "tls" => {
                 let dir = run.join("tls");
                 for site in &spec.tls_sites {
-                    let files = read_files(&state.ca().leaf_dir(site), &["cert.pem", "key.pem"])?;
-                    changed |= sync_dir(&dir.join(site), &files, 0o440, secrets_owner)?;
+                    changed |= sync_dir(&dir.join(site), &tls_files(state, site)?, 0o440, secrets_owner)?;
                 }
                 // Certificates of sites the service no longer serves leave with them.
                 changed |= remove_others(&dir, &spec.tls_sites)?;
@@ -122,6 +121,38 @@ pub fn refresh_credentials(state: &State, spec: &ContainerSpec) -> Result<bool> 
         changed |= sync_dir(&dir, &files, meta.permissions().mode() & 0o777, owner)?;
     }
     Ok(changed)
+}
+
+/// The certificate chain and key a service is handed for `site`: a public certificate that covers
+/// the name (one `pic serve` or Caddy got from the ACME CA), else the cell CA's.
+fn tls_files(state: &State, site: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    match crate::acme::certificates::covering(state, site, jiff::Timestamp::now()) {
+        Some(found) => Ok(BTreeMap::from([
+            (
+                "cert.pem".to_owned(),
+                fs::read(&found.chain).with_context(|| format!("reading {}", found.chain.display()))?,
+            ),
+            ("key.pem".to_owned(), fs::read(&found.key).with_context(|| format!("reading {}", found.key.display()))?),
+        ])),
+        None => read_files(&state.ca().leaf_dir(site), &["cert.pem", "key.pem"]),
+    }
+}
+
+/// Whether the certificates a running service has differ from the ones it would be handed now
+/// (a public certificate arrived, was renewed, or expired).
+pub fn tls_outdated(state: &State, spec: &ContainerSpec) -> Result<bool> {
+    let dir = state.root().join("run").join(&spec.service).join("tls");
+    if !dir.exists() {
+        return Ok(false);
+    }
+    for site in &spec.tls_sites {
+        for (name, contents) in tls_files(state, site)? {
+            if fs::read(dir.join(site).join(&name)).ok().as_ref() != Some(&contents) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn read_files(dir: &Path, names: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {

@@ -229,6 +229,18 @@ pub async fn monitor(app: AppState) {
             app.activate().await;
             continue;
         }
+        // A public certificate that arrived or was renewed (by pic serve or by Caddy) reaches
+        // the services that read it as files.
+        let state = app.state.clone();
+        match tokio::task::spawn_blocking(move || activation::tls_outdated(&state)).await {
+            Ok(Ok(services)) if !services.is_empty() => {
+                app.emit(json!({"step": "certificates_changed", "services": services}));
+                app.activate().await;
+                continue;
+            }
+            Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "certificates not compared"),
+            _ => {}
+        }
         let Ok(engine) = containers.engine().await else { continue };
         if !check_services(&app, &containers, &engine).await {
             app.activate().await;

@@ -1,6 +1,7 @@
 //! `/api/domain`: how the cell is reached from the internet: the domain mode and, in `ddns`
 //! mode, the provider's status (what was published, when, the last error), its credential, and
-//! an update now (the web UI's "test credentials").
+//! an update now (the web UI's "test credentials"); the certificates the names are served with
+//! and, where `pic serve` gets them (DNS-01), the last order and a renewal now.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +14,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::domain_certs;
 use super::error::{ApiError, ErrorBody, blocking};
-use crate::ddns;
+use crate::{acme, ddns};
 
 #[utoipa::path(get, path = "/api/domain", tag = "domain", responses((status = 200, description = "the domain mode and name, the certificates its names are served with (names, issuer, expiry: the cell CA's, or those Caddy got from the ACME CA); in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped)", body = Object), (status = 403, description = "not an admin", body = ErrorBody)))]
 pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
@@ -26,16 +27,21 @@ pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Json<Valu
                 "name": format!("{}.cell", config.cell.name),
                 "certificates": domain_certs::from_cell_ca(&state).map_err(ApiError::internal)?,
             }),
-            Domain::Public { name, .. } => {
-                json!({"mode": "public", "name": name, "certificates": domain_certs::from_caddy(&state)})
-            }
+            Domain::Public { name, .. } => json!({
+                "mode": "public",
+                "name": name,
+                "certificates_by": config.cell.domain.certificates(),
+                "certificates": domain_certs::public(&state),
+            }),
             Domain::Ddns { provider, name, .. } => json!({
                 "mode": "ddns",
                 "name": name,
                 "provider": provider,
                 "credential_set": state.secrets().ddns_credential(*provider)?.is_some(),
                 "ddns": ddns::status(&state).map_err(ApiError::internal)?,
-                "certificates": domain_certs::from_caddy(&state),
+                "certificates_by": config.cell.domain.certificates(),
+                "certificates": domain_certs::public(&state),
+                "acme": acme::status(&state).map_err(ApiError::internal)?,
             }),
         }))
     })
@@ -71,6 +77,7 @@ pub async fn set_credential(
     })
     .await?;
     app.ddns_wake.notify_one();
+    app.acme_wake.notify_one();
     Ok(Json(json!({"provider": provider, "kept": true})))
 }
 
@@ -110,6 +117,40 @@ pub async fn run(app: AppState) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = app.ddns_wake.notified() => {}
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/domain/certificate", tag = "domain", responses((status = 200, description = "an order now, where pic serve gets the certificate (ddns mode with Cloudflare or DuckDNS, by DNS-01): `result` is issued (names, not_after), failed (`reason`; the kept certificate stays), held (`reason`: no credential) or off (Caddy gets the certificates, or local mode)", body = Object), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn renew(State(app): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    let http = ddns::Http::new().map_err(ApiError::internal)?;
+    let renewal = acme::renew(&app.state, &http, jiff::Timestamp::now(), true, app.dns_propagation)
+        .await
+        .map_err(ApiError::internal)?;
+    app.emit(json!({"step": "certificate", "result": renewal}));
+    app.acme_wake.notify_one();
+    Ok(Json(serde_json::to_value(&renewal).map_err(ApiError::internal)?))
+}
+
+/// The certificate client under `pic serve`: a look every `acme::CHECK_INTERVAL`, and one at
+/// once after a change of the config or the credential. A new certificate reaches Caddy and mail
+/// through the monitor, which hands the services the certificates that cover their names.
+pub async fn renew_certificates(app: AppState) {
+    let http = match ddns::Http::new() {
+        Ok(http) => http,
+        Err(error) => return tracing::error!(error = %format!("{error:#}"), "no certificate client"),
+    };
+    loop {
+        match acme::renew(&app.state, &http, jiff::Timestamp::now(), false, app.dns_propagation).await {
+            Ok(renewal @ (acme::Renewal::Issued { .. } | acme::Renewal::Failed { .. })) => {
+                app.emit(json!({"step": "certificate", "result": renewal}));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %format!("{error:#}"), "the certificate check failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(acme::CHECK_INTERVAL) => {}
+            _ = app.acme_wake.notified() => {}
         }
     }
 }

@@ -70,6 +70,11 @@ pub struct AppState {
     pub ports_held: Arc<std::sync::atomic::AtomicBool>,
     /// Wakes the dynamic DNS client after a change (its config or credential).
     pub ddns_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the certificate client after a change (its config or credential).
+    pub acme_wake: Arc<tokio::sync::Notify>,
+    /// How long a new TXT record gets to reach the provider's name servers (DNS-01), when not
+    /// the provider's usual time.
+    pub dns_propagation: Option<std::time::Duration>,
 }
 
 /// How `pic serve` runs.
@@ -89,6 +94,8 @@ pub struct Options {
     pub front_door: Option<SocketAddr>,
     /// Write the console's greeting (what the device is doing) to this file.
     pub greeting: Option<std::path::PathBuf>,
+    /// See `AppState::dns_propagation`.
+    pub dns_propagation: Option<std::time::Duration>,
 }
 
 impl AppState {
@@ -107,6 +114,8 @@ impl AppState {
             device: Arc::new(device::Device::new(None)),
             ports_held: Arc::default(),
             ddns_wake: Arc::default(),
+            acme_wake: Arc::default(),
+            dns_propagation: None,
         }
     }
 
@@ -152,8 +161,10 @@ impl AppState {
         if let Some(wireguard) = self.wireguard.clone() {
             self.activate_service("wireguard", move |state| wireguard.apply(state)).await;
         }
-        // A changed domain (or anything else) is for the dynamic DNS client to compare.
+        // A changed domain (or anything else) is for the dynamic DNS and certificate clients to
+        // compare.
         self.ddns_wake.notify_one();
+        self.acme_wake.notify_one();
     }
 
     /// Runs one service's activation off the executor and reports each step to `/api/events`.
@@ -226,6 +237,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(domain::get))
         .routes(routes!(domain::set_credential))
         .routes(routes!(domain::update))
+        .routes(routes!(domain::renew))
 }
 
 #[derive(OpenApi)]
@@ -390,6 +402,7 @@ pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
     app.file_level = options.file_level.map(Arc::new);
     app.firewall = options.firewall;
     app.webui = options.webui;
+    app.dns_propagation = options.dns_propagation;
     app.containers = options.docker.map(|docker| {
         let mut containers = containers::Containers::new(docker, options.health_timeout, options.monitor_interval);
         containers.front_door = front_door.is_some();
@@ -444,7 +457,8 @@ async fn start(app: AppState) -> anyhow::Result<()> {
         containers::monitor(starting).await;
     });
     tokio::spawn(expire_peers(app.clone()));
-    tokio::spawn(domain::run(app));
+    tokio::spawn(domain::run(app.clone()));
+    tokio::spawn(domain::renew_certificates(app));
     Ok(())
 }
 
