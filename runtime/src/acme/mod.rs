@@ -8,6 +8,8 @@
 
 pub mod certificates;
 mod order;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 

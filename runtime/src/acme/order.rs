@@ -42,6 +42,7 @@ pub async fn obtain(state: &State, settings: &Settings, http: &ddns::Http) -> Re
     // A handle to an authorization borrows the order, and its challenge borrows the handle for
     // good: each step takes the authorization afresh by its place in the order.
     let count = order.state().authorizations.len();
+    let mut ids = ddns::Status::default();
     for index in 0..count {
         let mut prepared = None;
         let mut authorizations = order.authorizations();
@@ -62,7 +63,7 @@ pub async fn obtain(state: &State, settings: &Settings, http: &ddns::Http) -> Re
                 .challenge(ChallengeType::Dns01)
                 .ok_or_else(|| format!("the ACME CA offers no dns-01 challenge for {name}"))?;
             let value = challenge.key_authorization().dns_value();
-            let record = ddns::set_txt(&settings.ddns, &settings.credential, &value, http)
+            let record = ddns::set_txt(&settings.ddns, &settings.credential, &value, &mut ids, http)
                 .await
                 .map_err(|e| format!("publishing the TXT record for {name}: {e}"))?;
             // Providers answer before their name servers all have the record.

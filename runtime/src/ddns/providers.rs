@@ -313,14 +313,20 @@ fn txt_failure(outcome: Outcome) -> String {
 }
 
 /// Publishes `value` as the TXT record `_acme-challenge.<settings.name>` through the provider's
-/// record API (Cloudflare, DuckDNS); other providers have none.
-pub async fn set_txt(settings: &Settings, credential: &str, value: &str, http: &Http) -> Result<TxtRecord, String> {
+/// record API (Cloudflare, DuckDNS); other providers have none. `ids` keeps what was looked up
+/// (Cloudflare's zone) for the next record of the same order.
+pub async fn set_txt(
+    settings: &Settings,
+    credential: &str,
+    value: &str,
+    ids: &mut Status,
+    http: &Http,
+) -> Result<TxtRecord, String> {
     let client = Client { http: &http.any, agent: user_agent(settings) };
     let base = settings.server.trim_end_matches('/');
     match settings.provider {
         DdnsProvider::Cloudflare => {
-            let zone =
-                cloudflare_zone(&client, settings, credential, &mut Status::default()).await.map_err(txt_failure)?;
+            let zone = cloudflare_zone(&client, settings, credential, ids).await.map_err(txt_failure)?;
             let body = json!({"type": "TXT", "name": format!("_acme-challenge.{}", settings.name), "content": value, "ttl": 60});
             let request =
                 client.http.post(format!("{base}/zones/{zone}/dns_records")).bearer_auth(credential).json(&body);
