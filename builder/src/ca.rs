@@ -111,9 +111,11 @@ impl CertificateAuthority {
         Ok(self.index()?.certificates.into_values().collect())
     }
 
-    /// Issues a new leaf for `name` (and extra names), replacing the files under `tls/<name>/`.
+    /// Issues a new leaf for `name` (and extra names, which may be wildcards `*.<name>`),
+    /// replacing the files under `tls/<name>/`.
     pub fn issue(&self, name: &str, extra_names: &[String]) -> Result<IssuedCert, Error> {
-        for n in std::iter::once(name).chain(extra_names.iter().map(String::as_str)) {
+        let extra = extra_names.iter().map(|n| n.strip_prefix("*.").unwrap_or(n));
+        for n in std::iter::once(name).chain(extra) {
             if !is_hostname(n) {
                 return Err(Error::InvalidName(n.to_string()));
             }

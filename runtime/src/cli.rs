@@ -196,6 +196,15 @@ pub enum DdnsCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Ask the ACME CA for the name's certificate now, by DNS-01 through the provider (Cloudflare
+    /// and DuckDNS; `pic serve` also does it when one is due). A running `pic serve` hands it to
+    /// the services.
+    Certificate {
+        /// Seconds the provider's name servers get before the CA looks (by default 10 for
+        /// Cloudflare, 60 for DuckDNS).
+        #[arg(long)]
+        dns_propagation: Option<u64>,
+    },
 }
 
 /// Where a backup's passphrase comes from: a file, or else the terminal when there is one.

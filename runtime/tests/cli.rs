@@ -303,6 +303,10 @@ fn ddns_credentials_are_checked_and_kept_in_secrets_only() {
         "acme_email": "owner@example.org"});
     let path = cell.write_config("ddns.json", &config);
     cell.ok(&["switch", "--config", &path]);
+    // Without a credential no certificate is asked for (and nothing is sent).
+    let held = cell.pic(&["ddns", "certificate"]);
+    assert_eq!(held.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&held.stdout).contains("no duckdns credential"), "{held:?}");
     let refused = cell.with_stdin(&["ddns", "credential"], "not-a-token\n");
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("credential"), "{refused:?}");

@@ -10,12 +10,15 @@
 
 mod common;
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::docker::*;
+use common::fake_http::Fake;
+use common::pebble::{CLOUDFLARE_TOKEN, Pebble, cloudflare};
 use serde_json::json;
 
 #[test]
@@ -117,6 +120,117 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     stop_means_stop(&mut cell);
     quiet_requests(&cell);
     backup_wipe_restore(&mut cell);
+    public_certificates(&cell);
+}
+
+/// Caddy gets a certificate from Pebble by HTTP-01 for each public name (Pebble's DNS points them
+/// at the proxy), mail is handed the one for its name; then in ddns mode with Cloudflare
+/// `pic serve` gets one for the name and `*.name` by DNS-01 (the fake Cloudflare puts the TXT
+/// records into Pebble's DNS), and Caddy and mail serve it. Real clients check each with
+/// Pebble's root: curl through the proxy, openssl on IMAPS (993) and submission (587, STARTTLS).
+fn public_certificates(cell: &Running) {
+    // Caddy asks for five certificates at once; each takes Pebble ~1 s to check and sign here,
+    // with a retry after each nonce Pebble rejects (5%).
+    const ISSUANCE: Duration = Duration::from_secs(90);
+    let pebble = Pebble::start(GATEWAY, Some(80), PROXY);
+    let root = cell.cell.dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.issuing_root()).unwrap();
+    let root = root.to_str().unwrap();
+    let domain = json!({"mode": "public", "name": "cell.example.org", "acme_email": "owner@example.org",
+        "acme_ca": pebble.directory, "acme_ca_root": pebble.listener_root});
+    cell.change_config(|c| c["cell"]["domain"] = domain);
+    let https = |host: &str| {
+        let resolve = format!("{host}:443:{PROXY}");
+        let url = format!("https://{host}/health");
+        let out = run("curl", &["-sS", "-v", "--max-time", "10", "--cacert", root, "--resolve", &resolve, &url]);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let served = |answer: &(bool, String)| answer.0;
+    wait_for(
+        "Caddy serves a certificate from Pebble",
+        limit_with(ISSUANCE),
+        Duration::from_secs(1),
+        || https("pic.cell.example.org"),
+        served,
+    );
+    let certificate = |port: &str, starttls: bool| {
+        let connect = format!("{MAIL}:{port}");
+        let mut args = vec!["s_client", "-connect", &connect, "-servername", "mail.cell.example.org", "-CAfile", root];
+        if starttls {
+            args.extend(["-starttls", "smtp"]);
+        }
+        let out = Command::new("openssl").args(&args).stdin(Stdio::null()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pem = text
+            .split_once("-----BEGIN CERTIFICATE-----")
+            .and_then(|(_, rest)| rest.split_once("-----END CERTIFICATE-----"))
+            .map(|(body, _)| format!("-----BEGIN CERTIFICATE-----{body}-----END CERTIFICATE-----\n"));
+        let names = pem.map(|pem| x509_names(&pem)).unwrap_or_default();
+        (text.contains("Verify return code: 0 (ok)"), names)
+    };
+    // The monitor hands mail the certificate Caddy got for mail's name and reloads it.
+    for (port, starttls) in [("993", false), ("587", true)] {
+        wait_for(
+            &format!("mail serves the certificate Caddy got on {port}"),
+            limit_with(monitor_limit()),
+            Duration::from_secs(1),
+            || certificate(port, starttls),
+            |(verified, names)| *verified && names == "DNS:mail.cell.example.org",
+        );
+    }
+    let listed = cell.api_json("GET", "/api/domain", None);
+    assert_eq!(listed["certificates_by"], "caddy", "{listed}");
+    assert!(listed["certificates"].as_array().unwrap().len() >= 5, "{listed}");
+
+    // DNS-01 through pic serve, with the provider's credential set through the API.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let provider =
+        runtime.block_on(Fake::start(cloudflare(pebble.dns_management.clone(), Arc::new(AtomicBool::new(true)))));
+    let domain = json!({"mode": "ddns", "provider": "cloudflare", "name": "cell.example.org", "server": provider.url(),
+        "address": {"from": "interface", "name": "lo"}, "acme_email": "owner@example.org",
+        "acme_ca": pebble.directory, "acme_ca_root": pebble.listener_root});
+    cell.change_config(|c| c["cell"]["domain"] = domain);
+    cell.api_json("PUT", "/api/domain/credential", Some(&json!({"credential": CLOUDFLARE_TOKEN})));
+    wait_for(
+        "Caddy serves pic serve's wildcard certificate",
+        limit_with(ISSUANCE + monitor_limit()),
+        Duration::from_secs(1),
+        || https("files.cell.example.org"),
+        |(ok, log)| *ok && log.contains("matched cert's \"*.cell.example.org\""),
+    );
+    for (port, starttls) in [("993", false), ("587", true)] {
+        wait_for(
+            &format!("mail serves the wildcard certificate on {port}"),
+            limit_with(monitor_limit()),
+            Duration::from_secs(1),
+            || certificate(port, starttls),
+            |(verified, names)| *verified && names == "DNS:*.cell.example.org, DNS:cell.example.org",
+        );
+    }
+    let listed = cell.api_json("GET", "/api/domain", None);
+    assert_eq!(listed["certificates_by"], "pic", "{listed}");
+    assert!(listed["acme"]["last_success"].is_string(), "{listed}");
+}
+
+/// The subject alternative names of a PEM certificate, as openssl prints them, sorted.
+fn x509_names(pem: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(pem.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap_or_default().trim().to_owned();
+    let mut names: Vec<&str> = line.split(", ").collect();
+    names.sort();
+    names.join(", ")
+}
+
+/// A wait's limit: what it waits for, and a container activation's share of a busy machine.
+fn limit_with(what: Duration) -> Duration {
+    what + CONTAINER_START
 }
 
 /// Back up the running cell with its data through the API, download it, replace the machine

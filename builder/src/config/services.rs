@@ -203,12 +203,18 @@ pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
     let domain = config.domain();
     let fqdn = |host: &str| format!("{host}.{domain}");
     let mut sites = Vec::new();
-    let files = config.cell.domain.certificates() != super::Certificates::Caddy;
-    if files && config.services.proxy.enabled {
-        sites.push(TlsSite { name: fqdn(WEBUI_HOST), also: vec![domain.clone()], service: "proxy" });
-        for s in enabled(config).filter(|s| s.via_proxy) {
-            sites.push(TlsSite { name: fqdn(s.host), also: Vec::new(), service: "proxy" });
+    match config.cell.domain.certificates() {
+        super::Certificates::CellCa if config.services.proxy.enabled => {
+            sites.push(TlsSite { name: fqdn(WEBUI_HOST), also: vec![domain.clone()], service: "proxy" });
+            for s in enabled(config).filter(|s| s.via_proxy) {
+                sites.push(TlsSite { name: fqdn(s.host), also: Vec::new(), service: "proxy" });
+            }
         }
+        // One certificate for the name and every name under it, as `pic serve` gets it.
+        super::Certificates::Pic if config.services.proxy.enabled => {
+            sites.push(TlsSite { name: domain.clone(), also: vec![format!("*.{domain}")], service: "proxy" });
+        }
+        _ => {}
     }
     if config.services.mail.enabled {
         sites.push(TlsSite { name: fqdn("mail"), also: Vec::new(), service: "mail" });

@@ -1,4 +1,5 @@
-//! `pic ddns`: the dynamic DNS client's status, an update now, and the provider's credential.
+//! `pic ddns`: the dynamic DNS client's status, an update now, the provider's credential, and
+//! the name's certificate by DNS-01 now.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -6,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use pic_builder::State;
 use pic_builder::config::Domain;
 
+use crate::acme::{self, Renewal};
 use crate::cli::DdnsCommand;
 use crate::ddns::{self, Cycle};
 use crate::output::Output;
@@ -54,6 +56,23 @@ pub fn run(state: &State, command: &DdnsCommand, out: &Output) -> Result<bool> {
                 Cycle::Failed { reason } => format!("the update failed: {reason}"),
             });
             Ok(ok || matches!(cycle, Cycle::Off))
+        }
+        DdnsCommand::Certificate { dns_propagation } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let http = ddns::Http::new()?;
+            let propagation = dns_propagation.map(std::time::Duration::from_secs);
+            let renewal = runtime.block_on(acme::renew(state, &http, jiff::Timestamp::now(), true, propagation))?;
+            out.emit(&renewal, |r| match r {
+                Renewal::Off => {
+                    "the cell does not get its certificates itself in this domain mode (Caddy does, or the cell CA)"
+                        .into()
+                }
+                Renewal::Current { not_after } => format!("the certificate is valid until {not_after}"),
+                Renewal::Issued { names, not_after } => format!("issued for {} until {not_after}", names.join(", ")),
+                Renewal::Held { reason } => format!("not asked: {reason}"),
+                Renewal::Failed { reason } => format!("the order failed (the kept certificate stays): {reason}"),
+            });
+            Ok(!matches!(renewal, Renewal::Failed { .. } | Renewal::Held { .. }))
         }
         DdnsCommand::Credential { file } => {
             let config = state.desired_config()?.context("no desired config yet: set up the cell first")?;

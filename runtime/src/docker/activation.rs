@@ -29,6 +29,8 @@ pub enum Action {
     Created,
     Recreated,
     Reloaded,
+    /// Restarted for new certificates (see `ContainerSpec::restart_for_certificates`).
+    Restarted,
     Removed,
 }
 
@@ -199,6 +201,10 @@ async fn activate_one(
     }
     if !prepared.changed {
         return Ok(Action::Unchanged);
+    }
+    if prepared.only_certificates && spec.restart_for_certificates {
+        engine.restart(&name).await?;
+        return Ok(Action::Restarted);
     }
     match &spec.reload {
         Some(Reload::Signal { signal }) => engine.signal(&name, signal).await?,

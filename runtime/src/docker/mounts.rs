@@ -20,6 +20,8 @@ pub struct Prepared {
     pub paths: BTreeMap<String, PathBuf>,
     /// True when a file of the bundle or a secret changed.
     pub changed: bool,
+    /// True when only certificates changed.
+    pub only_certificates: bool,
 }
 
 /// Writes the bundle and the secrets `spec` mounts; `owner` is the uid and gid of the service's
@@ -36,6 +38,7 @@ pub fn prepare(
     let run = state.root().join("run").join(&spec.service);
     let mut paths = BTreeMap::new();
     let mut changed = sync_dir(&run.join("bundle"), &bundle.files, 0o444, None)?;
+    let mut certificates = false;
     paths.insert("bundle".to_owned(), run.join("bundle"));
     for mount in &spec.mounts {
         let source = mount.source.as_str();
@@ -61,10 +64,10 @@ pub fn prepare(
             None if source == "tls" => {
                 let dir = run.join("tls");
                 for site in &spec.tls_sites {
-                    changed |= sync_dir(&dir.join(site), &tls_files(state, site)?, 0o440, secrets_owner)?;
+                    certificates |= sync_dir(&dir.join(site), &tls_files(state, site)?, 0o440, secrets_owner)?;
                 }
                 // Certificates of sites the service no longer serves leave with them.
-                changed |= remove_others(&dir, &spec.tls_sites)?;
+                certificates |= remove_others(&dir, &spec.tls_sites)?;
                 dir
             }
             None if source == "ca" => {
@@ -87,7 +90,7 @@ pub fn prepare(
         };
         paths.insert(source.to_owned(), host);
     }
-    Ok(Prepared { paths, changed })
+    Ok(Prepared { paths, changed: changed || certificates, only_certificates: certificates && !changed })
 }
 
 /// Removes what `dir` holds besides `keep`; true when something was removed.

@@ -26,6 +26,10 @@ pub struct ContainerSpec {
     pub network: Network,
     pub health: Health,
     pub reload: Option<Reload>,
+    /// New certificates need a restart: the daemon's reload keeps the ones it loaded (Caddy
+    /// 2.6 ignores a reload whose config text is unchanged).
+    #[serde(default)]
+    pub restart_for_certificates: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

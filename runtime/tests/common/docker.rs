@@ -250,6 +250,8 @@ fn spawn_serve(cell: &Cell) -> Child {
         .args(["--wireguard", "off", "--publish", "none"])
         .args(["--health-timeout", &HEALTH_TIMEOUT.as_secs().to_string()])
         .args(["--monitor-interval", &MONITOR_INTERVAL.as_secs().to_string()])
+        // The fake DNS provider's records are in Pebble's DNS at once.
+        .args(["--dns-propagation", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -3,7 +3,12 @@
 #![allow(dead_code)]
 
 pub mod docker;
+#[path = "../../src/fake_http.rs"]
+pub mod fake_http;
+pub mod pebble;
 pub mod wait;
+
+use fake_http::Reply;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

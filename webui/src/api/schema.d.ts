@@ -244,6 +244,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/domain/certificate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["domain_renew"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/domain/credential": {
         parameters: {
             query?: never;
@@ -1447,6 +1463,35 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description the domain mode and name, the certificates its names are served with (names, issuer, expiry: the cell CA's, or those Caddy got from the ACME CA); in ddns mode the provider, whether its credential is kept, and the client's status (published addresses, last check, update and error, whether updates are stopped) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    domain_renew: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description an order now, where pic serve gets the certificate (ddns mode with Cloudflare or DuckDNS, by DNS-01): `result` is issued (names, not_after), failed (`reason`; the kept certificate stays), held (`reason`: no credential) or off (Caddy gets the certificates, or local mode) */
             200: {
                 headers: {
                     [name: string]: unknown;

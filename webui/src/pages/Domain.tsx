@@ -1,6 +1,7 @@
 // Settings → Domain: how the cell is reached from the internet. The mode and its name; in ddns
 // mode the provider's settings, its credential (kept by the cell, never shown again) with a
-// button that sends an update at once, and what the client last did.
+// button that sends an update at once, and what the client last did; the certificates, where
+// they come from, and (when the cell gets them itself, by DNS-01) the last order and a renewal.
 import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage, errorsByField } from "../api/client";
 import { changeConfig, loadConfig } from "../config";
@@ -24,6 +25,13 @@ type Status = {
   provider?: string;
   credential_set?: boolean;
   certificates?: { names: string[]; issuer: string; not_after: string }[];
+  certificates_by?: "cell_ca" | "caddy" | "pic";
+  acme?: {
+    last_attempt: string | null;
+    last_success: string | null;
+    last_error: { at: string; message: string } | null;
+    retry_after: string | null;
+  };
   ddns?: {
     published: { ipv4: string | null; ipv6: string | null };
     last_check: string | null;
@@ -60,6 +68,8 @@ export function DomainSection() {
   const [credential, setCredential] = useState("");
   const [credentialError, setCredentialError] = useState("");
   const [testMessage, setTestMessage] = useState("");
+  const [renewMessage, setRenewMessage] = useState("");
+  const [renewing, setRenewing] = useState(false);
 
   const load = useCallback(async () => {
     const { config } = await loadConfig();
@@ -119,6 +129,19 @@ export function DomainSection() {
     else if (result.result === "published")
       setTestMessage(`The provider took it: ${domain.name} → ${[result.addresses?.ipv4, result.addresses?.ipv6].filter(Boolean).join(", ")}.`);
     else setTestMessage(`Not published: ${result.reason ?? result.result}.`);
+    await load();
+  };
+
+  const renew = async () => {
+    setRenewing(true);
+    setRenewMessage("");
+    const { data, error: body, response } = await api.POST("/api/domain/certificate");
+    const result = data as { result: string; reason?: string; names?: string[]; not_after?: string } | undefined;
+    setRenewing(false);
+    if (!response.ok || !result) setRenewMessage(errorMessage(body));
+    else if (result.result === "issued")
+      setRenewMessage(`A new certificate for ${result.names?.join(", ")}, valid until ${new Date(result.not_after ?? "").toLocaleDateString()}.`);
+    else setRenewMessage(`No new certificate: ${result.reason ?? result.result}.`);
     await load();
   };
 
@@ -195,6 +218,27 @@ export function DomainSection() {
             </ul>
           ) : (
             <p>None yet{status.mode === "local" ? "." : ": the certificate authority is asked once the name reaches the cell."}</p>
+          )}
+          {status.certificates_by === "caddy" && (
+            <p>The web server asks the certificate authority for each name, which checks it over port 80 of your public address.</p>
+          )}
+          {status.certificates_by === "pic" && (
+            <>
+              <p>
+                The cell asks for one certificate covering the name and every name under it, proven through your provider&apos;s DNS records,
+                and renews it 30 days before it expires.
+              </p>
+              {status.acme?.last_error && (
+                <p className="error">
+                  The last request failed ({new Date(status.acme.last_error.at).toLocaleString()}): {status.acme.last_error.message}. The
+                  certificate the cell has is kept.
+                </p>
+              )}
+              <button type="button" onClick={renew} disabled={renewing}>
+                {renewing ? "Asking the certificate authority…" : "Renew now"}
+              </button>
+              <p role="status">{renewMessage}</p>
+            </>
           )}
         </section>
       )}
