@@ -1066,6 +1066,7 @@ async fn in_public_mode_the_domain_lists_the_certificates_caddy_got() {
         .join("data/proxy/caddy/certificates/acme-staging-v02.api.letsencrypt.org-directory/pic.cell.example.org");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("pic.cell.example.org.crt"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("pic.cell.example.org.key"), key.serialize_pem()).unwrap();
     std::fs::write(dir.join("pic.cell.example.org.json"), "{}").unwrap();
     let reply = api.call(&admin, Method::GET, "/api/domain", None).await;
     assert_eq!(
