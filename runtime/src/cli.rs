@@ -179,7 +179,7 @@ pub enum Command {
     /// List the backups in backups/.
     Backups,
     /// Dynamic DNS (domain mode `ddns`): what was published, an update now, the provider's
-    /// credential.
+    /// credential, the name's certificate by DNS-01 now.
     #[command(subcommand)]
     Ddns(DdnsCommand),
 }
