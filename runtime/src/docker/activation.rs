@@ -239,12 +239,14 @@ fn spec_hash(
     hex::encode(hash.finalize())[..16].to_owned()
 }
 
-/// The services of the current generation whose certificates are not the ones they would be
-/// handed now: an activation gives them the new ones (a reload).
+/// The running services of the current generation whose certificates are not the ones they
+/// would be handed now: an activation gives them the new ones. A service an admin stopped gets
+/// them when it is started (activations leave it alone, so it would be found outdated again).
 pub fn tls_outdated(state: &State) -> Result<Vec<String>> {
     let (_, desired) = desired(state)?;
+    let stopped = stopped::load(state)?;
     let mut outdated = Vec::new();
-    for (service, (spec, _)) in &desired {
+    for (service, (spec, _)) in desired.iter().filter(|(s, _)| !stopped.contains_key(*s)) {
         if mounts::tls_outdated(state, spec)? {
             outdated.push(service.clone());
         }
