@@ -13,15 +13,16 @@ VENV    = $(CURDIR)/target/bench-venv
 	backup restore image run-vm vm-test
 
 # The daemons whose own checkers validate what we render (tier 2), and the tools the tests use
-# (bmaptool: the unit test of the disk image's block map; pebble: an ACME CA and its test DNS).
+# (bmaptool: the unit test of the disk image's block map; pebble: an ACME CA and its test DNS;
+# minisign: signs the service store's test indexes).
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux \
 	wireguard-go iproute2 iputils-ping curl procps \
-	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools pebble
+	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools pebble minisign
 # What the tests run from those packages: `make deps` fails naming any that is missing afterwards.
 DEBIAN_TEST_COMMANDS = openssl caddy unbound-checkconf dnsmasq chronyd postfix doveadm radicale apache2 htpasswd \
 	php nft wg wg-quick wireguard-go unshare ip ping curl docker dockerd iptables mmdebstrap dig chromium zstd bmaptool \
-	pebble pebble-challtestsrv
+	pebble pebble-challtestsrv minisign
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`

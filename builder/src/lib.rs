@@ -5,6 +5,7 @@
 //! bundles make up each generation and which one is current. Nothing here talks to Docker, HTTP or
 //! WireGuard sockets: rendering is a pure function of the config, the templates and public keys.
 
+pub mod apps;
 pub mod backup;
 pub mod ca;
 pub mod command;

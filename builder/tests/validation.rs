@@ -41,6 +41,10 @@ const CASES: &[(&str, &str, Mutation)] = &[
         c["cell"]["domain"] = json!({"mode": "public", "name": "cell.example.org", "acme_email": "a@example.org",
             "acme_ca_root": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n}"})
     }),
+    ("store key not a minisign key", "store.trusted_keys[0]", |c| {
+        c["store"] = json!({"trusted_keys": ["RWQnot-a-key"]})
+    }),
+    ("store index not absolute", "store.index", |c| c["store"] = json!({"index": "../index"})),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
     ("unknown ddns provider", "cell.domain", |c| {
         c["cell"]["domain"] =

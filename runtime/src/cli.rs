@@ -182,6 +182,10 @@ pub enum Command {
     /// credential, the name's certificate by DNS-01 now.
     #[command(subcommand)]
     Ddns(DdnsCommand),
+    /// The service store: the apps of its index, each signature checked against the keys the
+    /// cell config trusts (`store.trusted_keys`).
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +208,22 @@ pub enum DdnsCommand {
         /// Cloudflare, 60 for DuckDNS).
         #[arg(long)]
         dns_propagation: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// The apps of the index (every file's signature and every manifest checked first).
+    List {
+        /// The index folder, when not the config's `store.index`.
+        #[arg(long)]
+        index: Option<PathBuf>,
+    },
+    /// One app's manifest: image, container, site, access, data folders, settings.
+    Show {
+        name: String,
+        #[arg(long)]
+        index: Option<PathBuf>,
     },
 }
 

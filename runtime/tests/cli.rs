@@ -321,3 +321,51 @@ fn ddns_credentials_are_checked_and_kept_in_secrets_only() {
     let found = String::from_utf8_lossy(&found.stdout);
     assert!(found.lines().all(|f| f.ends_with("/secrets/ddns/duckdns")), "the token is outside secrets/: {found}");
 }
+
+/// `pic store list|show` read an index only through the keys the config trusts; a flipped byte
+/// is refused with the reason (exit 1) and changes nothing.
+#[test]
+fn the_store_lists_a_signed_index_and_refuses_a_tampered_one() {
+    let cell = Cell::new();
+    let dir = cell.dir.path();
+    let minisign = |args: &[&str]| {
+        let out = std::process::Command::new("minisign").args(args).output().expect("minisign (make test installs it)");
+        assert!(out.status.success(), "minisign {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (public, secret) = (dir.join("test.pub"), dir.join("test.key"));
+    minisign(&["-G", "-W", "-p", public.to_str().unwrap(), "-s", secret.to_str().unwrap()]);
+    let key = std::fs::read_to_string(&public).unwrap().lines().nth(1).unwrap().to_owned();
+    let index = dir.join("index");
+    std::fs::create_dir_all(index.join("wiki")).unwrap();
+    let manifest = "name = \"wiki\"\nversion = \"1.0\"\ndescription = \"A wiki\"\ndata = [\"pages\"]\n\
+        [image]\npackages = [\"dokuwiki\"]\n[container]\ncommand = [\"run-wiki\"]\nuser = \"www-data\"\nport = 8080\n\
+        [site]\nhost = \"wiki\"\n[health]\nkind = \"tcp\"\nport = 8080\n";
+    std::fs::write(index.join("wiki/manifest.toml"), manifest).unwrap();
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(manifest.as_bytes()));
+    let listing = serde_json::json!({"version": 1, "apps": [{"name": "wiki", "version": "1.0",
+        "manifest": "wiki/manifest.toml", "sha256": sha256}]});
+    std::fs::write(index.join("index.json"), listing.to_string()).unwrap();
+    for file in ["index.json", "wiki/manifest.toml"] {
+        minisign(&["-S", "-W", "-s", secret.to_str().unwrap(), "-m", index.join(file).to_str().unwrap()]);
+    }
+    let mut config = example();
+    config["store"] = serde_json::json!({"index": index, "trusted_keys": [key]});
+    let path = cell.write_config("store.json", &config);
+    cell.ok(&["init", "--config", &path]);
+    cell.ok(&["switch"]);
+
+    let listed = cell.json(&["store", "list"]);
+    assert_eq!(listed[0]["name"], "wiki", "{listed}");
+    let shown = cell.json(&["store", "show", "wiki"]);
+    assert_eq!(shown["reached_by"], serde_json::json!(["devices of the VPN"]), "{shown}");
+
+    let mut bytes = std::fs::read(index.join("index.json")).unwrap();
+    bytes[5] ^= 0x20;
+    std::fs::write(index.join("index.json"), bytes).unwrap();
+    let before = cell.ok(&["--json", "generations"]);
+    let refused = cell.pic(&["store", "list"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("changed after it was signed"), "{refused:?}");
+    assert_eq!(cell.ok(&["--json", "generations"]), before);
+}

@@ -4,7 +4,7 @@ pub mod access;
 mod derived;
 mod model;
 pub mod services;
-mod syntax;
+pub(crate) mod syntax;
 mod validate;
 
 use std::path::Path;

@@ -36,6 +36,28 @@ pub struct CellConfig {
     pub users: Vec<User>,
     #[serde(default)]
     pub logging: Logging,
+    /// The service store: where its index is and whose signatures the cell trusts.
+    #[serde(default, skip_serializing_if = "Store::is_empty")]
+    pub store: Store,
+}
+
+/// The service store's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// The index: a folder on the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// The minisign public keys (the base64 line of a `minisign.pub`) whose signatures the cell
+    /// accepts on an index and its manifests; no key, no app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
+}
+
+impl Store {
+    pub fn is_empty(&self) -> bool {
+        self.index.is_none() && self.trusted_keys.is_empty()
+    }
 }
 
 /// How much each service logs.

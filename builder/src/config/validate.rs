@@ -49,6 +49,7 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.ports();
     v.names();
     v.logging();
+    v.store();
     if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
 }
 
@@ -254,6 +255,25 @@ impl<'a> Validator<'a> {
                 format!("{interval_seconds} s is outside 60 to 86400"),
                 "use 300 (five minutes) unless the provider asks otherwise",
             );
+        }
+    }
+
+    /// The store's index is an absolute folder; every trusted key is a minisign public key.
+    fn store(&mut self) {
+        let store = &self.c.store;
+        if let Some(index) = &store.index
+            && (!index.starts_with('/') || index.split('/').any(|p| p == "..") || !syntax::is_safe_text(index))
+        {
+            self.err("store.index", format!("{index:?} is not an absolute folder"), "e.g. /var/lib/pic/store-index");
+        }
+        for (i, key) in store.trusted_keys.iter().enumerate() {
+            if crate::apps::parse_keys(std::slice::from_ref(key)).is_err() {
+                self.err(
+                    format!("store.trusted_keys[{i}]"),
+                    "is not a minisign public key",
+                    "paste the second line of the publisher's minisign.pub, the one starting with RW",
+                );
+            }
         }
     }
 

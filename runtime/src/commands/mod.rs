@@ -7,6 +7,7 @@ mod containers;
 mod ddns;
 mod images;
 mod peers;
+mod store;
 mod users;
 
 use std::fmt::Write as _;
@@ -164,6 +165,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Store(command) => store::run(&state, command, out)?,
         Command::Activate { docker, health_timeout } => {
             if !containers::activate(&state, docker, *health_timeout, out)? {
                 return Ok(ExitCode::FAILURE);
