@@ -148,6 +148,9 @@ pub async fn renew(
     force: bool,
     propagation: Option<Duration>,
 ) -> Result<Renewal> {
+    // One order at a time (the loop, the API's "renew now", the command line in this process).
+    static ORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _order = ORDER.lock().await;
     let Some((settings, has_credential)) = load(state, propagation)? else { return Ok(Renewal::Off) };
     let path = status_path(state);
     let mut status: Status = fsutil::read_json_or_default(&path)?;
