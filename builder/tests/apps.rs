@@ -131,6 +131,31 @@ fn a_signed_index_opens_and_every_tampering_is_refused() {
 }
 
 #[test]
+fn an_index_opens_from_a_tar_zst_and_a_damaged_archive_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let publisher = key(tmp.path(), "publisher");
+    let dir = tmp.path().join("index");
+    index(&dir, &publisher, MANIFEST);
+    let archive = tmp.path().join("index.tar.zst");
+    let tar = Command::new("tar").args(["--zstd", "-cf"]).arg(&archive).arg("-C").arg(&dir).arg(".").output().unwrap();
+    assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
+    let keys = apps::parse_keys(std::slice::from_ref(&publisher.public)).unwrap();
+    let scratch = tmp.path().join("scratch");
+    let opened = apps::open_archive(&archive, &scratch, &keys).unwrap();
+    assert_eq!(opened.apps.len(), 1);
+    // A byte flipped in the middle of the archive: zstd's checksum, tar or a signature says no.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&archive, &bytes).unwrap();
+    let error = apps::open_archive(&archive, &scratch, &keys).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Malformed { .. } | StoreError::BadSignature { .. } | StoreError::Digest { .. }),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_manifest_asking_for_more_than_an_app_may_have_is_refused_naming_each_field() {
     let tmp = tempfile::tempdir().unwrap();
     let publisher = key(tmp.path(), "publisher");

@@ -45,6 +45,7 @@ const CASES: &[(&str, &str, Mutation)] = &[
         c["store"] = json!({"trusted_keys": ["RWQnot-a-key"]})
     }),
     ("store index not absolute", "store.index", |c| c["store"] = json!({"index": "../index"})),
+    ("store index a web page", "store.index", |c| c["store"] = json!({"index": "https://apps.example.org/"})),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
     ("unknown ddns provider", "cell.domain", |c| {
         c["cell"]["domain"] =

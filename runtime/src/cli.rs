@@ -215,15 +215,16 @@ pub enum DdnsCommand {
 pub enum StoreCommand {
     /// The apps of the index (every file's signature and every manifest checked first).
     List {
-        /// The index folder, when not the config's `store.index`.
+        /// The index (a folder or `.tar.zst`, or the HTTP(S) URL of a `.tar.zst`), when not the
+        /// config's `store.index`.
         #[arg(long)]
-        index: Option<PathBuf>,
+        index: Option<String>,
     },
     /// One app's manifest: image, container, site, access, data folders, settings.
     Show {
         name: String,
         #[arg(long)]
-        index: Option<PathBuf>,
+        index: Option<String>,
     },
 }
 

@@ -360,6 +360,30 @@ fn the_store_lists_a_signed_index_and_refuses_a_tampered_one() {
     let shown = cell.json(&["store", "show", "wiki"]);
     assert_eq!(shown["reached_by"], serde_json::json!(["devices of the VPN"]), "{shown}");
 
+    // The same index as a .tar.zst, downloaded over HTTP (a server on loopback).
+    let web = dir.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["--zstd", "-cf", web.join("index.tar.zst").to_str().unwrap(), "-C", index.to_str().unwrap(), "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{tar:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", web.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/index.tar.zst");
+    // Python's server listens within a second; its limit allows for a busy machine.
+    common::wait::wait_until("the index's HTTP server listens", std::time::Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let fetched = cell.json(&["store", "list", "--index", &url]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(fetched[0]["name"], "wiki", "{fetched}");
+
     let mut bytes = std::fs::read(index.join("index.json")).unwrap();
     bytes[5] ^= 0x20;
     std::fs::write(index.join("index.json"), bytes).unwrap();

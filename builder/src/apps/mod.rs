@@ -1,6 +1,6 @@
-//! The service store's index: a folder with `index.json` (the apps, each with its manifest's
-//! path and sha256) and every app's `manifest.toml`, each file signed with minisign beside it
-//! (`<file>.minisig`). Opening an index checks every signature against the keys the cell trusts,
+//! The service store's index: a folder (or a `.tar.zst` of one) with `index.json` (the apps,
+//! each with its manifest's path and sha256) and every app's `manifest.toml`, each file signed
+//! with minisign beside it (`<file>.minisig`). Opening an index checks every signature against the keys the cell trusts,
 //! every manifest against the index's digest, and every manifest's content, before anything is
 //! read from it: a tampered or untrusted index is refused as a whole, with the reason.
 
@@ -8,7 +8,8 @@ pub mod manifest;
 
 use std::path::{Path, PathBuf};
 
-use minisign_verify::{PublicKey, Signature};
+pub use minisign_verify::PublicKey;
+use minisign_verify::Signature;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -82,6 +83,20 @@ pub fn parse_keys(keys: &[String]) -> Result<Vec<PublicKey>, String> {
     keys.iter()
         .map(|k| PublicKey::from_base64(k.trim()).map_err(|e| format!("{k:?} is not a minisign public key: {e}")))
         .collect()
+}
+
+/// Opens the index in a `.tar.zst` archive, unpacked into `scratch` (emptied first; entries that
+/// would land outside it are not unpacked), trusting only `keys`.
+pub fn open_archive(archive: &Path, scratch: &Path, keys: &[PublicKey]) -> Result<Index, StoreError> {
+    let malformed = |reason: String| StoreError::Malformed { path: archive.to_owned(), reason };
+    if scratch.exists() {
+        crate::fsutil::remove_tree(scratch).map_err(|e| malformed(e.to_string()))?;
+    }
+    std::fs::create_dir_all(scratch).map_err(|source| StoreError::Read { path: scratch.to_owned(), source })?;
+    let file = std::fs::File::open(archive).map_err(|source| StoreError::Read { path: archive.to_owned(), source })?;
+    let decoder = zstd::Decoder::new(file).map_err(|e| malformed(format!("not zstd: {e}")))?;
+    tar::Archive::new(decoder).unpack(scratch).map_err(|e| malformed(format!("not a tar of an index: {e}")))?;
+    open(scratch, keys)
 }
 
 /// Opens the index in `dir`, trusting only `keys`.

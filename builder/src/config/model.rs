@@ -45,7 +45,7 @@ pub struct CellConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Store {
-    /// The index: a folder on the cell.
+    /// The index: a folder or a `.tar.zst` on the cell, or the HTTP(S) URL of a `.tar.zst`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<String>,
     /// The minisign public keys (the base64 line of a `minisign.pub`) whose signatures the cell

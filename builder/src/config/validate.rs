@@ -258,13 +258,26 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// The store's index is an absolute folder; every trusted key is a minisign public key.
+    /// The store's index is an absolute folder or `.tar.zst`, or an HTTP(S) URL of a `.tar.zst`;
+    /// every trusted key is a minisign public key.
     fn store(&mut self) {
         let store = &self.c.store;
-        if let Some(index) = &store.index
-            && (!index.starts_with('/') || index.split('/').any(|p| p == "..") || !syntax::is_safe_text(index))
-        {
-            self.err("store.index", format!("{index:?} is not an absolute folder"), "e.g. /var/lib/pic/store-index");
+        if let Some(index) = &store.index {
+            let web = index.starts_with("http://") || index.starts_with("https://");
+            if web {
+                self.url("store.index", index);
+            }
+            let fine = match web {
+                true => index.ends_with(".tar.zst"),
+                false => index.starts_with('/') && !index.split('/').any(|p| p == "..") && syntax::is_safe_text(index),
+            };
+            if !fine {
+                self.err(
+                    "store.index",
+                    format!("{index:?} is not an index the cell can read"),
+                    "an absolute folder or .tar.zst on the cell, or an http(s) URL of a .tar.zst",
+                );
+            }
         }
         for (i, key) in store.trusted_keys.iter().enumerate() {
             if crate::apps::parse_keys(std::slice::from_ref(key)).is_err() {

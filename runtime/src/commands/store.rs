@@ -1,7 +1,8 @@
 //! `pic store`: the service store's index as the cell sees it: only what verified against the
 //! keys its config trusts.
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use pic_builder::State;
@@ -23,14 +24,12 @@ struct Listed<'a> {
 pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
     let (StoreCommand::List { index } | StoreCommand::Show { index, .. }) = command;
     let config = state.desired_config()?.context("no desired config yet: set up the cell first")?;
-    let dir = match index {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from(
-            config.store.index.clone().context("no index: set store.index in the cell config or pass --index")?,
-        ),
+    let source = match index {
+        Some(source) => source.clone(),
+        None => config.store.index.clone().context("no index: set store.index in the cell config or pass --index")?,
     };
     let keys = apps::parse_keys(&config.store.trusted_keys).map_err(anyhow::Error::msg)?;
-    let opened = apps::open(&dir, &keys).with_context(|| format!("the index in {} is refused", dir.display()))?;
+    let opened = open(state, &source, &keys).with_context(|| format!("the index {source} is refused"))?;
     match command {
         StoreCommand::List { .. } => {
             let listed: Vec<Listed> = opened
@@ -66,6 +65,33 @@ pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The largest index archive the cell downloads.
+const MAX_ARCHIVE: usize = 256 << 20;
+
+/// Opens an index from a folder, a `.tar.zst` on the cell, or the HTTP(S) URL of one (downloaded
+/// into `run/`, unpacked into `run/store-index/`).
+fn open(state: &State, source: &str, keys: &[apps::PublicKey]) -> Result<apps::Index> {
+    let scratch = state.root().join("run/store-index");
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        let bytes = runtime
+            .block_on(async {
+                let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+                client.get(source).send().await?.error_for_status()?.bytes().await
+            })
+            .map_err(|e| anyhow::anyhow!("downloading it: {}", e.without_url()))?;
+        if bytes.len() > MAX_ARCHIVE {
+            bail!("the index is {} bytes; the cell reads at most {MAX_ARCHIVE}", bytes.len());
+        }
+        let archive = state.root().join("run/store-index.tar.zst");
+        pic_builder::fsutil::ensure_dir(&state.root().join("run"), 0o755)?;
+        pic_builder::fsutil::write_atomic(&archive, &bytes, 0o644)?;
+        return Ok(apps::open_archive(&archive, &scratch, keys)?);
+    }
+    let path = Path::new(source);
+    if path.is_dir() { Ok(apps::open(path, keys)?) } else { Ok(apps::open_archive(path, &scratch, keys)?) }
 }
 
 /// What `pic store show` says of a manifest.
