@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use argon2::PasswordHasher;
 
 use crate::config::CellConfig;
+use crate::config::app::SettingKind;
 use crate::error::Error;
 use crate::fsutil;
 
@@ -147,6 +148,16 @@ impl Credentials {
                 "<?php\n// Roundcube's session encryption key, made once for this cell.\n$config['des_key'] = '{key}';\n"
             );
             fsutil::write_atomic(&roundcube, text.as_bytes(), 0o644)?;
+        }
+        // An app's secret settings are made once and kept across updates, removal and
+        // reinstallation, like its data.
+        for app in &config.apps {
+            for (name, setting) in &app.manifest.settings {
+                let path = self.dir().join(app.secret_file(name));
+                if setting.kind == SettingKind::Secret && !path.exists() {
+                    fsutil::write_atomic(&path, random_key().as_bytes(), 0o644)?;
+                }
+            }
         }
         Ok(())
     }

@@ -51,6 +51,15 @@ pub enum Error {
     #[error("no peer is named {0:?}; `pic peer list` shows the peers")]
     NoSuchPeer(String),
 
+    #[error("no app named {0:?} is installed; `pic store installed` lists them")]
+    NoSuchApp(String),
+
+    #[error("{0} is already installed; `pic store update {0}` installs the index's version")]
+    AppInstalled(String),
+
+    #[error("the cell network has no free address for another app; remove an app or use a larger network.subnet")]
+    NoAppAddress,
+
     #[error("`--keep` must be at least 1")]
     KeepZero,
 
@@ -89,6 +98,8 @@ impl Error {
                 | Error::BadPassword(_)
                 | Error::NoSuchUser(_)
                 | Error::NoSuchPeer(_)
+                | Error::NoSuchApp(_)
+                | Error::AppInstalled(_)
                 | Error::BackupRefused { .. }
                 | Error::NoSuchBackup(_)
         )

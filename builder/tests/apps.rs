@@ -169,3 +169,41 @@ fn a_manifest_asking_for_more_than_an_app_may_have_is_refused_naming_each_field(
     let error = open(&dir, &publisher).unwrap_err();
     insta::assert_snapshot!(error.to_string().replace(&tmp.path().display().to_string(), "<tmp>"));
 }
+
+/// The index kept in this repository (`store/`): its `index.json` is what `pic store index`
+/// writes for its manifests, it opens once signed, and `examples/apps.json` carries the same
+/// manifests (as `pic store install` puts them into a config).
+#[test]
+fn the_repository_index_is_current_and_opens_once_signed() {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../store");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let copy = Command::new("cp").arg("-r").arg(&repository).arg(&dir).output().unwrap();
+    assert!(copy.status.success());
+    apps::write_index(&dir).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("index.json")).unwrap(),
+        std::fs::read_to_string(repository.join("index.json")).unwrap(),
+        "store/index.json is not current: run `pic store index store`"
+    );
+    let publisher = key(tmp.path(), "publisher");
+    sign(&publisher, &dir.join("index.json"));
+    let opened = apps::open(&dir, &[]).map(|_| ()).unwrap_err();
+    assert!(matches!(opened, StoreError::NoTrustedKey));
+    for name in ["dokuwiki", "syncthing", "transmission"] {
+        sign(&publisher, &dir.join(name).join("manifest.toml"));
+    }
+    let index = open(&dir, &publisher).unwrap();
+    let names: Vec<&str> = index.apps.iter().map(|a| a.entry.name.as_str()).collect();
+    assert_eq!(names, ["dokuwiki", "syncthing", "transmission"]);
+
+    let example: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps.json")).unwrap(),
+    )
+    .unwrap();
+    for installed in example["apps"].as_array().unwrap() {
+        let name = installed["name"].as_str().unwrap();
+        let manifest: apps::Manifest = serde_json::from_value(installed["manifest"].clone()).unwrap();
+        assert_eq!(&manifest, &index.app(name).unwrap().manifest, "examples/apps.json's {name} is not store/'s");
+    }
+}

@@ -14,7 +14,13 @@ fn every_example_renders_as_snapshotted() {
         let config = config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let bundles = renderer.render(&config, &PublicKeys { wireguard: TEST_KEY.into() }).unwrap();
         assert!(!bundles.is_empty(), "{} renders nothing", path.display());
+        // The example with apps differs from cell.json by its apps: their containers, and the
+        // proxy's sites and the DNS names for them.
+        let apps_only = path.ends_with("apps.json");
         for (service, bundle) in &bundles {
+            if apps_only && !(service.starts_with("app-") || service == "proxy" || service == "dns") {
+                continue;
+            }
             for (file, contents) in &bundle.files {
                 let name = format!("{service}__{file}");
                 insta::assert_snapshot!(name, String::from_utf8(contents.clone()).unwrap());

@@ -9,6 +9,13 @@ fn example() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The example with the apps of `examples/apps.json` installed.
+fn with_apps(c: &mut Value) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/apps.json")).unwrap();
+    let apps: Value = serde_json::from_str(&text).unwrap();
+    c["apps"] = apps["apps"].clone();
+}
+
 type Mutation = fn(&mut Value);
 
 /// (case, the field the error must name, how to break the example config)
@@ -46,6 +53,42 @@ const CASES: &[(&str, &str, Mutation)] = &[
     }),
     ("store index not absolute", "store.index", |c| c["store"] = json!({"index": "../index"})),
     ("store index a web page", "store.index", |c| c["store"] = json!({"index": "https://apps.example.org/"})),
+    ("app setting unknown", "apps[0].settings.colour", |c| {
+        with_apps(c);
+        c["apps"][0]["settings"]["colour"] = json!("blue")
+    }),
+    ("app setting of the wrong type", "apps[0].settings.title", |c| {
+        with_apps(c);
+        c["apps"][0]["settings"]["title"] = json!(5)
+    }),
+    ("app secret setting in the config", "apps[1].settings.rpc_password", |c| {
+        with_apps(c);
+        c["apps"][1]["settings"]["rpc_password"] = json!("hunter22")
+    }),
+    ("app on a service's address", "apps[0].address", |c| {
+        with_apps(c);
+        c["apps"][0]["address"] = json!("172.20.0.2")
+    }),
+    ("app version other than its manifest's", "apps[0].version", |c| {
+        with_apps(c);
+        c["apps"][0]["version"] = json!("1.0")
+    }),
+    ("app manifest asking for privileged mode", "apps[0].manifest.container.privileged", |c| {
+        with_apps(c);
+        c["apps"][0]["manifest"]["container"]["privileged"] = json!(true)
+    }),
+    ("app mounting a host path", "apps[0].manifest.container.mounts[0].source", |c| {
+        with_apps(c);
+        c["apps"][0]["manifest"]["container"]["mounts"][0]["source"] = json!("/etc")
+    }),
+    ("two apps on one host name", "apps[1].manifest.site.host", |c| {
+        with_apps(c);
+        c["apps"][1]["manifest"]["site"]["host"] = json!("wiki")
+    }),
+    ("apps without the proxy", "services.proxy.enabled", |c| {
+        with_apps(c);
+        c["services"]["proxy"]["enabled"] = json!(false)
+    }),
     ("unknown domain mode", "cell.domain.mode", |c| c["cell"]["domain"] = json!({"mode": "magic"})),
     ("unknown ddns provider", "cell.domain", |c| {
         c["cell"]["domain"] =

@@ -226,6 +226,61 @@ pub enum StoreCommand {
         #[arg(long)]
         index: Option<String>,
     },
+    /// The apps installed in the cell (the desired config's).
+    Installed,
+    /// Install an app of the index: its image is built from Debian packages, then a new
+    /// generation with the app is switched to (`pic serve` starts it behind its health gate).
+    Install {
+        name: String,
+        /// A setting of the app, `name=value` (repeat for several); the others take their
+        /// defaults, secret ones are made by the cell.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
+        #[arg(long)]
+        index: Option<String>,
+        #[command(flatten)]
+        images: AppImageArgs,
+        #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+        docker_socket: String,
+    },
+    /// Install the index's version of an installed app (settings kept; roll back to undo).
+    Update {
+        name: String,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
+        #[arg(long)]
+        index: Option<String>,
+        #[command(flatten)]
+        images: AppImageArgs,
+        #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+        docker_socket: String,
+    },
+    /// Remove an app (a new generation); its data and secrets are kept for a reinstall.
+    Remove {
+        name: String,
+        /// Also delete its data and secrets: the data is first moved under backups/.
+        #[arg(long)]
+        purge: bool,
+        #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+        docker_socket: String,
+    },
+    /// For publishers: write DIR/index.json for the apps in DIR (each folder with a
+    /// manifest.toml, checked first); then sign it and every manifest with minisign.
+    Index { dir: PathBuf },
+}
+
+/// Where app images are built (as `pic images build` takes them).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AppImageArgs {
+    /// The image definitions (the shared base layer's).
+    #[arg(long, env = "PIC_IMAGES", default_value = "images")]
+    pub definitions: PathBuf,
+    /// The package lock; an app's packages are recorded in it.
+    #[arg(long, env = "PIC_IMAGES_LOCK", default_value = "images/packages.lock.json")]
+    pub lock: PathBuf,
+    /// Built layers and downloaded packages.
+    #[arg(long, env = "PIC_IMAGES_CACHE", default_value = "target/images")]
+    pub cache: PathBuf,
 }
 
 /// Where a backup's passphrase comes from: a file, or else the terminal when there is one.

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 invalid input (usage or validation), 1 any other failure.
 
 mod acme;
+mod apps;
 mod cli;
 mod commands;
 mod ddns;

@@ -118,8 +118,12 @@ fn cell_for(example: &str, users: &[&str]) -> Cell {
 fn every_daemon_accepts_what_is_rendered_for_every_example() {
     let mut failures = Vec::new();
     let mut checked = 0;
-    let examples =
-        [("cell.json", &["alice", "bob"][..]), ("public.json", &["carol"][..]), ("ddns.json", &["dana"][..])];
+    let examples = [
+        ("cell.json", &["alice", "bob"][..]),
+        ("public.json", &["carol"][..]),
+        ("ddns.json", &["dana"][..]),
+        ("apps.json", &["alice", "bob"][..]),
+    ];
     for (example, users) in examples {
         let cell = cell_for(example, users);
         let manifest = cell.manifest(cell.current().unwrap());

@@ -4,7 +4,7 @@
 //! every manifest against the index's digest, and every manifest's content, before anything is
 //! read from it: a tampered or untrusted index is refused as a whole, with the reason.
 
-pub mod manifest;
+pub mod changes;
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use minisign_verify::Signature;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use manifest::Manifest;
+pub use crate::config::app::Manifest;
 
 use crate::error::FieldError;
 
@@ -172,4 +172,41 @@ fn verified(path: &Path, keys: &[PublicKey]) -> Result<Vec<u8>, StoreError> {
         Some(reason) => StoreError::BadSignature { path: path.to_owned(), reason },
         None => StoreError::Untrusted { path: path.to_owned() },
     })
+}
+
+/// Writes `index.json` for the apps in `dir` (each folder with a `manifest.toml`), every manifest
+/// checked against the rules first; what a publisher runs before signing the index and the
+/// manifests with minisign. Returns the entries written.
+pub fn write_index(dir: &Path) -> Result<Vec<Entry>, StoreError> {
+    let read_dir = std::fs::read_dir(dir).map_err(|source| StoreError::Read { path: dir.to_owned(), source })?;
+    let mut entries = Vec::new();
+    for item in read_dir.flatten() {
+        let path = item.path().join("manifest.toml");
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Read { path: path.clone(), source })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| StoreError::Malformed { path: path.clone(), reason: e.to_string() })?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| StoreError::Malformed { path: path.clone(), reason: e.to_string() })?;
+        let problems = manifest.problems();
+        if !problems.is_empty() {
+            return Err(StoreError::Refused { app: manifest.name, problems });
+        }
+        let folder = item.file_name().to_string_lossy().into_owned();
+        entries.push(Entry {
+            name: manifest.name,
+            version: manifest.version,
+            manifest: format!("{folder}/manifest.toml"),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let index = serde_json::json!({"version": INDEX_VERSION, "apps": entries});
+    let text = serde_json::to_string_pretty(&index).expect("an index serializes") + "\n";
+    let path = dir.join("index.json");
+    crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+        .map_err(|e| StoreError::Malformed { path: path.clone(), reason: e.to_string() })?;
+    Ok(entries)
 }

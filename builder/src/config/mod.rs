@@ -1,6 +1,7 @@
 //! The cell config: its model, how it is read (with migration of older versions) and validated.
 
 pub mod access;
+pub mod app;
 mod derived;
 mod model;
 pub mod services;

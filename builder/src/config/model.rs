@@ -39,6 +39,9 @@ pub struct CellConfig {
     /// The service store: where its index is and whose signatures the cell trusts.
     #[serde(default, skip_serializing_if = "Store::is_empty")]
     pub store: Store,
+    /// Apps installed from the service store, each with the manifest it was installed from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<super::app::App>,
 }
 
 /// The service store's settings.

@@ -209,6 +209,9 @@ pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
             for s in enabled(config).filter(|s| s.via_proxy) {
                 sites.push(TlsSite { name: fqdn(s.host), also: Vec::new(), service: "proxy" });
             }
+            for app in &config.apps {
+                sites.push(TlsSite { name: fqdn(&app.manifest.site.host), also: Vec::new(), service: "proxy" });
+            }
         }
         // One certificate for the name and every name under it, as `pic serve` gets it.
         super::Certificates::Pic if config.services.proxy.enabled => {

@@ -50,6 +50,7 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.names();
     v.logging();
     v.store();
+    v.apps();
     if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
 }
 
@@ -280,7 +281,7 @@ impl<'a> Validator<'a> {
             }
         }
         for (i, key) in store.trusted_keys.iter().enumerate() {
-            if crate::apps::parse_keys(std::slice::from_ref(key)).is_err() {
+            if minisign_verify::PublicKey::from_base64(key.trim()).is_err() {
                 self.err(
                     format!("store.trusted_keys[{i}]"),
                     "is not a minisign public key",
@@ -288,6 +289,66 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+    }
+
+    fn apps(&mut self) {
+        let net = self.c.network.subnet;
+        let services: Vec<(&str, Ipv4Addr)> =
+            CATALOG.iter().filter(|s| s.offset.is_some()).map(|s| (s.name, self.c.service_address(s))).collect();
+        for (i, app) in self.c.apps.iter().enumerate() {
+            let m = &app.manifest;
+            for problem in m.problems() {
+                self.err(format!("apps[{i}].manifest.{}", problem.path), problem.message, problem.hint);
+            }
+            if app.name != m.name || app.version != m.version {
+                self.err(
+                    format!("apps[{i}].version"),
+                    format!("the entry is {} {}, its manifest {} {}", app.name, app.version, m.name, m.version),
+                    "install or update the app with `pic store`, which keeps the two equal",
+                );
+            }
+            for problem in m.settings_problems(&app.settings, &format!("apps[{i}].settings")) {
+                self.errors.push(problem);
+            }
+            let path = format!("apps[{i}].address");
+            self.host_in(&path, app.address, &net, "network.subnet");
+            if app.address == self.c.gateway() {
+                self.err(
+                    &path,
+                    format!("{} is the cell network's gateway (the host)", app.address),
+                    "choose another address",
+                );
+            }
+            if let Some((service, _)) = services.iter().find(|(_, a)| *a == app.address) {
+                self.err(
+                    &path,
+                    format!("{} is the address of the {service} service", app.address),
+                    "choose a free address in network.subnet",
+                );
+            }
+            if services::get(&m.site.host).is_some() || m.site.host == WEBUI_HOST {
+                self.err(
+                    format!("apps[{i}].manifest.site.host"),
+                    format!("{:?} is the name of a service of the cell", m.site.host),
+                    "an app needs a host name of its own",
+                );
+            }
+        }
+        let apps = &self.c.apps;
+        if !apps.is_empty() && !self.c.services.proxy.enabled {
+            self.err(
+                "services.proxy.enabled",
+                "is false, but apps are installed: they are served through the proxy",
+                "enable the proxy, or remove the apps",
+            );
+        }
+        self.unique(apps.iter().map(|a| &a.name), |i| format!("apps[{i}].name"), "app name");
+        self.unique(apps.iter().map(|a| a.address), |i| format!("apps[{i}].address"), "address");
+        self.unique(
+            apps.iter().map(|a| &a.manifest.site.host),
+            |i| format!("apps[{i}].manifest.site.host"),
+            "host name",
+        );
     }
 
     fn url(&mut self, path: impl fmt::Display, value: &str) {
@@ -431,8 +492,9 @@ impl<'a> Validator<'a> {
                 );
             }
             for (j, service) in peer.access.iter().flatten().enumerate() {
-                if services::get(service).is_none() {
-                    let known: Vec<&str> = CATALOG.iter().map(|s| s.name).collect();
+                if services::get(service).is_none() && !self.c.apps.iter().any(|a| a.name == *service) {
+                    let known: Vec<&str> =
+                        CATALOG.iter().map(|s| s.name).chain(self.c.apps.iter().map(|a| a.name.as_str())).collect();
                     self.err(
                         format!("wireguard.peers[{i}].access[{j}]"),
                         format!("there is no service named {service:?}"),

@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::app::App;
 use crate::error::{Error, IoContext};
 use crate::fsutil;
 use definition::{BASE, Definitions};
@@ -50,6 +51,9 @@ pub struct BuiltImage {
     pub layers: Vec<Layer>,
     /// Every package installed in the layer (for the base) or added by it.
     pub packages: Packages,
+    /// Its Docker tag when it is not `pic/<name>:latest` (an app's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// True when nothing was built this time.
     #[serde(skip)]
     pub cached: bool,
@@ -59,9 +63,9 @@ pub struct BuiltImage {
 }
 
 impl BuiltImage {
-    /// Its Docker name: `pic/<name>:latest`.
+    /// Its Docker name: `pic/<name>:latest`, or an app's tag.
     pub fn tag(&self) -> String {
-        format!("pic/{}:latest", self.name)
+        self.tag.clone().unwrap_or_else(|| format!("pic/{}:latest", self.name))
     }
 }
 
@@ -104,38 +108,7 @@ impl ImageBuild {
             fs::create_dir_all(self.cache.join(dir)).at(&self.cache.join(dir))?;
         }
         let base_def = &definitions.base;
-        // With `update_lock` the newest packages are taken: the pins are what is being replaced.
-        let pins = |lock: &PackageLock, image: &str| if self.update_lock { Vec::new() } else { lock.pins(image) };
-        let base_key = key(&[FORMAT, &base_def.sha256]);
-        let base = match self.cached(BASE, &base_key, &lock)? {
-            Some(base) => base,
-            None => {
-                let started = Instant::now();
-                let tree = self.base_tree(&base_key);
-                let tmp = self.cache.join("rootfs").join(format!("{}base", fsutil::TMP_PREFIX));
-                rootfs::remove_tree(&tmp)?;
-                let mut packages = base_def.def.packages.clone();
-                packages.extend(pins(&lock, BASE));
-                self.bootstrap(&base_def.def, packages, &[], None, &tmp)?;
-                rootfs::remove_tree(&tree)?;
-                fs::rename(&tmp, &tree).at(&tree)?;
-                let installed = rootfs::installed_packages(&tree)?;
-                lock::check(&mut lock, BASE, &installed, self.update_lock)?;
-                let layer = self.write_layer(&tree, None, BASE)?;
-                let labels = BTreeMap::from([(LABEL_IMAGE.into(), BASE.into()), (LABEL_KEY.into(), base_key.clone())]);
-                let base = BuiltImage {
-                    name: BASE.into(),
-                    key: base_key.clone(),
-                    labels,
-                    layers: vec![layer],
-                    packages: installed,
-                    cached: false,
-                    seconds: started.elapsed().as_secs_f64(),
-                };
-                self.save(&base)?;
-                base
-            }
-        };
+        let base = self.base(base_def, &mut lock)?;
         let mut images = Vec::new();
         let mut todo = Vec::new();
         for (name, definition) in &definitions.images {
@@ -145,8 +118,8 @@ impl ImageBuild {
                 None => {
                     let mut packages = base_def.def.packages.clone();
                     packages.extend(definition.def.packages.iter().cloned());
-                    packages.extend(pins(&lock, BASE));
-                    packages.extend(pins(&lock, name));
+                    packages.extend(self.pins(&lock, BASE));
+                    packages.extend(self.pins(&lock, name));
                     todo.push((definition, image_key, packages));
                 }
             }
@@ -179,6 +152,121 @@ impl ImageBuild {
             lock.write(&self.lock)?;
         }
         Ok(BuildReport { base, images, lock_updated })
+    }
+
+    /// The pins of `image`'s lock entry; none with `update_lock` (the newest packages are taken:
+    /// the pins are what is being replaced).
+    fn pins(&self, lock: &PackageLock, image: &str) -> Vec<String> {
+        if self.update_lock { Vec::new() } else { lock.pins(image) }
+    }
+
+    /// The base layer, built or from the cache.
+    fn base(
+        &self,
+        base_def: &definition::Definition<definition::BaseDef>,
+        lock: &mut PackageLock,
+    ) -> Result<BuiltImage, Error> {
+        let base_key = key(&[FORMAT, &base_def.sha256]);
+        let base = match self.cached(BASE, &base_key, lock)? {
+            Some(base) => base,
+            None => {
+                let started = Instant::now();
+                let tree = self.base_tree(&base_key);
+                let tmp = self.cache.join("rootfs").join(format!("{}base", fsutil::TMP_PREFIX));
+                rootfs::remove_tree(&tmp)?;
+                let mut packages = base_def.def.packages.clone();
+                packages.extend(self.pins(lock, BASE));
+                self.bootstrap(&base_def.def, packages, &[], None, &tmp)?;
+                rootfs::remove_tree(&tree)?;
+                fs::rename(&tmp, &tree).at(&tree)?;
+                let installed = rootfs::installed_packages(&tree)?;
+                lock::check(lock, BASE, &installed, self.update_lock)?;
+                let layer = self.write_layer(&tree, None, BASE)?;
+                let labels = BTreeMap::from([(LABEL_IMAGE.into(), BASE.into()), (LABEL_KEY.into(), base_key.clone())]);
+                let base = BuiltImage {
+                    name: BASE.into(),
+                    key: base_key.clone(),
+                    labels,
+                    layers: vec![layer],
+                    packages: installed,
+                    tag: None,
+                    cached: false,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                self.save(&base)?;
+                base
+            }
+        };
+        Ok(base)
+    }
+
+    /// Builds (or finds in the cache) the image of an app from the service store: its manifest's
+    /// packages over the shared base layer and its files over them, tagged with
+    /// [`App::image_tag`]. Its packages are recorded in the lock under the tag, so that
+    /// a rebuild of the same version gets the same packages.
+    pub fn build_app(&self, app: &App) -> Result<BuiltImage, Error> {
+        let definitions = Definitions::load(&self.definitions)?;
+        let mut lock = PackageLock::read(&self.lock)?;
+        let locked_before = lock.clone();
+        for dir in ["layers", "built", "rootfs", "apt", "app-files"] {
+            fs::create_dir_all(self.cache.join(dir)).at(&self.cache.join(dir))?;
+        }
+        let base = self.base(&definitions.base, &mut lock)?;
+        let tag = app.image_tag();
+        let lock_name = tag.trim_start_matches("pic/").replace(':', "@");
+        let m = &app.manifest;
+        let mut hash = Sha256::new();
+        hash.update(tag.as_bytes());
+        let definition = definition::Definition {
+            name: app.service(),
+            def: definition::ImageDef {
+                packages: m.image.packages.clone(),
+                setup: Vec::new(),
+                data_user: Some(m.container.user.clone()),
+                secrets_group: None,
+            },
+            rootfs: Some(self.app_files(app)?),
+            sha256: hex::encode(hash.finalize()),
+        };
+        let image_key = key(&[FORMAT, &base.layers[0].sha256, &definition.sha256]);
+        let mut image = match self.cached(&definition.name, &image_key, &lock)? {
+            Some(image) if image.tag.as_deref() == Some(tag.as_str()) => image,
+            _ => {
+                let base_tree = self.ensure_base_tree(&base)?;
+                let mut packages = definitions.base.def.packages.clone();
+                packages.extend(definition.def.packages.iter().cloned());
+                packages.extend(self.pins(&lock, BASE));
+                packages.extend(self.pins(&lock, &lock_name));
+                let mut image =
+                    self.build_image(&base, &base_tree, &definitions.base.def, &definition, &image_key, packages)?;
+                lock::check(&mut lock, &lock_name, &image.packages, self.update_lock)?;
+                image.tag = Some(tag);
+                self.save(&image)?;
+                image
+            }
+        };
+        image.name = definition.name;
+        if lock != locked_before {
+            lock.write(&self.lock)?;
+        }
+        Ok(image)
+    }
+
+    /// The manifest's image files as a tree under the cache (made afresh), to be copied over
+    /// the app's packages.
+    fn app_files(&self, app: &App) -> Result<PathBuf, Error> {
+        let root = self.cache.join("app-files").join(app.service());
+        rootfs::remove_tree(&root)?;
+        fs::create_dir_all(&root).at(&root)?;
+        for file in &app.manifest.image.files {
+            let path = root.join(file.path.trim_start_matches('/'));
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).at(parent)?;
+            }
+            fs::write(&path, &file.content).at(&path)?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(file.mode)).at(&path)?;
+        }
+        Ok(root)
     }
 
     /// Bootstraps one image and writes its layer over the base.
@@ -217,6 +305,7 @@ impl ImageBuild {
                 labels,
                 layers: vec![base.layers[0].clone(), layer],
                 packages: added,
+                tag: None,
                 cached: false,
                 seconds: started.elapsed().as_secs_f64(),
             })

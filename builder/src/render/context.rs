@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use super::apps_context::{self, AppView};
 use super::services_context::{self, DhcpView, FirewallView, MailView, NtpView, PathsView, SiteAccessView};
 use crate::config::access::AccessPolicy;
 use crate::config::services::{CATALOG, WEBUI_HOST};
@@ -47,6 +48,8 @@ pub struct Context {
     pub paths: &'static PathsView,
     /// Certificates the cell CA provides (see `services::tls_sites`).
     pub tls_sites: Vec<TlsSiteView>,
+    /// The apps installed from the service store.
+    pub apps: Vec<AppView>,
     /// Every service's log level (`error`, `warn`, `info` or `debug`).
     pub log_level: BTreeMap<&'static str, &'static str>,
 }
@@ -262,6 +265,7 @@ impl Context {
             files: UsersView { users: services_context::sorted(&config.services.files.users) },
             firewall: services_context::firewall(config, &policy),
             site_access: services_context::sites(config, &policy),
+            apps: apps_context::apps(config, &policy, &domain),
             paths: &services_context::PATHS,
             log_level: std::iter::once(crate::config::API_SERVICE)
                 .chain(CATALOG.iter().map(|s| s.name))
@@ -297,6 +301,9 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
     for s in crate::config::services::enabled(config) {
         // A web service's name points at the proxy; its own address gets no PTR then.
         a(fqdn(s.host), config.service_front_address(s), !s.via_proxy);
+    }
+    for app in &config.apps {
+        a(fqdn(&app.manifest.site.host), config.service_address(proxy), false);
     }
     for p in peers {
         a(p.fqdn.clone(), p.address, true);

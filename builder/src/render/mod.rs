@@ -1,6 +1,7 @@
 //! Rendering: the validated config and public keys, through the embedded minijinja templates,
 //! into one bundle of files per enabled service. A pure function: no clock, no environment, no I/O.
 
+mod apps_context;
 mod bundle;
 mod context;
 mod services_context;
@@ -16,6 +17,9 @@ use crate::config::ValidConfig;
 use crate::config::services;
 use crate::error::Error;
 use crate::templates::{self, TEMPLATE_SUFFIX};
+
+/// The template of an app's `container.json`, rendered with `app` (one of the context's `apps`).
+const APP_CONTAINER: &str = "_app/container.json.j2";
 
 /// Holds the template environment; build it once and render many configs with it.
 pub struct Renderer {
@@ -85,6 +89,24 @@ impl Renderer {
                 bundle.files.insert(name.to_string(), contents.into_bytes());
             }
             bundles.insert(service.name.to_string(), bundle);
+        }
+        if !config.apps.is_empty() {
+            let template = self
+                .env
+                .get_template(APP_CONTAINER)
+                .map_err(|e| Error::Render { template: APP_CONTAINER.into(), message: format!("{e:#}") })?;
+            // The context's `apps` are the config's, in its order.
+            let apps = context.get_attr("apps").unwrap_or_default();
+            for (i, app) in config.apps.iter().enumerate() {
+                let view = apps.get_item(&minijinja::Value::from(i)).unwrap_or_default();
+                let local = minijinja::context! { app => view, ..context.clone() };
+                let text = template.render(local).map_err(|e| Error::Render {
+                    template: format!("{APP_CONTAINER} ({})", app.name),
+                    message: format!("{e:#}"),
+                })?;
+                let bundle = Bundle { files: BTreeMap::from([("container.json".to_owned(), text.into_bytes())]) };
+                bundles.insert(app.service(), bundle);
+            }
         }
         Ok(bundles)
     }

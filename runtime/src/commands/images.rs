@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufWriter;
 
 use anyhow::{Context, Result};
-use pic_builder::images::{BuiltImage, ImageBuild};
+use pic_builder::images::ImageBuild;
 use serde::Serialize;
 
 use crate::cli::{ImageCommand, ImagesCommand};
@@ -40,7 +40,10 @@ pub fn run(command: &ImagesCommand, out: &Output) -> Result<()> {
             let loaded = if *no_load {
                 Vec::new()
             } else {
-                runtime.block_on(load_missing(&build, &docker.docker_socket, &report.images))?
+                runtime.block_on(async {
+                    let engine = Engine::connect(&docker.docker_socket, Publish::None).await?;
+                    crate::docker::load_missing(&engine, &build, &report.images).await
+                })?
             };
             let rows: Vec<BuiltRow> = std::iter::once(&report.base)
                 .chain(&report.images)
@@ -117,28 +120,6 @@ async fn load_archive(archive: &std::path::Path, socket: &str) -> Result<Vec<Str
         engine.load_archive(archive).await?;
     }
     Ok(missing)
-}
-
-/// Loads the images Docker does not have at their key (one archive of just those); returns
-/// their names.
-async fn load_missing(build: &ImageBuild, socket: &str, images: &[BuiltImage]) -> Result<Vec<String>> {
-    let engine = Engine::connect(socket, Publish::None).await?;
-    let mut missing = Vec::new();
-    for image in images {
-        let have = engine.image_labels(&image.tag()).await?;
-        if have.is_none_or(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) != Some(&image.key)) {
-            missing.push(image.clone());
-        }
-    }
-    if !missing.is_empty() {
-        let archive = build.cache.join("load.tar");
-        let file = File::create(&archive).with_context(|| format!("creating {}", archive.display()))?;
-        build.write_archive(&missing, BufWriter::new(file))?;
-        let loaded = engine.load_archive(&archive).await;
-        let _ = std::fs::remove_file(&archive);
-        loaded?;
-    }
-    Ok(missing.into_iter().map(|i| i.name).collect())
 }
 
 /// `pic image build`: the flashable disk image.

@@ -1,15 +1,13 @@
-//! `pic store`: the service store's index as the cell sees it: only what verified against the
-//! keys its config trusts.
-
-use std::path::Path;
-use std::time::Duration;
+//! `pic store`: the service store's index as the cell sees it (only what verified against the
+//! keys its config trusts), and the apps installed from it.
 
 use anyhow::{Context, Result, bail};
 use pic_builder::State;
-use pic_builder::apps::{self, Manifest};
+use pic_builder::apps::Manifest;
 use serde::Serialize;
 
-use crate::cli::StoreCommand;
+use crate::apps::{self, ImageInputs};
+use crate::cli::{AppImageArgs, StoreCommand};
 use crate::output::Output;
 
 /// One app as `pic store list` shows it.
@@ -19,19 +17,29 @@ struct Listed<'a> {
     version: &'a str,
     description: &'a str,
     host: &'a str,
+    /// The installed version, if it is installed.
+    installed: Option<&'a str>,
+}
+
+/// One installed app.
+#[derive(Serialize)]
+struct Installed<'a> {
+    name: &'a str,
+    version: &'a str,
+    url: String,
+    address: String,
+}
+
+fn inputs(args: &AppImageArgs) -> ImageInputs {
+    ImageInputs { definitions: args.definitions.clone(), lock: args.lock.clone(), cache: args.cache.clone() }
 }
 
 pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
-    let (StoreCommand::List { index } | StoreCommand::Show { index, .. }) = command;
-    let config = state.desired_config()?.context("no desired config yet: set up the cell first")?;
-    let source = match index {
-        Some(source) => source.clone(),
-        None => config.store.index.clone().context("no index: set store.index in the cell config or pass --index")?,
-    };
-    let keys = apps::parse_keys(&config.store.trusted_keys).map_err(anyhow::Error::msg)?;
-    let opened = open(state, &source, &keys).with_context(|| format!("the index {source} is refused"))?;
+    let desired = || state.desired_config()?.context("no desired config yet: set up the cell first");
     match command {
-        StoreCommand::List { .. } => {
+        StoreCommand::List { index } => {
+            let config = desired()?;
+            let opened = apps::open_index(state, index.as_deref())?;
             let listed: Vec<Listed> = opened
                 .apps
                 .iter()
@@ -40,17 +48,24 @@ pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
                     version: &a.manifest.version,
                     description: &a.manifest.description,
                     host: &a.manifest.site.host,
+                    installed: config.apps.iter().find(|i| i.name == a.manifest.name).map(|i| i.version.as_str()),
                 })
                 .collect();
             out.emit(&listed, |apps| {
-                apps.iter().map(|a| format!("{:<16} {:<16} {}\n", a.name, a.version, a.description)).collect()
+                apps.iter()
+                    .map(|a| {
+                        let installed = a.installed.map(|v| format!(" (installed: {v})")).unwrap_or_default();
+                        format!("{:<16} {:<16} {}{installed}\n", a.name, a.version, a.description)
+                    })
+                    .collect()
             });
         }
-        StoreCommand::Show { name, .. } => {
+        StoreCommand::Show { name, index } => {
+            let opened = apps::open_index(state, index.as_deref())?;
             let Some(app) = opened.app(name) else { bail!("the index has no app {name:?}") };
             out.emit(&Shown::from(&app.manifest), |m| {
                 format!(
-                    "{} {}\n{}\npackages:     {}\nsite:         {}.<cell domain> (port {} inside)\ncapabilities: {}\ndata:         {}\nreached by:   {}",
+                    "{} {}\n{}\npackages:     {}\nsite:         {}.<cell domain> (port {} inside)\ncapabilities: {}\ndata:         {}\nreached by:   {}\nsettings:     {}",
                     m.name,
                     m.version,
                     m.description,
@@ -60,38 +75,99 @@ pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
                     if m.capabilities.is_empty() { "none".into() } else { m.capabilities.join(", ") },
                     if m.data.is_empty() { "none".into() } else { m.data.join(", ") },
                     m.reached_by.join(", "),
+                    if m.settings.is_empty() { "none".into() } else { m.settings.join(", ") },
                 )
+            });
+        }
+        StoreCommand::Installed => {
+            let config = desired()?;
+            let domain = config.domain();
+            let installed: Vec<Installed> = config
+                .apps
+                .iter()
+                .map(|a| Installed {
+                    name: &a.name,
+                    version: &a.version,
+                    url: format!("https://{}.{domain}/", a.manifest.site.host),
+                    address: a.address.to_string(),
+                })
+                .collect();
+            out.emit(&installed, |apps| {
+                if apps.is_empty() {
+                    return "no app is installed; `pic store list` shows the index's".into();
+                }
+                apps.iter().map(|a| format!("{:<16} {:<16} {}\n", a.name, a.version, a.url)).collect()
+            });
+        }
+        StoreCommand::Install { name, settings, index, images, docker_socket }
+        | StoreCommand::Update { name, settings, index, images, docker_socket } => {
+            let update = matches!(command, StoreCommand::Update { .. });
+            let opened = apps::open_index(state, index.as_deref())?;
+            let changed = apps::install(state, &opened, name, settings, update, &inputs(images), docker_socket)?;
+            let domain = desired()?.domain();
+            let url = format!("https://{}.{domain}/", changed.app.manifest.site.host);
+            #[derive(Serialize)]
+            struct Done<'a> {
+                name: &'a str,
+                version: &'a str,
+                generation: u64,
+                url: &'a str,
+                dropped_settings: &'a [String],
+            }
+            let done = Done {
+                name,
+                version: &changed.app.version,
+                generation: changed.switched.to,
+                url: &url,
+                dropped_settings: &changed.dropped,
+            };
+            out.emit(&done, |d| {
+                let mut s = format!(
+                    "{} {} {}: generation {} (`pic serve` starts it; then {})",
+                    if update { "updated" } else { "installed" },
+                    d.name,
+                    d.version,
+                    d.generation,
+                    d.url
+                );
+                if !d.dropped_settings.is_empty() {
+                    s.push_str(&format!("\nthe new version has no setting {}", d.dropped_settings.join(", ")));
+                }
+                s
+            });
+        }
+        StoreCommand::Remove { name, purge, docker_socket } => {
+            let removed = apps::remove(state, name, *purge, docker_socket)?;
+            #[derive(Serialize)]
+            struct Done<'a> {
+                name: &'a str,
+                generation: u64,
+                data_saved: Option<&'a std::path::Path>,
+            }
+            let done = Done { name, generation: removed.switched.to, data_saved: removed.data_saved.as_deref() };
+            out.emit(&done, |d| {
+                let mut s = format!("removed {}: generation {}", d.name, d.generation);
+                match (purge, d.data_saved) {
+                    (true, Some(path)) => s.push_str(&format!("; its data was moved to {}", path.display())),
+                    (true, None) => s.push_str("; it had no data"),
+                    (false, _) => s.push_str("; its data is kept (`--purge` deletes it)"),
+                }
+                s
+            });
+        }
+        StoreCommand::Index { dir } => {
+            let entries = pic_builder::apps::write_index(dir)?;
+            out.emit(&entries, |entries| {
+                let mut s = format!("wrote {} with", dir.join("index.json").display());
+                for e in entries {
+                    s.push_str(&format!("\n  {} {}", e.name, e.version));
+                }
+                s.push_str("\nsign it and every manifest: minisign -S -m index.json */manifest.toml");
+                s
             });
         }
     }
     Ok(())
-}
-
-/// The largest index archive the cell downloads.
-const MAX_ARCHIVE: usize = 256 << 20;
-
-/// Opens an index from a folder, a `.tar.zst` on the cell, or the HTTP(S) URL of one (downloaded
-/// into `run/`, unpacked into `run/store-index/`).
-fn open(state: &State, source: &str, keys: &[apps::PublicKey]) -> Result<apps::Index> {
-    let scratch = state.root().join("run/store-index");
-    if source.starts_with("http://") || source.starts_with("https://") {
-        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        let bytes = runtime
-            .block_on(async {
-                let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-                client.get(source).send().await?.error_for_status()?.bytes().await
-            })
-            .map_err(|e| anyhow::anyhow!("downloading it: {}", e.without_url()))?;
-        if bytes.len() > MAX_ARCHIVE {
-            bail!("the index is {} bytes; the cell reads at most {MAX_ARCHIVE}", bytes.len());
-        }
-        let archive = state.root().join("run/store-index.tar.zst");
-        pic_builder::fsutil::ensure_dir(&state.root().join("run"), 0o755)?;
-        pic_builder::fsutil::write_atomic(&archive, &bytes, 0o644)?;
-        return Ok(apps::open_archive(&archive, &scratch, keys)?);
-    }
-    let path = Path::new(source);
-    if path.is_dir() { Ok(apps::open(path, keys)?) } else { Ok(apps::open_archive(path, &scratch, keys)?) }
 }
 
 /// What `pic store show` says of a manifest.

@@ -167,11 +167,13 @@ async fn activate_one(
     bundle: &pic_builder::render::Bundle,
     existing: Option<&bollard::models::ContainerSummary>,
 ) -> Result<Action> {
-    let image = format!("{}:latest", spec.image);
-    let (image_id, labels) = engine
-        .image_labels(&image)
-        .await?
-        .ok_or_else(|| anyhow!("image {image} is not loaded into Docker; build it with `pic images build`"))?;
+    let image = spec.image_ref();
+    let (image_id, labels) = engine.image_labels(&image).await?.ok_or_else(|| {
+        match spec.service.strip_prefix(pic_builder::config::app::SERVICE_PREFIX) {
+            Some(app) => anyhow!("image {image} is not in Docker; `pic store update {app}` builds it"),
+            None => anyhow!("image {image} is not loaded into Docker; build it with `pic images build`"),
+        }
+    })?;
     let owner = labels
         .get(LABEL_DATA_OWNER)
         .and_then(|o| o.split_once(':'))

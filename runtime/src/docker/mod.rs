@@ -176,6 +176,7 @@ impl Engine {
             init: Some(true),
             port_bindings: Some(bindings),
             network_mode: Some(spec.network.name.clone()),
+            dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
             ..Default::default()
         };
         let endpoint = EndpointSettings {
@@ -188,6 +189,7 @@ impl Engine {
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
             cmd: Some(spec.command.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             user: Some(spec.user.clone()),
             hostname: Some(spec.service.clone()),
             labels: Some(HashMap::from([
@@ -297,6 +299,31 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Loads the images Docker does not have at their key (one archive of just those); returns
+/// their names.
+pub async fn load_missing(
+    engine: &Engine,
+    build: &pic_builder::images::ImageBuild,
+    images: &[pic_builder::images::BuiltImage],
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for image in images {
+        let have = engine.image_labels(&image.tag()).await?;
+        if have.is_none_or(|(_, labels)| labels.get(pic_builder::images::LABEL_KEY) != Some(&image.key)) {
+            missing.push(image.clone());
+        }
+    }
+    if !missing.is_empty() {
+        let archive = build.cache.join("load.tar");
+        let file = std::fs::File::create(&archive).with_context(|| format!("creating {}", archive.display()))?;
+        build.write_archive(&missing, std::io::BufWriter::new(file))?;
+        let loaded = engine.load_archive(&archive).await;
+        let _ = std::fs::remove_file(&archive);
+        loaded?;
+    }
+    Ok(missing.into_iter().map(|i| i.name).collect())
 }
 
 /// The container of a service.

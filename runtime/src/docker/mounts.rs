@@ -44,22 +44,14 @@ pub fn prepare(
         let source = mount.source.as_str();
         let host = match source.split_once('/') {
             None if source == "bundle" => continue,
-            None if source == "data" => {
-                let data = state.root().join("data").join(&spec.service);
-                fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-                let meta = fs::metadata(&data)?;
-                if (meta.uid(), meta.gid()) != owner {
-                    std::os::unix::fs::chown(&data, Some(owner.0), Some(owner.1))
-                        .with_context(|| format!("handing {} to {}:{}", data.display(), owner.0, owner.1))?;
+            None if source == "data" => ensure_data(state, spec, owner)?,
+            Some(("data", folder)) => {
+                // An app's data folder: made by `data_dirs` (the spec lists each one it mounts).
+                let path = ensure_data(state, spec, owner)?.join(folder);
+                if !spec.data_dirs.iter().any(|d| d == folder) || !path.is_dir() {
+                    bail!("{}: mount {source:?} is not one of its data folders", spec.service);
                 }
-                for dir in &spec.data_dirs {
-                    let path = data.join(dir);
-                    if !path.exists() {
-                        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-                        std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))?;
-                    }
-                }
-                data
+                path
             }
             None if source == "tls" => {
                 let dir = run.join("tls");
@@ -91,6 +83,26 @@ pub fn prepare(
         paths.insert(source.to_owned(), host);
     }
     Ok(Prepared { paths, changed: changed || certificates, only_certificates: certificates && !changed })
+}
+
+/// The service's `data/<service>` folder and its `data_dirs`, made and handed to `owner` (the
+/// service's user) when they are not.
+fn ensure_data(state: &State, spec: &ContainerSpec, owner: (u32, u32)) -> Result<PathBuf> {
+    let data = state.root().join("data").join(&spec.service);
+    fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let meta = fs::metadata(&data)?;
+    if (meta.uid(), meta.gid()) != owner {
+        std::os::unix::fs::chown(&data, Some(owner.0), Some(owner.1))
+            .with_context(|| format!("handing {} to {}:{}", data.display(), owner.0, owner.1))?;
+    }
+    for dir in &spec.data_dirs {
+        let path = data.join(dir);
+        if !path.exists() {
+            fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+            std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))?;
+        }
+    }
+    Ok(data)
 }
 
 /// Removes what `dir` holds besides `keep`; true when something was removed.

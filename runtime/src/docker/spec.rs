@@ -22,6 +22,12 @@ pub struct ContainerSpec {
     /// The daemon's credential files (from `secrets/credentials/`) in the `credentials` mount.
     pub credentials: Vec<String>,
     pub mounts: Vec<Mount>,
+    /// The resolvers the container asks (an app asks the cell's DNS service); none: Docker's.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// The container's environment (an app's settings).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
     pub ports: Vec<Port>,
     pub network: Network,
     pub health: Health,
@@ -32,10 +38,17 @@ pub struct ContainerSpec {
     pub restart_for_certificates: bool,
 }
 
+impl ContainerSpec {
+    /// The Docker reference of its image: the spec's own tag (an app's), else `:latest`.
+    pub fn image_ref(&self) -> String {
+        if self.image.contains(':') { self.image.clone() } else { format!("{}:latest", self.image) }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
-    /// `bundle`, `data`, `tls`, `credentials` or `ca`.
+    /// `bundle`, `data`, `data/<folder>` (an app's data folder), `tls`, `credentials` or `ca`.
     pub source: String,
     pub target: String,
     pub read_only: bool,
