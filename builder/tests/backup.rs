@@ -462,3 +462,27 @@ fn a_disk_that_fills_up_during_the_restore_changes_nothing() {
     assert!(error.to_string().contains("nothing was changed"), "{error}");
     assert_eq!(tree(target.root()), before);
 }
+
+/// An app whose manifest says `backup = false` (Transmission's downloads) stays out of a backup
+/// with data; the other apps' data is in it.
+#[test]
+fn an_apps_data_is_left_out_when_its_manifest_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("cell");
+    let state = State::new(&root);
+    let config = config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps.json")).unwrap();
+    state.init(Some(&config)).unwrap();
+    state.writer().unwrap().build_and_switch(&config, "apps").unwrap();
+    for app in ["app-dokuwiki/wiki/pages", "app-transmission/transmission/downloads"] {
+        fs::create_dir_all(root.join("data").join(app)).unwrap();
+        fs::write(root.join("data").join(app).join("file"), "content").unwrap();
+    }
+    let archive = tmp.path().join("backup.tar.zst");
+    back_up(&state, &archive, None, true);
+    let fresh = tmp.path().join("fresh");
+    let restored = State::new(&fresh);
+    let options = RestoreOptions { passphrase: None, include_data: true, dry_run: false };
+    restore(&restored, &archive, options).unwrap();
+    assert!(fresh.join("data/app-dokuwiki/wiki/pages/file").exists());
+    assert!(!fresh.join("data/app-transmission").exists(), "Transmission's data is not in the backup");
+}

@@ -212,7 +212,12 @@ fn write_archive(
         archive.bytes(format::SECRETS, &sealed, 0o600)?;
     }
     if options.include_data && data.is_dir() {
-        archive.data_tree(format::DATA, &data)?;
+        // Apps whose manifest says their data stays out of backups (caches, downloads).
+        let skip: Vec<String> = state
+            .desired_config()?
+            .map(|c| c.apps.iter().filter(|a| !a.manifest.backup).map(|a| a.service()).collect())
+            .unwrap_or_default();
+        archive.data_tree(format::DATA, &data, &skip)?;
     }
     let (mut output, _, mut meter) = archive.finish()?;
     meter.finish();
