@@ -1,9 +1,9 @@
 //! Apps from the service store, shared by the command line and the API: opening the index the
 //! config names (downloading it when it is a URL), and installing, updating and removing an app.
-//! Each change is checked against the config's rules first, then the app's image is built from
-//! its manifest and loaded into Docker (minutes, without the writer lock), then the config
-//! change is built and switched to: `pic serve` activates the new generation behind its health
-//! gate, which rolls a failing app back by switching to the generation before it.
+//! A change is checked against the config's rules first ([`plan`]), then the app's image is built
+//! from its manifest and loaded into Docker (minutes, without the writer lock), then the config
+//! change is built and switched to ([`commit`]): `pic serve` activates the new generation behind
+//! its health gate, which rolls a failing app back by switching to the generation before it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,12 +12,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use pic_builder::apps::{self, Index, changes};
 use pic_builder::config::app::{App, Manifest, SettingKind};
+use pic_builder::config::{CellConfig, ValidationErrors};
 use pic_builder::error::Error;
-use pic_builder::images::ImageBuild;
+use pic_builder::images::{BuiltImage, ImageBuild};
 use pic_builder::state::SwitchOutcome;
 use pic_builder::{State, fsutil};
 
-use crate::docker::{Engine, Publish, container_name};
+use crate::docker::{Engine, container_name};
 
 /// Where app images are built: the image definitions (for the shared base), the package lock
 /// and the build cache, as `pic images build` takes them.
@@ -31,78 +32,185 @@ pub struct ImageInputs {
 /// The largest index archive the cell downloads.
 const MAX_ARCHIVE: usize = 256 << 20;
 
-/// Opens the index `source` (or the config's `store.index`) with the keys the config trusts.
-pub fn open_index(state: &State, source: Option<&str>) -> Result<Index> {
+/// Where an index is: on the cell, or at an HTTP(S) URL.
+pub enum Source {
+    Local(PathBuf),
+    Web(String),
+}
+
+/// The index to open (`given`, else the config's `store.index`) and the keys the config trusts.
+pub fn source(state: &State, given: Option<&str>) -> Result<(Source, Vec<apps::PublicKey>)> {
     let config = state.desired_config()?.context("no desired config yet: set up the cell first")?;
-    let source = match source {
+    let source = match given {
         Some(source) => source.to_owned(),
         None => config.store.index.clone().context("no index: set store.index in the cell config or pass --index")?,
     };
     let keys = apps::parse_keys(&config.store.trusted_keys).map_err(anyhow::Error::msg)?;
-    open(state, &source, &keys).with_context(|| format!("the index {source} is refused"))
+    let web = source.starts_with("http://") || source.starts_with("https://");
+    Ok((if web { Source::Web(source) } else { Source::Local(source.into()) }, keys))
 }
 
-/// Opens an index from a folder, a `.tar.zst` on the cell, or the HTTP(S) URL of one (downloaded
-/// into `run/`, unpacked into `run/store-index/`).
-fn open(state: &State, source: &str, keys: &[apps::PublicKey]) -> Result<Index> {
-    let scratch = state.root().join("run/store-index");
-    if source.starts_with("http://") || source.starts_with("https://") {
-        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        let bytes = runtime
-            .block_on(async {
-                let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-                client.get(source).send().await?.error_for_status()?.bytes().await
-            })
-            .map_err(|e| anyhow!("downloading it: {}", e.without_url()))?;
-        if bytes.len() > MAX_ARCHIVE {
-            bail!("the index is {} bytes; the cell reads at most {MAX_ARCHIVE}", bytes.len());
-        }
-        let archive = state.root().join("run/store-index.tar.zst");
-        fsutil::ensure_dir(&state.root().join("run"), 0o755)?;
-        fsutil::write_atomic(&archive, &bytes, 0o644)?;
-        return Ok(apps::open_archive(&archive, &scratch, keys)?);
+/// Downloads an index archive into `run/store-index.tar.zst`.
+pub async fn download(state: &State, url: &str) -> Result<PathBuf> {
+    let fetched = async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        client.get(url).send().await?.error_for_status()?.bytes().await
+    };
+    let bytes = fetched.await.map_err(|e| anyhow!("the index {url}: downloading it: {}", e.without_url()))?;
+    if bytes.len() > MAX_ARCHIVE {
+        bail!("the index {url} is {} bytes; the cell reads at most {MAX_ARCHIVE}", bytes.len());
     }
-    let path = Path::new(source);
-    if path.is_dir() { Ok(apps::open(path, keys)?) } else { Ok(apps::open_archive(path, &scratch, keys)?) }
+    let archive = state.root().join("run/store-index.tar.zst");
+    fsutil::ensure_dir(&state.root().join("run"), 0o755)?;
+    fsutil::write_atomic(&archive, &bytes, 0o644)?;
+    Ok(archive)
 }
 
-/// `name=value` pairs typed as the manifest's settings say; a secret setting's value is kept
-/// apart (it goes to `secrets/`, never into the config).
+/// Opens an index folder, or a `.tar.zst` (unpacked into `run/store-index/`), with `keys`.
+/// Returns the index and the folder its files are in.
+pub fn open_local(state: &State, path: &Path, keys: &[apps::PublicKey]) -> Result<(Index, PathBuf)> {
+    let refused = || format!("the index {} is refused", path.display());
+    if path.is_dir() {
+        return Ok((apps::open(path, keys).with_context(refused)?, path.to_owned()));
+    }
+    let scratch = state.root().join("run/store-index");
+    Ok((apps::open_archive(path, &scratch, keys).with_context(refused)?, scratch))
+}
+
+/// Opens the index (`given`, else the config's) from the command line.
+pub fn open_index(state: &State, given: Option<&str>) -> Result<Index> {
+    let (source, keys) = source(state, given)?;
+    let path = match source {
+        Source::Local(path) => path,
+        Source::Web(url) => {
+            tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(download(state, &url))?
+        }
+    };
+    Ok(open_local(state, &path, &keys)?.0)
+}
+
+/// Settings typed as the manifest says; a secret setting's value is kept apart (it goes to
+/// `secrets/`, never into the config).
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub config: BTreeMap<String, serde_json::Value>,
     pub secrets: BTreeMap<String, String>,
 }
 
-pub fn parse_settings(manifest: &Manifest, pairs: &[String]) -> Result<Settings, Error> {
-    let mut settings = Settings { config: BTreeMap::new(), secrets: BTreeMap::new() };
-    for pair in pairs {
-        let Some((name, value)) = pair.split_once('=') else {
-            return Err(invalid(&format!("--set {pair}"), "is not name=value", "e.g. --set title=Our wiki"));
-        };
-        let typed = match manifest.settings.get(name).map(|s| s.kind) {
-            Some(SettingKind::Secret) => {
-                if value.len() < 8 || value.chars().any(char::is_control) {
+impl Settings {
+    /// From `name=value` pairs (`--set`), each value read as its setting's type.
+    pub fn from_pairs(manifest: &Manifest, pairs: &[String]) -> Result<Settings, Error> {
+        let mut values = BTreeMap::new();
+        for pair in pairs {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(invalid(&format!("--set {pair}"), "is not name=value", "e.g. --set title=Our wiki"));
+            };
+            let typed = match manifest.settings.get(name).map(|s| s.kind) {
+                Some(SettingKind::Integer) => value.parse::<i64>().map(Into::into).unwrap_or_else(|_| value.into()),
+                Some(SettingKind::Boolean) => value.parse::<bool>().map(Into::into).unwrap_or_else(|_| value.into()),
+                _ => value.into(),
+            };
+            values.insert(name.to_owned(), typed);
+        }
+        Settings::from_json(manifest, values)
+    }
+
+    /// From JSON values (the API's); unknown names and wrong types are left to the config's
+    /// rules, which name the settings the app has.
+    pub fn from_json(manifest: &Manifest, values: BTreeMap<String, serde_json::Value>) -> Result<Settings, Error> {
+        let mut settings = Settings::default();
+        for (name, value) in values {
+            if manifest.settings.get(&name).map(|s| s.kind) != Some(SettingKind::Secret) {
+                settings.config.insert(name, value);
+                continue;
+            }
+            match value.as_str() {
+                Some(secret) if secret.len() >= 8 && !secret.chars().any(char::is_control) => {
+                    settings.secrets.insert(name, secret.to_owned());
+                }
+                _ => {
                     return Err(invalid(
                         &format!("settings.{name}"),
-                        "a secret must be at least 8 characters without control characters",
+                        "a secret must be text of at least 8 characters without control characters",
                         "or leave it out: the cell makes one",
                     ));
                 }
-                settings.secrets.insert(name.to_owned(), value.to_owned());
-                continue;
             }
-            Some(SettingKind::Integer) => value.parse::<i64>().map(Into::into).unwrap_or_else(|_| value.into()),
-            Some(SettingKind::Boolean) => value.parse::<bool>().map(Into::into).unwrap_or_else(|_| value.into()),
-            // Unknown names are reported by the config's rules, with the names the app has.
-            Some(SettingKind::String) | None => value.into(),
-        };
-        settings.config.insert(name.to_owned(), typed);
+        }
+        Ok(settings)
     }
-    Ok(settings)
 }
 
 fn invalid(path: &str, message: &str, hint: &str) -> Error {
-    Error::Invalid(pic_builder::config::ValidationErrors::single(path, message, hint))
+    Error::Invalid(ValidationErrors::single(path, message, hint))
+}
+
+/// An install or update, checked against the config's rules, not yet built.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub update: bool,
+    pub manifest: Manifest,
+    pub settings: Settings,
+    /// The app's entry as the change makes it.
+    pub app: App,
+}
+
+impl Plan {
+    fn change(&self, config: &mut CellConfig) -> Result<Vec<String>, Error> {
+        let from_index = apps::App {
+            entry: apps::Entry {
+                name: self.manifest.name.clone(),
+                version: self.manifest.version.clone(),
+                manifest: String::new(),
+                sha256: String::new(),
+            },
+            manifest: self.manifest.clone(),
+        };
+        match self.update {
+            false => changes::install(config, &from_index, self.settings.config.clone()).map(|()| Vec::new()),
+            true => changes::update(config, &from_index, self.settings.config.clone()),
+        }
+    }
+}
+
+/// Checks installing (`update == false`) or updating `name` from `index` with `settings` against
+/// the desired config; nothing is written.
+pub fn plan(state: &State, index: &Index, name: &str, settings: Settings, update: bool) -> Result<Plan, Error> {
+    let from_index = index.app(name).ok_or_else(|| {
+        invalid("name", &format!("the index has no app {name:?}"), "`pic store list` shows the index's apps")
+    })?;
+    let mut plan = Plan {
+        update,
+        manifest: from_index.manifest.clone(),
+        settings,
+        app: App {
+            name: name.into(),
+            version: String::new(),
+            address: std::net::Ipv4Addr::UNSPECIFIED,
+            settings: BTreeMap::new(),
+            manifest: from_index.manifest.clone(),
+        },
+    };
+    let config = state.writer()?.desired_with(|c| plan.change(c).map(drop))?;
+    plan.app = config.apps.iter().find(|a| a.name == name).cloned().expect("the change adds the app");
+    Ok(plan)
+}
+
+/// Builds the app's image (or finds it in the cache): blocking work of minutes.
+pub fn build_image(app: &App, images: &ImageInputs) -> Result<(ImageBuild, BuiltImage)> {
+    let build = ImageBuild {
+        definitions: images.definitions.clone(),
+        lock: images.lock.clone(),
+        cache: images.cache.clone(),
+        update_lock: false,
+    };
+    let image = build.build_app(app).with_context(|| format!("building the image of {}", app.name))?;
+    Ok((build, image))
+}
+
+/// Loads the built image into Docker unless it is there.
+pub async fn load_image(engine: &Engine, build: &ImageBuild, image: &BuiltImage) -> Result<()> {
+    crate::docker::load_missing(engine, build, std::slice::from_ref(image)).await.map(drop)
 }
 
 /// What an install or update did.
@@ -113,111 +221,63 @@ pub struct Changed {
     pub dropped: Vec<String>,
 }
 
-/// Installs (`update == false`) or updates the app `name` of `index`.
-pub fn install(
-    state: &State,
-    index: &Index,
-    name: &str,
-    settings: &[String],
-    update: bool,
-    images: &ImageInputs,
-    docker_socket: &str,
-) -> Result<Changed> {
-    let from_index = index.app(name).ok_or_else(|| anyhow!("the index has no app {name:?}"))?;
-    let settings = parse_settings(&from_index.manifest, settings)?;
-    let change = |c: &mut pic_builder::config::CellConfig| -> Result<Vec<String>, Error> {
-        match update {
-            false => changes::install(c, from_index, settings.config.clone()).map(|()| Vec::new()),
-            true => changes::update(c, from_index, settings.config.clone()),
-        }
-    };
-    // Checked before the image is built: a wrong setting costs nothing.
-    let planned = {
-        let mut dropped = Vec::new();
-        let config = state.writer()?.desired_with(|c| {
-            dropped = change(c)?;
-            Ok(())
-        })?;
-        config.apps.iter().find(|a| a.name == name).cloned().expect("the change adds the app")
-    };
-    ensure_image(&planned, images, docker_socket)?;
+/// Makes the planned change (checked again under the writer lock: the config may have changed
+/// while the image was built), keeps its secret settings, and switches to the new generation.
+pub fn commit(state: &State, plan: &Plan) -> Result<Changed, Error> {
     let writer = state.writer()?;
     let mut dropped = Vec::new();
     let config = writer.desired_with(|c| {
-        dropped = change(c)?;
+        dropped = plan.change(c)?;
         Ok(())
     })?;
-    for (setting, value) in &settings.secrets {
-        let path = state.credentials().dir().join(planned.secret_file(setting));
+    for (setting, value) in &plan.settings.secrets {
+        let path = state.credentials().dir().join(plan.app.secret_file(setting));
         fsutil::write_atomic(&path, value.as_bytes(), 0o644)?;
     }
-    let verb = if update { "update" } else { "install" };
-    let switched = writer.build_and_switch(&config, &format!("store: {verb} {name} {}", planned.version))?;
-    let app = config.apps.iter().find(|a| a.name == name).cloned().expect("the change adds the app");
+    let verb = if plan.update { "update" } else { "install" };
+    let reason = format!("store: {verb} {} {}", plan.app.name, plan.manifest.version);
+    let switched = writer.build_and_switch(&config, &reason)?;
+    let app = config.apps.iter().find(|a| a.name == plan.app.name).cloned().expect("the change adds the app");
     Ok(Changed { switched, app, dropped })
 }
 
-/// Builds the app's image (or finds it in the cache) and loads it into Docker unless it is there.
-fn ensure_image(app: &App, images: &ImageInputs, docker_socket: &str) -> Result<()> {
-    let build = ImageBuild {
-        definitions: images.definitions.clone(),
-        lock: images.lock.clone(),
-        cache: images.cache.clone(),
-        update_lock: false,
-    };
-    let image = build.build_app(app).with_context(|| format!("building the image of {}", app.name))?;
-    tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(async {
-        let engine = Engine::connect(docker_socket, Publish::None).await?;
-        crate::docker::load_missing(&engine, &build, std::slice::from_ref(&image)).await
-    })?;
-    Ok(())
-}
-
-/// What a removal did.
-pub struct Removed {
-    pub switched: SwitchOutcome,
-    /// Where the purged data was moved (`backups/`), when `--purge`.
-    pub data_saved: Option<PathBuf>,
-}
-
-/// Removes the app `name` from the config (a new generation); its data stays unless `purge`,
-/// which first stops its container, then moves its data folder under `backups/` and deletes its
-/// secrets.
-pub fn remove(state: &State, name: &str, purge: bool, docker_socket: &str) -> Result<Removed> {
+/// Removes the app `name` from the config (a new generation); its data and secrets stay.
+pub fn remove(state: &State, name: &str) -> Result<(SwitchOutcome, App), Error> {
     let writer = state.writer()?;
     let mut removed = None;
     let config = writer.desired_with(|c| {
         removed = Some(changes::remove(c, name)?);
         Ok(())
     })?;
-    let app = removed.expect("the change removed the app");
     let switched = writer.build_and_switch(&config, &format!("store: remove {name}"))?;
-    if !purge {
-        return Ok(Removed { switched, data_saved: None });
+    Ok((switched, removed.expect("the change removed the app")))
+}
+
+/// Stops the container of a removed app if it still runs (it writes to its data folder).
+pub async fn stop_removed(engine: &Engine, app: &App) -> Result<()> {
+    let name = container_name(&app.service());
+    if crate::docker::container_infos(engine).await?.iter().any(|c| c.name == name) {
+        engine.remove(&name).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a removed app's data and secrets: the data folder is first moved under `backups/`
+/// (returned); its container must be gone.
+pub fn purge(state: &State, app: &App) -> Result<Option<PathBuf>> {
+    if state.desired_config()?.is_some_and(|c| c.apps.iter().any(|a| a.name == app.name)) {
+        bail!("{} is installed: remove it before purging its data", app.name);
     }
     let service = app.service();
-    // The container writes to the data folder until it is gone; an engine that does not answer
-    // runs no container.
-    let stopped = tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(async {
-        let engine = Engine::connect(docker_socket, Publish::None).await?;
-        let running = crate::docker::container_infos(&engine).await?;
-        if running.iter().any(|c| c.name == container_name(&service)) {
-            engine.remove(&container_name(&service)).await?;
-        }
-        anyhow::Ok(())
-    });
-    if let Err(error) = stopped {
-        tracing::debug!(error = %format!("{error:#}"), "no container to stop before the purge");
-    }
     let data = state.root().join("data").join(&service);
-    let mut data_saved = None;
+    let mut saved = None;
     if data.exists() {
         let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
         let backups = state.root().join(pic_builder::backup::BACKUPS_DIR);
         fsutil::ensure_dir(&backups, 0o700)?;
-        let saved = backups.join(format!("{service}-purged-{stamp}"));
-        fsutil::rename_durable(&data, &saved)?;
-        data_saved = Some(saved);
+        let target = backups.join(format!("{service}-purged-{stamp}"));
+        fsutil::rename_durable(&data, &target)?;
+        saved = Some(target);
     }
     for setting in app.manifest.settings.keys() {
         let path = state.credentials().dir().join(app.secret_file(setting));
@@ -225,5 +285,5 @@ pub fn remove(state: &State, name: &str, purge: bool, docker_socket: &str) -> Re
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
-    Ok(Removed { switched, data_saved })
+    Ok(saved)
 }

@@ -116,6 +116,9 @@ pub enum Command {
         /// DuckDNS.
         #[arg(long)]
         dns_propagation: Option<u64>,
+        /// Where the images of apps from the service store are built.
+        #[command(flatten)]
+        images: AppImageArgs,
     },
     /// Bring the service containers in line with the current generation (what `pic serve` does
     /// after every change), wait until the changed ones are healthy, and report what it did.

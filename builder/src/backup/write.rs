@@ -50,9 +50,10 @@ impl<'p, W: Write> ArchiveWriter<'p, W> {
     /// A tree of the services' data, as it is: modes, owners, times and links inside it.
     /// Adds the tree at `root` under `prefix`, leaving out the top-level folders named in `skip`.
     pub fn data_tree(&mut self, prefix: &str, root: &Path, skip: &[String]) -> Result<(), Error> {
-        let walk = walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name().into_iter().filter_entry(|e| {
-            e.depth() != 1 || !skip.iter().any(|s| e.file_name().to_string_lossy() == s.as_str())
-        });
+        let walk =
+            walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name().into_iter().filter_entry(|e| {
+                e.depth() != 1 || !skip.iter().any(|s| e.file_name().to_string_lossy() == s.as_str())
+            });
         for entry in walk {
             let entry = entry.map_err(|e| Error::Io {
                 path: e.path().unwrap_or(root).to_owned(),

@@ -195,6 +195,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             front_door,
             console_greeting,
             dns_propagation,
+            images,
         } => {
             let backend = match wireguard {
                 WireGuardBackend::Kernel => Some(wireguard_control::Backend::Kernel),
@@ -215,6 +216,11 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 front_door: *front_door,
                 greeting: console_greeting.clone(),
                 dns_propagation: dns_propagation.map(std::time::Duration::from_secs),
+                images: crate::apps::ImageInputs {
+                    definitions: images.definitions.clone(),
+                    lock: images.lock.clone(),
+                    cache: images.cache.clone(),
+                },
             };
             runtime.block_on(crate::serve::serve(state, options))?;
         }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::apps::{self, ImageInputs};
 use crate::cli::{AppImageArgs, StoreCommand};
+use crate::docker::{Engine, Publish};
 use crate::output::Output;
 
 /// One app as `pic store list` shows it.
@@ -28,6 +29,16 @@ struct Installed<'a> {
     version: &'a str,
     url: String,
     address: String,
+}
+
+/// What a removal did.
+struct Removed {
+    switched: pic_builder::state::SwitchOutcome,
+    data_saved: Option<std::path::PathBuf>,
+}
+
+fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(work)
 }
 
 fn inputs(args: &AppImageArgs) -> ImageInputs {
@@ -103,7 +114,16 @@ pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
         | StoreCommand::Update { name, settings, index, images, docker_socket } => {
             let update = matches!(command, StoreCommand::Update { .. });
             let opened = apps::open_index(state, index.as_deref())?;
-            let changed = apps::install(state, &opened, name, settings, update, &inputs(images), docker_socket)?;
+            let manifest = &opened.app(name).with_context(|| format!("the index has no app {name:?}"))?.manifest;
+            let settings = apps::Settings::from_pairs(manifest, settings)?;
+            // Checked before the image is built: a wrong setting costs nothing.
+            let plan = apps::plan(state, &opened, name, settings, update)?;
+            let (build, image) = apps::build_image(&plan.app, &inputs(images))?;
+            block_on(async {
+                let engine = Engine::connect(docker_socket, Publish::None).await?;
+                apps::load_image(&engine, &build, &image).await
+            })?;
+            let changed = apps::commit(state, &plan)?;
             let domain = desired()?.domain();
             let url = format!("https://{}.{domain}/", changed.app.manifest.site.host);
             #[derive(Serialize)]
@@ -137,7 +157,21 @@ pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
             });
         }
         StoreCommand::Remove { name, purge, docker_socket } => {
-            let removed = apps::remove(state, name, *purge, docker_socket)?;
+            let (switched, app) = apps::remove(state, name)?;
+            let data_saved = match purge {
+                false => None,
+                true => {
+                    // An engine that does not answer runs no container.
+                    let stopped = block_on(async {
+                        apps::stop_removed(&Engine::connect(docker_socket, Publish::None).await?, &app).await
+                    });
+                    if let Err(error) = stopped {
+                        tracing::debug!(error = %format!("{error:#}"), "no container to stop before the purge");
+                    }
+                    apps::purge(state, &app)?
+                }
+            };
+            let removed = Removed { switched, data_saved };
             #[derive(Serialize)]
             struct Done<'a> {
                 name: &'a str,

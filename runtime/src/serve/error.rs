@@ -70,7 +70,8 @@ impl From<Error> for ApiError {
             Error::NoSuchGeneration(_) | Error::NoSuchCertificate(_) | Error::NoSuchUser(_) | Error::NoSuchPeer(_) => {
                 ApiError::not_found(error.to_string())
             }
-            Error::NoSuchBackup(_) => ApiError::not_found(error.to_string()),
+            Error::NoSuchBackup(_) | Error::NoSuchApp(_) => ApiError::not_found(error.to_string()),
+            Error::AppInstalled(_) => ApiError::new(StatusCode::CONFLICT, "installed", error.to_string()),
             Error::BackupRefused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "backup_refused", error.to_string())
             }

@@ -2,6 +2,7 @@
 //! templates: every change writes the desired config, asks the builder for a generation and
 //! switches to it.
 
+mod apps;
 mod auth;
 mod backups;
 mod certs;
@@ -75,6 +76,10 @@ pub struct AppState {
     /// How long a new TXT record gets to reach the provider's name servers (DNS-01), when not
     /// the provider's usual time.
     pub dns_propagation: Option<std::time::Duration>,
+    /// Where app images are built (none: apps are not installed through this server).
+    pub images: Option<crate::apps::ImageInputs>,
+    /// App installs and updates under way or failed, and the index last opened.
+    pub apps: Arc<apps::Jobs>,
 }
 
 /// How `pic serve` runs.
@@ -96,6 +101,8 @@ pub struct Options {
     pub greeting: Option<std::path::PathBuf>,
     /// See `AppState::dns_propagation`.
     pub dns_propagation: Option<std::time::Duration>,
+    /// Where app images are built.
+    pub images: crate::apps::ImageInputs,
 }
 
 impl AppState {
@@ -116,6 +123,8 @@ impl AppState {
             ddns_wake: Arc::default(),
             acme_wake: Arc::default(),
             dns_propagation: None,
+            images: None,
+            apps: Arc::default(),
         }
     }
 
@@ -238,6 +247,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(domain::set_credential))
         .routes(routes!(domain::update))
         .routes(routes!(domain::renew))
+        .routes(routes!(apps::store))
+        .routes(routes!(apps::icon))
+        .routes(routes!(apps::list, apps::install))
+        .routes(routes!(apps::update, apps::remove))
 }
 
 #[derive(OpenApi)]
@@ -403,6 +416,7 @@ pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
     app.firewall = options.firewall;
     app.webui = options.webui;
     app.dns_propagation = options.dns_propagation;
+    app.images = Some(options.images);
     app.containers = options.docker.map(|docker| {
         let mut containers = containers::Containers::new(docker, options.health_timeout, options.monitor_interval);
         containers.front_door = front_door.is_some();

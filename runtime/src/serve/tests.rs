@@ -1077,3 +1077,133 @@ async fn in_public_mode_the_domain_lists_the_certificates_caddy_got() {
         reply.body
     );
 }
+
+/// The repository's index (`store/`) signed with a key made by Debian's minisign; returns its
+/// folder and the public key.
+fn signed_store(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let index = dir.join("index");
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../store");
+    assert!(std::process::Command::new("cp").arg("-r").arg(&from).arg(&index).status().unwrap().success());
+    let (public, secret) = (dir.join("k.pub"), dir.join("k.key"));
+    let made = std::process::Command::new("minisign")
+        .args(["-G", "-W", "-f", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret)
+        .output()
+        .expect("minisign (make test installs it)");
+    assert!(made.status.success());
+    let signed = std::process::Command::new("minisign")
+        .args(["-S", "-W", "-s"])
+        .arg(&secret)
+        .arg("-m")
+        .arg(index.join("index.json"))
+        .args(["dokuwiki", "syncthing", "transmission"].map(|a| index.join(a).join("manifest.toml")))
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let key = std::fs::read_to_string(&public).unwrap().lines().nth(1).unwrap().to_owned();
+    (index, key)
+}
+
+#[tokio::test]
+async fn the_store_lists_a_signed_index_serves_icons_sandboxed_and_checks_installs() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let no_index = api.call(&admin, Method::GET, "/api/store", None).await;
+    assert_eq!(no_index.status, StatusCode::CONFLICT, "{}", no_index.body);
+
+    let (index, key) = signed_store(api._dir.path());
+    let state = api.app.state.clone();
+    let source = index.to_str().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let writer = state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.store = pic_builder::config::Store { index: Some(source), trusted_keys: vec![key] };
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "test").unwrap();
+    })
+    .await
+    .unwrap();
+    let store = api.call(&admin, Method::GET, "/api/store", None).await;
+    assert_eq!(store.status, StatusCode::OK, "{}", store.body);
+    let names: Vec<&str> = store.body["apps"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dokuwiki", "syncthing", "transmission"]);
+    assert_eq!(store.body["apps"][0]["installed"], Value::Null);
+    assert_eq!(store.body["apps"][0]["settings"]["title"]["type"], "string");
+
+    let icon = api.call_raw(&admin, Method::GET, "/api/store/dokuwiki/icon", None, &[]).await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(icon.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(icon.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("sandbox"));
+    let none = api.call(&admin, Method::GET, "/api/store/nothing/icon", None).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+
+    // This server runs no containers: an install is refused before anything changes.
+    let before = api.app.state.current().unwrap();
+    let install = api.call(&admin, Method::POST, "/api/apps", Some(json!({"name": "dokuwiki"}))).await;
+    assert_eq!(install.status, StatusCode::CONFLICT, "{}", install.body);
+    let bad = api.call(&admin, Method::POST, "/api/apps", Some(json!({"name": "dokuwiki", "colour": 1}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(api.app.state.current().unwrap(), before);
+
+    let installed = api.call(&admin, Method::GET, "/api/apps", None).await;
+    assert_eq!(installed.body["apps"], json!([]));
+    let missing = api.call(&admin, Method::DELETE, "/api/apps/dokuwiki", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+
+    // A tampered index is refused with the reason, naming the file.
+    let manifest = index.join("dokuwiki/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("Our wiki", "Their wiki");
+    std::fs::write(&manifest, text).unwrap();
+    let refused = api.call(&admin, Method::GET, "/api/store", None).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("dokuwiki/manifest.toml"), "{}", refused.body);
+}
+
+/// An installed app (examples/apps.json's) is listed with its settings, the secret ones only by
+/// name; removing it with purge moves its data under backups/.
+#[tokio::test]
+async fn installed_apps_are_listed_and_removed_with_their_data_saved() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let state = api.app.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/apps.json")).unwrap();
+        let example: pic_builder::config::CellConfig = serde_json::from_str(&text).unwrap();
+        let writer = state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.services.proxy.enabled = true;
+                c.apps = example.apps;
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "test").unwrap();
+    })
+    .await
+    .unwrap();
+    let listed = api.call(&admin, Method::GET, "/api/apps", None).await;
+    let apps = listed.body["apps"].as_array().unwrap();
+    assert_eq!(apps.len(), 2);
+    assert_eq!(apps[0]["settings"]["title"], "Our family wiki");
+    assert_eq!(apps[1]["settings"]["rpc_username"], "admin", "a default is shown");
+    assert_eq!(apps[1]["secrets"], json!(["rpc_password"]));
+    assert_eq!(apps[0]["url"], "https://wiki.home.cell/");
+
+    let data = api.app.state.root().join("data/app-dokuwiki/wiki/pages");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("start.txt"), "kept").unwrap();
+    let removed = api.call(&admin, Method::DELETE, "/api/apps/dokuwiki?purge=true", None).await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    let saved = std::path::PathBuf::from(removed.body["data_saved"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(saved.join("wiki/pages/start.txt")).unwrap(), "kept");
+    assert!(!api.app.state.root().join("data/app-dokuwiki").exists());
+    let listed = api.call(&admin, Method::GET, "/api/apps", None).await;
+    assert_eq!(listed.body["apps"].as_array().unwrap().len(), 1);
+}
