@@ -15,6 +15,8 @@ import { ServicesPage } from "./pages/Services";
 import { CertificatesPage } from "./pages/Certificates";
 import { SettingsPage } from "./pages/Settings";
 import { BackupsPage } from "./pages/Backups";
+import { StorePage } from "./pages/Store";
+import { FilesPage } from "./pages/Files";
 
 export function App() {
   const [setupDone, setSetupDone] = useState<boolean | null>(null);
@@ -60,6 +62,8 @@ export function App() {
             <Route path="/logs" element={<LogsPage />} />
             <Route path="/services" element={<ServicesPage />} />
             <Route path="/certificates" element={<CertificatesPage />} />
+            <Route path="/store" element={<StorePage />} />
+            <Route path="/files" element={<FilesPage />} />
             <Route path="/backups" element={<BackupsPage />} />
             <Route path="/settings" element={<SettingsPage />} />
             <Route path="*" element={<Navigate to="/" replace />} />
@@ -68,6 +72,7 @@ export function App() {
           // A peer sees only their own devices (the API gives them nothing else).
           <Routes>
             <Route path="/peers" element={<PeersPage />} />
+            <Route path="/files" element={<FilesPage />} />
             <Route path="/settings" element={<SettingsPage />} />
             <Route path="*" element={<Navigate to="/peers" replace />} />
           </Routes>
@@ -96,6 +101,8 @@ function Frame({ children }: { children: React.ReactNode }) {
               <Link to="/peers">Peers</Link>
               <Link to="/network">Network</Link>
               <Link to="/services">Mail &amp; files</Link>
+              <Link to="/store">Store</Link>
+              <Link to="/files">Files</Link>
               <Link to="/generations">Generations</Link>
               <Link to="/containers">Containers</Link>
               <Link to="/logs">Logs</Link>
@@ -106,6 +113,7 @@ function Frame({ children }: { children: React.ReactNode }) {
           ) : (
             <>
               <Link to="/peers">My devices</Link>
+              <Link to="/files">My files</Link>
               <Link to="/settings">Settings</Link>
             </>
           )}

@@ -199,7 +199,7 @@ pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Val
 pub struct NewApp {
     pub name: String,
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
     pub settings: BTreeMap<String, Value>,
 }
 
@@ -208,7 +208,7 @@ pub struct NewApp {
 #[serde(deny_unknown_fields)]
 pub struct AppUpdate {
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, serde_json::Value>)]
     pub settings: BTreeMap<String, Value>,
 }
 

@@ -13,6 +13,7 @@ mod domain;
 mod domain_certs;
 mod error;
 mod events;
+mod files;
 mod generations;
 mod logs;
 mod peers;
@@ -251,6 +252,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::icon))
         .routes(routes!(apps::list, apps::install))
         .routes(routes!(apps::update, apps::remove))
+        .routes(routes!(files::list, files::delete))
+        .routes(routes!(files::download, files::upload))
+        .routes(routes!(files::folder))
+        .routes(routes!(files::rename))
 }
 
 #[derive(OpenApi)]

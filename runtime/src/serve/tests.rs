@@ -1207,3 +1207,74 @@ async fn installed_apps_are_listed_and_removed_with_their_data_saved() {
     let listed = api.call(&admin, Method::GET, "/api/apps", None).await;
     assert_eq!(listed.body["apps"].as_array().unwrap().len(), 1);
 }
+
+/// The Files page's API over the user's own WebDAV folder: upload, list, download, folder, move,
+/// delete; a path out of the folder or through a link is refused; a user without the files
+/// service gets 403.
+#[tokio::test]
+async fn files_stay_in_the_users_own_folder() {
+    let api = Api::new();
+    api.setup().await;
+    api.add_peer_user().await;
+    let state = api.app.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.services.files.enabled = true;
+                c.services.files.users = vec!["admin".into()];
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "files").unwrap();
+    })
+    .await
+    .unwrap();
+    let root = api.app.state.root().join("data/files/users/admin");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+
+    let put = |path: &str, body: &str| {
+        let uri = format!("/api/files/content?path={path}");
+        let extra = [("content-type", "application/octet-stream")];
+        let (admin, body) = (admin.clone(), body.to_owned());
+        let api = &api;
+        async move { api.call_raw(&admin, Method::PUT, &uri, Some(body), &extra).await }
+    };
+    assert_eq!(put("notes.txt", "hello files").await.status, StatusCode::CREATED);
+    let made = api.call(&admin, Method::POST, "/api/files/folder", Some(json!({"path": "docs"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let moved = api
+        .call(&admin, Method::POST, "/api/files/move", Some(json!({"from": "notes.txt", "to": "docs/notes.txt"})))
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let listed = api.call(&admin, Method::GET, "/api/files?path=docs", None).await;
+    assert_eq!(listed.body["entries"][0]["name"], "notes.txt");
+    assert_eq!(listed.body["entries"][0]["size"], 11);
+    assert_eq!(api.call_text(&admin, "/api/files/content?path=docs/notes.txt").await, "hello files");
+    let top = api.call(&admin, Method::GET, "/api/files", None).await;
+    let names: Vec<&str> =
+        top.body["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["docs"], "the link is not listed");
+
+    for (method, uri) in [
+        (Method::GET, "/api/files?path=../../../secrets"),
+        (Method::GET, "/api/files?path=etc"),
+        (Method::GET, "/api/files/content?path=etc/passwd"),
+        (Method::DELETE, "/api/files?path=.."),
+    ] {
+        let reply = api.call(&admin, method.clone(), uri, None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{method} {uri}: {}", reply.body);
+    }
+    assert_eq!(put("etc/evil", "x").await.status, StatusCode::BAD_REQUEST);
+    assert!(!std::path::Path::new("/etc/evil").exists());
+
+    let deleted = api.call(&admin, Method::DELETE, "/api/files?path=docs", None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert!(!root.join("docs").exists());
+
+    let bob = api.login("bob", PEER_PASSWORD).await;
+    let refused = api.call(&bob, Method::GET, "/api/files", None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+}
