@@ -79,8 +79,10 @@ export function StorePage() {
       [load],
     ),
   );
-  // While a job runs, look again every few seconds too (an event can be missed on a reconnect).
-  const running = Object.values(jobs).some((j) => j.state !== "failed");
+  // While a job runs or an app's first health check is to come, look again every few seconds
+  // (the health monitor sends no event; an event can be missed on a reconnect).
+  const running =
+    Object.values(jobs).some((j) => j.state !== "failed") || installed.some((a) => a.healthy === null);
   useEffect(() => {
     if (!running) return;
     const timer = window.setInterval(() => void loadInstalled(), 3000);
