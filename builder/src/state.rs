@@ -508,10 +508,15 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Switches to the newest generation older than the current one.
+    /// Switches to the newest generation older than the current one that the health gate did not
+    /// mark failed.
     pub fn rollback(&self) -> Result<SwitchOutcome, Error> {
         let current = self.state.current()?.ok_or(Error::NoCurrentGeneration)?;
-        let previous = self.state.generations.numbers()?.into_iter().filter(|&n| n < current).max();
+        // A generation the health gate rolled back once (an app that never became healthy) is
+        // not where a rollback should land.
+        let failed = self.state.failures()?;
+        let previous =
+            self.state.generations.numbers()?.into_iter().filter(|&n| n < current && !failed.contains_key(&n)).max();
         self.switch(previous.ok_or(Error::NothingToRollBackTo(current))?)
     }
 

@@ -4,7 +4,7 @@
 //! starts it behind its health gate. Real clients then use each app through Caddy with the cell
 //! CA: a DokuWiki page saved and read back over its JSON-RPC API, Syncthing's REST API with the
 //! key the cell made, a torrent added over Transmission's RPC with the password the cell made.
-//! Rollback takes an app away without touching its data, switching forward brings it back with
+//! An app that never becomes healthy is rolled back alone by the health gate. Rollback takes an app away without touching its data, switching forward brings it back with
 //! it; an update and its rollback; remove keeps the data, purge moves it under backups/. A
 //! tampered index, an untrusted key and manifests asking for privileged mode or the host's /etc
 //! are refused with the reason and change nothing (the state directory hashed before and after).
@@ -37,13 +37,14 @@ fn apps_install_run_roll_back_update_and_leave_their_data() {
     cell.change_config(|c| c["store"] = json!({"index": index_text, "trusted_keys": [trusted]}));
 
     refusals(&cell, &key, tmp.path());
+    rolled_back_alone(&cell, &key, tmp.path());
 
     // Install: a new generation with the app, started by pic serve and healthy.
     let before = cell.cell.current().unwrap();
     let installed = store(&cell, &["install", "dokuwiki", "--set", "title=Family wiki"]);
     assert!(installed.contains("installed dokuwiki"), "{installed}");
     let with_wiki = cell.cell.current().unwrap();
-    assert_eq!(with_wiki, before + 1);
+    assert!(with_wiki > before, "a new generation: {with_wiki} after {before}");
     wait_app(&cell, "app-dokuwiki", "running healthy");
     let least = ok(
         "docker",
@@ -189,6 +190,34 @@ fn refusals(cell: &Running, key: &Key, tmp: &Path) {
         let said = attempt(&greedy, name);
         assert!(said.contains(field), "{name}: {said}");
     }
+}
+
+/// An app that never becomes healthy (its probe asks a port nothing listens on) is rolled back
+/// by `pic serve`'s health gate: the generation before it is current again, the app's container
+/// is gone, and the cell's own services kept serving.
+fn rolled_back_alone(cell: &Running, key: &Key, tmp: &Path) {
+    let sick = tmp.join("sick");
+    copy_store(&sick);
+    let manifest = sick.join("dokuwiki/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace("kind = \"http\"\nport = 8080\npath = \"/doku.php\"", "kind = \"tcp\"\nport = 9");
+    assert!(text.contains("port = 9\n"), "the probe was changed");
+    std::fs::write(&manifest, text).unwrap();
+    cell.ok_text(&["store", "index", sick.to_str().unwrap()]);
+    key.sign_index(&sick);
+    let before = cell.cell.current().unwrap();
+    store(cell, &["install", "dokuwiki", "--index", sick.to_str().unwrap()]);
+    assert_eq!(cell.cell.current().unwrap(), before + 1);
+    wait_for(
+        "the unhealthy app's generation is rolled back",
+        monitor_limit() + HEALTH_TIMEOUT,
+        Duration::from_millis(500),
+        || (cell.cell.current().unwrap(), app_state(cell, "app-dokuwiki")),
+        |(current, state)| *current == before && state == "absent",
+    );
+    let failed = std::fs::read_to_string(cell.cell.state().join("failed.json")).unwrap();
+    assert!(failed.contains("app-dokuwiki"), "the failure names the app: {failed}");
+    assert_eq!(dig("calendar.home.cell"), PROXY, "DNS answered throughout");
 }
 
 /// Syncthing's REST API through Caddy with the key the cell made (a secret setting); without it,
