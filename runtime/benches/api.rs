@@ -19,8 +19,14 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The `pic` measured: this build's, or another (`PIC_BENCH_BIN`, e.g. an older commit's, to
+/// compare the two on the same machine at the same time).
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("PIC_BENCH_BIN").map_or_else(|| env!("CARGO_BIN_EXE_pic").into(), Into::into)
+}
+
 fn pic(state: &std::path::Path, args: &[&str], stdin: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pic"))
+    let mut child = Command::new(binary())
         .arg("--state")
         .arg(state)
         .args(args)
@@ -62,7 +68,7 @@ fn main() {
     pic(&state, &["switch"], "");
 
     let listen = "127.0.0.1:39713";
-    let mut server = Command::new(env!("CARGO_BIN_EXE_pic"))
+    let mut server = Command::new(binary())
         .arg("--state")
         .arg(&state)
         .args(["serve", "--listen", listen, "--wireguard", "off"])

@@ -279,7 +279,7 @@ async fn start(
 async fn run(
     app: AppState,
     containers: std::sync::Arc<super::containers::Containers>,
-    images: apps::ImageInputs,
+    images: std::sync::Arc<apps::ImageInputs>,
     plan: Plan,
 ) {
     let name = plan.app.name.clone();

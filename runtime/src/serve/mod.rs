@@ -78,7 +78,7 @@ pub struct AppState {
     /// the provider's usual time.
     pub dns_propagation: Option<std::time::Duration>,
     /// Where app images are built (none: apps are not installed through this server).
-    pub images: Option<crate::apps::ImageInputs>,
+    pub images: Option<Arc<crate::apps::ImageInputs>>,
     /// App installs and updates under way or failed, and the index last opened.
     pub apps: Arc<apps::Jobs>,
 }
@@ -421,7 +421,7 @@ pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
     app.firewall = options.firewall;
     app.webui = options.webui;
     app.dns_propagation = options.dns_propagation;
-    app.images = Some(options.images);
+    app.images = Some(Arc::new(options.images));
     app.containers = options.docker.map(|docker| {
         let mut containers = containers::Containers::new(docker, options.health_timeout, options.monitor_interval);
         containers.front_door = front_door.is_some();
