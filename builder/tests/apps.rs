@@ -8,6 +8,10 @@ use std::process::Command;
 
 use pic_builder::apps::{self, StoreError};
 
+#[path = "support/minisign.rs"]
+mod minisign;
+use minisign::Key;
+
 const MANIFEST: &str = r#"name = "dokuwiki"
 version = "2024.02.06b-1"
 description = "A wiki that keeps its pages in files"
@@ -40,29 +44,12 @@ description = "The title of the wiki"
 default = "Our wiki"
 "#;
 
-/// A minisign key pair made by Debian's `minisign` (no password).
-struct Key {
-    public: String,
-    secret: std::path::PathBuf,
-}
-
 fn key(dir: &Path, name: &str) -> Key {
-    let (public, secret) = (dir.join(format!("{name}.pub")), dir.join(format!("{name}.key")));
-    let out = Command::new("minisign")
-        .args(["-G", "-W", "-f", "-p"])
-        .arg(&public)
-        .arg("-s")
-        .arg(&secret)
-        .output()
-        .expect("minisign (Debian's package; make test installs it)");
-    assert!(out.status.success(), "minisign -G: {}", String::from_utf8_lossy(&out.stderr));
-    let text = std::fs::read_to_string(&public).unwrap();
-    Key { public: text.lines().nth(1).unwrap().to_owned(), secret }
+    Key::new(dir, name)
 }
 
 fn sign(key: &Key, file: &Path) {
-    let out = Command::new("minisign").args(["-S", "-W", "-s"]).arg(&key.secret).arg("-m").arg(file).output().unwrap();
-    assert!(out.status.success(), "minisign -S: {}", String::from_utf8_lossy(&out.stderr));
+    key.sign(&[file.to_owned()]);
 }
 
 /// Writes an index with one app whose manifest is `manifest`, everything signed by `key`.
@@ -186,13 +173,10 @@ fn the_repository_index_is_current_and_opens_once_signed() {
         std::fs::read_to_string(repository.join("index.json")).unwrap(),
         "store/index.json is not current: run `pic store index store`"
     );
-    let publisher = key(tmp.path(), "publisher");
-    sign(&publisher, &dir.join("index.json"));
     let opened = apps::open(&dir, &[]).map(|_| ()).unwrap_err();
     assert!(matches!(opened, StoreError::NoTrustedKey));
-    for name in ["dokuwiki", "syncthing", "transmission"] {
-        sign(&publisher, &dir.join(name).join("manifest.toml"));
-    }
+    let publisher = key(tmp.path(), "publisher");
+    publisher.sign_index(&dir);
     let index = open(&dir, &publisher).unwrap();
     let names: Vec<&str> = index.apps.iter().map(|a| a.entry.name.as_str()).collect();
     assert_eq!(names, ["dokuwiki", "syncthing", "transmission"]);

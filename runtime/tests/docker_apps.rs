@@ -12,12 +12,15 @@
 //! Needs root, a Docker engine at /var/run/docker.sock and Debian's minisign (`make test`).
 
 mod common;
+#[path = "../../builder/tests/support/minisign.rs"]
+mod minisign;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::docker::*;
+use minisign::Key;
 use serde_json::json;
 
 const WIKI: &str = "wiki.home.cell";
@@ -373,45 +376,4 @@ fn write_index_unchecked(dir: &Path) {
         app["sha256"] = json!(hex::encode(sha2::Sha256::digest(&manifest)));
     }
     std::fs::write(&path, serde_json::to_string_pretty(&index).unwrap()).unwrap();
-}
-
-/// A minisign key pair made by Debian's `minisign` (no password).
-struct Key {
-    public: String,
-    secret: PathBuf,
-}
-
-impl Key {
-    fn new(dir: &Path, name: &str) -> Key {
-        let (public, secret) = (dir.join(format!("{name}.pub")), dir.join(format!("{name}.key")));
-        let out = Command::new("minisign")
-            .args(["-G", "-W", "-f", "-p"])
-            .arg(&public)
-            .arg("-s")
-            .arg(&secret)
-            .output()
-            .expect("minisign (Debian's package; make test installs it)");
-        assert!(out.status.success(), "minisign -G: {}", String::from_utf8_lossy(&out.stderr));
-        let text = std::fs::read_to_string(&public).unwrap();
-        Key { public: text.lines().nth(1).unwrap().to_owned(), secret }
-    }
-
-    /// Signs index.json and every manifest of the index in `dir`.
-    fn sign_index(&self, dir: &Path) {
-        let mut files = vec![dir.join("index.json")];
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let manifest = entry.path().join("manifest.toml");
-            if manifest.exists() {
-                files.push(manifest);
-            }
-        }
-        let out = Command::new("minisign")
-            .args(["-S", "-W", "-s"])
-            .arg(&self.secret)
-            .arg("-m")
-            .args(&files)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "minisign -S: {}", String::from_utf8_lossy(&out.stderr));
-    }
 }

@@ -8,6 +8,9 @@ use tower::ServiceExt;
 
 use super::{AppState, BODY_LIMIT, router};
 
+#[path = "../../../builder/tests/support/minisign.rs"]
+mod minisign;
+
 const ADMIN_PASSWORD: &str = "admin-password-1";
 const PEER_PASSWORD: &str = "peer-password-1";
 
@@ -1084,26 +1087,9 @@ fn signed_store(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     let index = dir.join("index");
     let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../store");
     assert!(std::process::Command::new("cp").arg("-r").arg(&from).arg(&index).status().unwrap().success());
-    let (public, secret) = (dir.join("k.pub"), dir.join("k.key"));
-    let made = std::process::Command::new("minisign")
-        .args(["-G", "-W", "-f", "-p"])
-        .arg(&public)
-        .arg("-s")
-        .arg(&secret)
-        .output()
-        .expect("minisign (make test installs it)");
-    assert!(made.status.success());
-    let signed = std::process::Command::new("minisign")
-        .args(["-S", "-W", "-s"])
-        .arg(&secret)
-        .arg("-m")
-        .arg(index.join("index.json"))
-        .args(["dokuwiki", "syncthing", "transmission"].map(|a| index.join(a).join("manifest.toml")))
-        .output()
-        .unwrap();
-    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
-    let key = std::fs::read_to_string(&public).unwrap().lines().nth(1).unwrap().to_owned();
-    (index, key)
+    let key = minisign::Key::new(dir, "k");
+    key.sign_index(&index);
+    (index, key.public)
 }
 
 #[tokio::test]
