@@ -347,8 +347,10 @@ fn wait_app(cell: &Running, service: &str, state: &str) {
     );
 }
 
+/// The image a container runs, or `absent` (an activation recreates it: removed, then made).
 fn image_of(container: &str) -> String {
-    ok("docker", &["inspect", "-f", "{{.Config.Image}}", container]).trim().to_owned()
+    let out = run("docker", &["inspect", "-f", "{{.Config.Image}}", container]);
+    if out.status.success() { String::from_utf8_lossy(&out.stdout).trim().to_owned() } else { "absent".into() }
 }
 
 /// A hash of every file under `dir` (path and content), logs aside.
