@@ -14,7 +14,7 @@ use pic_builder::apps::{self, Index, changes};
 use pic_builder::config::app::{App, Manifest, SettingKind};
 use pic_builder::config::{CellConfig, ValidationErrors};
 use pic_builder::error::Error;
-use pic_builder::images::{BuiltImage, ImageBuild};
+use pic_builder::images::ImageBuild;
 use pic_builder::state::SwitchOutcome;
 use pic_builder::{State, fsutil};
 
@@ -27,6 +27,20 @@ pub struct ImageInputs {
     pub definitions: PathBuf,
     pub lock: PathBuf,
     pub cache: PathBuf,
+    /// Take the archive's current packages where the lock pins others (and record them): a
+    /// device builds from Debian's archive months after its lock was written.
+    pub update_lock: bool,
+}
+
+impl ImageInputs {
+    fn build(&self) -> ImageBuild {
+        ImageBuild {
+            definitions: self.definitions.clone(),
+            lock: self.lock.clone(),
+            cache: self.cache.clone(),
+            update_lock: self.update_lock,
+        }
+    }
 }
 
 /// The largest index archive the cell downloads.
@@ -196,21 +210,56 @@ pub fn plan(state: &State, index: &Index, name: &str, settings: Settings, update
     Ok(plan)
 }
 
-/// Builds the app's image (or finds it in the cache): blocking work of minutes.
-pub fn build_image(app: &App, images: &ImageInputs) -> Result<(ImageBuild, BuiltImage)> {
-    let build = ImageBuild {
-        definitions: images.definitions.clone(),
-        lock: images.lock.clone(),
-        cache: images.cache.clone(),
-        update_lock: false,
-    };
-    let image = build.build_app(app).with_context(|| format!("building the image of {}", app.name))?;
-    Ok((build, image))
+/// Builds the app's image (or finds it in the cache) and loads it into Docker unless it is
+/// there: minutes of work the first time, off the async threads.
+pub async fn provide_image(engine: &Engine, app: &App, images: &ImageInputs) -> Result<()> {
+    adopt_base(engine, images).await?;
+    let build = images.build();
+    let planned = app.clone();
+    let (build, image) = tokio::task::spawn_blocking(move || {
+        let image = build.build_app(&planned).with_context(|| format!("building the image of {}", planned.name))?;
+        anyhow::Ok((build, image))
+    })
+    .await??;
+    crate::docker::load_missing(engine, &build, std::slice::from_ref(&image)).await.map(drop)
 }
 
-/// Loads the built image into Docker unless it is there.
-pub async fn load_image(engine: &Engine, build: &ImageBuild, image: &BuiltImage) -> Result<()> {
-    crate::docker::load_missing(engine, build, std::slice::from_ref(image)).await.map(drop)
+/// Takes the shared base layer from Docker when the build cache lacks it and a service image
+/// has it (on a device, whose service images came with the disk image): the app's image then
+/// shares the services' base instead of bringing a second one. Without a service image the
+/// build bootstraps the base itself.
+async fn adopt_base(engine: &Engine, images: &ImageInputs) -> Result<()> {
+    let build = images.build();
+    if tokio::task::spawn_blocking(move || build.has_base()).await?? {
+        return Ok(());
+    }
+    let service = crate::docker::images(engine).await?.into_iter().filter(|i| {
+        i.pic_image.as_deref().is_some_and(|name| {
+            !name.starts_with(pic_builder::config::app::SERVICE_PREFIX) && name != pic_builder::images::definition::BASE
+        })
+    });
+    // The smallest: the export carries its own layer too.
+    let Some(service) = service.min_by_key(|i| i.size) else { return Ok(()) };
+    let started = std::time::Instant::now();
+    fsutil::ensure_dir(&images.cache, 0o755)?;
+    let archive = images.cache.join("base-export.tar");
+    let exported = engine.export_image(&service.id, &archive).await;
+    let adopted = match exported {
+        Ok(()) => {
+            let (build, path) = (images.build(), archive.clone());
+            tokio::task::spawn_blocking(move || build.adopt_base(&path)).await?.map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&archive);
+    let base = adopted.with_context(|| format!("taking the base layer from Docker's image {}", service.id))?;
+    tracing::info!(
+        image = service.pic_image.as_deref().unwrap_or_default(),
+        layer = base.layers[0].sha256,
+        seconds = started.elapsed().as_secs_f64(),
+        "the base layer of app images taken from Docker"
+    );
+    Ok(())
 }
 
 /// What an install or update did.

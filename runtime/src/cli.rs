@@ -284,6 +284,21 @@ pub struct AppImageArgs {
     /// Built layers and downloaded packages.
     #[arg(long, env = "PIC_IMAGES_CACHE", default_value = "target/images")]
     pub cache: PathBuf,
+    /// Build with the packages Debian's archive has now where the lock pins others, and record
+    /// them (a device, whose lock is older than the archive).
+    #[arg(long = "images-update-lock", env = "PIC_IMAGES_UPDATE_LOCK")]
+    pub update_lock: bool,
+}
+
+impl AppImageArgs {
+    pub fn inputs(&self) -> crate::apps::ImageInputs {
+        crate::apps::ImageInputs {
+            definitions: self.definitions.clone(),
+            lock: self.lock.clone(),
+            cache: self.cache.clone(),
+            update_lock: self.update_lock,
+        }
+    }
 }
 
 /// Where a backup's passphrase comes from: a file, or else the terminal when there is one.

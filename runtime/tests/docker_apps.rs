@@ -226,8 +226,40 @@ fn rolled_back_alone(cell: &Running, key: &Key, tmp: &Path) {
 /// Syncthing's REST API through Caddy with the key the cell made (a secret setting); without it,
 /// refused.
 fn syncthing(cell: &Running) {
-    store(cell, &["install", "syncthing"]);
+    // Installed as the appliance does it: its build cache empty at first (the base layer is
+    // taken from the service images in Docker, not bootstrapped), a lock of its own, and the
+    // archive's current packages rather than the repository's pins (`/etc/environment` there).
+    let device = tempfile::tempdir().unwrap();
+    let cache = device.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // Only the downloaded packages are shared with the other builds, so that nothing is fetched twice.
+    std::os::unix::fs::symlink(Path::new(&image_cache()).join("apt"), cache.join("apt")).unwrap();
+    let lock = device.path().join("packages.lock.json");
+    let (out, stderr) = pic_store(
+        cell,
+        &["install", "syncthing"],
+        &[
+            ("PIC_IMAGES_CACHE", cache.to_str().unwrap()),
+            ("PIC_IMAGES_LOCK", lock.to_str().unwrap()),
+            ("PIC_IMAGES_UPDATE_LOCK", "true"),
+            ("PIC_LOG", "info"),
+        ],
+    );
+    assert!(out.contains("installed syncthing"), "{out}");
+    assert!(stderr.contains("the base layer of app images taken from Docker"), "{stderr}");
     wait_app(cell, "app-syncthing", "running healthy");
+    let services_base = ok("docker", &["image", "inspect", "-f", "{{index .RootFS.Layers 0}}", "pic/dns:latest"]);
+    let app_base =
+        ok("docker", &["image", "inspect", "-f", "{{index .RootFS.Layers 0}}", &image_of("pic-app-syncthing")]);
+    assert_eq!(app_base, services_base, "the app's image is built over the services' base layer");
+    let taken = cache.join("layers").join(format!("{}.tar", services_base.trim().trim_start_matches("sha256:")));
+    assert!(taken.exists(), "the base layer from Docker is in the build cache: {}", taken.display());
+    let recorded: serde_json::Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    let entries: Vec<&String> = recorded["images"].as_object().unwrap().keys().collect();
+    assert!(
+        entries.iter().any(|e| *e == "base") && entries.iter().any(|e| e.starts_with("app-syncthing@")),
+        "{entries:?}"
+    );
     let key = std::fs::read_to_string(cell.cell.state().join("secrets/credentials/app-syncthing.api_key")).unwrap();
     let header = format!("X-API-Key: {key}");
     let (code, body) =
@@ -298,22 +330,28 @@ fn read_page(cell: &Running, page: &str) -> String {
 
 /// `pic store …` with the tests' image cache and package lock; its standard output.
 fn store(cell: &Running, args: &[&str]) -> String {
-    let mut all = vec!["store"];
-    all.extend_from_slice(args);
+    let mut all = args.to_vec();
     let (lock, cache) = (test_lock(), image_cache());
     if matches!(args[0], "install" | "update") {
         all.extend(["--lock", &lock, "--cache", &cache]);
     }
+    pic_store(cell, &all, &[]).0
+}
+
+/// `pic store ARGS` with `env`, which must succeed: its standard output and error.
+fn pic_store(cell: &Running, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let state = cell.cell.state();
     let out: Output = Command::new(env!("CARGO_BIN_EXE_pic"))
         .current_dir(&workspace)
-        .args(["--state", state.to_str().unwrap()])
-        .args(&all)
+        .args(["--state", state.to_str().unwrap(), "store"])
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(out.status.success(), "pic {all:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "pic store {args:?}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
 fn test_lock() -> String {

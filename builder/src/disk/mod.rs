@@ -173,7 +173,8 @@ fn bootstrap(
     Ok((rootfs, false))
 }
 
-/// Adds `pic`, the templates, the web UI and Docker's image store to the tree.
+/// Adds `pic`, the templates, the web UI, the base image's definition and Docker's image store
+/// to the tree.
 fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     let share = tree.join("usr/share/pic");
     fs::create_dir_all(&share).at(&share)?;
@@ -182,6 +183,10 @@ fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     for (from, to) in [(inputs.templates, "templates"), (inputs.webui, "webui")] {
         command::run("cp", &["-a", &path_str(from), &path_str(&share.join(to))])?;
     }
+    // The shared base layer's definition: apps' images are built on the device over it (the
+    // layer itself is taken from Docker's store, where the service images brought it).
+    fs::create_dir_all(share.join("images")).at(&share.join("images"))?;
+    command::run("cp", &["-a", &path_str(&inputs.definitions.join(BASE)), &path_str(&share.join("images"))])?;
     let docker = tree.join("var/lib/docker");
     fs::create_dir_all(&docker).at(&docker)?;
     for entry in fs::read_dir(inputs.image_store).at(inputs.image_store)? {

@@ -200,6 +200,55 @@ impl ImageBuild {
         Ok(base)
     }
 
+    /// Whether the shared base layer of the definitions is in the cache.
+    pub fn has_base(&self) -> Result<bool, Error> {
+        let definitions = Definitions::load(&self.definitions)?;
+        let lock = PackageLock::read(&self.lock)?;
+        Ok(self.cached(BASE, &key(&[FORMAT, &definitions.base.sha256]), &lock)?.is_some())
+    }
+
+    /// Takes the shared base layer from a docker archive of a service image (its bottom layer)
+    /// instead of bootstrapping it. A device gets its service images in Docker's store with the
+    /// disk image and builds only apps' images: built over the very layer the services share,
+    /// an app's image adds only its own layer to the store.
+    pub fn adopt_base(&self, archive: &Path) -> Result<BuiltImage, Error> {
+        let definitions = Definitions::load(&self.definitions)?;
+        let base_key = key(&[FORMAT, &definitions.base.sha256]);
+        let mut lock = PackageLock::read(&self.lock)?;
+        if let Some(base) = self.cached(BASE, &base_key, &lock)? {
+            return Ok(base);
+        }
+        for dir in ["layers", "built", "rootfs"] {
+            fs::create_dir_all(self.cache.join(dir)).at(&self.cache.join(dir))?;
+        }
+        let started = Instant::now();
+        let tmp = self.layers().join(format!("{}{BASE}-{}", fsutil::TMP_PREFIX, std::process::id()));
+        let layer = archive::extract_bottom_layer(archive, &tmp)?;
+        let path = self.layers().join(format!("{}.tar", layer.sha256));
+        fs::rename(&tmp, &path).at(&path)?;
+        let labels = BTreeMap::from([(LABEL_IMAGE.into(), BASE.into()), (LABEL_KEY.into(), base_key.clone())]);
+        let mut base = BuiltImage {
+            name: BASE.into(),
+            key: base_key,
+            labels,
+            layers: vec![layer],
+            packages: Packages::new(),
+            tag: None,
+            cached: false,
+            seconds: 0.0,
+        };
+        let tree = self.ensure_base_tree(&base)?;
+        base.packages = rootfs::installed_packages(&tree)?;
+        let locked_before = lock.clone();
+        lock::check(&mut lock, BASE, &base.packages, self.update_lock)?;
+        base.seconds = started.elapsed().as_secs_f64();
+        self.save(&base)?;
+        if lock != locked_before {
+            lock.write(&self.lock)?;
+        }
+        Ok(base)
+    }
+
     /// Builds (or finds in the cache) the image of an app from the service store: its manifest's
     /// packages over the shared base layer and its files over them, tagged with
     /// [`App::image_tag`]. Its packages are recorded in the lock under the tag, so that

@@ -216,11 +216,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 front_door: *front_door,
                 greeting: console_greeting.clone(),
                 dns_propagation: dns_propagation.map(std::time::Duration::from_secs),
-                images: crate::apps::ImageInputs {
-                    definitions: images.definitions.clone(),
-                    lock: images.lock.clone(),
-                    cache: images.cache.clone(),
-                },
+                images: images.inputs(),
             };
             runtime.block_on(crate::serve::serve(state, options))?;
         }

@@ -6,8 +6,8 @@ use pic_builder::State;
 use pic_builder::apps::Manifest;
 use serde::Serialize;
 
-use crate::apps::{self, ImageInputs};
-use crate::cli::{AppImageArgs, StoreCommand};
+use crate::apps;
+use crate::cli::StoreCommand;
 use crate::docker::{Engine, Publish};
 use crate::output::Output;
 
@@ -39,10 +39,6 @@ struct Removed {
 
 fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Runtime::new().context("starting the async runtime")?.block_on(work)
-}
-
-fn inputs(args: &AppImageArgs) -> ImageInputs {
-    ImageInputs { definitions: args.definitions.clone(), lock: args.lock.clone(), cache: args.cache.clone() }
 }
 
 pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
@@ -118,10 +114,9 @@ pub fn run(state: &State, command: &StoreCommand, out: &Output) -> Result<()> {
             let settings = apps::Settings::from_pairs(manifest, settings)?;
             // Checked before the image is built: a wrong setting costs nothing.
             let plan = apps::plan(state, &opened, name, settings, update)?;
-            let (build, image) = apps::build_image(&plan.app, &inputs(images))?;
             block_on(async {
                 let engine = Engine::connect(docker_socket, Publish::None).await?;
-                apps::load_image(&engine, &build, &image).await
+                apps::provide_image(&engine, &plan.app, &images.inputs()).await
             })?;
             let changed = apps::commit(state, &plan)?;
             let domain = desired()?.domain();

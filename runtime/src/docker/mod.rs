@@ -286,6 +286,21 @@ impl Engine {
         }
     }
 
+    /// Writes the docker archive of `image` (`docker save`) to `path`.
+    pub async fn export_image(&self, image: &str, path: &Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::File::create(path).await.with_context(|| format!("creating {}", path.display()))?;
+        // Hundreds of megabytes on a slow box: no request timeout.
+        let docker = self.docker.clone().with_timeout(std::time::Duration::from_secs(3600));
+        let mut chunks = docker.export_image(image);
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|e| unreachable(&self.socket, e)).with_context(|| format!("exporting {image}"))?;
+            file.write_all(&chunk).await.with_context(|| format!("writing {}", path.display()))?;
+        }
+        file.flush().await.with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Loads a docker archive (`docker load`), streaming it from `path`.
     pub async fn load_archive(&self, path: &Path) -> Result<()> {
         let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;

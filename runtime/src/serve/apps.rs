@@ -285,10 +285,8 @@ async fn run(
     let name = plan.app.name.clone();
     let action = if plan.update { "update" } else { "install" };
     let result: anyhow::Result<u64> = async {
-        let planned = plan.app.clone();
-        let (build, image) = tokio::task::spawn_blocking(move || apps::build_image(&planned, &images)).await??;
         let engine = containers.engine().await?;
-        apps::load_image(&engine, &build, &image).await?;
+        apps::provide_image(&engine, &plan.app, &images).await?;
         app.apps.update(&name, "activating", None);
         app.emit(json!({"step": "app", "app": name, "action": action, "state": "activating"}));
         let state = app.state.clone();
