@@ -241,7 +241,7 @@ async fn adopt_base(engine: &Engine, images: &ImageInputs) -> Result<()> {
     // The smallest: the export carries its own layer too.
     let Some(service) = service.min_by_key(|i| i.size) else { return Ok(()) };
     let started = std::time::Instant::now();
-    fsutil::ensure_dir(&images.cache, 0o755)?;
+    std::fs::create_dir_all(&images.cache).with_context(|| format!("creating {}", images.cache.display()))?;
     let archive = images.cache.join("base-export.tar");
     let exported = engine.export_image(&service.id, &archive).await;
     let adopted = match exported {

@@ -47,6 +47,9 @@ pub const SETUP_READY: Duration = idle_secs(180);
 pub const PROMPT_CHANGE: Duration = idle_secs(20);
 /// A clean shutdown or the reboot command to the next power-on: ~10 s.
 pub const POWER_CYCLE: Duration = idle_secs(60);
+/// An app install that cannot reach Debian's archive: the base layer exported from Docker and
+/// unpacked (~25 s), then apt's five attempts to resolve the archive's name (~115 s).
+pub const STORE_OFFLINE: Duration = idle_secs(120);
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Every service the wizard offers.
 pub const SERVICES: [&str; 8] = ["proxy", "dns", "dhcp", "ntp", "mail", "calendar", "files", "webmail"];

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use pic_vm_tests::cell::*;
+#[path = "../../builder/tests/support/minisign.rs"]
+mod minisign;
 use pic_vm_tests::{Machine, Options};
 use serde_json::{Value, json};
 
@@ -174,12 +176,69 @@ fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
     let current = admin.current(cell)?;
     ensure!(current == 2, "after the power cut the cell is on generation {current}, not the complete 2");
     admin.wait_all_healthy(cell, ALL_HEALTHY)?;
+    let store_seconds = store_offline(cell, &admin)?;
+    figures.insert("store_offline_install_s".into(), json!(store_seconds));
     cell.shutdown(POWER_CYCLE)?;
 
     eprintln!("figures: {}", serde_json::to_string_pretty(&figures)?);
     let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/vm-test-figures.json"));
     std::fs::write(out, serde_json::to_string_pretty(&figures)? + "\n")?;
     Ok(())
+}
+
+/// The service store on the device: the repository's index, signed here, and its key in the
+/// config (a generation). An install takes the base layer of the app's image from Docker's store
+/// (Docker 26 here, whose archive layout differs from the build machine's), then needs Debian's
+/// archive, which this VM cannot reach: it fails saying so, and the cell stays on its
+/// generation with no app image. Returns how long the install took to fail.
+fn store_offline(cell: &mut Machine, admin: &Admin) -> Result<f64> {
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("index");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../store"))
+        .arg(&index)
+        .status()?;
+    ensure!(copied.success(), "copying store/");
+    let key = minisign::Key::new(tmp.path(), "publisher");
+    key.sign_index(&index);
+    let tar = std::process::Command::new("tar").arg("czf").arg("-").arg("-C").arg(&index).arg(".").output()?;
+    ensure!(tar.status.success(), "tar of the index");
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &tar.stdout);
+    cell.succeed(&format!("mkdir -p /var/tmp/store && echo {encoded} | base64 -d | tar xzf - -C /var/tmp/store"))?;
+    let (_, text) = admin.call(cell, "GET", "/api/config", None)?;
+    let mut config: Value = serde_json::from_str(&text)?;
+    config["store"] = json!({"index": "/var/tmp/store", "trusted_keys": [key.public]});
+    let etag = etag_of(cell)?;
+    let answer = cell.http(
+        "PUT",
+        80,
+        "/api/config",
+        Some(&config.to_string()),
+        &[&format!("x-csrf-token: {}", admin.csrf), &format!("if-match: {etag}")],
+    )?;
+    expect(answer, 200, "PUT /api/config with the store")?;
+    let generation = admin.current(cell)?;
+    let listed = cell.succeed("set -a; . /etc/environment; pic store list")?;
+    ensure!(listed.contains("syncthing"), "pic store list: {listed}");
+    let started = Instant::now();
+    // A login shell's environment (pam_env reads /etc/environment), as pic.service's.
+    let (code, out) = cell.execute(&format!(
+        "set -a; . /etc/environment; PIC_LOG=info timeout {} pic store install syncthing",
+        STORE_OFFLINE.as_secs()
+    ))?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("pic store install syncthing without Debian's archive ({seconds:.1} s, exit {code}):\n{out}");
+    ensure!(code == 1, "the install without the archive: exit {code}: {out}");
+    ensure!(
+        out.contains("the base layer of app images taken from Docker"),
+        "the base was not taken from Docker: {out}"
+    );
+    ensure!(out.contains("building the image of syncthing"), "the failure does not say what failed: {out}");
+    cell.succeed("test -s /var/cache/pic/images/layers/$(docker image inspect -f '{{index .RootFS.Layers 0}}' pic/dns:latest | cut -d: -f2).tar")?;
+    ensure!(admin.current(cell)? == generation, "a failed install changed the generation");
+    cell.succeed("test -z \"$(docker image ls -q 'pic/app-*')\"")?;
+    Ok(seconds)
 }
 
 /// The ETag of `GET /api/config`, for the If-Match of a PUT.
