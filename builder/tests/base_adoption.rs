@@ -71,8 +71,21 @@ fn the_base_layer_is_adopted_from_a_service_image_and_served_from_the_cache_afte
     let lock: serde_json::Value = serde_json::from_slice(&fs::read(&build.lock).unwrap()).unwrap();
     assert_eq!(lock["images"]["base"]["base-files"], "13.8", "{lock}");
 
-    // From now on the cache has it: a second adoption takes nothing from the archive.
+    // From now on the cache has it: a second adoption takes nothing from the archive. An app's
+    // image is still to be built (from the archive).
     assert!(build.has_base().unwrap());
+    let manifest =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../store/syncthing/manifest.toml")).unwrap();
+    let manifest: pic_builder::config::app::Manifest = toml::from_str(&manifest).unwrap();
+    let app = pic_builder::config::app::App {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        address: "10.0.0.40".parse().unwrap(),
+        settings: Default::default(),
+        manifest,
+    };
+    assert!(!build.app_built(&app).unwrap(), "nothing of the app is built yet");
+    assert_eq!(build.archive().unwrap(), ("trixie".into(), "http://deb.debian.org/debian".into()));
     fs::remove_file(&exported).unwrap();
     assert_eq!(build.adopt_base(&exported).unwrap().key, adopted.key);
 }

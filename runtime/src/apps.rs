@@ -215,6 +215,9 @@ pub fn plan(state: &State, index: &Index, name: &str, settings: Settings, update
 pub async fn provide_image(engine: &Engine, app: &App, images: &ImageInputs) -> Result<()> {
     adopt_base(engine, images).await?;
     let build = images.build();
+    if !build.app_built(app)? {
+        archive_reachable(&build).await?;
+    }
     let planned = app.clone();
     let (build, image) = tokio::task::spawn_blocking(move || {
         let image = build.build_app(&planned).with_context(|| format!("building the image of {}", planned.name))?;
@@ -222,6 +225,25 @@ pub async fn provide_image(engine: &Engine, app: &App, images: &ImageInputs) -> 
     })
     .await??;
     crate::docker::load_missing(engine, &build, std::slice::from_ref(&image)).await.map(drop)
+}
+
+/// Fails at once, saying why, when the Debian archive an image is built from does not answer:
+/// apt would retry for minutes before the build failed with its own words.
+async fn archive_reachable(build: &ImageBuild) -> Result<()> {
+    let (suite, mirror) = build.archive()?;
+    if !mirror.starts_with("http://") && !mirror.starts_with("https://") {
+        return Ok(());
+    }
+    let url = format!("{}/dists/{suite}/InRelease", mirror.trim_end_matches('/'));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let answer = client.head(&url).send().await.and_then(|r| r.error_for_status());
+    answer.map(drop).map_err(|e| {
+        anyhow!(
+            "Debian's archive cannot be reached ({url}: {}): an app's image is built from its packages; \
+             connect the cell to the internet and try again",
+            e.without_url()
+        )
+    })
 }
 
 /// Takes the shared base layer from Docker when the build cache lacks it and a service image
@@ -335,4 +357,46 @@ pub fn purge(state: &State, app: &App) -> Result<Option<PathBuf>> {
         }
     }
     Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_http::Fake;
+
+    /// Image inputs whose base definition points at `mirror`.
+    fn inputs(dir: &Path, mirror: &str) -> ImageBuild {
+        std::fs::create_dir_all(dir.join("images/base")).unwrap();
+        let definition = format!("suite = \"trixie\"\nmirror = \"{mirror}\"\npackages = []\n");
+        std::fs::write(dir.join("images/base/image.toml"), definition).unwrap();
+        ImageBuild {
+            definitions: dir.join("images"),
+            lock: dir.join("lock.json"),
+            cache: dir.join("cache"),
+            update_lock: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_archive_that_does_not_answer_is_told_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Fake::start(Box::new(|seen| match seen.path.as_str() {
+            "/debian/dists/trixie/InRelease" => (200, Vec::new(), String::new()),
+            _ => (404, Vec::new(), "no such file".into()),
+        }))
+        .await;
+        let build = inputs(dir.path(), &format!("{}/debian", archive.url()));
+        archive_reachable(&build).await.unwrap();
+        assert_eq!(archive.take().iter().map(|s| s.method.as_str()).collect::<Vec<_>>(), ["HEAD"]);
+
+        let build = inputs(dir.path(), &format!("{}/elsewhere", archive.url()));
+        let err = archive_reachable(&build).await.unwrap_err().to_string();
+        assert!(err.starts_with("Debian's archive cannot be reached"), "{err}");
+        assert!(err.contains("404") && err.contains("connect the cell to the internet"), "{err}");
+
+        // Nothing listens on port 9 of loopback (discard): refused at once.
+        let build = inputs(dir.path(), "http://127.0.0.1:9/debian");
+        let err = archive_reachable(&build).await.unwrap_err().to_string();
+        assert!(err.contains("http://127.0.0.1:9/debian/dists/trixie/InRelease"), "{err}");
+    }
 }

@@ -48,7 +48,7 @@ pub const PROMPT_CHANGE: Duration = idle_secs(20);
 /// A clean shutdown or the reboot command to the next power-on: ~10 s.
 pub const POWER_CYCLE: Duration = idle_secs(60);
 /// An app install that cannot reach Debian's archive: the base layer exported from Docker and
-/// unpacked (~25 s), then apt's five attempts to resolve the archive's name (~115 s).
+/// unpacked (~25 s), then the archive's name not resolved (~25 s; apt's five attempts took 115).
 pub const STORE_OFFLINE: Duration = idle_secs(120);
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Every service the wizard offers.

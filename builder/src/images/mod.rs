@@ -207,6 +207,24 @@ impl ImageBuild {
         Ok(self.cached(BASE, &key(&[FORMAT, &definitions.base.sha256]), &lock)?.is_some())
     }
 
+    /// Whether the app's image is in the cache over the cached base: building it downloads nothing.
+    pub fn app_built(&self, app: &App) -> Result<bool, Error> {
+        let definitions = Definitions::load(&self.definitions)?;
+        let lock = PackageLock::read(&self.lock)?;
+        let Some(base) = self.cached(BASE, &key(&[FORMAT, &definitions.base.sha256]), &lock)? else {
+            return Ok(false);
+        };
+        let image_key = key(&[FORMAT, &base.layers[0].sha256, &app_definition_hash(app)]);
+        let image = self.cached(&app.service(), &image_key, &lock)?;
+        Ok(image.is_some_and(|image| image.tag == Some(app.image_tag())))
+    }
+
+    /// The Debian archive the images are built from: its suite and mirror.
+    pub fn archive(&self) -> Result<(String, String), Error> {
+        let base = Definitions::load(&self.definitions)?.base.def;
+        Ok((base.suite, base.mirror))
+    }
+
     /// Takes the shared base layer from a docker archive of a service image (its bottom layer)
     /// instead of bootstrapping it. A device gets its service images in Docker's store with the
     /// disk image and builds only apps' images: built over the very layer the services share,
@@ -264,8 +282,6 @@ impl ImageBuild {
         let tag = app.image_tag();
         let lock_name = tag.trim_start_matches("pic/").replace(':', "@");
         let m = &app.manifest;
-        let mut hash = Sha256::new();
-        hash.update(tag.as_bytes());
         let definition = definition::Definition {
             name: app.service(),
             def: definition::ImageDef {
@@ -275,7 +291,7 @@ impl ImageBuild {
                 secrets_group: None,
             },
             rootfs: Some(self.app_files(app)?),
-            sha256: hex::encode(hash.finalize()),
+            sha256: app_definition_hash(app),
         };
         let image_key = key(&[FORMAT, &base.layers[0].sha256, &definition.sha256]);
         let mut image = match self.cached(&definition.name, &image_key, &lock)? {
@@ -425,6 +441,11 @@ impl ImageBuild {
     pub fn write_archive(&self, images: &[BuiltImage], out: impl std::io::Write) -> Result<(), Error> {
         archive::write(images, &self.layers(), out)
     }
+}
+
+/// What an app's image is made from besides the base: its tag, itself a hash of the manifest.
+fn app_definition_hash(app: &App) -> String {
+    hex::encode(Sha256::digest(app.image_tag().as_bytes()))
 }
 
 fn key(parts: &[&str]) -> String {
