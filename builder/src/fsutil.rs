@@ -20,7 +20,7 @@ pub const TMP_PREFIX: &str = ".tmp-";
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let parent = parent_of(path);
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = parent.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
+    let tmp = parent.join(format!("{TMP_PREFIX}{name}-pid{}", std::process::id()));
     write_new(&tmp, contents, mode)?;
     fault::point("write_atomic: temporary written");
     fs::rename(&tmp, path).at(path)?;
@@ -123,7 +123,17 @@ fn set_tree_mode(dir: &Path, file_mode: u32, dir_mode: u32) -> Result<(), Error>
     Ok(())
 }
 
-/// Removes every entry of `dir` whose name starts with [`TMP_PREFIX`].
+/// Whether the temporary `name` is one [`write_atomic`] of a running process is writing now:
+/// files outside the writer lock (the certificate client's status, the DDNS record) are written
+/// while a writer clears what interrupted writers left, and must not vanish under them.
+fn in_flight(name: &str) -> bool {
+    name.rsplit_once("-pid")
+        .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
+}
+
+/// Removes every entry of `dir` whose name starts with [`TMP_PREFIX`], except those a running
+/// process is writing.
 pub fn remove_temporaries(dir: &Path) -> Result<(), Error> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -132,7 +142,8 @@ pub fn remove_temporaries(dir: &Path) -> Result<(), Error> {
     };
     for entry in entries {
         let entry = entry.at(dir)?;
-        if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(TMP_PREFIX) || in_flight(&name) {
             continue;
         }
         let path = entry.path();
@@ -165,6 +176,23 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f.json")]);
+    }
+
+    #[test]
+    fn clearing_temporaries_spares_those_a_running_process_is_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = format!("{TMP_PREFIX}acme.json-pid{}", std::process::id());
+        // A pid above the kernel's maximum (4194304): a writer that is gone.
+        let dead = format!("{TMP_PREFIX}acme.json-pid{}", 4_194_305);
+        for name in [&ours, &dead, &format!("{TMP_PREFIX}current"), &"kept.json".to_owned()] {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
+        fs::create_dir(dir.path().join(format!("{TMP_PREFIX}gc-1"))).unwrap();
+        remove_temporaries(dir.path()).unwrap();
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec![ours, "kept.json".to_owned()]);
     }
 
     #[test]
