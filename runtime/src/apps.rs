@@ -255,9 +255,13 @@ async fn adopt_base(engine: &Engine, images: &ImageInputs) -> Result<()> {
     if tokio::task::spawn_blocking(move || build.has_base()).await?? {
         return Ok(());
     }
+    // Only an image the services run under their tag: untagged ones an earlier load replaced
+    // may sit on an older base.
     let service = crate::docker::images(engine).await?.into_iter().filter(|i| {
         i.pic_image.as_deref().is_some_and(|name| {
-            !name.starts_with(pic_builder::config::app::SERVICE_PREFIX) && name != pic_builder::images::definition::BASE
+            !name.starts_with(pic_builder::config::app::SERVICE_PREFIX)
+                && name != pic_builder::images::definition::BASE
+                && i.tags.contains(&format!("pic/{name}:latest"))
         })
     });
     // The smallest: the export carries its own layer too.
