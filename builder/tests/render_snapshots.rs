@@ -17,11 +17,20 @@ fn every_example_renders_as_snapshotted() {
         // The example with apps differs from cell.json by its apps: their containers, and the
         // proxy's sites and the DNS names for them.
         let apps_only = path.ends_with("apps.json");
+        // The linked example differs by its links: the rules, names, mail routes and peers.
+        let links_only = path.ends_with("linked.json");
         for (service, bundle) in &bundles {
             if apps_only && !(service.starts_with("app-") || service == "proxy" || service == "dns") {
                 continue;
             }
+            let linked = ["firewall", "dns", "mail", "wireguard", "proxy"];
+            if links_only && !linked.contains(&service.as_str()) {
+                continue;
+            }
             for (file, contents) in &bundle.files {
+                if links_only && file == "container.json" {
+                    continue;
+                }
                 let name = format!("{service}__{file}");
                 insta::assert_snapshot!(name, String::from_utf8(contents.clone()).unwrap());
             }

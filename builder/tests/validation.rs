@@ -9,6 +9,13 @@ fn example() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The example with the links of `examples/linked.json`.
+fn with_links(c: &mut Value) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/linked.json")).unwrap();
+    let linked: Value = serde_json::from_str(&text).unwrap();
+    c["links"] = linked["links"].clone();
+}
+
 /// The example with the apps of `examples/apps.json` installed.
 fn with_apps(c: &mut Value) {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/apps.json")).unwrap();
@@ -280,6 +287,60 @@ const CASES: &[(&str, &str, Mutation)] = &[
     }),
     ("record named like the web UI", "services.dns.records[0].name", |c| {
         c["services"]["dns"]["records"][0]["name"] = json!("pic")
+    }),
+    ("link vpn subnet overlapping ours", "links[0].vpn_subnet", |c| {
+        with_links(c);
+        c["links"][0]["vpn_subnet"] = json!("10.8.0.0/16");
+        c["links"][0]["tunnel_address"] = json!("10.8.5.1")
+    }),
+    ("link cell subnet overlapping another link's", "links[1].cell_subnet", |c| {
+        with_links(c);
+        c["links"][1]["cell_subnet"] = json!("172.21.0.0/25");
+        c["links"][1]["dns"] = json!("172.21.0.3")
+    }),
+    ("link with this cell's domain", "links[0].domain", |c| {
+        with_links(c);
+        c["links"][0]["domain"] = json!("home.cell")
+    }),
+    ("link domain inside this cell's", "links[0].domain", |c| {
+        with_links(c);
+        c["links"][0]["domain"] = json!("parents.home.cell")
+    }),
+    ("link named like this cell", "links[0].name", |c| {
+        with_links(c);
+        c["links"][0]["name"] = json!("home")
+    }),
+    ("link key of a device", "links[0].public_key", |c| {
+        with_links(c);
+        c["links"][0]["public_key"] = c["wireguard"]["peers"][0]["public_key"].clone()
+    }),
+    ("link signing key not a key", "links[0].signing_key", |c| {
+        with_links(c);
+        c["links"][0]["signing_key"] = json!("short")
+    }),
+    ("link tunnel address outside its vpn subnet", "links[0].tunnel_address", |c| {
+        with_links(c);
+        c["links"][0]["tunnel_address"] = json!("10.99.0.1")
+    }),
+    ("link dns outside its cell subnet", "links[0].dns", |c| {
+        with_links(c);
+        c["links"][0]["dns"] = json!("10.9.0.3")
+    }),
+    ("link granted the web UI", "links[0].grants[1]", |c| {
+        with_links(c);
+        c["links"][0]["grants"] = json!(["calendar", "proxy"])
+    }),
+    ("link granted a service twice", "links[0].grants[1]", |c| {
+        with_links(c);
+        c["links"][0]["grants"] = json!(["calendar", "calendar"])
+    }),
+    ("two links to one domain", "links[1].domain", |c| {
+        with_links(c);
+        c["links"][1]["domain"] = json!("parents.cell")
+    }),
+    ("links without wireguard", "wireguard.enabled", |c| {
+        with_links(c);
+        c["wireguard"]["enabled"] = json!(false)
     }),
 ];
 

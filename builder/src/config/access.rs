@@ -21,10 +21,34 @@ pub const WEB_UI_SERVICE: &str = "proxy";
 /// The access policy of one config.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy<'c> {
-    /// Networks in which a source is admitted only as a device of this policy: the VPN subnet.
+    /// Networks in which a source is admitted only as a device or a linked cell of this
+    /// policy: the VPN subnet and the networks of linked cells.
     pub restricted: Vec<Ipv4Net>,
     /// The devices that can connect (enabled peers while WireGuard is on), sorted by address.
     pub devices: Vec<Device<'c>>,
+    /// The linked cells, in the config's order.
+    pub links: Vec<LinkAccess<'c>>,
+}
+
+/// A linked cell: its networks and the services it was granted. Deny by default: its networks
+/// reach only the granted services (its DNS server ours, its mail server ours, for names and
+/// mail), never the web UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkAccess<'c> {
+    pub name: &'c str,
+    /// Its VPN subnet and cell network.
+    pub networks: [Ipv4Net; 2],
+    pub grants: &'c [String],
+    /// Its DNS server, which asks ours for names under this cell's domain.
+    pub dns: Option<Ipv4Addr>,
+    /// Its mail server, which delivers mail for this cell's domain to ours.
+    pub mail: Option<Ipv4Addr>,
+}
+
+impl LinkAccess<'_> {
+    pub fn grants(&self, service: &ServiceDef) -> bool {
+        self.grants.iter().any(|g| g == service.name)
+    }
 }
 
 /// One device that can connect, with the services it may reach.
@@ -53,8 +77,21 @@ impl<'c> AccessPolicy<'c> {
             })
             .collect();
         devices.sort_by_key(|d| d.address);
-        let restricted = if wg.enabled { vec![wg.subnet.trunc()] } else { Vec::new() };
-        AccessPolicy { restricted, devices }
+        let links: Vec<LinkAccess<'c>> = config
+            .links
+            .iter()
+            .filter(|_| wg.enabled)
+            .map(|l| LinkAccess {
+                name: &l.name,
+                networks: [l.vpn_subnet.trunc(), l.cell_subnet.trunc()],
+                grants: &l.grants,
+                dns: l.dns,
+                mail: l.mail,
+            })
+            .collect();
+        let mut restricted = if wg.enabled { vec![wg.subnet.trunc()] } else { Vec::new() };
+        restricted.extend(links.iter().flat_map(|l| l.networks));
+        AccessPolicy { restricted, devices, links }
     }
 
     /// Whether `device` may reach `service`.
@@ -67,17 +104,26 @@ impl<'c> AccessPolicy<'c> {
         self.devices.iter().filter(move |d| self.admits(d, service))
     }
 
-    /// The addresses admitted to `service` as the fewest prefixes that cover exactly them.
+    /// The addresses admitted to `service` as the fewest prefixes that cover exactly them: its
+    /// devices, and the networks of the linked cells granted it (never the web UI).
     pub fn admitted_prefixes(&self, service: &ServiceDef) -> Vec<Ipv4Net> {
-        let hosts: Vec<Ipv4Net> = self.admitted(service).map(|d| Ipv4Net::from(d.address)).collect();
-        Ipv4Net::aggregate(&hosts)
+        let mut prefixes: Vec<Ipv4Net> = self.admitted(service).map(|d| Ipv4Net::from(d.address)).collect();
+        if service.name != WEB_UI_SERVICE {
+            prefixes.extend(self.links.iter().filter(|l| l.grants(service)).flat_map(|l| l.networks));
+        }
+        Ipv4Net::aggregate(&prefixes)
     }
 
-    /// What the proxy enforces for the site of `service`, or `None` when it admits everyone
-    /// (the web UI, or a cell without a VPN).
+    /// What the proxy enforces for the site of `service`, or `None` when it admits everyone:
+    /// a cell without a VPN, and the web UI unless cells are linked (whose networks it refuses:
+    /// it is the cell's own people's).
     pub fn site(&self, service: &ServiceDef) -> Option<SiteAccess> {
-        if service.name == WEB_UI_SERVICE || self.restricted.is_empty() {
+        if self.restricted.is_empty() {
             return None;
+        }
+        if service.name == WEB_UI_SERVICE {
+            let linked: Vec<Ipv4Net> = self.links.iter().flat_map(|l| l.networks).collect();
+            return (!linked.is_empty()).then_some(SiteAccess { restricted: linked, admitted: Vec::new() });
         }
         Some(SiteAccess { restricted: self.restricted.clone(), admitted: self.admitted_prefixes(service) })
     }
@@ -143,6 +189,35 @@ mod tests {
         assert!(site.serves("192.168.1.20".parse().unwrap()), "the LAN is not restricted");
         let proxy = services::get("proxy").unwrap();
         assert!(policy.devices.iter().all(|d| policy.admits(d, proxy)));
+    }
+
+    #[test]
+    fn a_linked_cell_reaches_what_it_was_granted_and_never_the_web_ui() {
+        let mut c = config(serde_json::json!([peer(2, None)])).into_inner();
+        c.links.push(crate::config::Link {
+            name: "parents".into(),
+            domain: "parents.cell".into(),
+            public_key: base64_key(9),
+            signing_key: base64_key(10),
+            endpoint: None,
+            tunnel_address: "10.9.0.1".parse().unwrap(),
+            vpn_subnet: "10.9.0.0/24".parse().unwrap(),
+            cell_subnet: "172.21.0.0/24".parse().unwrap(),
+            dns: None,
+            mail: None,
+            grants: vec!["calendar".into()],
+        });
+        let c = crate::config::validate(c).unwrap();
+        let policy = AccessPolicy::new(&c);
+        let calendar = policy.site(services::get("calendar").unwrap()).unwrap();
+        assert!(calendar.serves("10.9.0.7".parse().unwrap()), "a device of the linked cell");
+        assert!(calendar.serves("172.21.0.3".parse().unwrap()), "a service of the linked cell");
+        assert!(calendar.serves("10.8.0.2".parse().unwrap()), "our own device");
+        let dns = policy.site(services::get("dns").unwrap()).unwrap();
+        assert!(!dns.serves("10.9.0.7".parse().unwrap()), "not granted");
+        let web_ui = policy.site(services::get(WEB_UI_SERVICE).unwrap()).unwrap();
+        assert!(!web_ui.serves("10.9.0.7".parse().unwrap()) && !web_ui.serves("172.21.0.3".parse().unwrap()));
+        assert!(web_ui.serves("10.8.0.2".parse().unwrap()) && web_ui.serves("192.168.1.20".parse().unwrap()));
     }
 
     #[test]

@@ -42,6 +42,53 @@ pub struct CellConfig {
     /// Apps installed from the service store, each with the manifest it was installed from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<super::app::App>,
+    /// Other PIC cells this one is linked with over WireGuard (`pic link invite` / `accept`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+}
+
+/// The TCP port of the peer-sync server on a cell's tunnel address.
+pub const LINK_SYNC_PORT: u16 = 7443;
+
+/// A link to another PIC cell: a WireGuard peer that carries the other cell's networks, the
+/// services of this cell its networks may reach, and where its names and mail go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// The other cell's name (a DNS label), e.g. `parents`.
+    #[schemars(regex(pattern = LABEL_PATTERN))]
+    pub name: String,
+    /// Its domain: names under it are asked of its DNS, mail for it is delivered to its mail
+    /// server, both through the link.
+    #[schemars(regex(pattern = HOSTNAME_PATTERN))]
+    pub domain: String,
+    /// Its WireGuard public key (base64, 32 bytes).
+    pub public_key: String,
+    /// Its Ed25519 public key (base64, 32 bytes), which signs its invitation and peer-sync messages.
+    pub signing_key: String,
+    /// `host:port` where its WireGuard listens; without it, only the other cell dials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Its address on its WireGuard interface (in `vpn_subnet`): where its peer-sync server
+    /// listens and the only source a peer-sync request from it may have.
+    pub tunnel_address: Ipv4Addr,
+    /// Its VPN subnet (its devices), reached through the link.
+    #[schemars(with = "String")]
+    pub vpn_subnet: Ipv4Net,
+    /// Its cell network (its services), reached through the link.
+    #[schemars(with = "String")]
+    pub cell_subnet: Ipv4Net,
+    /// Its DNS server on its cell network, if it runs one: names under `domain` are asked there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Ipv4Addr>,
+    /// Its mail server on its cell network, if it runs one: mail for `domain` goes there, and
+    /// it may deliver mail to this cell's mail server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<Ipv4Addr>,
+    /// Services of this cell the other cell's networks may reach (catalog names, e.g.
+    /// `["calendar", "files"]`); nothing else crosses the link from its side.
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
 
 /// The service store's settings.

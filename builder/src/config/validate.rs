@@ -51,6 +51,7 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.logging();
     v.store();
     v.apps();
+    v.links();
     if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
 }
 
@@ -349,6 +350,91 @@ impl<'a> Validator<'a> {
             |i| format!("apps[{i}].manifest.site.host"),
             "host name",
         );
+    }
+
+    fn links(&mut self) {
+        let links = &self.c.links;
+        if links.is_empty() {
+            return;
+        }
+        if !self.c.wireguard.enabled {
+            self.err(
+                "wireguard.enabled",
+                "is false, but the cell is linked with other cells: links are WireGuard peers",
+                "enable WireGuard, or remove the links",
+            );
+        }
+        let domain = self.c.domain();
+        let own = [("network.subnet", self.c.network.subnet), ("wireguard.subnet", self.c.wireguard.subnet)];
+        // Every network routed somewhere: ours, then each link's, in order; a later one that
+        // overlaps an earlier one is the error.
+        let mut routed: Vec<(String, Ipv4Net)> = own.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect();
+        for (i, link) in links.iter().enumerate() {
+            let at = |field: &str| format!("links[{i}].{field}");
+            self.label(at("name"), &link.name);
+            if link.name == self.c.cell.name {
+                self.err(at("name"), format!("{:?} is this cell's own name", link.name), "a link names the other cell");
+            }
+            self.hostname(at("domain"), &link.domain);
+            let nested = |a: &str, b: &str| a == b || a.ends_with(&format!(".{b}"));
+            if nested(&link.domain, &domain) || nested(&domain, &link.domain) {
+                self.err(
+                    at("domain"),
+                    format!("{} clashes with this cell's domain {domain}", link.domain),
+                    "two linked cells need domains of their own, neither inside the other",
+                );
+            }
+            if !syntax::is_wireguard_key(&link.public_key) {
+                self.err(at("public_key"), "not a WireGuard public key", "give the 44-character base64 key");
+            }
+            if self.c.wireguard.peers.iter().any(|p| p.public_key == link.public_key) {
+                self.err(at("public_key"), "is the key of a device of this cell", "a link has the other cell's key");
+            }
+            if !syntax::is_wireguard_key(&link.signing_key) {
+                self.err(at("signing_key"), "not an Ed25519 public key", "give the 44-character base64 key");
+            }
+            if let Some(endpoint) = &link.endpoint
+                && !syntax::is_endpoint(endpoint)
+            {
+                self.err(at("endpoint"), format!("{endpoint:?} is not host:port"), "write it like cell.example.org:51820");
+            }
+            for (field, net) in [("vpn_subnet", link.vpn_subnet), ("cell_subnet", link.cell_subnet)] {
+                if net.addr() != net.network() {
+                    self.err(
+                        at(field),
+                        format!("{net} has host bits set"),
+                        format!("write the network address: {}", net.trunc()),
+                    );
+                }
+                let overlaps = |other: &Ipv4Net| other.contains(&net.network()) || net.contains(&other.network());
+                if let Some((other_field, other)) = routed.iter().find(|(_, other)| overlaps(other)) {
+                    let message = format!("{net} overlaps {other_field} {other}");
+                    self.err(at(field), message, "linked cells need networks that do not overlap: renumber one side");
+                }
+                routed.push((at(field), net));
+            }
+            self.host_in(at("tunnel_address"), link.tunnel_address, &link.vpn_subnet, &at("vpn_subnet"));
+            for (field, addr) in [("dns", link.dns), ("mail", link.mail)] {
+                if let Some(addr) = addr {
+                    self.host_in(at(field), addr, &link.cell_subnet, &at("cell_subnet"));
+                }
+            }
+            for (j, grant) in link.grants.iter().enumerate() {
+                let grantable = |s: &ServiceDef| !["proxy", "dhcp"].contains(&s.name) && !s.listens.is_empty();
+                if !services::get(grant).is_some_and(grantable) {
+                    let known: Vec<&str> = CATALOG.iter().filter(|s| grantable(s)).map(|s| s.name).collect();
+                    self.err(
+                        format!("links[{i}].grants[{j}]"),
+                        format!("{grant:?} is not a service another cell can be given"),
+                        format!("use some of: {}", known.join(", ")),
+                    );
+                }
+            }
+            self.unique(link.grants.iter(), |j| format!("links[{i}].grants[{j}]"), "grant");
+        }
+        self.unique(links.iter().map(|l| &l.name), |i| format!("links[{i}].name"), "link name");
+        self.unique(links.iter().map(|l| &l.domain), |i| format!("links[{i}].domain"), "domain");
+        self.unique(links.iter().map(|l| &l.public_key), |i| format!("links[{i}].public_key"), "public key");
     }
 
     fn url(&mut self, path: impl fmt::Display, value: &str) {

@@ -52,6 +52,24 @@ pub struct Context {
     pub apps: Vec<AppView>,
     /// Every service's log level (`error`, `warn`, `info` or `debug`).
     pub log_level: BTreeMap<&'static str, &'static str>,
+    /// The linked cells, sorted by name.
+    pub links: Vec<LinkView>,
+}
+
+/// A linked cell as the WireGuard, DNS and mail templates need it.
+#[derive(Debug, Serialize)]
+pub struct LinkView {
+    pub name: String,
+    pub domain: String,
+    pub public_key: String,
+    /// `host:port`, or empty when only the other cell dials.
+    pub endpoint: String,
+    pub tunnel_address: Ipv4Addr,
+    /// The networks the link carries: its VPN subnet and its cell network.
+    pub networks: Vec<String>,
+    /// Its DNS and mail servers, or empty.
+    pub dns: String,
+    pub mail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -234,8 +252,27 @@ impl Context {
             endpoint: wg.endpoint.clone().unwrap_or_default(),
             public_key: keys.wireguard.clone(),
             peers,
-            split_allowed_ips: vec![wg.subnet.to_string(), config.network.subnet.to_string()],
+            split_allowed_ips: [wg.subnet, config.network.subnet]
+                .into_iter()
+                .chain(policy.links.iter().flat_map(|l| l.networks))
+                .map(|n| n.to_string())
+                .collect(),
         };
+        let mut links: Vec<LinkView> = config
+            .links
+            .iter()
+            .map(|l| LinkView {
+                name: l.name.clone(),
+                domain: l.domain.clone(),
+                public_key: l.public_key.clone(),
+                endpoint: l.endpoint.clone().unwrap_or_default(),
+                tunnel_address: l.tunnel_address,
+                networks: vec![l.vpn_subnet.trunc().to_string(), l.cell_subnet.trunc().to_string()],
+                dns: l.dns.map(|a| a.to_string()).unwrap_or_default(),
+                mail: l.mail.map(|a| a.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        links.sort_by(|a, b| a.name.cmp(&b.name));
 
         Context {
             cell: CellView {
@@ -278,6 +315,7 @@ impl Context {
                 .into_iter()
                 .map(|s| TlsSiteView { name: s.name, service: s.service })
                 .collect(),
+            links,
         }
     }
 }
@@ -336,6 +374,8 @@ fn dns_view(config: &ValidConfig, domain: &str, peers: &[PeerView]) -> DnsView {
         allowed.push(config.wireguard.subnet.to_string());
     }
     allowed.extend(config.services.dns.allowed_networks.iter().map(|n| n.trunc().to_string()));
+    // A linked cell's DNS server asks for names under this cell's domain.
+    allowed.extend(config.links.iter().filter_map(|l| l.dns).map(|a| format!("{a}/32")));
     DnsView {
         upstreams: config.services.dns.upstreams.iter().map(|u| u.to_string()).collect(),
         records,

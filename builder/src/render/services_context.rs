@@ -97,6 +97,26 @@ pub struct FirewallView {
     pub full_peers: Vec<Ipv4Addr>,
     /// Peers limited to some services, each with its own rule.
     pub restricted_peers: Vec<PeerRulesView>,
+    /// The linked cells' rules: what their networks may reach here.
+    pub links: Vec<LinkRulesView>,
+    /// Every linked network, which the cell's services and devices may reach through the link
+    /// (the other cell decides what they are let in to).
+    pub linked_networks: Vec<String>,
+    /// The peer-sync server's address (this cell's tunnel address), when cells are linked.
+    pub peer_sync_address: Option<Ipv4Addr>,
+    pub peer_sync_port: u16,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LinkRulesView {
+    pub name: String,
+    /// Its VPN subnet and cell network.
+    pub networks: Vec<String>,
+    /// `address . protocol . port` elements of what it was granted.
+    pub allowed: Vec<String>,
+    /// Its servers' rules: `source . address . protocol . port`, its DNS server asking ours,
+    /// its mail server delivering to ours.
+    pub servers: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +243,31 @@ pub fn firewall(config: &ValidConfig, policy: &AccessPolicy<'_>) -> FirewallView
         })
         .collect();
     restricted_peers.sort_by(|a, b| a.name.cmp(&b.name));
+    let enabled_at = |name: &str| {
+        services::get(name).filter(|s| (s.enabled)(config)).map(|s| config.service_address(s))
+    };
+    let links: Vec<LinkRulesView> = policy
+        .links
+        .iter()
+        .map(|l| {
+            let mut servers = Vec::new();
+            if let (Some(theirs), Some(ours)) = (l.dns, enabled_at("dns")) {
+                servers.push(format!("{theirs} . {ours} . udp . 53"));
+                servers.push(format!("{theirs} . {ours} . tcp . 53"));
+            }
+            if let (Some(theirs), Some(ours)) = (l.mail, enabled_at("mail")) {
+                servers.push(format!("{theirs} . {ours} . tcp . 25"));
+            }
+            LinkRulesView {
+                name: l.name.to_owned(),
+                networks: l.networks.iter().map(|n| n.to_string()).collect(),
+                allowed: endpoints(&|s| l.grants(s)),
+                servers,
+            }
+        })
+        .collect();
+    let linked_networks = policy.links.iter().flat_map(|l| l.networks).map(|n| n.to_string()).collect();
+    let peer_sync_address = (!links.is_empty()).then(|| config.wireguard_address());
     FirewallView {
         filter: config.services.firewall.enabled,
         vpn_interface: "wg0",
@@ -232,6 +277,10 @@ pub fn firewall(config: &ValidConfig, policy: &AccessPolicy<'_>) -> FirewallView
         open_peers,
         full_peers,
         restricted_peers,
+        links,
+        linked_networks,
+        peer_sync_address,
+        peer_sync_port: crate::config::LINK_SYNC_PORT,
     }
 }
 
@@ -246,7 +295,7 @@ pub struct SiteAccessView {
 /// The site rules of the services behind the proxy, by service name.
 pub fn sites(config: &ValidConfig, policy: &AccessPolicy<'_>) -> BTreeMap<&'static str, SiteAccessView> {
     services::enabled(config)
-        .filter(|s| s.via_proxy)
+        .filter(|s| s.via_proxy || s.name == crate::config::access::WEB_UI_SERVICE)
         .filter_map(|s| {
             let site = policy.site(s)?;
             let text = |nets: &[ipnet::Ipv4Net]| nets.iter().map(|n| n.to_string()).collect();
