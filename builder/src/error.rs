@@ -81,6 +81,13 @@ pub enum Error {
 
     #[error("no backup is named {0:?}; `pic backups` lists them")]
     NoSuchBackup(String),
+
+    /// An invitation or peer-sync message that cannot be used; nothing was changed.
+    #[error("{0}")]
+    LinkRefused(String),
+
+    #[error("no linked cell is named {0:?}; `pic link list` shows the links")]
+    NoSuchLink(String),
 }
 
 impl Error {
@@ -102,6 +109,8 @@ impl Error {
                 | Error::AppInstalled(_)
                 | Error::BackupRefused { .. }
                 | Error::NoSuchBackup(_)
+                | Error::LinkRefused(_)
+                | Error::NoSuchLink(_)
         )
     }
 

@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod generation;
 pub mod hashing;
 pub mod images;
+pub mod links;
 pub mod peers;
 pub mod render;
 pub mod secrets;

@@ -396,7 +396,11 @@ impl<'a> Validator<'a> {
             if let Some(endpoint) = &link.endpoint
                 && !syntax::is_endpoint(endpoint)
             {
-                self.err(at("endpoint"), format!("{endpoint:?} is not host:port"), "write it like cell.example.org:51820");
+                self.err(
+                    at("endpoint"),
+                    format!("{endpoint:?} is not host:port"),
+                    "write it like cell.example.org:51820",
+                );
             }
             for (field, net) in [("vpn_subnet", link.vpn_subnet), ("cell_subnet", link.cell_subnet)] {
                 if net.addr() != net.network() {

@@ -243,9 +243,8 @@ pub fn firewall(config: &ValidConfig, policy: &AccessPolicy<'_>) -> FirewallView
         })
         .collect();
     restricted_peers.sort_by(|a, b| a.name.cmp(&b.name));
-    let enabled_at = |name: &str| {
-        services::get(name).filter(|s| (s.enabled)(config)).map(|s| config.service_address(s))
-    };
+    let enabled_at =
+        |name: &str| services::get(name).filter(|s| (s.enabled)(config)).map(|s| config.service_address(s));
     let links: Vec<LinkRulesView> = policy
         .links
         .iter()
