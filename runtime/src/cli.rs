@@ -189,6 +189,44 @@ pub enum Command {
     /// cell config trusts (`store.trusted_keys`).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Links with other cells: site-to-site WireGuard tunnels with per-service grants, kept in
+    /// step by peer-sync through the tunnel.
+    #[command(subcommand)]
+    Link(LinkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Print an invitation token for another cell (signed by this cell, used once).
+    Invite {
+        /// Services of this cell the other cell may reach, e.g. `calendar,files`.
+        #[arg(long, value_delimiter = ',')]
+        grant: Vec<String>,
+        /// Hours until the invitation expires.
+        #[arg(long, default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=2160))]
+        expires_hours: u32,
+        /// Where the other cell completes the exchange (default `https://<this cell's domain>`).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Accept another cell's invitation: the exchange is completed with it, then both cells
+    /// have the link (a new generation on each side).
+    Accept {
+        token: String,
+        /// Services of this cell the other cell may reach.
+        #[arg(long, value_delimiter = ',')]
+        grant: Vec<String>,
+    },
+    /// The linked cells: grants both ways, the last peer-sync.
+    List,
+    /// Set the services of this cell a linked cell may reach (none: `--grant ''`).
+    Grant {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        grant: Vec<String>,
+    },
+    /// Remove a link here and, when it can be reached, on the other cell.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod docker;
 #[cfg(test)]
 mod fake_http;
 mod firewall;
+mod links;
 mod logs;
 mod output;
 mod peers;

@@ -20,7 +20,21 @@ struct Desired {
     subnet: String,
     listen_port: u16,
     peers: Vec<DesiredPeer>,
+    #[serde(default)]
+    links: Vec<DesiredLink>,
 }
+
+/// A linked cell: a peer that carries its networks, dialled at its endpoint when it has one.
+#[derive(Debug, Deserialize)]
+struct DesiredLink {
+    name: String,
+    public_key: String,
+    endpoint: String,
+    networks: Vec<ipnet::Ipv4Net>,
+}
+
+/// Keeps the tunnel of a link alive behind NAT, and its handshake age meaningful.
+const LINK_KEEPALIVE: u16 = 25;
 
 #[derive(Debug, Deserialize)]
 struct DesiredPeer {
@@ -43,7 +57,7 @@ pub struct ApplyReport {
 }
 
 /// Live state of one peer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PeerStatus {
     pub public_key: String,
     /// RFC 3339, if the peer ever completed a handshake.
@@ -108,6 +122,32 @@ impl Interface {
             report.added.push(peer.name.clone());
             changed = true;
         }
+        for link in &desired.links {
+            let key = Key::from_base64(&link.public_key).map_err(|_| anyhow!("link {}: bad public key", link.name))?;
+            let allowed: Vec<(IpAddr, u8)> =
+                link.networks.iter().map(|n| (IpAddr::V4(n.network()), n.prefix_len())).collect();
+            let endpoint = resolve_endpoint(&link.endpoint);
+            let unchanged = existing.as_ref().and_then(|d| d.peers.iter().find(|p| p.config.public_key == key)).is_some_and(|p| {
+                endpoint.is_none_or(|e| p.config.endpoint == Some(e))
+                    && p.config.persistent_keepalive_interval == Some(LINK_KEEPALIVE)
+            });
+            if live.remove(&key).as_ref() == Some(&allowed) && unchanged {
+                report.unchanged += 1;
+                continue;
+            }
+            let mut peer = PeerConfigBuilder::new(&key)
+                .replace_allowed_ips()
+                .set_persistent_keepalive_interval(LINK_KEEPALIVE);
+            for (address, prefix) in &allowed {
+                peer = peer.add_allowed_ip(*address, *prefix);
+            }
+            if let Some(endpoint) = endpoint {
+                peer = peer.set_endpoint(endpoint);
+            }
+            update = update.add_peer(peer);
+            report.added.push(format!("cell {}", link.name));
+            changed = true;
+        }
         for key in live.keys() {
             update = update.remove_peer_by_key(key);
             report.removed += 1;
@@ -122,6 +162,8 @@ impl Interface {
             command::run("ip", &["address", "replace", &format!("{}/{prefix}", desired.address), "dev", &name])?;
             command::run("ip", &["link", "set", &name, "up"])?;
         }
+        let linked: Vec<ipnet::Ipv4Net> = desired.links.iter().flat_map(|l| l.networks.iter().copied()).collect();
+        self.route_links(&linked)?;
         tracing::info!(
             interface = %name,
             identity_set = report.identity_set,
@@ -130,6 +172,32 @@ impl Interface {
             "wireguard applied"
         );
         Ok(Some(report))
+    }
+
+    /// Routes the linked cells' networks into the interface, and only them: a route this
+    /// cell made (protocol `static`, scope link) for a network no longer linked is removed.
+    fn route_links(&self, linked: &[ipnet::Ipv4Net]) -> Result<()> {
+        let name = self.name.to_string();
+        let shown = command::run("ip", &["-4", "route", "show", "dev", &name, "proto", "static"])?;
+        let routed: Vec<ipnet::Ipv4Net> =
+            shown.lines().filter_map(|l| l.split_whitespace().next()).filter_map(|n| n.parse().ok()).collect();
+        for net in linked.iter().filter(|n| !routed.contains(n)) {
+            command::run("ip", &["route", "replace", &net.to_string(), "dev", &name, "proto", "static"])?;
+        }
+        for net in routed.iter().filter(|n| !linked.contains(n)) {
+            command::run("ip", &["route", "del", &net.to_string(), "dev", &name, "proto", "static"])?;
+        }
+        Ok(())
+    }
+
+    /// Whether the interface sends `address` to the peer with `public_key` (WireGuard's
+    /// cryptokey routing: a packet from `address` was sent with that key).
+    pub fn routes_to(&self, public_key: &str, address: IpAddr) -> Result<bool> {
+        let device = Device::get(&self.name, self.backend).with_context(|| format!("reading {}", self.name))?;
+        let Ok(key) = Key::from_base64(public_key) else { return Ok(false) };
+        Ok(device.peers.iter().filter(|p| p.config.public_key == key).flat_map(|p| &p.config.allowed_ips).any(|a| {
+            ipnet::IpNet::new(a.address, a.cidr).is_ok_and(|net| net.contains(&address))
+        }))
     }
 
     /// Last handshake and traffic of every peer on the interface.
@@ -149,6 +217,21 @@ impl Interface {
                 tx_bytes: p.stats.tx_bytes,
             })
             .collect())
+    }
+}
+
+/// A link's `host:port` as a socket address (a host name is looked up now), if it has one.
+fn resolve_endpoint(endpoint: &str) -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if endpoint.is_empty() {
+        return None;
+    }
+    match endpoint.to_socket_addrs() {
+        Ok(mut addresses) => addresses.next(),
+        Err(error) => {
+            tracing::warn!(endpoint, %error, "a linked cell's endpoint cannot be resolved; it must dial this cell");
+            None
+        }
     }
 }
 

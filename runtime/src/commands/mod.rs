@@ -6,6 +6,7 @@ mod certs;
 mod containers;
 mod ddns;
 mod images;
+mod links;
 mod peers;
 mod store;
 mod users;
@@ -166,6 +167,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             }
         }
         Command::Store(command) => store::run(&state, command, out)?,
+        Command::Link(command) => links::run(&state, command, out)?,
         Command::Activate { docker, health_timeout } => {
             if !containers::activate(&state, docker, *health_timeout, out)? {
                 return Ok(ExitCode::FAILURE);

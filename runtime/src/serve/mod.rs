@@ -5,6 +5,7 @@
 mod apps;
 mod auth;
 mod backups;
+mod cells;
 mod certs;
 mod config;
 mod containers;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub ddns_wake: Arc<tokio::sync::Notify>,
     /// Wakes the certificate client after a change (its config or credential).
     pub acme_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the peer-sync loop (after an activation: a grant may have changed).
+    pub links_wake: Arc<tokio::sync::Notify>,
     /// How long a new TXT record gets to reach the provider's name servers (DNS-01), when not
     /// the provider's usual time.
     pub dns_propagation: Option<std::time::Duration>,
@@ -123,6 +126,7 @@ impl AppState {
             ports_held: Arc::default(),
             ddns_wake: Arc::default(),
             acme_wake: Arc::default(),
+            links_wake: Arc::default(),
             dns_propagation: None,
             images: None,
             apps: Arc::default(),
@@ -175,6 +179,7 @@ impl AppState {
         // compare.
         self.ddns_wake.notify_one();
         self.acme_wake.notify_one();
+        self.links_wake.notify_one();
     }
 
     /// Runs one service's activation off the executor and reports each step to `/api/events`.
@@ -256,6 +261,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(files::download, files::upload))
         .routes(routes!(files::folder))
         .routes(routes!(files::rename))
+        .routes(routes!(cells::list))
+        .routes(routes!(cells::invite))
+        .routes(routes!(cells::accept))
+        .routes(routes!(cells::join))
+        .routes(routes!(cells::grants))
+        .routes(routes!(cells::remove))
 }
 
 #[derive(OpenApi)]
@@ -477,7 +488,11 @@ async fn start(app: AppState) -> anyhow::Result<()> {
     });
     tokio::spawn(expire_peers(app.clone()));
     tokio::spawn(domain::run(app.clone()));
-    tokio::spawn(domain::renew_certificates(app));
+    tokio::spawn(domain::renew_certificates(app.clone()));
+    if app.wireguard.is_some() {
+        tokio::spawn(cells::serve_peer_sync(app.clone()));
+        tokio::spawn(cells::sync_links(app));
+    }
     Ok(())
 }
 
