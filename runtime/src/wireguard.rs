@@ -127,17 +127,17 @@ impl Interface {
             let allowed: Vec<(IpAddr, u8)> =
                 link.networks.iter().map(|n| (IpAddr::V4(n.network()), n.prefix_len())).collect();
             let endpoint = resolve_endpoint(&link.endpoint);
-            let unchanged = existing.as_ref().and_then(|d| d.peers.iter().find(|p| p.config.public_key == key)).is_some_and(|p| {
-                endpoint.is_none_or(|e| p.config.endpoint == Some(e))
-                    && p.config.persistent_keepalive_interval == Some(LINK_KEEPALIVE)
-            });
+            let unchanged =
+                existing.as_ref().and_then(|d| d.peers.iter().find(|p| p.config.public_key == key)).is_some_and(|p| {
+                    endpoint.is_none_or(|e| p.config.endpoint == Some(e))
+                        && p.config.persistent_keepalive_interval == Some(LINK_KEEPALIVE)
+                });
             if live.remove(&key).as_ref() == Some(&allowed) && unchanged {
                 report.unchanged += 1;
                 continue;
             }
-            let mut peer = PeerConfigBuilder::new(&key)
-                .replace_allowed_ips()
-                .set_persistent_keepalive_interval(LINK_KEEPALIVE);
+            let mut peer =
+                PeerConfigBuilder::new(&key).replace_allowed_ips().set_persistent_keepalive_interval(LINK_KEEPALIVE);
             for (address, prefix) in &allowed {
                 peer = peer.add_allowed_ip(*address, *prefix);
             }
@@ -195,9 +195,12 @@ impl Interface {
     pub fn routes_to(&self, public_key: &str, address: IpAddr) -> Result<bool> {
         let device = Device::get(&self.name, self.backend).with_context(|| format!("reading {}", self.name))?;
         let Ok(key) = Key::from_base64(public_key) else { return Ok(false) };
-        Ok(device.peers.iter().filter(|p| p.config.public_key == key).flat_map(|p| &p.config.allowed_ips).any(|a| {
-            ipnet::IpNet::new(a.address, a.cidr).is_ok_and(|net| net.contains(&address))
-        }))
+        Ok(device
+            .peers
+            .iter()
+            .filter(|p| p.config.public_key == key)
+            .flat_map(|p| &p.config.allowed_ips)
+            .any(|a| ipnet::IpNet::new(a.address, a.cidr).is_ok_and(|net| net.contains(&address))))
     }
 
     /// Last handshake and traffic of every peer on the interface.

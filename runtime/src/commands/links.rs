@@ -38,9 +38,10 @@ pub fn run(state: &State, command: &LinkCommand, out: &Output) -> Result<()> {
         LinkCommand::Invite { grant, expires_hours, url } => {
             let valid = Duration::from_secs(u64::from(*expires_hours) * 3600);
             let (token, invitation) = links::invite(state, grants(grant), valid, url.clone())?;
-            out.emit(&serde_json::json!({"token": token, "expires": invitation.expires, "grants": invitation.grants}), |_| {
-                format!("{token}\n")
-            });
+            out.emit(
+                &serde_json::json!({"token": token, "expires": invitation.expires, "grants": invitation.grants}),
+                |_| format!("{token}\n"),
+            );
         }
         LinkCommand::Accept { token, grant } => {
             let (link, switched) = block_on(links::accept(state, token, grants(grant)))?;
@@ -94,12 +95,13 @@ pub fn run(state: &State, command: &LinkCommand, out: &Output) -> Result<()> {
         }
         LinkCommand::Remove { name } => {
             let (switched, error) = block_on(links::remove(state, name))?;
-            out.emit(&serde_json::json!({"generation": switched.to, "told_other_cell": error.is_none(), "error": error}), |_| {
-                match &error {
+            out.emit(
+                &serde_json::json!({"generation": switched.to, "told_other_cell": error.is_none(), "error": error}),
+                |_| match &error {
                     None => format!("link with {name} removed here and on {name}; generation {}\n", switched.to),
                     Some(e) => format!("link with {name} removed here only ({e}); generation {}\n", switched.to),
-                }
-            });
+                },
+            );
         }
     }
     Ok(())

@@ -52,7 +52,12 @@ fn desired(state: &State) -> Result<ValidConfig, Error> {
 
 /// Makes an invitation token granting `grants`, valid for `valid`, accepted at `url` (by
 /// default `https://<the cell's domain>`). Changes no generation.
-pub fn invite(state: &State, grants: Vec<String>, valid: Duration, url: Option<String>) -> Result<(String, Invitation)> {
+pub fn invite(
+    state: &State,
+    grants: Vec<String>,
+    valid: Duration,
+    url: Option<String>,
+) -> Result<(String, Invitation)> {
     let config = desired(state)?;
     // The grants must be ones the config accepts: checked on a copy with a stand-in link.
     check_grants(&config, &grants)?;
@@ -127,7 +132,8 @@ pub fn join(state: &State, request: &Join) -> Result<(Joined, SwitchOutcome), Er
         c.links.push(request.card.to_link(grants));
         Ok(())
     })?;
-    let switched = writer.build_and_switch(&config, &format!("link with cell {} (invitation accepted)", request.card.name))?;
+    let switched =
+        writer.build_and_switch(&config, &format!("link with cell {} (invitation accepted)", request.card.name))?;
     drop(writer);
     Ok((Joined { card: own_card(state)? }, switched))
 }

@@ -72,8 +72,8 @@ pub fn admit<'c>(
         .iter()
         .find(|l| IpAddr::V4(l.tunnel_address) == source)
         .ok_or_else(|| Refused(format!("{source} is not the tunnel address of a linked cell")))?;
-    let message: Message =
-        serde_json::from_slice(body).map_err(|e| Refused(format!("from {}: not a peer-sync message ({e})", link.name)))?;
+    let message: Message = serde_json::from_slice(body)
+        .map_err(|e| Refused(format!("from {}: not a peer-sync message ({e})", link.name)))?;
     if message.card.public_key != link.public_key {
         return Err(Refused(format!("from {}'s address, but naming another WireGuard key", link.name)));
     }
@@ -132,10 +132,8 @@ pub fn take(state: &State, link: &Link, message: &Message) -> Result<Taken, Erro
 /// admitted like a request.
 pub async fn exchange(state: &State, config: &ValidConfig, link: &Link, removed: bool) -> Result<Message> {
     let (body, signature) = message(state, config, link, removed)?;
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .local_address(IpAddr::V4(config.wireguard_address()))
-        .build()?;
+    let client =
+        reqwest::Client::builder().timeout(TIMEOUT).local_address(IpAddr::V4(config.wireguard_address())).build()?;
     let url = format!("http://{}{PATH}", SocketAddr::from((link.tunnel_address, LINK_SYNC_PORT)));
     let response = client
         .post(&url)
@@ -167,3 +165,82 @@ pub fn listen_address(config: &ValidConfig) -> SocketAddr {
     SocketAddr::from((config.wireguard_address(), LINK_SYNC_PORT))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two cells' states, each with the other as a link (as an exchange of invitations leaves them).
+    fn linked() -> (tempfile::TempDir, State, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, n: u8| {
+            let state = State::new(dir.path().join(name));
+            let config = serde_json::json!({
+                "version": 1,
+                "cell": {"name": name},
+                "network": {"subnet": format!("172.2{n}.0.0/24")},
+                "wireguard": {"subnet": format!("10.{n}.0.0/24")},
+                "users": [{"name": "admin", "role": "admin"}]
+            });
+            state.init(Some(&pic_builder::config::parse(&config.to_string()).unwrap())).unwrap();
+            state
+        };
+        let (a, b) = (make("a", 1), make("b", 2));
+        for (here, there) in [(&a, &b), (&b, &a)] {
+            let card = own_card(there).unwrap();
+            let writer = here.writer().unwrap();
+            let config = writer
+                .desired_with(|c| {
+                    c.links.push(card.to_link(vec!["calendar".into()]));
+                    Ok(())
+                })
+                .unwrap();
+            writer.build_and_switch(&config, "linked").unwrap();
+        }
+        (dir, a, b)
+    }
+
+    #[test]
+    fn a_message_is_admitted_only_from_the_link_with_its_key_signature_and_a_new_number() {
+        let (_dir, a, b) = linked();
+        let (config_a, config_b) = (a.desired_config().unwrap().unwrap(), b.desired_config().unwrap().unwrap());
+        let link_to_a = &config_b.links[0];
+        let (body, signature) = message(&b, &config_b, link_to_a, false).unwrap();
+        let from_b = IpAddr::V4(config_b.wireguard_address());
+
+        let (link, admitted) = admit(&a, &config_a, from_b, &body, Some(&signature)).unwrap();
+        assert_eq!((link.name.as_str(), admitted.grants.clone()), ("b", vec!["calendar".to_owned()]));
+        take(&a, link, &admitted).unwrap();
+        assert_eq!(status::read(&a).unwrap().links["b"].offered, vec!["calendar".to_owned()]);
+
+        let refused = |source: IpAddr, body: &[u8], signature: Option<&str>| {
+            admit(&a, &config_a, source, body, signature).unwrap_err().0
+        };
+        let replayed = refused(from_b, &body, Some(&signature));
+        assert!(replayed.contains("replayed"), "{replayed}");
+        let (body, signature) = message(&b, &config_b, link_to_a, false).unwrap();
+        let elsewhere = refused("10.2.0.7".parse().unwrap(), &body, Some(&signature));
+        assert!(elsewhere.contains("not the tunnel address"), "{elsewhere}");
+        assert!(refused(from_b, &body, None).contains("not signed"));
+        // Another key named in a message signed by b (b's signing key taken, say).
+        let mut other: Message = serde_json::from_slice(&body).unwrap();
+        other.card.public_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into();
+        let forged = serde_json::to_vec(&other).unwrap();
+        let key = links::signing_key(b.secrets().dir()).unwrap();
+        let refusal = refused(from_b, &forged, Some(&links::sign(&key, &forged)));
+        assert!(refusal.contains("another WireGuard key"), "{refusal}");
+        // The real one still goes through: nothing above was recorded.
+        admit(&a, &config_a, from_b, &body, Some(&signature)).unwrap();
+    }
+
+    #[test]
+    fn a_removal_message_takes_the_link_away() {
+        let (_dir, a, b) = linked();
+        let config_b = b.desired_config().unwrap().unwrap();
+        let (body, signature) = message(&b, &config_b, &config_b.links[0], true).unwrap();
+        let config_a = a.desired_config().unwrap().unwrap();
+        let (link, admitted) =
+            admit(&a, &config_a, IpAddr::V4(config_b.wireguard_address()), &body, Some(&signature)).unwrap();
+        assert!(take(&a, link, &admitted).unwrap().switched);
+        assert!(a.desired_config().unwrap().unwrap().links.is_empty());
+    }
+}

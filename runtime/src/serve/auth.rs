@@ -202,7 +202,11 @@ async fn check(
 ) -> Result<Option<Session>, ApiError> {
     // The setup wizard and the API's description need no session (the description holds no data).
     // An invited cell completing its invitation is admitted by the invitation's secret.
-    if !path.starts_with("/api/") || path.starts_with("/api/setup") || path == "/api/openapi.json" || path == "/api/cells/join" {
+    if !path.starts_with("/api/")
+        || path.starts_with("/api/setup")
+        || path == "/api/openapi.json"
+        || path == "/api/cells/join"
+    {
         return Ok(None);
     }
     if !app.setup_complete().await? {

@@ -137,7 +137,7 @@ pub async fn accept(
             Err(other) => ApiError::new(StatusCode::BAD_GATEWAY, "link_unreachable", format!("{other:#}")),
         }
     })?;
-    Ok((StatusCode::CREATED, Json(json!({"link": link, "generation": switched.to})) ).into_response())
+    Ok((StatusCode::CREATED, Json(json!({"link": link, "generation": switched.to}))).into_response())
 }
 
 #[utoipa::path(post, path = "/api/cells/join", tag = "cells", request_body = Join, responses((status = 200, description = "the invitation was used: the link is in this cell's config; the answer is this cell's card, signed in x-pic-signature", body = Object), (status = 422, description = "no such invitation, used, expired, or a link the config refuses", body = ErrorBody)))]
@@ -200,7 +200,8 @@ fn api_error(error: anyhow::Error) -> ApiError {
 pub async fn serve_peer_sync(app: AppState) {
     let mut bound: Option<(SocketAddr, tokio::task::JoinHandle<()>)> = None;
     loop {
-        let wanted = app.state.desired_config().ok().flatten().filter(|c| c.wireguard.enabled).map(|c| sync::listen_address(&c));
+        let wanted =
+            app.state.desired_config().ok().flatten().filter(|c| c.wireguard.enabled).map(|c| sync::listen_address(&c));
         let current = bound.as_ref().map(|(a, _)| *a);
         if wanted != current {
             if let Some((_, task)) = bound.take() {
