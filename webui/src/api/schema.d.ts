@@ -164,6 +164,106 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cells": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["cells_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["cells_accept"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["cells_invite"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The one route an invited cell calls without a session: the invitation's secret is what
+         *     admits it.
+         */
+        post: operations["cells_join"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["cells_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cells/{name}/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["cells_grants"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/certs": {
         parameters: {
             query?: never;
@@ -732,11 +832,22 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description An invitation token from another cell, and what this cell grants it. */
+        Acceptance: {
+            grants?: string[];
+            token: string;
+        };
         /** @description An update: settings to change (the others are kept). */
         AppUpdate: {
             settings?: {
                 [key: string]: unknown;
             };
+        };
+        /** @description A linked cell as `GET /api/cells` and `pic link list` show it. */
+        CellView: Record<string, never> & components["schemas"]["LinkStatus"] & {
+            /** @description The tunnel carried a handshake within the last 3 minutes. */
+            up: boolean;
+            wireguard?: Record<string, never> | null;
         };
         /** @description A service container, as `GET /api/containers` and `pic containers list` show it. */
         ContainerInfo: {
@@ -772,6 +883,10 @@ export interface components {
             details: unknown[];
             message: string;
         };
+        /** @description Grants to set. */
+        Grants: {
+            grants: string[];
+        };
         /** @description An image the engine has, as `GET /api/images` and `pic images list` show it. */
         ImageInfo: {
             /** Format: int64 */
@@ -782,6 +897,32 @@ export interface components {
             /** Format: int64 */
             size: number;
             tags: string[];
+        };
+        InvitationView: {
+            expires: string;
+            grants: string[];
+            /** @description The token to hand to the other cell's admin (`pic link accept TOKEN`, or the web UI). */
+            token: string;
+        };
+        /** @description What the invited cell sends the inviting one to complete an invitation. */
+        Join: {
+            /** @description The invited cell's card. */
+            card: Record<string, never>;
+            /** @description The invitation's one-time secret. */
+            secret: string;
+        };
+        LinkStatus: {
+            /** @description Why the last exchange this cell started failed, if it did. */
+            error?: string | null;
+            /** @description When a peer-sync exchange last succeeded (either way). */
+            last_sync?: string | null;
+            /** @description What the other cell lets this one reach, as it last said. */
+            offered?: string[];
+            /**
+             * Format: int64
+             * @description The highest message number received from it.
+             */
+            received?: number;
         };
         Login: {
             password: string;
@@ -806,6 +947,18 @@ export interface components {
         };
         NewFolder: {
             path: string;
+        };
+        /** @description An invitation to make. */
+        NewInvitation: {
+            /**
+             * Format: int32
+             * @description Hours until it expires (default 168, a week).
+             */
+            expires_in_hours?: number | null;
+            /** @description The services of this cell the invited cell may reach. */
+            grants?: string[];
+            /** @description Where the invited cell completes the exchange (default `https://<this cell's domain>`). */
+            url?: string | null;
         };
         NewPassword: {
             password: string;
@@ -1415,6 +1568,236 @@ export interface operations {
             };
             /** @description no session */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cells_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the linked cells: the link, the tunnel's state, the last peer-sync and what the other cell grants this one */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CellView"][];
+                };
+            };
+            /** @description no session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cells_accept: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Acceptance"];
+            };
+        };
+        responses: {
+            /** @description linked: the other cell completed the exchange; built, switched and applied */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description the token is not valid here (expired, changed, overlapping networks, a domain clash) or the other cell refused it */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the other cell could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cells_invite: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewInvitation"];
+            };
+        };
+        responses: {
+            /** @description a signed invitation token; nothing else changed */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationView"];
+                };
+            };
+            /** @description not an admin, or no CSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a grant the cell cannot give */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cells_join: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Join"];
+            };
+        };
+        responses: {
+            /** @description the invitation was used: the link is in this cell's config; the answer is this cell's card, signed in x-pic-signature */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description no such invitation, used, expired, or a link the config refuses */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cells_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description removed here, and on the other cell when it could be told (`told_other_cell`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description no such link */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cells_grants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Grants"];
+            };
+        };
+        responses: {
+            /** @description built, switched and applied; the other cell hears of it at the next peer-sync */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description no such link */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a grant the cell cannot give */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
