@@ -109,7 +109,34 @@ pub fn client_config(
 /// What a device sends through the cell: the VPN and cell networks, or everything (`full`).
 pub fn routed_through_cell(config: &CellConfig, routing: Routing) -> String {
     match routing {
-        Routing::Split => format!("{}, {}", config.wireguard.subnet, config.network.subnet),
+        // Linked cells' networks too: what they grant is reached through this cell.
+        Routing::Split => [config.wireguard.subnet, config.network.subnet]
+            .into_iter()
+            .chain(config.links.iter().flat_map(|l| [l.vpn_subnet, l.cell_subnet]))
+            .map(|n| n.trunc().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         Routing::Full => "0.0.0.0/0, ::/0".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> CellConfig {
+        let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        crate::config::parse(&std::fs::read_to_string(path).unwrap()).unwrap().into_inner()
+    }
+
+    #[test]
+    fn split_routing_reaches_linked_cells_through_this_one() {
+        let config = example("linked.json");
+        assert_eq!(
+            routed_through_cell(&config, Routing::Split),
+            "10.8.0.0/24, 172.20.0.0/24, 10.9.0.0/24, 172.21.0.0/24, 10.10.0.0/24, 172.22.0.0/24"
+        );
+        assert_eq!(routed_through_cell(&example("cell.json"), Routing::Split), "10.8.0.0/24, 172.20.0.0/24");
+        assert_eq!(routed_through_cell(&config, Routing::Full), "0.0.0.0/0, ::/0");
     }
 }

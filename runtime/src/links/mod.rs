@@ -145,12 +145,12 @@ pub async fn accept(state: &State, token: &str, grants: Vec<String>) -> Result<(
     let config = desired(state)?;
     check_grants(&config, &grants)?;
     // Refused here before anything is sent, so that the other cell's invitation stays usable.
-    let mut probe = config.clone().into_inner();
-    probe.links.push(invitation.card.to_link(grants.clone()));
-    pic_builder::config::validate(probe)?;
     if config.links.iter().any(|l| l.name == invitation.card.name) {
         return Err(Error::LinkRefused(format!("this cell is already linked with {}", invitation.card.name)).into());
     }
+    let mut probe = config.clone().into_inner();
+    probe.links.push(invitation.card.to_link(grants.clone()));
+    pic_builder::config::validate(probe).map_err(Error::Invalid)?;
     let card = own_card(state)?;
     let mut client = reqwest::Client::builder().timeout(ACCEPT_TIMEOUT);
     if let Some(pem) = &invitation.ca {
