@@ -12,7 +12,8 @@ VENV    = $(CURDIR)/target/bench-venv
 	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password \
 	backup restore image run-vm vm-test
 
-# The daemons whose own checkers validate what we render (tier 2), and the tools the tests use
+# The daemons whose own checkers validate what we render (tier 2) and that run two linked cells
+# in namespaces (cell_link), and the tools the tests use
 # (bmaptool: the unit test of the disk image's block map; pebble: an ACME CA and its test DNS;
 # minisign: signs the service store's test indexes).
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
@@ -20,8 +21,8 @@ DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot
 	wireguard-go iproute2 iputils-ping curl procps \
 	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools pebble minisign
 # What the tests run from those packages: `make deps` fails naming any that is missing afterwards.
-DEBIAN_TEST_COMMANDS = openssl caddy unbound-checkconf dnsmasq chronyd postfix doveadm radicale apache2 htpasswd \
-	php nft wg wg-quick wireguard-go unshare ip ping curl docker dockerd iptables mmdebstrap dig chromium zstd bmaptool \
+DEBIAN_TEST_COMMANDS = openssl caddy unbound unbound-checkconf dnsmasq chronyd postfix doveadm radicale apache2 htpasswd \
+	php nft wg wg-quick wireguard-go unshare nsenter ip ping curl docker dockerd iptables mmdebstrap dig chromium zstd bmaptool \
 	pebble pebble-challtestsrv minisign
 
 LISTEN ?= 127.0.0.1:3000

@@ -223,6 +223,15 @@ impl Interface {
     }
 }
 
+/// The peers of the interface `name` as this machine runs it (the kernel's, else wireguard-go's),
+/// for commands run beside `pic serve`; empty when there is no such interface.
+pub fn live_status(name: &str) -> Vec<PeerStatus> {
+    [Backend::Kernel, Backend::Userspace]
+        .into_iter()
+        .find_map(|backend| Interface::new(name, backend).ok()?.status().ok())
+        .unwrap_or_default()
+}
+
 /// A link's `host:port` as a socket address (a host name is looked up now), if it has one.
 fn resolve_endpoint(endpoint: &str) -> Option<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;

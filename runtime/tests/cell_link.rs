@@ -449,6 +449,12 @@ fn two_cells_link_share_what_they_grant_and_unlink() {
     let seen = api_link(&b, "a");
     assert!(seen["wireguard"]["rx_bytes"].as_u64() > Some(0), "{seen}");
     assert_eq!(seen["grants"], json!(["calendar"]), "what B lets A reach");
+    // `pic link list` beside `pic serve` shows the tunnel too.
+    let state = b.state();
+    let listed =
+        b.exec_with_serve(env!("CARGO_BIN_EXE_pic"), &["--state", state.to_str().unwrap(), "--json", "link", "list"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap_or_else(|_| panic!("{}", text(&listed)));
+    assert!(listed[0]["last_handshake"].is_string() && listed[0]["rx_bytes"].as_u64() > Some(0), "{listed}");
 
     // The daemons on the generation with the link.
     for net in [&mut a, &mut b] {

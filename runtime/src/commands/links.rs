@@ -22,6 +22,21 @@ struct Listed {
     offered: Vec<String>,
     last_sync: Option<String>,
     error: Option<String>,
+    /// The tunnel's last handshake (RFC 3339) and traffic, when this machine runs the interface.
+    last_handshake: Option<String>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+}
+
+/// The interface `pic serve` manages on the appliance.
+const DEFAULT_INTERFACE: &str = "wg0";
+
+/// "42 s ago" for an RFC 3339 time, or "never".
+fn ago(time: Option<&str>) -> String {
+    match time.and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+        Some(t) => format!("{} s ago", jiff::Timestamp::now().duration_since(t).as_secs().max(0)),
+        None => "never".to_owned(),
+    }
 }
 
 fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
@@ -52,11 +67,13 @@ pub fn run(state: &State, command: &LinkCommand, out: &Output) -> Result<()> {
         LinkCommand::List => {
             let config = state.desired_config()?.context("no desired config yet: set up the cell first")?;
             let mut known = status::read(state)?;
+            let live = crate::wireguard::live_status(DEFAULT_INTERFACE);
             let listed: Vec<Listed> = config
                 .links
                 .iter()
                 .map(|l| {
                     let s = known.links.remove(&l.name).unwrap_or_default();
+                    let tunnel = live.iter().find(|p| p.public_key == l.public_key);
                     Listed {
                         name: l.name.clone(),
                         domain: l.domain.clone(),
@@ -64,6 +81,9 @@ pub fn run(state: &State, command: &LinkCommand, out: &Output) -> Result<()> {
                         offered: s.offered,
                         last_sync: s.last_sync.map(|t| t.to_string()),
                         error: s.error,
+                        last_handshake: tunnel.and_then(|t| t.last_handshake.clone()),
+                        rx_bytes: tunnel.map_or(0, |t| t.rx_bytes),
+                        tx_bytes: tunnel.map_or(0, |t| t.tx_bytes),
                     }
                 })
                 .collect();
@@ -76,12 +96,15 @@ pub fn run(state: &State, command: &LinkCommand, out: &Output) -> Result<()> {
                     .iter()
                     .map(|l| {
                         format!(
-                            "{:<16} {:<24} gives: {:<20} gets: {:<20} synced: {}\n",
+                            "{:<16} {:<24} gives: {:<20} gets: {:<20} synced: {}  handshake: {}  received {} B, sent {} B\n",
                             l.name,
                             l.domain,
                             none(&l.grants),
                             none(&l.offered),
-                            l.last_sync.as_deref().unwrap_or("never")
+                            ago(l.last_sync.as_deref()),
+                            ago(l.last_handshake.as_deref()),
+                            l.rx_bytes,
+                            l.tx_bytes,
                         )
                     })
                     .collect()
