@@ -60,7 +60,7 @@ try {
   await shot("peers");
 
   // A DNS record: one new generation, switched to at once.
-  await page.getByRole("link", { name: "Network" }).click();
+  await page.getByRole("link", { name: "Network", exact: true }).click();
   await page.getByLabel("Name", { exact: true }).fill("nas");
   await page.getByLabel("Value").fill("172.20.0.50");
   await page.getByRole("button", { name: "Add record" }).click();

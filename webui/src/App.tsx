@@ -17,6 +17,7 @@ import { SettingsPage } from "./pages/Settings";
 import { BackupsPage } from "./pages/Backups";
 import { StorePage } from "./pages/Store";
 import { FilesPage } from "./pages/Files";
+import { CellsPage } from "./pages/Cells";
 
 export function App() {
   const [setupDone, setSetupDone] = useState<boolean | null>(null);
@@ -57,6 +58,7 @@ export function App() {
             <Route path="/" element={<DashboardPage />} />
             <Route path="/peers" element={<PeersPage />} />
             <Route path="/network" element={<NetworkPage />} />
+            <Route path="/cells" element={<CellsPage />} />
             <Route path="/generations" element={<GenerationsPage />} />
             <Route path="/containers" element={<ContainersPage />} />
             <Route path="/logs" element={<LogsPage />} />
@@ -100,6 +102,7 @@ function Frame({ children }: { children: React.ReactNode }) {
               <Link to="/">Dashboard</Link>
               <Link to="/peers">Peers</Link>
               <Link to="/network">Network</Link>
+              <Link to="/cells">Cell Network</Link>
               <Link to="/services">Mail &amp; files</Link>
               <Link to="/store">Store</Link>
               <Link to="/files">Files</Link>
