@@ -33,31 +33,6 @@ const DAEMON_START: Duration = Duration::from_secs(30);
 /// message up at once; this allows a slow first connection and TLS handshake.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
 
-/// Sets the container paths up in a private mount namespace (as `daemons.rs` does for the
-/// checkers), then runs the daemon ("$@"). The service's data lives in `$scratch/srv`.
-const HARNESS: &str = r#"
-set -e
-bundle=$1; secrets=$2; scratch=$3; shift 3
-mkdir -p "$scratch/upper" "$scratch/work" "$scratch/srv"
-mount -t tmpfs tmpfs /run
-mount --bind "$scratch/srv" /srv
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
-mkdir -p /etc/pic/bundle /run/pic/tls /run/pic/credentials /run/pic/ca
-mount --bind "$bundle" /etc/pic/bundle
-[ ! -d "$secrets/tls" ] || cp -r "$secrets/tls/." /run/pic/tls/
-cp -r "$secrets/credentials/." /run/pic/credentials/
-cp "$secrets/ca/ca.crt" /run/pic/ca/
-if [ "$1" = postfix ]; then
-  # What the mail image's build and entrypoint do (images/mail).
-  ln -sf /etc/pic/bundle/main.cf /etc/postfix/main.cf
-  ln -sf /etc/pic/bundle/master.cf /etc/postfix/master.cf
-  mount -t tmpfs tmpfs /var/lib/postfix
-  chown postfix /var/lib/postfix
-  mkdir -p /srv/queue
-fi
-exec "$@"
-"#;
-
 /// The mailbox behind A's Postfix: an LMTP server on 127.0.0.1:24 (where Postfix hands mail to
 /// dovecot) that writes each message it accepts into the folder given.
 const LMTP: &str = r#"
@@ -198,7 +173,18 @@ impl CellNet {
         std::fs::create_dir_all(&scratch).unwrap();
         let log = std::fs::File::create(self.cell.dir.path().join(format!("{service}-{}.log", command[0]))).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", HARNESS])
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                common::DAEMON_HARNESS,
+            ])
             .arg("harness")
             .arg(self.bundle(service))
             .arg(self.state().join("secrets"))

@@ -13,23 +13,6 @@ use std::process::{Command, Stdio};
 
 use common::Cell;
 
-/// Sets up the container paths in a fresh mount namespace, then runs the checker ("$@").
-const HARNESS: &str = r#"
-set -e
-bundle=$1; secrets=$2; scratch=$3; shift 3
-mkdir -p "$scratch/upper" "$scratch/work"
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /srv
-mkdir -p /srv/queue  # made by the mail image's entrypoint before postfix starts
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
-mkdir -p /etc/pic/bundle /run/pic/tls /run/pic/credentials /run/pic/ca
-mount --bind "$bundle" /etc/pic/bundle
-[ ! -d "$secrets/tls" ] || cp -r "$secrets/tls/." /run/pic/tls/
-cp -r "$secrets/credentials/." /run/pic/credentials/
-cp "$secrets/ca/ca.crt" /run/pic/ca/
-exec "$@"
-"#;
-
 /// The validators, per service: each must accept what we render.
 const CHECKS: &[(&str, &[&str])] = &[
     ("proxy", &["caddy", "validate", "--config", "/etc/pic/bundle/Caddyfile", "--adapter", "caddyfile"]),
@@ -90,7 +73,7 @@ fn checks_of(service: &str, bundle: &Path, secrets: &Path) -> Vec<(String, bool,
 fn check(bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
     let scratch = tempfile::tempdir().unwrap();
     let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", HARNESS, "harness"])
+        .args(["--mount", "--propagation", "private", "sh", "-c", common::DAEMON_HARNESS, "harness"])
         .arg(bundle)
         .arg(secrets)
         .arg(scratch.path())

@@ -15,6 +15,33 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// Runs a daemon or its checker ("$@") where the bundle, certificates and credentials sit at the
+/// paths the containers see (`/etc/pic/bundle`, `/run/pic/...`, `/srv`), in a private mount
+/// namespace (`unshare --mount`), so that nothing on the machine is touched. Arguments: the
+/// bundle, the state's `secrets`, and a scratch folder that holds `/etc`'s changes and `/srv`.
+pub const DAEMON_HARNESS: &str = r#"
+set -e
+bundle=$1; secrets=$2; scratch=$3; shift 3
+mkdir -p "$scratch/upper" "$scratch/work" "$scratch/srv"
+mount -t tmpfs tmpfs /run
+mount --bind "$scratch/srv" /srv
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$scratch/upper,workdir=$scratch/work" /etc
+mkdir -p /etc/pic/bundle /run/pic/tls /run/pic/credentials /run/pic/ca
+mount --bind "$bundle" /etc/pic/bundle
+[ ! -d "$secrets/tls" ] || cp -r "$secrets/tls/." /run/pic/tls/
+cp -r "$secrets/credentials/." /run/pic/credentials/
+cp "$secrets/ca/ca.crt" /run/pic/ca/
+# What the mail image's build and entrypoint do (images/mail).
+mkdir -p /srv/queue
+if [ "$1" = postfix ]; then
+  ln -sf /etc/pic/bundle/main.cf /etc/postfix/main.cf
+  ln -sf /etc/pic/bundle/master.cf /etc/postfix/master.cf
+  mount -t tmpfs tmpfs /var/lib/postfix
+  chown postfix /var/lib/postfix
+fi
+exec "$@"
+"#;
+
 pub struct Cell {
     pub dir: tempfile::TempDir,
 }
