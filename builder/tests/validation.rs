@@ -23,6 +23,14 @@ fn with_apps(c: &mut Value) {
     c["apps"] = apps["apps"].clone();
 }
 
+/// The example with the exits of `examples/exits.json`, and a device sent through one.
+fn with_exits(c: &mut Value) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/exits.json")).unwrap();
+    let exits: Value = serde_json::from_str(&text).unwrap();
+    c["connectivity"] = exits["connectivity"].clone();
+    c["wireguard"]["peers"][0]["exit"] = json!("provider");
+}
+
 type Mutation = fn(&mut Value);
 
 /// (case, the field the error must name, how to break the example config)
@@ -341,6 +349,47 @@ const CASES: &[(&str, &str, Mutation)] = &[
     ("links without wireguard", "wireguard.enabled", |c| {
         with_links(c);
         c["wireguard"]["enabled"] = json!(false)
+    }),
+    ("exit name too long for its interface", "connectivity.exits[0].name", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][0]["name"] = json!("my-vpn-provider");
+        c["wireguard"]["peers"][0]["exit"] = json!("my-vpn-provider")
+    }),
+    ("exit of no kind", "connectivity.exits[1]", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][1] = json!({"name": "nothing"})
+    }),
+    ("exit key not a key", "connectivity.exits[0].wireguard.public_key", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][0]["wireguard"]["public_key"] = json!("not-a-key")
+    }),
+    ("exit endpoint without a port", "connectivity.exits[0].wireguard.endpoint", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][0]["wireguard"]["endpoint"] = json!("vpn.example.net")
+    }),
+    ("exit address inside the cell network", "connectivity.exits[0].wireguard.address", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][0]["wireguard"]["address"] = json!("172.20.0.99/32")
+    }),
+    ("exit mtu too small", "connectivity.exits[0].wireguard.mtu", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][0]["wireguard"]["mtu"] = json!(576)
+    }),
+    ("two exits with one name", "connectivity.exits[1].name", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][1]["name"] = json!("provider")
+    }),
+    ("device sent to an unknown exit", "wireguard.peers[0].exit", |c| {
+        with_exits(c);
+        c["wireguard"]["peers"][0]["exit"] = json!("nowhere")
+    }),
+    ("device with an exit but split routing", "wireguard.peers[1].exit", |c| {
+        with_exits(c);
+        c["wireguard"]["peers"][1]["exit"] = json!("provider")
+    }),
+    ("user sent to an unknown exit", "users[1].exit", |c| {
+        with_exits(c);
+        c["users"][1]["exit"] = json!("nowhere")
     }),
 ];
 

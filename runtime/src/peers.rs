@@ -27,6 +27,9 @@ pub struct NewPeer {
     pub user: Option<String>,
     #[serde(default)]
     pub access: Option<Vec<String>>,
+    /// The exit its internet traffic leaves through (needs `full` routing).
+    #[serde(default)]
+    pub exit: Option<String>,
     /// RFC 3339.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -50,6 +53,11 @@ pub struct PeerPatch {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<Vec<String>>)]
     pub access: Option<Option<Vec<String>>>,
+    /// An exit's name; `null` sends its internet traffic through the cell's uplink (or its
+    /// user's exit).
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub exit: Option<Option<String>>,
 }
 
 pub fn add(state: &State, new: NewPeer, reason: &str) -> Result<(Peer, SwitchOutcome), Error> {
@@ -73,6 +81,7 @@ pub fn add(state: &State, new: NewPeer, reason: &str) -> Result<(Peer, SwitchOut
             expires: new.expires,
             user: new.user.clone(),
             access: new.access.clone(),
+            exit: new.exit.clone(),
         });
         Ok(())
     })?;
@@ -172,6 +181,9 @@ pub fn update(
         }
         if let Some(access) = patch.access {
             peer.access = access;
+        }
+        if let Some(exit) = patch.exit {
+            peer.exit = exit;
         }
         Ok(())
     })?;

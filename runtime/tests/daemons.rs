@@ -106,6 +106,7 @@ fn every_daemon_accepts_what_is_rendered_for_every_example() {
         ("public.json", &["carol"][..]),
         ("ddns.json", &["dana"][..]),
         ("apps.json", &["alice", "bob"][..]),
+        ("exits.json", &["alice", "bob"][..]),
     ];
     for (example, users) in examples {
         let cell = cell_for(example, users);

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::model::{CellConfig, Domain};
+use super::model::{CellConfig, Domain, Exit, Peer, Routing};
 use super::services::{self, ServiceDef};
 
 /// The n-th address of a subnet, if the subnet has that many.
@@ -20,6 +20,17 @@ pub fn is_reserved(net: &Ipv4Net, addr: Ipv4Addr) -> bool {
 }
 
 impl CellConfig {
+    /// The exit a device's internet traffic leaves through: its own, else its user's; none
+    /// for a device that sends only the cell's networks through the tunnel.
+    pub fn exit_of(&self, peer: &Peer) -> Option<&Exit> {
+        if peer.routing != Routing::Full {
+            return None;
+        }
+        let user_exit = || self.users.iter().find(|u| Some(&u.name) == peer.user.as_ref())?.exit.as_ref();
+        let name = peer.exit.as_ref().or_else(user_exit)?;
+        self.connectivity.exits.iter().find(|e| &e.name == name)
+    }
+
     /// The DNS domain the cell's names live under (without a trailing dot).
     pub fn domain(&self) -> String {
         match &self.cell.domain {

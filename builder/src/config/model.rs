@@ -45,6 +45,58 @@ pub struct CellConfig {
     /// Other PIC cells this one is linked with over WireGuard (`pic link invite` / `accept`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// Ways to the internet other than the cell's own uplink, for chosen devices.
+    #[serde(default, skip_serializing_if = "Connectivity::is_empty")]
+    pub connectivity: Connectivity,
+}
+
+/// Other ways to the internet: exits that chosen devices' internet traffic leaves through.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connectivity {
+    /// The exits a device can be sent through (`wireguard.peers[].exit`, `users[].exit`).
+    #[serde(default)]
+    pub exits: Vec<Exit>,
+}
+
+impl Connectivity {
+    pub fn is_empty(&self) -> bool {
+        self.exits.is_empty()
+    }
+}
+
+/// An exit: a tunnel that carries the internet traffic of the devices sent through it, and
+/// nothing else of the cell. When it is down, their internet traffic is dropped, never sent
+/// through the cell's own uplink. Its keys and credentials live in `secrets/exits/<name>/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exit {
+    /// A DNS label of at most 12 characters (the exit's interface is `x-<name>`).
+    #[schemars(regex(pattern = LABEL_PATTERN))]
+    pub name: String,
+    /// A WireGuard tunnel to a VPN provider (from the provider's wg-quick file; its private key
+    /// is `secrets/exits/<name>/private.key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireGuardExit>,
+}
+
+/// The public half of a provider's wg-quick file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WireGuardExit {
+    /// The address the provider gave this cell on the tunnel (its `Address`), e.g. `10.64.0.2/32`.
+    #[schemars(with = "String")]
+    pub address: Ipv4Net,
+    /// The provider's DNS server (its `DNS`): the exit's devices' names are asked there,
+    /// through the tunnel.
+    pub dns: Ipv4Addr,
+    /// The provider's WireGuard public key (its `[Peer]` `PublicKey`).
+    pub public_key: String,
+    /// `host:port` of the provider's server (its `Endpoint`).
+    pub endpoint: String,
+    /// The tunnel's MTU (its `MTU`); 1420 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 /// The TCP port of the peer-sync server on a cell's tunnel address.
@@ -442,6 +494,10 @@ pub struct Peer {
     /// proxy answers their sites 403; the web UI stays open to every device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Vec<String>>,
+    /// The exit (`connectivity.exits[].name`) the device's internet traffic leaves through,
+    /// instead of the cell's uplink; needs `routing: full`. Absent: its user's exit, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
 }
 
 /// Which of the peer's traffic goes through the tunnel.
@@ -642,6 +698,10 @@ pub struct User {
     #[schemars(regex(pattern = LABEL_PATTERN))]
     pub name: String,
     pub role: Role,
+    /// The exit the internet traffic of this user's devices leaves through, for those that
+    /// route everything through the cell and name no exit of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -52,8 +52,12 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.store();
     v.apps();
     v.links();
+    v.exits();
     if v.errors.is_empty() { Ok(ValidConfig(config)) } else { Err(ValidationErrors(v.errors)) }
 }
+
+/// An exit's interface is `x-<name>`, and Linux allows 15 characters.
+const MAX_EXIT_NAME: usize = 12;
 
 const LABEL_HINT: &str = "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen";
 const HOSTNAME_HINT: &str = "use dot-separated labels of lowercase letters, digits and hyphens, e.g. example.org";
@@ -439,6 +443,102 @@ impl<'a> Validator<'a> {
         self.unique(links.iter().map(|l| &l.name), |i| format!("links[{i}].name"), "link name");
         self.unique(links.iter().map(|l| &l.domain), |i| format!("links[{i}].domain"), "domain");
         self.unique(links.iter().map(|l| &l.public_key), |i| format!("links[{i}].public_key"), "public key");
+    }
+
+    fn exits(&mut self) {
+        let exits = &self.c.connectivity.exits;
+        // Networks an exit's own address must stay out of: its devices reach these locally.
+        let mut local: Vec<(String, Ipv4Net)> = vec![
+            ("network.subnet".into(), self.c.network.subnet),
+            ("wireguard.subnet".into(), self.c.wireguard.subnet),
+        ];
+        for (i, link) in self.c.links.iter().enumerate() {
+            local.push((format!("links[{i}].vpn_subnet"), link.vpn_subnet));
+            local.push((format!("links[{i}].cell_subnet"), link.cell_subnet));
+        }
+        for (i, exit) in exits.iter().enumerate() {
+            let at = |field: &str| format!("connectivity.exits[{i}].{field}");
+            self.label(at("name"), &exit.name);
+            if exit.name.len() > MAX_EXIT_NAME {
+                self.err(
+                    at("name"),
+                    format!("{:?} is longer than {MAX_EXIT_NAME} characters", exit.name),
+                    format!("use a shorter name: its interface x-{} must fit in 15 characters", exit.name),
+                );
+            }
+            let Some(wg) = &exit.wireguard else {
+                self.err(
+                    format!("connectivity.exits[{i}]"),
+                    "says no kind of exit",
+                    "give `wireguard`: the public half of the provider's wg-quick file (`pic exit add NAME --wireguard FILE`)",
+                );
+                continue;
+            };
+            if !syntax::is_wireguard_key(&wg.public_key) {
+                self.err(
+                    at("wireguard.public_key"),
+                    "not a WireGuard public key",
+                    "give the provider's 44-character base64 key",
+                );
+            }
+            if !syntax::is_endpoint(&wg.endpoint) {
+                self.err(
+                    at("wireguard.endpoint"),
+                    format!("{:?} is not host:port", wg.endpoint),
+                    "write it like vpn.example.net:51820",
+                );
+            }
+            let net = wg.address;
+            let overlaps = |other: &Ipv4Net| other.contains(&net.network()) || net.contains(&other.network());
+            if let Some((field, other)) = local.iter().find(|(_, other)| overlaps(other)) {
+                self.err(
+                    at("wireguard.address"),
+                    format!("{net} overlaps {field} {other}"),
+                    "the provider's tunnel address must lie outside the cell's own and linked networks",
+                );
+            }
+            if let Some(mtu) = wg.mtu
+                && !(1280..=1500).contains(&mtu)
+            {
+                self.err(
+                    at("wireguard.mtu"),
+                    format!("{mtu} is out of range"),
+                    "use 1280 to 1500, or leave it out (1420)",
+                );
+            }
+        }
+        self.unique(exits.iter().map(|e| &e.name), |i| format!("connectivity.exits[{i}].name"), "exit name");
+        let known: HashSet<&str> = exits.iter().map(|e| e.name.as_str()).collect();
+        let hint = if known.is_empty() {
+            "add the exit to connectivity.exits first (`pic exit add`)".to_owned()
+        } else {
+            let mut names: Vec<&str> = known.iter().copied().collect();
+            names.sort_unstable();
+            format!("use one of: {}", names.join(", "))
+        };
+        for (i, peer) in self.c.wireguard.peers.iter().enumerate() {
+            let Some(exit) = &peer.exit else { continue };
+            if !known.contains(exit.as_str()) {
+                self.err(format!("wireguard.peers[{i}].exit"), format!("no exit is named {exit:?}"), hint.clone());
+            }
+            if peer.routing != super::Routing::Full {
+                self.err(
+                    format!("wireguard.peers[{i}].exit"),
+                    format!(
+                        "{} sends only the cell's networks through the tunnel, so no internet traffic reaches the exit",
+                        peer.name
+                    ),
+                    "set its routing to full, or leave the exit out",
+                );
+            }
+        }
+        for (i, user) in self.c.users.iter().enumerate() {
+            if let Some(exit) = &user.exit
+                && !known.contains(exit.as_str())
+            {
+                self.err(format!("users[{i}].exit"), format!("no exit is named {exit:?}"), hint.clone());
+            }
+        }
     }
 
     fn url(&mut self, path: impl fmt::Display, value: &str) {

@@ -54,6 +54,8 @@ pub struct Context {
     pub log_level: BTreeMap<&'static str, &'static str>,
     /// The linked cells, sorted by name.
     pub links: Vec<LinkView>,
+    /// The exits, sorted by name.
+    pub exits: Vec<super::exits_context::ExitView>,
 }
 
 /// A linked cell as the WireGuard, DNS and mail templates need it.
@@ -316,6 +318,7 @@ impl Context {
                 .map(|s| TlsSiteView { name: s.name, service: s.service })
                 .collect(),
             links,
+            exits: super::exits_context::exits(config),
         }
     }
 }

@@ -52,7 +52,7 @@ pub fn run(state: &State, command: &UserCommand, out: &Output) -> Result<()> {
                         "choose another name, or `pic user passwd` to change their password",
                     )));
                 }
-                c.users.push(User { name: name.clone(), role });
+                c.users.push(User { name: name.clone(), role, exit: None });
                 Ok(())
             })?;
             state.credentials().set_password(name, &password)?;

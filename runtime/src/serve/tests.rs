@@ -147,8 +147,11 @@ impl Api {
             let writer = state.writer().unwrap();
             let config = writer
                 .desired_with(|c| {
-                    c.users
-                        .push(pic_builder::config::User { name: "bob".into(), role: pic_builder::config::Role::Peer });
+                    c.users.push(pic_builder::config::User {
+                        name: "bob".into(),
+                        role: pic_builder::config::Role::Peer,
+                        exit: None,
+                    });
                     Ok(())
                 })
                 .unwrap();

@@ -967,6 +967,8 @@ export interface components {
         NewPeer: {
             access?: string[] | null;
             address?: string | null;
+            /** @description The exit its internet traffic leaves through (needs `full` routing). */
+            exit?: string | null;
             /** @description RFC 3339. */
             expires?: string | null;
             name: string;
@@ -980,6 +982,11 @@ export interface components {
             /** @description Service names; `null` gives access to every service. */
             access?: string[] | null;
             enabled?: boolean | null;
+            /**
+             * @description An exit's name; `null` sends its internet traffic through the cell's uplink (or its
+             *     user's exit).
+             */
+            exit?: string | null;
             /** @description RFC 3339; `null` removes the expiry. */
             expires?: string | null;
             routing?: string | null;
