@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod diff;
 pub mod disk;
 pub mod error;
+pub mod exits;
 pub mod fault;
 pub mod fsutil;
 pub mod generation;
