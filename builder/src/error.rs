@@ -88,6 +88,14 @@ pub enum Error {
 
     #[error("no linked cell is named {0:?}; `pic link list` shows the links")]
     NoSuchLink(String),
+
+    #[error("no exit is named {0:?}; `pic exit list` shows the exits")]
+    NoSuchExit(String),
+
+    /// An exit that devices are sent through cannot go: their traffic would silently take the
+    /// cell's own uplink instead.
+    #[error("the exit {name} is in use by {users}: send them through another exit or none first")]
+    ExitInUse { name: String, users: String },
 }
 
 impl Error {
@@ -111,6 +119,8 @@ impl Error {
                 | Error::NoSuchBackup(_)
                 | Error::LinkRefused(_)
                 | Error::NoSuchLink(_)
+                | Error::NoSuchExit(_)
+                | Error::ExitInUse { .. }
         )
     }
 

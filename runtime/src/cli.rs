@@ -193,6 +193,28 @@ pub enum Command {
     /// step by peer-sync through the tunnel.
     #[command(subcommand)]
     Link(LinkCommand),
+    /// Exits: tunnels to VPN providers that chosen devices' internet traffic leaves through
+    /// (with a kill switch: when the exit is down, their traffic is dropped, never sent through
+    /// the cell's own uplink).
+    #[command(subcommand)]
+    Exit(ExitCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExitCommand {
+    /// Add an exit from a provider's WireGuard file (or replace the exit of that name); its
+    /// keys are kept in secrets/, the rest goes into the config.
+    Add {
+        /// A name of at most 12 characters, e.g. `mullvad`.
+        name: String,
+        /// The provider's wg-quick file.
+        #[arg(long)]
+        wireguard: PathBuf,
+    },
+    /// The exits: whether each is up, its last handshake and traffic, its devices.
+    List,
+    /// Remove an exit (refused while devices or users are sent through it).
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -529,6 +551,18 @@ pub enum PeerCommand {
         /// The services it may reach, comma-separated (e.g. `dns,calendar,mail`); all without it.
         #[arg(long, value_delimiter = ',')]
         access: Option<Vec<String>>,
+        /// The exit its internet traffic leaves through (needs `--routing full`).
+        #[arg(long)]
+        exit: Option<String>,
+    },
+    /// Send a device's internet traffic through an exit (`pic exit list`), or with `--none`
+    /// through the cell's own uplink again.
+    Exit {
+        name: String,
+        #[arg(conflicts_with = "none", required_unless_present = "none")]
+        exit: Option<String>,
+        #[arg(long)]
+        none: bool,
     },
     /// Set which services a device may reach through the VPN and switch to the new generation; the
     /// firewall refuses the others, and the proxy answers their sites with a page saying why.

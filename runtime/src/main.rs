@@ -9,6 +9,7 @@ mod commands;
 mod ddns;
 mod device;
 mod docker;
+mod exits;
 #[cfg(test)]
 mod fake_http;
 mod firewall;

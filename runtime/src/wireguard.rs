@@ -77,15 +77,16 @@ impl Interface {
         Ok(Interface { name, backend })
     }
 
+    /// How the interface is run: the kernel's module or wireguard-go.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Brings the interface in line with the current generation: creates it if it is missing,
     /// then adds and removes only the peers that differ.
     pub fn apply(&self, state: &State) -> Result<Option<ApplyReport>> {
-        let Some(current) = state.current()? else { return Ok(None) };
-        let manifest = state.manifest(current)?;
-        let Some(entry) = manifest.services.get("wireguard") else { return Ok(None) };
-        let bundle = state.bundle(entry)?;
-        let text = bundle.files.get("interface.json").context("the wireguard bundle has no interface.json")?;
-        let desired: Desired = serde_json::from_slice(text).context("reading interface.json")?;
+        let Some(text) = interface_json(state)? else { return Ok(None) };
+        let desired: Desired = serde_json::from_slice(&text).context("reading interface.json")?;
 
         let existing = Device::get(&self.name, self.backend).ok();
         let mut update = DeviceUpdate::new();
@@ -221,6 +222,17 @@ impl Interface {
             })
             .collect())
     }
+}
+
+/// The current generation's `wireguard/interface.json`: the interface, its peers, links and
+/// exits (none before the first generation, or when WireGuard is not in it).
+pub fn interface_json(state: &State) -> Result<Option<Vec<u8>>> {
+    let Some(current) = state.current()? else { return Ok(None) };
+    let manifest = state.manifest(current)?;
+    let Some(entry) = manifest.services.get("wireguard") else { return Ok(None) };
+    let mut bundle = state.bundle(entry)?;
+    let text = bundle.files.remove("interface.json").context("the wireguard bundle has no interface.json")?;
+    Ok(Some(text))
 }
 
 /// The peers of the interface `name` as this machine runs it (the kernel's, else wireguard-go's),

@@ -5,6 +5,7 @@ mod backups;
 mod certs;
 mod containers;
 mod ddns;
+mod exits;
 mod images;
 mod links;
 mod peers;
@@ -168,6 +169,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         }
         Command::Store(command) => store::run(&state, command, out)?,
         Command::Link(command) => links::run(&state, command, out)?,
+        Command::Exit(command) => exits::run(&state, command, out)?,
         Command::Activate { docker, health_timeout } => {
             if !containers::activate(&state, docker, *health_timeout, out)? {
                 return Ok(ExitCode::FAILURE);

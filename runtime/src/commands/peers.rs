@@ -57,7 +57,7 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
                 s
             });
         }
-        PeerCommand::Add { name, public_key, address, routing, user, access } => {
+        PeerCommand::Add { name, public_key, address, routing, user, access, exit } => {
             let new = crate::peers::NewPeer {
                 name: name.clone(),
                 public_key: public_key.clone(),
@@ -68,6 +68,7 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
                 }),
                 user: user.clone(),
                 access: access.clone(),
+                exit: exit.clone(),
                 ..Default::default()
             };
             let (peer, switched) = crate::peers::add(state, new, &format!("pic peer add {name}"))?;
@@ -100,6 +101,29 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
                     if a.is_empty() { "only the web UI".to_owned() } else { a.join(", ") }
                 });
                 format!("{} may reach {access}; generation {} is current", c.peer.name, c.generation)
+            });
+        }
+        PeerCommand::Exit { name, exit, none: _ } => {
+            let patch = crate::peers::PeerPatch { exit: Some(exit.clone()), ..Default::default() };
+            let reason = format!("pic peer exit {name}");
+            let (peer, switched) = crate::peers::update(state, name, patch, &reason, crate::peers::ChangedBy::Admin)
+                .map_err(|e| match e {
+                    crate::peers::UpdateError::Builder(e) => anyhow::Error::from(e),
+                    other => other.into(),
+                })?;
+            #[derive(Serialize)]
+            struct Changed {
+                peer: pic_builder::config::Peer,
+                generation: u64,
+            }
+            out.emit(&Changed { peer, generation: switched.to }, |c| match &c.peer.exit {
+                Some(exit) => {
+                    format!("{} goes out through exit {exit}; generation {} is current", c.peer.name, c.generation)
+                }
+                None => format!(
+                    "{} goes out through the cell's uplink; generation {} is current",
+                    c.peer.name, c.generation
+                ),
             });
         }
         PeerCommand::Remove { name } => {

@@ -70,11 +70,12 @@ impl From<Error> for ApiError {
             Error::NoSuchGeneration(_) | Error::NoSuchCertificate(_) | Error::NoSuchUser(_) | Error::NoSuchPeer(_) => {
                 ApiError::not_found(error.to_string())
             }
-            Error::NoSuchBackup(_) | Error::NoSuchApp(_) | Error::NoSuchLink(_) => {
+            Error::NoSuchBackup(_) | Error::NoSuchApp(_) | Error::NoSuchLink(_) | Error::NoSuchExit(_) => {
                 ApiError::not_found(error.to_string())
             }
             Error::LinkRefused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "link_refused", error.to_string()),
             Error::AppInstalled(_) => ApiError::new(StatusCode::CONFLICT, "installed", error.to_string()),
+            Error::ExitInUse { .. } => ApiError::new(StatusCode::CONFLICT, "exit_in_use", error.to_string()),
             Error::BackupRefused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "backup_refused", error.to_string())
             }

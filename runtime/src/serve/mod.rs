@@ -14,6 +14,7 @@ mod domain;
 mod domain_certs;
 mod error;
 mod events;
+mod exits;
 mod files;
 mod generations;
 mod logs;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub sessions: Arc<auth::Sessions>,
     /// The host's WireGuard interface, when this server manages one.
     pub wireguard: Option<Arc<Interface>>,
+    /// The exits' tunnels, tables and rules (run like the WireGuard interface).
+    pub exits: Option<Arc<crate::exits::Exits>>,
     /// Progress of changes, for `GET /api/events`.
     pub events: broadcast::Sender<Value>,
     /// The level of `pic serve`'s own log file, which follows `logging.levels.api`.
@@ -115,6 +118,7 @@ impl AppState {
         AppState {
             state: Arc::new(state),
             sessions: Arc::default(),
+            exits: wireguard.as_ref().map(|w| Arc::new(crate::exits::Exits::new(w.backend()))),
             wireguard: wireguard.map(Arc::new),
             events,
             file_level: None,
@@ -174,6 +178,9 @@ impl AppState {
         }
         if let Some(wireguard) = self.wireguard.clone() {
             self.activate_service("wireguard", move |state| wireguard.apply(state)).await;
+        }
+        if let Some(exits) = self.exits.clone().filter(|e| e.wanted(&self.state)) {
+            self.activate_service("exits", move |state| exits.apply(state)).await;
         }
         // A changed domain (or anything else) is for the dynamic DNS and certificate clients to
         // compare.
@@ -267,6 +274,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cells::join))
         .routes(routes!(cells::grants))
         .routes(routes!(cells::remove))
+        .routes(routes!(exits::list, exits::add))
+        .routes(routes!(exits::remove))
 }
 
 #[derive(OpenApi)]
@@ -489,11 +498,48 @@ async fn start(app: AppState) -> anyhow::Result<()> {
     tokio::spawn(expire_peers(app.clone()));
     tokio::spawn(domain::run(app.clone()));
     tokio::spawn(domain::renew_certificates(app.clone()));
+    if app.exits.is_some() {
+        tokio::spawn(crate::exits::names::serve(app.state.clone()));
+        tokio::spawn(watch_exits(app.clone()));
+    }
     if app.wireguard.is_some() {
         tokio::spawn(cells::serve_peer_sync(app.clone()));
         tokio::spawn(cells::sync_links(app));
     }
     Ok(())
+}
+
+/// How often the exits are looked at: a missing tunnel is made again at most this late, and a
+/// change of an exit's state is an event this soon after the handshake shows it.
+const EXIT_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Makes a missing exit's tunnel again (its devices' traffic is dropped meanwhile), and tells
+/// `/api/events` and the log when an exit goes down or comes up.
+async fn watch_exits(app: AppState) {
+    let Some(exits) = app.exits.clone() else { return };
+    let mut known: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    loop {
+        tokio::time::sleep(EXIT_CHECK).await;
+        let (checking, state) = (exits.clone(), app.state.clone());
+        let missing = tokio::task::spawn_blocking(move || checking.any_missing(&state)).await.unwrap_or(false);
+        if missing {
+            let _guard = app.activation.lock().await;
+            app.activate_service("exits", {
+                let exits = exits.clone();
+                move |state| exits.apply(state)
+            })
+            .await;
+        }
+        let (checking, state) = (exits.clone(), app.state.clone());
+        let Ok(Ok(statuses)) = tokio::task::spawn_blocking(move || checking.status(&state)).await else { continue };
+        for status in statuses {
+            if known.insert(status.name.clone(), status.up) != Some(status.up) {
+                let step = if status.up { "exit_up" } else { "exit_down" };
+                tracing::info!(exit = %status.name, up = status.up, problem = ?status.problem, "exit state");
+                app.emit(json!({"step": step, "exit": status.name, "problem": status.problem}));
+            }
+        }
+    }
 }
 
 /// How often WireGuard is brought up to date without a change: peers expire on their own.

