@@ -483,18 +483,41 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         );
         assert_eq!(code, "207", "{}", lab.logs());
     }
+    // The test an admin runs from the web UI: the provider's DNS asked through the exit.
+    let (code, tested) = api(&lab, "POST", "/api/exits/provider/test", None);
+    assert_eq!((code, &tested["ok"]), (200, &json!(true)), "{tested}");
     assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink");
     assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink");
 
-    // The kill switch: the exit's interface gone, the phone gets nothing out, and nothing of it
-    // (DNS included) takes the uplink; the laptop is untouched.
-    run("ip", &["-n", &cell, "link", "del", "x-provider"]);
+    // The kill switch, the provider's server silent: the phone gets nothing out, no name is
+    // answered through the exit, nothing of it (DNS included) takes the uplink, and the test
+    // says so; the laptop is untouched.
+    run("ip", &["-n", &provider, "link", "set", &provider_if, "down"]);
     assert_eq!(whoami(&phone), "no answer");
-    assert_eq!(dig(&phone, "9.9.9.9", "example.net"), "", "a name was answered with the exit down");
+    let answer = dig(&phone, "9.9.9.9", "example.net");
+    assert!(!answer.contains("10.250.0.10"), "a name was answered with the exit down: {answer}");
     assert_eq!(whoami(&laptop), "10.250.1.2");
-    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink with the exit down");
-    assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink with the exit down");
-    // pic serve makes the tunnel again, and the phone's traffic flows without a restart.
+    let (_, tested) = api(&lab, "POST", "/api/exits/provider/test", None);
+    assert_eq!(tested["ok"], json!(false), "the test passed with the provider's server down: {tested}");
+    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink with the server down");
+    assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink with the server down");
+    run("ip", &["-n", &provider, "link", "set", &provider_if, "up"]);
+    let back = wait_for(
+        "the phone's traffic flows again once the server is back",
+        REPAIR_LIMIT,
+        Duration::from_secs(1),
+        || whoami(&phone),
+        |s| s == "10.250.2.2",
+    );
+    assert_eq!(back, "10.250.2.2");
+
+    // The exit's interface removed: until pic serve makes it again (within seconds) the phone
+    // gets nothing out; it never goes out as the cell; then it flows again without a restart.
+    run("ip", &["-n", &cell, "link", "del", "x-provider"]);
+    let meanwhile = whoami(&phone);
+    assert!(meanwhile == "no answer" || meanwhile == "10.250.2.2", "the phone went out as {meanwhile}");
+    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink without the exit");
+    assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink without the exit");
     let back = wait_for(
         "the phone goes out through the exit again",
         REPAIR_LIMIT,
@@ -503,25 +526,18 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         |s| s == "10.250.2.2",
     );
     assert_eq!(back, "10.250.2.2");
-
-    // The provider's server stops: the same, and back when it is back.
-    run("ip", &["-n", &provider, "link", "set", &provider_if, "down"]);
-    assert_eq!(whoami(&phone), "no answer");
-    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink with the server down");
-    run("ip", &["-n", &provider, "link", "set", &provider_if, "up"]);
-    let back = wait_for(
-        "the phone's traffic flows again",
-        REPAIR_LIMIT,
-        Duration::from_secs(1),
-        || whoami(&phone),
-        |s| s == "10.250.2.2",
-    );
-    assert_eq!(back, "10.250.2.2");
     assert!(on_uplink(&cell, "laptop") > 0, "the counters count: the laptop's packets were seen");
+    assert_eq!(on_uplink(&cell, "phone"), 0);
 
-    // The log says when the exit went down and came back.
-    let log = std::fs::read_to_string(state_dir.join("logs/api.log")).unwrap();
-    assert!(log.contains("\"up\":false") || log.contains("exit state"), "{log}");
+    // The log says the exit went down (its tunnel missing) and came back.
+    let states: Vec<Value> = std::fs::read_to_string(state_dir.join("logs/api.log"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["fields"]["message"] == "exit state")
+        .map(|e| e["fields"]["up"].clone())
+        .collect();
+    assert!(states.windows(2).any(|w| w == [json!(false), json!(true)]), "{states:?}");
 }
 
 /// The current generation's bundle folder of each service.

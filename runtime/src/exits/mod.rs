@@ -361,10 +361,15 @@ impl Exits {
             .collect())
     }
 
-    /// Whether an exit's interface went missing (removed by hand, or its wireguard-go died):
-    /// the caller applies again, which makes it anew.
-    pub fn any_missing(&self, state: &State) -> bool {
-        desired(state).is_ok_and(|exits| exits.iter().any(|e| e.wireguard.is_some() && !interface_exists(&e.interface)))
+    /// The exits whose interface went missing (removed by hand, or its wireguard-go died): the
+    /// caller applies again, which makes them anew.
+    pub fn missing(&self, state: &State) -> Vec<String> {
+        desired(state)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.wireguard.is_some() && !interface_exists(&e.interface))
+            .map(|e| e.name)
+            .collect()
     }
 }
 

@@ -136,6 +136,29 @@ async fn answer(route: &Route, query: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Asks the exit's DNS server for a well-known name through the exit only: whether the exit
+/// carries traffic now, and how long the answer took.
+pub async fn probe(interface: &str, dns: Ipv4Addr) -> io::Result<Duration> {
+    let mut query = Message::new();
+    query.set_id(rand_id()).set_recursion_desired(true);
+    let name = hickory_proto::rr::Name::from_ascii("example.org.").map_err(io::Error::other)?;
+    query.add_query(hickory_proto::op::Query::query(name, hickory_proto::rr::RecordType::A));
+    let started = std::time::Instant::now();
+    let reply = ask(SocketAddr::from((dns, 53)), Some(interface), &query.to_vec().map_err(io::Error::other)?).await?;
+    let reply = Message::from_vec(&reply).map_err(io::Error::other)?;
+    if reply.response_code() != ResponseCode::NoError {
+        return Err(io::Error::other(format!("the exit's DNS server answered {}", reply.response_code())));
+    }
+    Ok(started.elapsed())
+}
+
+/// A query id that differs from one probe to the next.
+fn rand_id() -> u16 {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    u16::from_ne_bytes(bytes)
+}
+
 /// Sends `query` to `server` (through `interface` only, when given) and waits for its answer.
 async fn ask(server: SocketAddr, interface: Option<&str>, query: &[u8]) -> io::Result<Vec<u8>> {
     let socket = UdpSocket::bind(SocketAddr::from((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))).await?;

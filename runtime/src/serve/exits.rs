@@ -80,3 +80,32 @@ pub async fn remove(
     let switched = blocking(move || Ok(manage::remove(&app.state, &name)?)).await?;
     Ok(Json(json!({"generation": switched.to})))
 }
+
+/// What a test of an exit found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExitTest {
+    /// The exit's DNS server answered through the exit.
+    pub ok: bool,
+    /// How long it took, in milliseconds.
+    pub milliseconds: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/exits/{name}/test", tag = "exits", params(("name" = String, Path)), responses((status = 200, description = "the exit's DNS server asked for a name through the exit only: whether it answered and how fast", body = ExitTest), (status = 404, description = "no such exit in the current generation", body = ErrorBody)))]
+pub async fn test(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<ExitTest>, ApiError> {
+    let state = app.state.clone();
+    let exits = blocking(move || crate::exits::desired(&state).map_err(ApiError::internal)).await?;
+    let exit = exits
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| ApiError::from(pic_builder::Error::NoSuchExit(name.clone())))?;
+    Ok(Json(match crate::exits::names::probe(&exit.interface, exit.dns).await {
+        Ok(took) => ExitTest { ok: true, milliseconds: Some(took.as_millis() as u64), error: None },
+        Err(error) => ExitTest { ok: false, milliseconds: None, error: Some(error.to_string()) },
+    }))
+}

@@ -276,6 +276,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cells::remove))
         .routes(routes!(exits::list, exits::add))
         .routes(routes!(exits::remove))
+        .routes(routes!(exits::test))
 }
 
 #[derive(OpenApi)]
@@ -521,8 +522,14 @@ async fn watch_exits(app: AppState) {
     loop {
         tokio::time::sleep(EXIT_CHECK).await;
         let (checking, state) = (exits.clone(), app.state.clone());
-        let missing = tokio::task::spawn_blocking(move || checking.any_missing(&state)).await.unwrap_or(false);
-        if missing {
+        let missing = tokio::task::spawn_blocking(move || checking.missing(&state)).await.unwrap_or_default();
+        for name in &missing {
+            let problem = "its tunnel interface is missing; making it again";
+            tracing::warn!(exit = %name, up = false, problem, "exit state");
+            app.emit(json!({"step": "exit_down", "exit": name, "problem": problem}));
+            known.insert(name.clone(), false);
+        }
+        if !missing.is_empty() {
             let _guard = app.activation.lock().await;
             app.activate_service("exits", {
                 let exits = exits.clone();

@@ -472,6 +472,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/exits/{name}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["exits_test"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/files": {
         parameters: {
             query?: never;
@@ -930,6 +946,18 @@ export interface components {
             tx_bytes: number;
             /** @description The tunnel had a handshake within the last 3 minutes. */
             up: boolean;
+        };
+        /** @description What a test of an exit found. */
+        ExitTest: {
+            /** @description Why it failed. */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description How long it took, in milliseconds.
+             */
+            milliseconds?: number | null;
+            /** @description The exit's DNS server answered through the exit. */
+            ok: boolean;
         };
         /** @description An exit as the config has it, with its state on the host. */
         ExitView: {
@@ -2464,6 +2492,37 @@ export interface operations {
             };
             /** @description devices or users are sent through it */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exits_test: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the exit's DNS server asked for a name through the exit only: whether it answered and how fast */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExitTest"];
+                };
+            };
+            /** @description no such exit in the current generation */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
