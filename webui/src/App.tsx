@@ -18,6 +18,8 @@ import { BackupsPage } from "./pages/Backups";
 import { StorePage } from "./pages/Store";
 import { FilesPage } from "./pages/Files";
 import { CellsPage } from "./pages/Cells";
+import { ConnectivityPage } from "./pages/Connectivity";
+import { RoutingPage } from "./pages/Routing";
 
 export function App() {
   const [setupDone, setSetupDone] = useState<boolean | null>(null);
@@ -59,6 +61,8 @@ export function App() {
             <Route path="/peers" element={<PeersPage />} />
             <Route path="/network" element={<NetworkPage />} />
             <Route path="/cells" element={<CellsPage />} />
+            <Route path="/connectivity" element={<ConnectivityPage />} />
+            <Route path="/routing" element={<RoutingPage />} />
             <Route path="/generations" element={<GenerationsPage />} />
             <Route path="/containers" element={<ContainersPage />} />
             <Route path="/logs" element={<LogsPage />} />
@@ -103,6 +107,8 @@ function Frame({ children }: { children: React.ReactNode }) {
               <Link to="/peers">Peers</Link>
               <Link to="/network">Network</Link>
               <Link to="/cells">Cell Network</Link>
+              <Link to="/connectivity">Connectivity</Link>
+              <Link to="/routing">Routing</Link>
               <Link to="/services">Mail &amp; files</Link>
               <Link to="/store">Store</Link>
               <Link to="/files">Files</Link>

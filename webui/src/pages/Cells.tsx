@@ -220,7 +220,7 @@ function InviteForm({ services }: { services: string[] }) {
     );
   };
   return (
-    <form onSubmit={invite} className="card" aria-label="Invite a cell">
+    <form onSubmit={invite} className="card stack" aria-label="Invite a cell">
       <h2>Invite a cell</h2>
       <ServiceChoices legend="What the invited cell may use here" services={services} chosen={chosen} onChange={setChosen} />
       <label>
@@ -275,7 +275,7 @@ function AcceptForm({ services, onLinked }: { services: string[]; onLinked: (mes
     onLinked(`Linked with ${link?.name} (${link?.domain}).`);
   };
   return (
-    <form onSubmit={accept} className="card" aria-label="Accept an invitation">
+    <form onSubmit={accept} className="card stack" aria-label="Accept an invitation">
       <h2>Accept an invitation</h2>
       <label>
         Invitation from another cell
