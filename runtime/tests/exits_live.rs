@@ -483,6 +483,10 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         );
         assert_eq!(code, "207", "{}", lab.logs());
     }
+    // DNS over TCP too (a client's retry for a large answer), through the same forwarder.
+    let over_tcp =
+        text(&exec_in(&phone, "dig", &["+short", "+tcp", "+time=3", "+tries=1", "@172.20.0.3", "calendar.home.cell"]));
+    assert_eq!(over_tcp.trim(), "172.20.0.2", "over TCP");
     // The test an admin runs from the web UI: the provider's DNS asked through the exit.
     let (code, tested) = api(&lab, "POST", "/api/exits/provider/test", None);
     assert_eq!((code, &tested["ok"]), (200, &json!(true)), "{tested}");

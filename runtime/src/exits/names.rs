@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use pic_builder::State;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 use super::DesiredExit;
 
@@ -81,10 +82,20 @@ pub async fn serve(state: std::sync::Arc<State>) {
             if running.contains_key(&name) {
                 continue;
             }
-            match UdpSocket::bind(route.listen).await {
-                Ok(socket) => {
+            let bound = match UdpSocket::bind(route.listen).await {
+                Ok(udp) => TcpListener::bind(route.listen).await.map(|tcp| (udp, tcp)),
+                Err(error) => Err(error),
+            };
+            match bound {
+                Ok((udp, tcp)) => {
                     tracing::info!(exit = %name, listen = %route.listen, "exit names forwarder listening");
-                    let task = tokio::spawn(forward(Arc::new(socket), Arc::new(route.clone())));
+                    let shared = Arc::new(route.clone());
+                    let task = tokio::spawn({
+                        let shared = shared.clone();
+                        async move {
+                            tokio::join!(forward(Arc::new(udp), shared.clone()), forward_tcp(tcp, shared));
+                        }
+                    });
                     running.insert(name, (route, task));
                 }
                 Err(error) => tracing::debug!(exit = %name, %error, "exit names forwarder cannot listen yet"),
@@ -113,17 +124,73 @@ async fn forward(socket: Arc<UdpSocket>, route: Arc<Route>) {
     }
 }
 
+/// DNS over TCP (a client's retry when an answer is too large for UDP): each query, with its
+/// two-byte length, answered the same way over TCP.
+async fn forward_tcp(listener: TcpListener, route: Arc<Route>) {
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "exit names forwarder (TCP) stopped");
+                return;
+            }
+        };
+        let route = route.clone();
+        tokio::spawn(async move {
+            while let Ok(Ok(query)) = tokio::time::timeout(IDLE_TCP, read_framed(&mut stream)).await {
+                let reply = answer_over(&route, &query, Transport::Tcp).await;
+                if write_framed(&mut stream, &reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// How long a TCP client may stay silent between queries.
+const IDLE_TCP: Duration = Duration::from_secs(10);
+
+async fn read_framed(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let len = stream.read_u16().await?;
+    let mut message = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut message).await?;
+    Ok(message)
+}
+
+async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(message.len()).map_err(io::Error::other)?;
+    stream.write_u16(len).await?;
+    stream.write_all(message).await
+}
+
+/// How a query is asked upstream: as the client asked it.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
 /// The answer to one query: from the cell's DNS or the exit's, or SERVFAIL.
 async fn answer(route: &Route, query: &[u8]) -> Vec<u8> {
+    answer_over(route, query, Transport::Udp).await
+}
+
+async fn answer_over(route: &Route, query: &[u8], transport: Transport) -> Vec<u8> {
     let Ok(message) = Message::from_vec(query) else { return Vec::new() };
     let name = message.queries().first().map(|q| q.name().to_ascii()).unwrap_or_default();
+    let ask = |server, interface| async move {
+        match transport {
+            Transport::Udp => ask(server, interface, query).await,
+            Transport::Tcp => ask_tcp(server, interface, query).await,
+        }
+    };
     let asked = if route.is_local(&name) {
         match route.cell_dns {
-            Some(server) => ask(server, None, query).await,
+            Some(server) => ask(server, None).await,
             None => Err(io::Error::other("the cell runs no DNS")),
         }
     } else {
-        ask(route.exit_dns, Some(&route.interface), query).await
+        ask(route.exit_dns, Some(route.interface.as_str())).await
     };
     match asked {
         Ok(reply) => reply,
@@ -157,6 +224,22 @@ fn rand_id() -> u16 {
     let mut bytes = [0u8; 2];
     let _ = getrandom::fill(&mut bytes);
     u16::from_ne_bytes(bytes)
+}
+
+/// [`ask`] over TCP.
+async fn ask_tcp(server: SocketAddr, interface: Option<&str>, query: &[u8]) -> io::Result<Vec<u8>> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(interface) = interface {
+        socket.bind_device(Some(interface.as_bytes()))?;
+    }
+    let exchange = async {
+        let mut stream = socket.connect(server).await?;
+        write_framed(&mut stream, query).await?;
+        read_framed(&mut stream).await
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{server} did not answer")))?
 }
 
 /// Sends `query` to `server` (through `interface` only, when given) and waits for its answer.
