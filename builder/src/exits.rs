@@ -157,6 +157,118 @@ impl ProviderFile {
     }
 }
 
+/// A provider's OpenVPN (`.ovpn`) file, checked: it may hold options and inline keys, but
+/// nothing that runs a program, loads a plugin, reads another file or writes one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenVpnFile {
+    /// The file as given (kept in `secrets/`: its inline keys are secret).
+    pub text: String,
+    /// Its `remote` lines' values: `host [port] [proto]`.
+    pub remotes: Vec<String>,
+    /// It asks for a user name and password (`auth-user-pass`).
+    pub needs_credentials: bool,
+}
+
+/// Options that run programs or plugins, or that the exit's container sets itself.
+const OPENVPN_REFUSED: &[(&str, &str)] = &[
+    ("up", "runs a program"),
+    ("down", "runs a program"),
+    ("route-up", "runs a program"),
+    ("route-pre-down", "runs a program"),
+    ("ipchange", "runs a program"),
+    ("tls-verify", "runs a program"),
+    ("auth-user-pass-verify", "runs a program"),
+    ("client-connect", "runs a program"),
+    ("client-disconnect", "runs a program"),
+    ("learn-address", "runs a program"),
+    ("script-security", "allows programs to run"),
+    ("plugin", "loads a plugin into OpenVPN"),
+    ("management", "opens a control port"),
+    ("config", "reads another file"),
+    ("cd", "changes OpenVPN's folder"),
+    ("chroot", "is the container's to set"),
+    ("daemon", "is the container's to set"),
+    ("log", "writes a file"),
+    ("log-append", "writes a file"),
+    ("writepid", "writes a file"),
+    ("status", "writes a file"),
+    ("tmp-dir", "writes files"),
+    ("dev-node", "is the container's to set"),
+    ("iproute", "runs a program"),
+];
+
+/// Inline blocks a client file may hold.
+const OPENVPN_INLINE: &[&str] =
+    &["ca", "cert", "key", "tls-auth", "tls-crypt", "tls-crypt-v2", "extra-certs", "pkcs12", "secret"];
+
+impl OpenVpnFile {
+    /// Reads an `.ovpn` file; every problem is reported at once, each naming its line.
+    pub fn parse(text: &str) -> Result<OpenVpnFile, ValidationErrors> {
+        let mut errors = Problems(Vec::new());
+        let mut remotes = Vec::new();
+        let mut needs_credentials = false;
+        let mut inline: Option<(usize, String)> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = raw.trim();
+            if let Some((_, tag)) = &inline {
+                if line == format!("</{tag}>") {
+                    inline = None;
+                }
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(tag) = line.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
+                if OPENVPN_INLINE.contains(&tag) {
+                    inline = Some((n, tag.to_owned()));
+                } else {
+                    errors.at(n, format!("<{tag}> is not a block a client file holds"), "remove it");
+                }
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let option = words.next().unwrap_or_default().trim_start_matches("--");
+            let args: Vec<&str> = words.collect();
+            if let Some((_, why)) = OPENVPN_REFUSED.iter().find(|(name, _)| *name == option) {
+                errors.at(
+                    n,
+                    format!("`{option}` {why}; the cell runs nothing a provider's file says"),
+                    "remove the line: the exit's container sets up its routes and firewall itself",
+                );
+                continue;
+            }
+            match option {
+                "remote" if !args.is_empty() => remotes.push(args.join(" ")),
+                "remote" => errors.at(n, "`remote` names no server".into(), "give `remote <host> [port] [proto]`"),
+                "auth-user-pass" if args.is_empty() => needs_credentials = true,
+                "auth-user-pass" => errors.at(
+                    n,
+                    "`auth-user-pass` names a file; the cell keeps the user name and password itself".into(),
+                    "leave the file name out and give them when adding the exit",
+                ),
+                _ if OPENVPN_INLINE.contains(&option) && !args.is_empty() => errors.at(
+                    n,
+                    format!("`{option}` refers to a file; the cell takes one self-contained file"),
+                    &format!("put the file's contents inline, between <{option}> and </{option}>"),
+                ),
+                _ => {}
+            }
+        }
+        if let Some((n, tag)) = inline {
+            errors.at(n, format!("<{tag}> is never closed"), "end it with </tag>");
+        }
+        if remotes.is_empty() {
+            errors.at(0, "the file names no server (`remote`)".into(), "use the file the provider gave, unchanged");
+        }
+        if !errors.0.is_empty() {
+            return Err(ValidationErrors(errors.0));
+        }
+        Ok(OpenVpnFile { text: text.to_owned(), remotes, needs_credentials })
+    }
+}
+
 /// Problems found in a file, each at its line (0: the file as a whole, named `file`).
 struct Problems(Vec<FieldError>);
 
@@ -191,6 +303,34 @@ impl ExitSecrets {
 
     pub fn preshared_key_path(&self, name: &str) -> Result<PathBuf, Error> {
         Ok(self.folder(name)?.join("preshared.key"))
+    }
+
+    /// The exit's secrets folder (an OpenVPN exit's container mounts it read-only).
+    pub fn folder_of(&self, name: &str) -> Result<PathBuf, Error> {
+        self.folder(name)
+    }
+
+    /// Keeps an OpenVPN exit's file and, when it asks for them, its user name and password
+    /// (`auth.txt`, as OpenVPN reads it), replacing the exit's earlier ones.
+    pub fn store_openvpn(
+        &self,
+        name: &str,
+        file: &OpenVpnFile,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<(), Error> {
+        let folder = self.folder(name)?;
+        fsutil::ensure_dir(&self.dir, 0o700)?;
+        fsutil::ensure_dir(&folder, 0o700)?;
+        fsutil::write_atomic(&folder.join("client.ovpn"), file.text.as_bytes(), 0o600)?;
+        let auth = folder.join("auth.txt");
+        match credentials {
+            Some((user, password)) => fsutil::write_atomic(&auth, format!("{user}\n{password}\n").as_bytes(), 0o600)?,
+            None => match fs::remove_file(&auth) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&auth),
+                _ => {}
+            },
+        }
+        Ok(())
     }
 
     /// Keeps a provider file's keys (replacing the exit's earlier ones).
@@ -267,6 +407,48 @@ Endpoint = se-sto-wg-001.example.net:51820
         );
         let missing = ProviderFile::parse("[Interface]\nAddress = 10.1.2.3/32\n").unwrap_err();
         assert_eq!(missing.0.len(), 5, "{missing:?}");
+    }
+
+    const OVPN: &str = "client
+dev tun
+proto udp
+remote vpn1.example.net 1194
+remote vpn2.example.net 443 tcp
+auth-user-pass
+remote-cert-tls server
+<ca>
+-----BEGIN CERTIFICATE-----
+up /bin/sh (inside a block: not an option)
+-----END CERTIFICATE-----
+</ca>
+";
+
+    #[test]
+    fn an_openvpn_file_with_inline_keys_is_taken() {
+        let file = OpenVpnFile::parse(OVPN).unwrap();
+        assert_eq!(file.remotes, ["vpn1.example.net 1194", "vpn2.example.net 443 tcp"]);
+        assert!(file.needs_credentials);
+        assert_eq!(file.text, OVPN);
+    }
+
+    #[test]
+    fn an_openvpn_file_that_would_run_anything_is_refused_at_its_lines() {
+        let bad = OVPN.replace("proto udp", "up /bin/sh\nscript-security 2\nca /etc/ca.crt\nplugin /x.so");
+        let errors = OpenVpnFile::parse(&bad).unwrap_err();
+        let found: Vec<String> = errors.0.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+        assert_eq!(
+            found,
+            [
+                "line 3: `up` runs a program; the cell runs nothing a provider's file says",
+                "line 4: `script-security` allows programs to run; the cell runs nothing a provider's file says",
+                "line 5: `ca` refers to a file; the cell takes one self-contained file",
+                "line 6: `plugin` loads a plugin into OpenVPN; the cell runs nothing a provider's file says",
+            ],
+            "{found:#?}"
+        );
+        let unclosed = OpenVpnFile::parse("remote a.example 1194\n<key>\nsecret\n").unwrap_err();
+        assert_eq!(unclosed.0[0].path, "line 2");
+        assert_eq!(OpenVpnFile::parse("client\n").unwrap_err().0[0].path, "file");
     }
 
     #[test]

@@ -204,12 +204,24 @@ pub enum Command {
 pub enum ExitCommand {
     /// Add an exit from a provider's WireGuard file (or replace the exit of that name); its
     /// keys are kept in secrets/, the rest goes into the config.
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["wireguard", "openvpn"])))]
     Add {
         /// A name of at most 12 characters, e.g. `mullvad`.
         name: String,
         /// The provider's wg-quick file.
         #[arg(long)]
-        wireguard: PathBuf,
+        wireguard: Option<PathBuf>,
+        /// The provider's OpenVPN file (`.ovpn`, with its keys inline); the exit runs in a
+        /// container of its own.
+        #[arg(long, requires = "dns")]
+        openvpn: Option<PathBuf>,
+        /// The provider's DNS server (OpenVPN: its guide names it), asked through the tunnel.
+        #[arg(long)]
+        dns: Option<std::net::Ipv4Addr>,
+        /// The user name of your account with the provider, when its OpenVPN file asks for one
+        /// (the password is read from standard input, or prompted).
+        #[arg(long, requires = "openvpn")]
+        username: Option<String>,
     },
     /// The exits: whether each is up, its last handshake and traffic, its devices.
     List,

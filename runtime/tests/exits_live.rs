@@ -40,13 +40,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("10.250.0.10", 80), Handler).serve_forever()
 "#;
 
-/// The provider's DNS server: answers every A question with the web server's address and
-/// appends each name it was asked to the file given.
+/// The provider's DNS server (at the address given second): answers every A question with the
+/// web server's address and appends each name it was asked to the file given first.
 const PROVIDER_DNS: &str = r#"
 import socket, struct, sys
 log = sys.argv[1]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("10.64.0.1", 53))
+s.bind((sys.argv[2], 53))
 while True:
     data, peer = s.recvfrom(512)
     labels, i = [], 12
@@ -236,8 +236,17 @@ fn on_uplink(cell: &str, rule: &str) -> u64 {
     line.split("packets ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap()
 }
 
-#[test]
-fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
+/// The namespaces every test here has: the cell (with its bridge, LAN and services'
+/// namespaces, `pic serve` running and logged in), "the internet" with its web server, and the
+/// provider's namespace on it (empty: each test runs its own server there).
+struct World {
+    lab: Lab,
+    cell: String,
+    provider: String,
+    state: PathBuf,
+}
+
+fn world() -> World {
     let mut lab = Lab {
         id: std::process::id() % 100_000,
         dir: tempfile::tempdir().unwrap(),
@@ -255,24 +264,8 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
     run("ip", &["-n", &provider, "route", "add", "default", "via", "10.250.2.1"]);
     let web_log = lab.dir.path().join("web-sources");
     lab.spawn(&internet, "python3", &["-c", WEB, web_log.to_str().unwrap()], "web.log");
-
-    // The provider: WireGuard at 10.250.2.2:51820, its tunnel 10.64.0.0/24 masqueraded out.
-    let (cell_private, cell_public) = keypair();
-    let (provider_private, provider_public) = keypair();
-    let provider_conf = lab.dir.path().join("provider.conf");
-    std::fs::write(
-        &provider_conf,
-        format!("[Interface]\nPrivateKey = {provider_private}\nListenPort = 51820\n\n[Peer]\nPublicKey = {cell_public}\nAllowedIPs = 10.64.0.2/32\n"),
-    )
-    .unwrap();
-    let provider_if = format!("wgprov{}", lab.id % 1000);
-    let out = exec_in(&provider, "wireguard-go", &[&provider_if]);
-    assert!(out.status.success(), "{}", text(&out));
-    lab.interfaces.push(provider_if.clone());
+    // The provider forwards its tunnel's traffic out as itself.
     for args in [
-        vec!["wg", "setconf", &provider_if, provider_conf.to_str().unwrap()],
-        vec!["ip", "address", "add", "10.64.0.1/24", "dev", &provider_if],
-        vec!["ip", "link", "set", &provider_if, "up"],
         vec!["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
         vec![
             "nft",
@@ -282,8 +275,6 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         let out = exec_in(&provider, args[0], &args[1..]);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
-    let dns_log = lab.dir.path().join("provider-dns-names");
-    lab.spawn(&provider, "python3", &["-c", PROVIDER_DNS, dns_log.to_str().unwrap()], "provider-dns.log");
 
     // The cell: its bridge, its LAN (devices), its services' namespaces.
     let state_dir = lab.dir.path().join("state");
@@ -328,11 +319,7 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
     }
     run("ip", &["netns", "exec", &cell, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
     for (service, address) in SERVICES {
-        let ns = lab.add_ns(&format!("s{service}"));
-        let port = format!("v-{service}");
-        lab.wire((&cell, &port, ""), (&ns, "eth0", &format!("{address}/24")));
-        run("ip", &["-n", &cell, "link", "set", &port, "master", "pic0"]);
-        run("ip", &["-n", &ns, "route", "add", "default", "via", "172.20.0.1"]);
+        on_cell_network(&mut lab, &cell, &format!("s{service}"), address);
     }
 
     // pic serve, with wireguard-go's control sockets in a mount namespace of its own.
@@ -357,6 +344,77 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
     let (code, body) = api(&lab, "POST", "/api/auth/login", Some(json!({"username": "alice", "password": PASSWORD})));
     assert_eq!(code, 200, "{body}");
     std::fs::write(lab.dir.path().join("csrf"), body["csrf_token"].as_str().unwrap()).unwrap();
+    World { lab, cell, provider, state: state_dir }
+}
+
+/// A namespace on the cell's bridge at `address`, as a container is on the cell network.
+fn on_cell_network(lab: &mut Lab, cell: &str, role: &str, address: &str) -> String {
+    let ns = lab.add_ns(role);
+    let port = format!("v-{role}");
+    lab.wire((cell, &port, ""), (&ns, "eth0", &format!("{address}/24")));
+    run("ip", &["-n", cell, "link", "set", &port, "master", "pic0"]);
+    run("ip", &["-n", &ns, "route", "add", "default", "via", "172.20.0.1"]);
+    ns
+}
+
+/// The cell's services, on the current generation (the proxy admits devices by it).
+fn start_services(lab: &mut Lab, state: &Path) {
+    let current = current_bundles(state);
+    for (service, _) in SERVICES {
+        let ns = lab.ns(&format!("s{service}"));
+        let scratch = lab.dir.path().join(format!("run-{service}"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let command: &[&str] = match service {
+            "proxy" => &["caddy", "run", "--config", "/etc/pic/bundle/Caddyfile", "--adapter", "caddyfile"],
+            "dns" => &["unbound", "-d", "-c", "/etc/pic/bundle/unbound.conf"],
+            _ => &["radicale", "--config", "/etc/pic/bundle/radicale.conf"],
+        };
+        let mut args = vec!["--mount", "--propagation", "private", "sh", "-c", common::DAEMON_HARNESS, "harness"];
+        let (bundle, secrets) = (current[service].clone(), state.join("secrets"));
+        args.extend([bundle.to_str().unwrap(), secrets.to_str().unwrap(), scratch.to_str().unwrap()]);
+        args.extend(command);
+        lab.spawn(&ns, "unshare", &args, &format!("{service}.log"));
+    }
+}
+
+/// Counts what leaves through the cell's uplink, before the masquerade: the phone's packets
+/// (10.8.0.2), DNS queries, and the laptop's (10.8.0.3).
+fn count_uplink(cell: &str) {
+    let probe = "add table inet probe; add chain inet probe uplink { type filter hook postrouting priority -300; }; \
+                 add rule inet probe uplink oifname \"wan\" ip saddr 10.8.0.2 counter comment \"phone\"; \
+                 add rule inet probe uplink oifname \"wan\" udp dport 53 counter comment \"dns\"; \
+                 add rule inet probe uplink oifname \"wan\" ip saddr 10.8.0.3 counter comment \"laptop\"";
+    let out = exec_in(cell, "nft", &[probe]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
+    let World { mut lab, cell, provider, state: state_dir } = world();
+
+    // The provider: WireGuard at 10.250.2.2:51820, its tunnel 10.64.0.0/24 masqueraded out.
+    let (cell_private, cell_public) = keypair();
+    let (provider_private, provider_public) = keypair();
+    let provider_conf = lab.dir.path().join("provider.conf");
+    std::fs::write(
+        &provider_conf,
+        format!("[Interface]\nPrivateKey = {provider_private}\nListenPort = 51820\n\n[Peer]\nPublicKey = {cell_public}\nAllowedIPs = 10.64.0.2/32\n"),
+    )
+    .unwrap();
+    let provider_if = format!("wgprov{}", lab.id % 1000);
+    let out = exec_in(&provider, "wireguard-go", &[&provider_if]);
+    assert!(out.status.success(), "{}", text(&out));
+    lab.interfaces.push(provider_if.clone());
+    for args in [
+        vec!["wg", "setconf", &provider_if, provider_conf.to_str().unwrap()],
+        vec!["ip", "address", "add", "10.64.0.1/24", "dev", &provider_if],
+        vec!["ip", "link", "set", &provider_if, "up"],
+    ] {
+        let out = exec_in(&provider, args[0], &args[1..]);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    let dns_log = lab.dir.path().join("provider-dns-names");
+    lab.spawn(&provider, "python3", &["-c", PROVIDER_DNS, dns_log.to_str().unwrap(), "10.64.0.1"], "provider-dns.log");
 
     // The exit, from the provider's file; the phone through it, the laptop not.
     let file = format!(
@@ -371,23 +429,7 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
     }
     let phone = device(&mut lab, "phone", "10.202.0.2");
     let laptop = device(&mut lab, "laptop", "10.202.0.3");
-    // The services, on the generation with the devices (the proxy admits them by it).
-    let current = current_bundles(&state_dir);
-    for (service, _) in SERVICES {
-        let ns = lab.ns(&format!("s{service}"));
-        let scratch = lab.dir.path().join(format!("run-{service}"));
-        std::fs::create_dir_all(&scratch).unwrap();
-        let command: &[&str] = match service {
-            "proxy" => &["caddy", "run", "--config", "/etc/pic/bundle/Caddyfile", "--adapter", "caddyfile"],
-            "dns" => &["unbound", "-d", "-c", "/etc/pic/bundle/unbound.conf"],
-            _ => &["radicale", "--config", "/etc/pic/bundle/radicale.conf"],
-        };
-        let mut args = vec!["--mount", "--propagation", "private", "sh", "-c", common::DAEMON_HARNESS, "harness"];
-        let (bundle, secrets) = (current[service].clone(), state_dir.join("secrets"));
-        args.extend([bundle.to_str().unwrap(), secrets.to_str().unwrap(), scratch.to_str().unwrap()]);
-        args.extend(command);
-        lab.spawn(&ns, "unshare", &args, &format!("{service}.log"));
-    }
+    start_services(&mut lab, &state_dir);
 
     wait_for(
         "the exit is up",
@@ -397,14 +439,7 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         |status| status["up"] == json!(true),
     );
 
-    // What leaves through the uplink, counted before the masquerade: the phone's packets (DNS
-    // included) and the laptop's.
-    let probe = "add table inet probe; add chain inet probe uplink { type filter hook postrouting priority -300; }; \
-                 add rule inet probe uplink oifname \"wan\" ip saddr 10.8.0.2 counter comment \"phone\"; \
-                 add rule inet probe uplink oifname \"wan\" udp dport 53 counter comment \"dns\"; \
-                 add rule inet probe uplink oifname \"wan\" ip saddr 10.8.0.3 counter comment \"laptop\"";
-    let out = exec_in(&cell, "nft", &[probe]);
-    assert!(out.status.success(), "{}", text(&out));
+    count_uplink(&cell);
 
     // Each goes out its own way: the phone as the provider, the laptop as the cell.
     assert_eq!(

@@ -63,7 +63,7 @@ pub fn remove(config: &mut CellConfig, name: &str) -> Result<App, Error> {
 }
 
 /// The first host address of the cell network from its 32nd on (the services' defaults are
-/// below) that no service, no app and not the gateway has.
+/// below) that no service, no app, no exit's container and not the gateway has.
 pub fn free_address(config: &CellConfig) -> Option<Ipv4Addr> {
     let net = config.network.subnet;
     let used: Vec<Ipv4Addr> = CATALOG
@@ -71,6 +71,7 @@ pub fn free_address(config: &CellConfig) -> Option<Ipv4Addr> {
         .filter(|s| s.offset.is_some())
         .map(|s| config.service_address(s))
         .chain(config.apps.iter().map(|a| a.address))
+        .chain(config.connectivity.exits.iter().filter_map(|e| Some(e.openvpn.as_ref()?.address)))
         .chain([config.gateway()])
         .collect();
     let first = if net.prefix_len() <= 26 { 32 } else { 16 };

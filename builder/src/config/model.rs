@@ -78,6 +78,22 @@ pub struct Exit {
     /// is `secrets/exits/<name>/private.key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<WireGuardExit>,
+    /// An OpenVPN connection to a provider, run in a container of its own on the cell network
+    /// (its `.ovpn` file and credentials are `secrets/exits/<name>/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openvpn: Option<OpenVpnExit>,
+}
+
+/// An OpenVPN exit: where its container sits, and what the provider's file says publicly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenVpnExit {
+    /// The exit container's address on the cell network (chosen when the exit is added).
+    pub address: Ipv4Addr,
+    /// The provider's servers as its file names them (`remote`), e.g. `vpn.example.net 1194 udp`.
+    pub remotes: Vec<String>,
+    /// The provider's DNS server, asked through the tunnel for the exit's devices' names.
+    pub dns: Ipv4Addr,
 }
 
 /// The public half of a provider's wg-quick file.

@@ -466,11 +466,26 @@ impl<'a> Validator<'a> {
                     format!("use a shorter name: its interface x-{} must fit in 15 characters", exit.name),
                 );
             }
+            match (&exit.wireguard, &exit.openvpn) {
+                (Some(_), Some(_)) => {
+                    self.err(
+                        format!("connectivity.exits[{i}]"),
+                        "is both a WireGuard and an OpenVPN exit",
+                        "keep one: an exit is one provider's tunnel",
+                    );
+                    continue;
+                }
+                (None, Some(ovpn)) => {
+                    self.openvpn_exit(i, ovpn);
+                    continue;
+                }
+                _ => {}
+            }
             let Some(wg) = &exit.wireguard else {
                 self.err(
                     format!("connectivity.exits[{i}]"),
                     "says no kind of exit",
-                    "give `wireguard`: the public half of the provider's wg-quick file (`pic exit add NAME --wireguard FILE`)",
+                    "give `wireguard` or `openvpn` (`pic exit add NAME --wireguard FILE` or `--openvpn FILE`)",
                 );
                 continue;
             };
@@ -538,6 +553,39 @@ impl<'a> Validator<'a> {
             {
                 self.err(format!("users[{i}].exit"), format!("no exit is named {exit:?}"), hint.clone());
             }
+        }
+    }
+
+    /// An OpenVPN exit's container address: a free host of the cell network.
+    fn openvpn_exit(&mut self, i: usize, ovpn: &super::OpenVpnExit) {
+        let path = format!("connectivity.exits[{i}].openvpn.address");
+        let net = self.c.network.subnet;
+        self.host_in(&path, ovpn.address, &net, "network.subnet");
+        let taken = CATALOG
+            .iter()
+            .filter(|s| s.offset.is_some())
+            .map(|s| (format!("the {} service", s.name), self.c.service_address(s)))
+            .chain([("the cell network's gateway (the host)".to_owned(), self.c.gateway())])
+            .chain(self.c.apps.iter().map(|a| (format!("the app {}", a.name), a.address)))
+            .chain(
+                self.c.connectivity.exits[..i]
+                    .iter()
+                    .filter_map(|e| Some((format!("the exit {}", e.name), e.openvpn.as_ref()?.address))),
+            )
+            .find(|(_, a)| *a == ovpn.address);
+        if let Some((what, _)) = taken {
+            self.err(
+                &path,
+                format!("{} is the address of {what}", ovpn.address),
+                "choose a free address in network.subnet",
+            );
+        }
+        if ovpn.remotes.is_empty() {
+            self.err(
+                format!("connectivity.exits[{i}].openvpn.remotes"),
+                "names no server",
+                "add the exit again from the provider's file (`pic exit add NAME --openvpn FILE`)",
+            );
         }
     }
 

@@ -32,6 +32,18 @@ pub struct ExitView {
     /// The devices sent through it.
     pub devices: Vec<Ipv4Addr>,
     pub wireguard: Option<WireGuardExitView>,
+    pub openvpn: Option<OpenVpnExitView>,
+}
+
+/// An OpenVPN exit: its container (`exit-<name>`) on the cell network, which the exit's
+/// devices' packets are routed to.
+#[derive(Debug, Serialize)]
+pub struct OpenVpnExitView {
+    /// The container's service name.
+    pub service: String,
+    /// Its address on the cell network: the next hop of the exit's routing table.
+    pub address: Ipv4Addr,
+    pub remotes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +52,11 @@ pub struct WireGuardExitView {
     pub public_key: String,
     pub endpoint: String,
     pub mtu: u16,
+}
+
+/// The service (and container) name of an exit that runs in a container.
+pub fn exit_service(name: &str) -> String {
+    format!("exit-{name}")
 }
 
 /// Every exit, sorted by name.
@@ -60,18 +77,24 @@ pub fn exits(config: &ValidConfig) -> Vec<ExitView> {
                 .collect();
             devices.sort();
             let wireguard = exit.wireguard.as_ref();
+            let openvpn = exit.openvpn.as_ref();
             ExitView {
                 name: exit.name.clone(),
                 interface: format!("{EXIT_INTERFACE_PREFIX}{}", exit.name),
                 mark: EXIT_TABLE_BASE + u32::from(n),
                 dns_port: EXIT_DNS_PORT_BASE + n,
-                dns: wireguard.map_or(Ipv4Addr::UNSPECIFIED, |w| w.dns),
+                dns: wireguard.map(|w| w.dns).or(openvpn.map(|o| o.dns)).unwrap_or(Ipv4Addr::UNSPECIFIED),
                 devices,
                 wireguard: wireguard.map(|w| WireGuardExitView {
                     address: w.address.to_string(),
                     public_key: w.public_key.clone(),
                     endpoint: w.endpoint.clone(),
                     mtu: w.mtu.unwrap_or(EXIT_DEFAULT_MTU),
+                }),
+                openvpn: openvpn.map(|o| OpenVpnExitView {
+                    service: exit_service(&exit.name),
+                    address: o.address,
+                    remotes: o.remotes.clone(),
                 }),
             }
         })

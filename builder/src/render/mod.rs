@@ -110,6 +110,35 @@ impl Renderer {
                 bundles.insert(app.service(), bundle);
             }
         }
+        // An OpenVPN exit's container: its spec, OpenVPN's options over the provider's file,
+        // and the firewall inside it (the provider's file itself stays in secrets/).
+        let exits = context.get_attr("exits").unwrap_or_default();
+        for view in exits.try_iter().into_iter().flatten() {
+            let Some(service) = view.get_attr("openvpn").ok().and_then(|o| o.get_attr("service").ok()) else {
+                continue;
+            };
+            let Some(service) = service.as_str().map(str::to_owned) else { continue };
+            let local = minijinja::context! { exit => view, ..context.clone() };
+            let mut bundle = Bundle::default();
+            for (file, template_name) in EXIT_FILES {
+                let render_error = |e: minijinja::Error| Error::Render {
+                    template: format!("{template_name} ({service})"),
+                    message: format!("{e:#}"),
+                };
+                let template = self.env.get_template(template_name).map_err(render_error)?;
+                bundle
+                    .files
+                    .insert((*file).to_owned(), template.render(local.clone()).map_err(render_error)?.into_bytes());
+            }
+            bundles.insert(service, bundle);
+        }
         Ok(bundles)
     }
 }
+
+/// The files of an OpenVPN exit's bundle, and their templates.
+const EXIT_FILES: &[(&str, &str)] = &[
+    ("container.json", "_exit/container.json.j2"),
+    ("openvpn.conf", "_exit/openvpn.conf.j2"),
+    ("exit.nft", "_exit/exit.nft.j2"),
+];

@@ -9,10 +9,25 @@ use crate::output::Output;
 
 pub fn run(state: &State, command: &ExitCommand, out: &Output) -> Result<()> {
     match command {
-        ExitCommand::Add { name, wireguard } => {
-            let text =
-                std::fs::read_to_string(wireguard).with_context(|| format!("reading {}", wireguard.display()))?;
-            let switched = manage::add_wireguard(state, name, &text)?;
+        ExitCommand::Add { name, wireguard, openvpn, dns, username } => {
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let switched = match (wireguard, openvpn) {
+                (Some(file), _) => manage::add_wireguard(state, name, &read(file)?)?,
+                (None, Some(file)) => {
+                    let password = match username {
+                        Some(user) => {
+                            Some(crate::commands::read_secret(&format!("password of {user} with the provider: "))?)
+                        }
+                        None => None,
+                    };
+                    let credentials = username.as_deref().zip(password.as_deref());
+                    let dns = dns.context("--dns is required with --openvpn")?;
+                    manage::add_openvpn(state, name, &read(file)?, manage::OpenVpnInputs { dns, credentials })?
+                }
+                (None, None) => anyhow::bail!("give --wireguard FILE or --openvpn FILE"),
+            };
             out.emit(&serde_json::json!({"exit": name, "generation": switched.to}), |_| {
                 format!(
                     "exit {name} added; generation {} is current. Send devices through it with `pic peer exit DEVICE {name}`\n",

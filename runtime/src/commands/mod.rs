@@ -297,3 +297,14 @@ fn describe_diff(d: &GenerationDiff) -> String {
     }
     s
 }
+
+/// A secret from the terminal (not echoed) or the first line of standard input.
+pub fn read_secret(prompt: &str) -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt).context("reading it from the terminal");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading it from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}

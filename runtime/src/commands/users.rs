@@ -1,7 +1,5 @@
 //! `pic user`: adding, removing and listing users and setting their passwords.
 
-use std::io::{BufRead, IsTerminal};
-
 use anyhow::{Context, Result, bail};
 use pic_builder::config::{Role, User};
 use pic_builder::credentials::check_password;
@@ -126,13 +124,7 @@ pub fn admin_password(state: &State, command: &AdminPasswordCommand, out: &Outpu
 /// A password from the terminal (not echoed) or the first line of standard input; checked here,
 /// before anything changes.
 fn read_password(prompt: &str) -> Result<String> {
-    let password = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(prompt).context("reading the password")?
-    } else {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
-        line.trim_end_matches(['\n', '\r']).to_string()
-    };
+    let password = super::read_secret(prompt)?;
     if password.is_empty() {
         bail!(Error::BadPassword("no password given on standard input".into()));
     }

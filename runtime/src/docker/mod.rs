@@ -15,8 +15,8 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummary, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam,
+    IpamConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectNetworkOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -177,6 +177,18 @@ impl Engine {
             port_bindings: Some(bindings),
             network_mode: Some(spec.network.name.clone()),
             dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
+            devices: (!spec.devices.is_empty()).then(|| {
+                spec.devices
+                    .iter()
+                    .map(|path| DeviceMapping {
+                        path_on_host: Some(path.clone()),
+                        path_in_container: Some(path.clone()),
+                        cgroup_permissions: Some("rwm".into()),
+                    })
+                    .collect()
+            }),
+            sysctls: (!spec.sysctls.is_empty())
+                .then(|| spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
         let endpoint = EndpointSettings {

@@ -78,6 +78,14 @@ pub fn prepare(
                 remove_others(&dir, &spec.credentials)?;
                 dir
             }
+            None if source == "exit" => {
+                // An exit's container: its provider's file and credentials, read-only, straight
+                // from secrets/ (the container runs as root until OpenVPN drops to nobody).
+                let name = spec.service.strip_prefix("exit-").ok_or_else(|| {
+                    anyhow::anyhow!("{}: only an exit's container mounts an exit's secrets", spec.service)
+                })?;
+                pic_builder::exits::ExitSecrets::new(state.secrets().dir()).folder_of(name)?
+            }
             _ => bail!("{}: unknown mount source {source:?}", spec.service),
         };
         paths.insert(source.to_owned(), host);

@@ -28,6 +28,12 @@ pub struct ContainerSpec {
     /// The container's environment (an app's settings).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Host devices it needs (an OpenVPN exit: `/dev/net/tun`).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Kernel settings of its own network namespace (an exit forwards: `net.ipv4.ip_forward`).
+    #[serde(default)]
+    pub sysctls: std::collections::BTreeMap<String, String>,
     pub ports: Vec<Port>,
     pub network: Network,
     pub health: Health,

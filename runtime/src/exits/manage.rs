@@ -1,8 +1,10 @@
 //! Adding and removing exits, shared by the CLI and the API: the provider's keys go into
 //! `secrets/`, the rest into the config, and each change is a generation.
 
-use pic_builder::config::{Exit, FieldError, ValidationErrors};
-use pic_builder::exits::{ExitSecrets, ProviderFile};
+use std::net::Ipv4Addr;
+
+use pic_builder::config::{Exit, FieldError, OpenVpnExit, ValidationErrors};
+use pic_builder::exits::{ExitSecrets, OpenVpnFile, ProviderFile};
 use pic_builder::state::SwitchOutcome;
 use pic_builder::{Error, State};
 
@@ -25,7 +27,7 @@ pub fn add_wireguard(state: &State, name: &str, file: &str) -> Result<SwitchOutc
     })?;
     let writer = state.writer()?;
     let config = writer.desired_with(|c| {
-        let exit = Exit { name: name.to_owned(), wireguard: Some(file.exit.clone()) };
+        let exit = Exit { name: name.to_owned(), wireguard: Some(file.exit.clone()), openvpn: None };
         match c.connectivity.exits.iter_mut().find(|e| e.name == name) {
             Some(existing) => *existing = exit,
             None => c.connectivity.exits.push(exit),
@@ -34,6 +36,72 @@ pub fn add_wireguard(state: &State, name: &str, file: &str) -> Result<SwitchOutc
     })?;
     ExitSecrets::new(state.secrets().dir()).store(name, &file)?;
     writer.build_and_switch(&config, &format!("exit {name} from a provider's file"))
+}
+
+/// Each problem of a provider's file, named at the field that carried the file, with its line.
+fn at_field(field: &str, errors: ValidationErrors) -> Error {
+    Error::Invalid(ValidationErrors(
+        errors
+            .0
+            .into_iter()
+            .map(|e| FieldError { path: field.into(), message: format!("{}: {}", e.path, e.message), hint: e.hint })
+            .collect(),
+    ))
+}
+
+/// What an OpenVPN exit is added with besides the provider's file.
+pub struct OpenVpnInputs<'a> {
+    /// The provider's DNS server, asked through the tunnel (providers name it in their guides).
+    pub dns: Ipv4Addr,
+    /// The user name and password, when the file asks for them (`auth-user-pass`).
+    pub credentials: Option<(&'a str, &'a str)>,
+}
+
+/// Adds the OpenVPN exit `name` from a provider's `.ovpn` file (or replaces the one of that
+/// name): the file and credentials go to secrets/, its container gets a free address on the
+/// cell network.
+pub fn add_openvpn(state: &State, name: &str, file: &str, inputs: OpenVpnInputs<'_>) -> Result<SwitchOutcome, Error> {
+    let file = OpenVpnFile::parse(file).map_err(|errors| at_field("openvpn", errors))?;
+    let single = |path: &str, message: &str, hint: &str| Error::Invalid(ValidationErrors::single(path, message, hint));
+    match (file.needs_credentials, inputs.credentials) {
+        (true, None) => {
+            return Err(single(
+                "username",
+                "the provider's file asks for a user name and password",
+                "give the ones of your account with the provider",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(single(
+                "username",
+                "the provider's file asks for no user name or password (it has no `auth-user-pass`)",
+                "leave them out",
+            ));
+        }
+        _ => {}
+    }
+    let writer = state.writer()?;
+    let config = writer.desired_with(|c| {
+        let address = match c.connectivity.exits.iter().find(|e| e.name == name).and_then(|e| e.openvpn.as_ref()) {
+            Some(existing) => existing.address,
+            None => pic_builder::apps::changes::free_address(c).ok_or_else(|| {
+                Error::Invalid(ValidationErrors::single(
+                    "network.subnet",
+                    "the cell network has no free address for the exit's container",
+                    "use a larger network.subnet",
+                ))
+            })?,
+        };
+        let openvpn = OpenVpnExit { address, remotes: file.remotes.clone(), dns: inputs.dns };
+        let exit = Exit { name: name.to_owned(), wireguard: None, openvpn: Some(openvpn) };
+        match c.connectivity.exits.iter_mut().find(|e| e.name == name) {
+            Some(existing) => *existing = exit,
+            None => c.connectivity.exits.push(exit),
+        }
+        Ok(())
+    })?;
+    ExitSecrets::new(state.secrets().dir()).store_openvpn(name, &file, inputs.credentials)?;
+    writer.build_and_switch(&config, &format!("exit {name} from a provider's OpenVPN file"))
 }
 
 /// Removes the exit `name`, unless devices or users are sent through it.

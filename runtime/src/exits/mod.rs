@@ -39,7 +39,15 @@ pub struct DesiredExit {
     #[serde(default)]
     pub wireguard: Option<DesiredWireGuard>,
     #[serde(default)]
+    pub openvpn: Option<DesiredOpenVpn>,
+    #[serde(default)]
     pub devices: Vec<Ipv4Addr>,
+}
+
+/// An exit run by a container on the cell network: its table's next hop.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DesiredOpenVpn {
+    pub via: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,11 +88,14 @@ pub struct Exits {
     /// Whether the host may hold exits' interfaces or rules: true until an apply found none to
     /// keep, so that the first activation cleans up after an earlier run.
     active: std::sync::atomic::AtomicBool,
+    /// The last test of each exit run by a container (the host sees no handshake of its
+    /// tunnel): whether its provider's DNS answered through it, or why not.
+    tested: std::sync::Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
 }
 
 impl Exits {
     pub fn new(backend: Backend) -> Exits {
-        Exits { backend, active: std::sync::atomic::AtomicBool::new(true) }
+        Exits { backend, active: std::sync::atomic::AtomicBool::new(true), tested: Default::default() }
     }
 
     /// The exits as this machine runs them, for a command beside `pic serve`: through
@@ -120,11 +131,23 @@ impl Exits {
             }
             // The default route goes with the interface; put it back when the interface is
             // back (made again here, or up again).
-            if interface_exists(&exit.interface) {
+            if exit.wireguard.is_some() && interface_exists(&exit.interface) {
                 command::run(
                     "ip",
                     &["route", "replace", "default", "dev", &exit.interface, "table", &exit.mark.to_string()],
                 )?;
+            }
+            // A container's exit: its address is the next hop (once the cell network is up).
+            if let Some(openvpn) = &exit.openvpn {
+                let via = openvpn.via.to_string();
+                match command::run("ip", &["route", "replace", "default", "via", &via, "table", &exit.mark.to_string()])
+                {
+                    Ok(_) => report.configured.push(exit.name.clone()),
+                    Err(error) => {
+                        tracing::warn!(exit = %exit.name, %error, "exit route not set (the cell network is not up yet)");
+                        report.failed.push(exit.name.clone());
+                    }
+                }
             }
         }
         rules(&exits)?;
@@ -202,6 +225,12 @@ fn resolve(endpoint: &str) -> Result<std::net::SocketAddr> {
     endpoint.to_socket_addrs()?.find(|a| a.is_ipv4()).ok_or_else(|| anyhow!("no IPv4 address"))
 }
 
+/// Whether the exit's table has its default route to the exit (the unreachable one aside).
+fn routed(table: u32) -> bool {
+    command::run("ip", &["-4", "route", "show", "table", &table.to_string(), "default"])
+        .is_ok_and(|shown| shown.lines().any(|l| l.starts_with("default ")))
+}
+
 fn interface_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
@@ -237,7 +266,9 @@ fn rules(exits: &[DesiredExit]) -> Result<()> {
     }
     for exit in exits {
         wanted.insert((PREF_MARK.into(), exit.mark.to_string()));
-        wanted.insert((PREF_BOUND.into(), exit.mark.to_string()));
+        if exit.wireguard.is_some() {
+            wanted.insert((PREF_BOUND.into(), exit.mark.to_string()));
+        }
     }
     let listed = command::run("ip", &["-j", "-4", "rule", "show"])?;
     let rules: Vec<Rule> = serde_json::from_str(&listed).context("reading `ip -j rule show`")?;
@@ -326,12 +357,30 @@ pub struct ExitStatus {
 const HANDSHAKE_STALE: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Exits {
+    /// Records the test of an exit run by a container (see [`Exits::status`]).
+    pub fn record_test(&self, name: &str, result: Result<(), String>) {
+        self.tested.lock().expect("the tests' lock").insert(name.to_owned(), result);
+    }
+
     /// Each exit of the current generation, as the host runs it.
     pub fn status(&self, state: &State) -> Result<Vec<ExitStatus>> {
         let now = jiff::Timestamp::now();
+        let tested = self.tested.lock().expect("the tests' lock").clone();
         Ok(desired(state)?
             .into_iter()
             .map(|exit| {
+                if exit.openvpn.is_some() {
+                    let result = tested.get(&exit.name).cloned().unwrap_or(Err("not tested yet".into()));
+                    return ExitStatus {
+                        name: exit.name,
+                        up: result.is_ok(),
+                        problem: result.err(),
+                        last_handshake: None,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                        devices: exit.devices,
+                    };
+                }
                 let device = InterfaceName::from_str_checked(&exit.interface)
                     .ok()
                     .and_then(|name| Device::get(&name, self.backend).ok());
@@ -367,7 +416,9 @@ impl Exits {
         desired(state)
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| e.wireguard.is_some() && !interface_exists(&e.interface))
+            .filter(|e| {
+                (e.wireguard.is_some() && !interface_exists(&e.interface)) || (e.openvpn.is_some() && !routed(e.mark))
+            })
             .map(|e| e.name)
             .collect()
     }

@@ -1,7 +1,8 @@
 //! The exits' names forwarder: the firewall sends every DNS query of an exit's devices here (to
 //! the cell's VPN address, the exit's port), whatever server they asked. Names of the cell and
 //! of linked cells are asked of the cell's DNS; every other name of the exit's DNS server,
-//! through the exit only (the socket is bound to the exit's interface), so that no lookup of
+//! through the exit only (the socket is bound to the exit's interface, or carries the exit's
+//! mark, which only the exit's routing table takes), so that no lookup of
 //! those devices leaves through the cell's uplink. When the exit is down they get SERVFAIL.
 
 use std::collections::BTreeMap;
@@ -22,11 +23,36 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often the listeners are compared with the current generation.
 const RECHECK: Duration = Duration::from_secs(2);
 
+/// How a socket reaches an exit and nothing else: bound to the exit's own interface (a
+/// WireGuard exit), and marked with the exit's mark, which the `ip rule`s send to the exit's
+/// table only (an exit in a container, whose tunnel the host cannot bind to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Out {
+    pub device: Option<String>,
+    pub mark: u32,
+}
+
+impl Out {
+    pub fn of(exit: &super::DesiredExit) -> Out {
+        Out { device: exit.wireguard.is_some().then(|| exit.interface.clone()), mark: exit.mark }
+    }
+
+    fn apply(&self, socket: &impl std::os::fd::AsFd) -> io::Result<()> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(socket, sockopt::Mark, &self.mark).map_err(io::Error::from)?;
+        if let Some(device) = &self.device {
+            setsockopt(socket, sockopt::BindToDevice, &std::ffi::OsString::from(device)).map_err(io::Error::from)?;
+        }
+        Ok(())
+    }
+}
+
 /// Where one exit's queries go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Route {
     listen: SocketAddr,
-    interface: String,
+    /// How the exit's DNS is reached through the exit only.
+    out: Out,
     exit_dns: SocketAddr,
     cell_dns: Option<SocketAddr>,
     /// The cell's domain and the linked cells' domains, lowercase, without a trailing dot.
@@ -55,7 +81,7 @@ fn wanted(state: &State) -> BTreeMap<String, Route> {
         .map(|exit: DesiredExit| {
             let route = Route {
                 listen: SocketAddr::from((address, exit.dns_port)),
-                interface: exit.interface.clone(),
+                out: Out::of(&exit),
                 exit_dns: SocketAddr::from((exit.dns, 53)),
                 cell_dns,
                 local: local.clone(),
@@ -178,10 +204,10 @@ async fn answer(route: &Route, query: &[u8]) -> Vec<u8> {
 async fn answer_over(route: &Route, query: &[u8], transport: Transport) -> Vec<u8> {
     let Ok(message) = Message::from_vec(query) else { return Vec::new() };
     let name = message.queries().first().map(|q| q.name().to_ascii()).unwrap_or_default();
-    let ask = |server, interface| async move {
+    let ask = |server, out| async move {
         match transport {
-            Transport::Udp => ask(server, interface, query).await,
-            Transport::Tcp => ask_tcp(server, interface, query).await,
+            Transport::Udp => ask(server, out, query).await,
+            Transport::Tcp => ask_tcp(server, out, query).await,
         }
     };
     let asked = if route.is_local(&name) {
@@ -190,12 +216,12 @@ async fn answer_over(route: &Route, query: &[u8], transport: Transport) -> Vec<u
             None => Err(io::Error::other("the cell runs no DNS")),
         }
     } else {
-        ask(route.exit_dns, Some(route.interface.as_str())).await
+        ask(route.exit_dns, Some(&route.out)).await
     };
     match asked {
         Ok(reply) => reply,
         Err(error) => {
-            tracing::debug!(%name, interface = %route.interface, %error, "exit names: no answer");
+            tracing::debug!(%name, out = ?route.out, %error, "exit names: no answer");
             let mut failed = message;
             failed.set_message_type(MessageType::Response).set_response_code(ResponseCode::ServFail);
             failed.to_vec().unwrap_or_default()
@@ -205,13 +231,13 @@ async fn answer_over(route: &Route, query: &[u8], transport: Transport) -> Vec<u
 
 /// Asks the exit's DNS server for a well-known name through the exit only: whether the exit
 /// carries traffic now, and how long the answer took.
-pub async fn probe(interface: &str, dns: Ipv4Addr) -> io::Result<Duration> {
+pub async fn probe(out: &Out, dns: Ipv4Addr) -> io::Result<Duration> {
     let mut query = Message::new();
     query.set_id(rand_id()).set_recursion_desired(true);
     let name = hickory_proto::rr::Name::from_ascii("example.org.").map_err(io::Error::other)?;
     query.add_query(hickory_proto::op::Query::query(name, hickory_proto::rr::RecordType::A));
     let started = std::time::Instant::now();
-    let reply = ask(SocketAddr::from((dns, 53)), Some(interface), &query.to_vec().map_err(io::Error::other)?).await?;
+    let reply = ask(SocketAddr::from((dns, 53)), Some(out), &query.to_vec().map_err(io::Error::other)?).await?;
     let reply = Message::from_vec(&reply).map_err(io::Error::other)?;
     if reply.response_code() != ResponseCode::NoError {
         return Err(io::Error::other(format!("the exit's DNS server answered {}", reply.response_code())));
@@ -227,10 +253,10 @@ fn rand_id() -> u16 {
 }
 
 /// [`ask`] over TCP.
-async fn ask_tcp(server: SocketAddr, interface: Option<&str>, query: &[u8]) -> io::Result<Vec<u8>> {
+async fn ask_tcp(server: SocketAddr, out: Option<&Out>, query: &[u8]) -> io::Result<Vec<u8>> {
     let socket = TcpSocket::new_v4()?;
-    if let Some(interface) = interface {
-        socket.bind_device(Some(interface.as_bytes()))?;
+    if let Some(out) = out {
+        out.apply(&socket)?;
     }
     let exchange = async {
         let mut stream = socket.connect(server).await?;
@@ -242,11 +268,11 @@ async fn ask_tcp(server: SocketAddr, interface: Option<&str>, query: &[u8]) -> i
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{server} did not answer")))?
 }
 
-/// Sends `query` to `server` (through `interface` only, when given) and waits for its answer.
-async fn ask(server: SocketAddr, interface: Option<&str>, query: &[u8]) -> io::Result<Vec<u8>> {
+/// Sends `query` to `server` (through the exit only, when given) and waits for its answer.
+async fn ask(server: SocketAddr, out: Option<&Out>, query: &[u8]) -> io::Result<Vec<u8>> {
     let socket = UdpSocket::bind(SocketAddr::from((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))).await?;
-    if let Some(interface) = interface {
-        socket.bind_device(Some(interface.as_bytes()))?;
+    if let Some(out) = out {
+        out.apply(&socket)?;
     }
     socket.connect(server).await?;
     socket.send(query).await?;
@@ -270,7 +296,7 @@ mod tests {
     fn route() -> Route {
         Route {
             listen: "10.8.0.1:5300".parse().unwrap(),
-            interface: "x-provider".into(),
+            out: Out { device: Some("x-provider".into()), mark: 52000 },
             exit_dns: "10.64.0.1:53".parse().unwrap(),
             cell_dns: Some("172.20.0.3:53".parse().unwrap()),
             local: vec!["home.cell".into(), "parents.cell".into()],
@@ -292,7 +318,7 @@ mod tests {
     async fn a_query_the_exit_cannot_answer_gets_servfail() {
         // An interface that does not exist: the socket cannot be bound to it, nothing is sent.
         let mut route = route();
-        route.interface = "x-missing".into();
+        route.out.device = Some("x-missing".into());
         let mut query = Message::new();
         query.add_query(hickory_proto::op::Query::query(
             hickory_proto::rr::Name::from_ascii("example.org.").unwrap(),

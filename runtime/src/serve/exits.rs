@@ -19,7 +19,7 @@ use crate::exits::{ExitStatus, Exits, manage};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExitView {
     pub name: String,
-    /// `wireguard`.
+    /// `wireguard` or `openvpn`.
     pub kind: String,
     /// The provider's server.
     pub endpoint: String,
@@ -39,8 +39,12 @@ pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Vec
             .iter()
             .map(|exit| ExitView {
                 name: exit.name.clone(),
-                kind: "wireguard".into(),
-                endpoint: exit.wireguard.as_ref().map(|w| w.endpoint.clone()).unwrap_or_default(),
+                kind: if exit.openvpn.is_some() { "openvpn" } else { "wireguard" }.into(),
+                endpoint: match (&exit.wireguard, &exit.openvpn) {
+                    (Some(w), _) => w.endpoint.clone(),
+                    (_, Some(o)) => o.remotes.join(", "),
+                    _ => String::new(),
+                },
                 status: statuses.iter().find(|s| s.name == exit.name).cloned(),
             })
             .collect())
@@ -56,7 +60,20 @@ pub struct NewExit {
     /// At most 12 characters: a DNS label.
     pub name: String,
     /// The provider's WireGuard (wg-quick) file, as text.
-    pub wireguard: String,
+    #[serde(default)]
+    pub wireguard: Option<String>,
+    /// Or its OpenVPN file (`.ovpn`, keys inline), as text: the exit runs in a container.
+    #[serde(default)]
+    pub openvpn: Option<String>,
+    /// OpenVPN: the provider's DNS server, asked through the tunnel.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub dns: Option<std::net::Ipv4Addr>,
+    /// OpenVPN: the account's user name and password, when the file asks for them.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/exits", tag = "exits", request_body = NewExit, responses((status = 201, description = "the exit is in a new generation, its keys in secrets/", body = Object), (status = 422, description = "the file or the name refused, each problem at its line", body = ErrorBody)))]
@@ -67,7 +84,33 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     let Json(new) = body?;
     let name = new.name.clone();
-    let switched = blocking(move || Ok(manage::add_wireguard(&app.state, &new.name, &new.wireguard)?)).await?;
+    let switched = blocking(move || {
+        let single = |path: &str, message: &str, hint: &str| {
+            ApiError::from(pic_builder::Error::Invalid(pic_builder::config::ValidationErrors::single(
+                path, message, hint,
+            )))
+        };
+        match (&new.wireguard, &new.openvpn) {
+            (Some(file), None) => Ok(manage::add_wireguard(&app.state, &new.name, file)?),
+            (None, Some(file)) => {
+                let dns = new.dns.ok_or_else(|| {
+                    single("dns", "an OpenVPN exit needs its provider's DNS server", "the provider's guide names it")
+                })?;
+                let credentials = match (&new.username, &new.password) {
+                    (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
+                    (None, None) => None,
+                    _ => return Err(single("password", "give both the user name and the password", "or neither")),
+                };
+                Ok(manage::add_openvpn(&app.state, &new.name, file, manage::OpenVpnInputs { dns, credentials })?)
+            }
+            _ => Err(single(
+                "wireguard",
+                "give one provider file",
+                "`wireguard` (a wg-quick file) or `openvpn` (an .ovpn file)",
+            )),
+        }
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({"exit": name, "generation": switched.to}))).into_response())
 }
 
@@ -104,7 +147,8 @@ pub async fn test(
         .into_iter()
         .find(|e| e.name == name)
         .ok_or_else(|| ApiError::from(pic_builder::Error::NoSuchExit(name.clone())))?;
-    Ok(Json(match crate::exits::names::probe(&exit.interface, exit.dns).await {
+    let out = crate::exits::names::Out::of(&exit);
+    Ok(Json(match crate::exits::names::probe(&out, exit.dns).await {
         Ok(took) => ExitTest { ok: true, milliseconds: Some(took.as_millis() as u64), error: None },
         Err(error) => ExitTest { ok: false, milliseconds: None, error: Some(error.to_string()) },
     }))

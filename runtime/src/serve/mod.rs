@@ -537,6 +537,21 @@ async fn watch_exits(app: AppState) {
             })
             .await;
         }
+        // An exit run by a container is up when its provider's DNS answers through it.
+        let state = app.state.clone();
+        let containers = tokio::task::spawn_blocking(move || crate::exits::desired(&state).unwrap_or_default())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.openvpn.is_some());
+        for exit in containers {
+            let out = crate::exits::names::Out::of(&exit);
+            let result = crate::exits::names::probe(&out, exit.dns)
+                .await
+                .map(drop)
+                .map_err(|e| format!("its provider's DNS does not answer through it ({e})"));
+            exits.record_test(&exit.name, result);
+        }
         let (checking, state) = (exits.clone(), app.state.clone());
         let Ok(Ok(statuses)) = tokio::task::spawn_blocking(move || checking.status(&state)).await else { continue };
         for status in statuses {
