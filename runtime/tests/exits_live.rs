@@ -594,3 +594,223 @@ fn current_bundles(state: &Path) -> std::collections::BTreeMap<String, PathBuf> 
         .map(|(name, entry)| (name.clone(), state.join(entry["store_path"].as_str().unwrap())))
         .collect()
 }
+
+/// A small PKI for an OpenVPN server and client, made with openssl: (ca, server cert, server
+/// key, client cert, client key) as PEM files in `dir`.
+fn pki(dir: &Path) -> [PathBuf; 5] {
+    let at = |name: &str| dir.join(name);
+    let ssl = |args: &[&str]| run("openssl", args);
+    let key = |name: &str| {
+        ssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-out",
+            at(name).to_str().unwrap(),
+        ])
+    };
+    key("ca.key");
+    ssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        at("ca.key").to_str().unwrap(),
+        "-subj",
+        "/CN=provider CA",
+        "-days",
+        "2",
+        "-out",
+        at("ca.crt").to_str().unwrap(),
+    ]);
+    for (who, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        key(&format!("{who}.key"));
+        let csr = at(&format!("{who}.csr"));
+        ssl(&[
+            "req",
+            "-new",
+            "-key",
+            at(&format!("{who}.key")).to_str().unwrap(),
+            "-subj",
+            &format!("/CN={who}"),
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        let ext = at(&format!("{who}.ext"));
+        std::fs::write(&ext, format!("extendedKeyUsage={usage}\nkeyUsage=digitalSignature\n")).unwrap();
+        ssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            at("ca.crt").to_str().unwrap(),
+            "-CAkey",
+            at("ca.key").to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            at(&format!("{who}.crt")).to_str().unwrap(),
+        ]);
+    }
+    [at("ca.crt"), at("server.crt"), at("server.key"), at("client.crt"), at("client.key")]
+}
+
+#[test]
+fn an_openvpn_exit_runs_in_its_container_and_nothing_leaks_when_it_is_down() {
+    let World { mut lab, cell, provider, state } = world();
+    let [ca, server_cert, server_key, client_cert, client_key] = pki(lab.dir.path());
+
+    // The provider: Debian's OpenVPN server at 10.250.2.2:1194, its tunnel 10.66.0.0/24.
+    let server_conf = lab.dir.path().join("server.conf");
+    std::fs::write(
+        &server_conf,
+        format!(
+            "dev tun\nproto udp\nlocal 10.250.2.2\nport 1194\ntopology subnet\nserver 10.66.0.0 255.255.255.0\n\
+             ca {}\ncert {}\nkey {}\ndh none\nkeepalive 2 10\nverb 3\n",
+            ca.display(),
+            server_cert.display(),
+            server_key.display()
+        ),
+    )
+    .unwrap();
+    let start_server = |lab: &mut Lab| {
+        lab.spawn(&provider, "openvpn", &["--config", server_conf.to_str().unwrap()], "openvpn-server.log");
+        wait_until("the provider's OpenVPN server has its tunnel", DAEMON_START, || {
+            text(&exec_in(&provider, "ip", &["-4", "-brief", "address"])).contains("10.66.0.1")
+        });
+    };
+    start_server(&mut lab);
+    let dns_log = lab.dir.path().join("provider-dns-names");
+    lab.spawn(&provider, "python3", &["-c", PROVIDER_DNS, dns_log.to_str().unwrap(), "10.66.0.1"], "provider-dns.log");
+
+    // A file that would run a program is refused at its line; the provider's file as it is, taken.
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+    let ovpn = format!(
+        "client\ndev tun\nproto udp\nremote 10.250.2.2 1194\nnobind\nremote-cert-tls server\n<ca>\n{}</ca>\n<cert>\n{}</cert>\n<key>\n{}</key>\n",
+        read(&ca),
+        read(&client_cert),
+        read(&client_key)
+    );
+    let evil = ovpn.replace("nobind", "nobind\nup /bin/sh");
+    let (code, body) =
+        api(&lab, "POST", "/api/exits", Some(json!({"name": "office", "openvpn": evil, "dns": "10.66.0.1"})));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("line 6: `up` runs a program"), "{body}");
+    let (code, body) =
+        api(&lab, "POST", "/api/exits", Some(json!({"name": "office", "openvpn": ovpn, "dns": "10.66.0.1"})));
+    assert_eq!(code, 201, "{body}");
+    let (_, config) = api(&lab, "GET", "/api/config", None);
+    let address = config["connectivity"]["exits"][0]["openvpn"]["address"].as_str().unwrap().to_owned();
+    for (name, exit) in [("phone", json!("office")), ("laptop", Value::Null)] {
+        let (code, body) =
+            api(&lab, "POST", "/api/peers", Some(json!({"name": name, "routing": "full", "exit": exit})));
+        assert_eq!(code, 201, "{body}");
+    }
+
+    // The exit's container: a namespace at its address on the cell network, running the image's
+    // entrypoint on the current generation's bundle, with the exit's secrets where the
+    // container mounts them and forwarding on (as the container's spec asks of Docker).
+    let container = on_cell_network(&mut lab, &cell, "xoffice", &address);
+    run("ip", &["netns", "exec", &container, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    let bundle = current_bundles(&state)["exit-office"].clone();
+    let spec: Value = serde_json::from_str(&read(&bundle.join("container.json"))).unwrap();
+    assert_eq!(spec["devices"], json!(["/dev/net/tun"]), "{spec}");
+    assert!(!read(&bundle.join("openvpn.conf")).contains("BEGIN"), "the provider's keys are in the store");
+    let entrypoint =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/openvpn/rootfs/usr/local/bin/pic-exit-openvpn");
+    let secrets = state.join("secrets/exits/office");
+    let script = "mount -t tmpfs tmpfs /run && mkdir -p /run/pic/exit && mount --bind \"$1\" /run/pic/exit && exec \"$2\" \"$3\"";
+    lab.spawn(
+        &container,
+        "unshare",
+        &[
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            secrets.to_str().unwrap(),
+            entrypoint.to_str().unwrap(),
+            bundle.to_str().unwrap(),
+        ],
+        "exit-office.log",
+    );
+
+    let phone = device(&mut lab, "phone", "10.202.0.2");
+    let laptop = device(&mut lab, "laptop", "10.202.0.3");
+    start_services(&mut lab, &state);
+    count_uplink(&cell);
+
+    // The phone goes out as the provider, the laptop as the cell; the phone's names through the exit.
+    let out = wait_for(
+        "the phone goes out through the OpenVPN exit",
+        DAEMON_START,
+        Duration::from_secs(1),
+        || whoami(&phone),
+        |s| s != "no answer",
+    );
+    assert_eq!(out, "10.250.2.2", "{}", lab.logs());
+    assert_eq!(whoami(&laptop), "10.250.1.2");
+    let dig = |server: &str, name: &str| {
+        text(&exec_in(&phone, "dig", &["+short", "+time=3", "+tries=1", &format!("@{server}"), name])).trim().to_owned()
+    };
+    let answer = wait_for(
+        "the phone's names go through the exit",
+        DAEMON_START,
+        Duration::from_millis(500),
+        || dig("9.9.9.9", "example.org"),
+        |a| a == "10.250.0.10",
+    );
+    assert_eq!(answer, "10.250.0.10");
+    assert!(read(&dns_log).contains("example.org"));
+    wait_for(
+        "the exit shows up (its provider's DNS answers through it)",
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || api(&lab, "GET", "/api/exits", None).1[0]["status"]["up"].clone(),
+        |up| *up == json!(true),
+    );
+    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink");
+    assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink");
+
+    // The provider's server stops: the phone gets nothing out and nothing of it takes the
+    // uplink; back when the server is back, without a restart of anything on the cell.
+    kill_named(&provider, "openvpn");
+    assert_eq!(whoami(&phone), "no answer");
+    let answer = dig("9.9.9.9", "example.net");
+    assert!(!answer.contains("10.250.0.10"), "a name was answered with the exit down: {answer}");
+    assert_eq!(whoami(&laptop), "10.250.1.2");
+    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink with the server down");
+    assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink with the server down");
+    start_server(&mut lab);
+    // The client notices the lost server within its keepalive (10 s) and connects again.
+    let back = wait_for(
+        "the phone's traffic flows again",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || whoami(&phone),
+        |s| s == "10.250.2.2",
+    );
+    assert_eq!(back, "10.250.2.2");
+    assert_eq!(on_uplink(&cell, "phone"), 0);
+    assert!(on_uplink(&cell, "laptop") > 0, "the counters count: the laptop's packets were seen");
+}
+
+/// Kills the processes named `name` in the namespace.
+fn kill_named(ns: &str, name: &str) {
+    let pids = run("ip", &["netns", "pids", ns]);
+    for pid in pids.split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
