@@ -387,6 +387,18 @@ const CASES: &[(&str, &str, Mutation)] = &[
         with_exits(c);
         c["wireguard"]["peers"][1]["exit"] = json!("provider")
     }),
+    ("openvpn exit at a service's address", "connectivity.exits[2].openvpn.address", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][2]["openvpn"]["address"] = json!("172.20.0.3")
+    }),
+    ("openvpn exit outside the cell network", "connectivity.exits[2].openvpn.address", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][2]["openvpn"]["address"] = json!("10.1.2.3")
+    }),
+    ("exit both wireguard and openvpn", "connectivity.exits[2]", |c| {
+        with_exits(c);
+        c["connectivity"]["exits"][2]["wireguard"] = c["connectivity"]["exits"][0]["wireguard"].clone()
+    }),
     ("user sent to an unknown exit", "users[1].exit", |c| {
         with_exits(c);
         c["users"][1]["exit"] = json!("nowhere")

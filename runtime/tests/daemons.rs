@@ -33,6 +33,8 @@ const CHECKS: &[(&str, &[&str])] = &[
     // The ruleset is checked inside a network namespace of its own: never against this machine's.
     ("firewall", &["unshare", "--net", "nft", "--check", "--file", "/etc/pic/bundle/ruleset.nft"]),
     ("wireguard", &["wg-quick", "strip", "/etc/pic/bundle/wg0.conf"]),
+    // The firewall inside the example's OpenVPN exit's container.
+    ("exit-office", &["unshare", "--net", "nft", "--check", "--file", "/etc/pic/bundle/exit.nft"]),
 ];
 
 /// Checkers whose daemon differs between this machine's Debian and the images' suite run in the

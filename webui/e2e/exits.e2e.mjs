@@ -99,7 +99,20 @@ try {
   await card.getByRole("button", { name: "Remove the exit provider" }).click();
   await page.getByText("The exit provider is removed.").waitFor();
   await page.getByText("No exit yet.").waitFor();
-  console.log("e2e exits: a file with a command refused at its line, an exit added and shown down with a failing test, a device sent through it, removal refused while in use, then done: ok");
+
+  // An OpenVPN exit: a file that would run a program is refused at its line; a plain one is
+  // added, its container to be run by the cell.
+  await add.getByLabel("The provider's connection").selectOption("openvpn");
+  await add.getByLabel(/^Name/).fill("office");
+  await add.getByLabel("… or its text").fill("client\nremote 192.0.2.20 1194\nup /bin/sh\n");
+  await add.getByLabel(/The provider's DNS server/).fill("10.66.0.1");
+  await add.getByRole("button", { name: "Add exit" }).click();
+  await add.getByRole("alert").getByText(/line 3: `up` runs a program/).waitFor();
+  await add.getByLabel("… or its text").fill("client\nremote 192.0.2.20 1194\n");
+  await add.getByRole("button", { name: "Add exit" }).click();
+  await page.getByRole("article", { name: "Exit office" }).getByText("(OpenVPN, 192.0.2.20 1194)").waitFor();
+  await page.screenshot({ path: join(artifacts, "connectivity-openvpn.png"), fullPage: true });
+  console.log("e2e exits: a file with a command refused at its line, an exit added and shown down with a failing test, a device sent through it, removal refused while in use, then done; an OpenVPN exit refused for a program, then added: ok");
 } catch (error) {
   failed = true;
   console.error(error);

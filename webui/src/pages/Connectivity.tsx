@@ -93,13 +93,13 @@ function ExitCard({ exit, deviceName, onRemove }: { exit: Exit; deviceName: (a: 
   return (
     <article className="card" aria-label={`Exit ${exit.name}`}>
       <h3>
-        {exit.name} <small>(WireGuard, {exit.endpoint})</small>
+        {exit.name} <small>({exit.kind === "openvpn" ? "OpenVPN" : "WireGuard"}, {exit.endpoint})</small>
       </h3>
       <p>
         <span className={status?.up ? "ok" : "error"}>{status?.up ? "Up" : "Down"}</span>
         {status && !status.up && status.problem ? ` — ${status.problem}` : ""}
         {status?.last_handshake ? `; last heard from ${ago(status.last_handshake)}` : ""}
-        {status && `; ${bytes(status.rx_bytes)} received, ${bytes(status.tx_bytes)} sent`}.
+        {status && exit.kind === "wireguard" && `; ${bytes(status.rx_bytes)} received, ${bytes(status.tx_bytes)} sent`}.
       </p>
       <p>
         <strong>Devices going out through it:</strong>{" "}
@@ -126,7 +126,11 @@ function ExitCard({ exit, deviceName, onRemove }: { exit: Exit; deviceName: (a: 
 
 function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
   const [name, setName] = useState("");
+  const [kind, setKind] = useState<"wireguard" | "openvpn">("wireguard");
   const [file, setFile] = useState("");
+  const [dns, setDns] = useState("");
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const read = async (event: React.ChangeEvent<HTMLInputElement>) => {
@@ -137,7 +141,11 @@ function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
     event.preventDefault();
     setError("");
     setBusy(true);
-    const { error } = await api.POST("/api/exits", { body: { name: name.trim(), wireguard: file } });
+    const body =
+      kind === "wireguard"
+        ? { name: name.trim(), wireguard: file }
+        : { name: name.trim(), openvpn: file, dns: dns.trim(), username: username || null, password: password || null };
+    const { error } = await api.POST("/api/exits", { body: body as never });
     setBusy(false);
     if (error) {
       const details = (error as { error?: { details?: { message: string; hint?: string }[] } }).error?.details ?? [];
@@ -146,6 +154,7 @@ function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
     }
     setName("");
     setFile("");
+    setPassword("");
     onAdded(`The exit ${name.trim()} is added. Choose the devices that go out through it on the Routing page.`);
   };
   return (
@@ -156,14 +165,37 @@ function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
         <input value={name} onChange={(e) => setName(e.target.value)} required maxLength={12} pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?" />
       </label>
       <label>
-        The provider's WireGuard file (.conf)
-        <input type="file" accept=".conf,text/plain" onChange={read} />
+        The provider's connection
+        <select value={kind} onChange={(e) => setKind(e.target.value as "wireguard" | "openvpn")}>
+          <option value="wireguard">WireGuard (a .conf file)</option>
+          <option value="openvpn">OpenVPN (an .ovpn file)</option>
+        </select>
+      </label>
+      <label>
+        The provider's file
+        <input type="file" accept={kind === "wireguard" ? ".conf,text/plain" : ".ovpn,.conf,text/plain"} onChange={read} />
       </label>
       <label>
         … or its text
         <textarea rows={6} value={file} onChange={(e) => setFile(e.target.value)} required spellCheck={false} />
       </label>
-      <p>The file's keys are kept in the cell's secrets, never in its config or its history.</p>
+      {kind === "openvpn" && (
+        <>
+          <label>
+            The provider's DNS server (its guide names it)
+            <input value={dns} onChange={(e) => setDns(e.target.value)} required inputMode="decimal" placeholder="10.8.0.1" />
+          </label>
+          <label>
+            User name with the provider (if its file asks for one)
+            <input value={username} onChange={(e) => setUsername(e.target.value)} autoComplete="off" />
+          </label>
+          <label>
+            Password with the provider
+            <input type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="new-password" />
+          </label>
+        </>
+      )}
+      <p>The file's keys and the password are kept in the cell's secrets, never in its config or its history.</p>
       <button type="submit" disabled={busy}>
         {busy ? "Adding…" : "Add exit"}
       </button>
