@@ -207,7 +207,7 @@ fn device(lab: &mut Lab, name: &str, lan_address: &str) -> String {
     std::fs::write(&path, &config).unwrap();
     let stripped = lab.dir.path().join(format!("{name}-stripped.conf"));
     std::fs::write(&stripped, run("wg-quick", &["strip", path.to_str().unwrap()])).unwrap();
-    let interface = format!("wgd{name}{}", lab.id % 1000);
+    let interface = format!("wgd{name}{}", lab.id);
     let out = exec_in(&ns, "wireguard-go", &[&interface]);
     assert!(out.status.success(), "wireguard-go: {}", text(&out));
     lab.interfaces.push(interface.clone());
@@ -247,8 +247,11 @@ struct World {
 }
 
 fn world() -> World {
+    // Tests of this file run side by side in one process: each lab names its own namespaces.
+    static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = LABS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let mut lab = Lab {
-        id: std::process::id() % 100_000,
+        id: (std::process::id() % 10_000) * 10 + n,
         dir: tempfile::tempdir().unwrap(),
         namespaces: Vec::new(),
         children: Vec::new(),
@@ -401,7 +404,7 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         format!("[Interface]\nPrivateKey = {provider_private}\nListenPort = 51820\n\n[Peer]\nPublicKey = {cell_public}\nAllowedIPs = 10.64.0.2/32\n"),
     )
     .unwrap();
-    let provider_if = format!("wgprov{}", lab.id % 1000);
+    let provider_if = format!("wgprov{}", lab.id);
     let out = exec_in(&provider, "wireguard-go", &[&provider_if]);
     assert!(out.status.success(), "{}", text(&out));
     lab.interfaces.push(provider_if.clone());

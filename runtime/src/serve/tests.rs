@@ -1335,4 +1335,27 @@ async fn exits_are_added_used_and_removed_with_their_keys_kept_apart() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(!key.exists(), "the exit's keys outlive it");
     assert_eq!(api.call(&admin, Method::DELETE, "/api/exits/vpn", None).await.status, StatusCode::NOT_FOUND);
+
+    // An OpenVPN exit: the file asks for an account, so one is needed; its container gets a
+    // free address on the cell network; file and password stay in secrets/.
+    let ovpn = "client\nremote vpn.example.net 1194\nauth-user-pass\n<ca>\nnot a real key\n</ca>\n";
+    let new = json!({"name": "office", "openvpn": ovpn, "dns": "10.66.0.1"});
+    let reply = api.call(&admin, Method::POST, "/api/exits", Some(new.clone())).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(reply.body["error"]["details"][0]["path"], "username", "{}", reply.body);
+    let mut with_account = new.clone();
+    with_account["username"] = json!("me");
+    with_account["password"] = json!("account-password");
+    let reply = api.call(&admin, Method::POST, "/api/exits", Some(with_account)).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let config = api.call(&admin, Method::GET, "/api/config", None).await.body;
+    let exit = &config["connectivity"]["exits"][0];
+    assert_eq!(exit["openvpn"]["address"], "172.20.0.32", "{config}");
+    assert_eq!(exit["openvpn"]["remotes"], json!(["vpn.example.net 1194"]));
+    assert!(!config.to_string().contains("account-password") && !config.to_string().contains("not a real key"));
+    let auth = api.app.state.secrets().dir().join("exits/office/auth.txt");
+    assert_eq!(std::fs::read_to_string(&auth).unwrap(), "me\naccount-password\n");
+    assert_eq!(std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777, 0o600);
+    let listed = api.call(&admin, Method::GET, "/api/exits", None).await;
+    assert_eq!(listed.body[0]["kind"], "openvpn", "{}", listed.body);
 }

@@ -963,7 +963,7 @@ export interface components {
         ExitView: {
             /** @description The provider's server. */
             endpoint: string;
-            /** @description `wireguard`. */
+            /** @description `wireguard` or `openvpn`. */
             kind: string;
             name: string;
             status?: components["schemas"]["ExitStatus"] | null;
@@ -1032,10 +1032,17 @@ export interface components {
         };
         /** @description A new exit. */
         NewExit: {
+            /** @description OpenVPN: the provider's DNS server, asked through the tunnel. */
+            dns?: string | null;
             /** @description At most 12 characters: a DNS label. */
             name: string;
+            /** @description Or its OpenVPN file (`.ovpn`, keys inline), as text: the exit runs in a container. */
+            openvpn?: string | null;
+            password?: string | null;
+            /** @description OpenVPN: the account's user name and password, when the file asks for them. */
+            username?: string | null;
             /** @description The provider's WireGuard (wg-quick) file, as text. */
-            wireguard: string;
+            wireguard?: string | null;
         };
         NewFolder: {
             path: string;
