@@ -204,7 +204,7 @@ pub enum Command {
 pub enum ExitCommand {
     /// Add an exit from a provider's WireGuard file (or replace the exit of that name); its
     /// keys are kept in secrets/, the rest goes into the config.
-    #[command(group(clap::ArgGroup::new("kind").required(true).args(["wireguard", "openvpn"])))]
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["wireguard", "openvpn", "tor"])))]
     Add {
         /// A name of at most 12 characters, e.g. `mullvad`.
         name: String,
@@ -222,6 +222,10 @@ pub enum ExitCommand {
         /// (the password is read from standard input, or prompted).
         #[arg(long, requires = "openvpn")]
         username: Option<String>,
+        /// Out through Tor (TCP and names only; the rest of the devices' traffic is dropped),
+        /// in a container of its own.
+        #[arg(long)]
+        tor: bool,
     },
     /// The exits: whether each is up, its last handshake and traffic, its devices.
     List,

@@ -35,6 +35,9 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("wireguard", &["wg-quick", "strip", "/etc/pic/bundle/wg0.conf"]),
     // The firewall inside the example's OpenVPN exit's container.
     ("exit-office", &["unshare", "--net", "nft", "--check", "--file", "/etc/pic/bundle/exit.nft"]),
+    // The example's Tor exit: its firewall and Tor's own check of its torrc.
+    ("exit-tor", &["unshare", "--net", "nft", "--check", "--file", "/etc/pic/bundle/exit.nft"]),
+    ("exit-tor", &["tor", "--verify-config", "-f", "/etc/pic/bundle/torrc"]),
 ];
 
 /// Checkers whose daemon differs between this machine's Debian and the images' suite run in the

@@ -817,3 +817,73 @@ fn kill_named(ns: &str, name: &str) {
         }
     }
 }
+
+/// Whether a TCP connection from `ns` to `address:port` is accepted within 3 s.
+fn connects(ns: &str, address: &str, port: u16) -> bool {
+    let probe = format!("echo > /dev/tcp/{address}/{port}");
+    exec_in(ns, "timeout", &["3", "bash", "-c", &probe]).status.success()
+}
+
+/// The packets counted by the rule with this comment in the Tor exit container's firewall.
+fn into_tor(container: &str, comment: &str) -> u64 {
+    let listed = text(&exec_in(container, "nft", &["list", "chain", "ip", "exit", "prerouting"]));
+    let line = listed.lines().find(|l| l.contains(comment)).unwrap_or_else(|| panic!("{comment}:\n{listed}"));
+    line.split("packets ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap()
+}
+
+#[test]
+fn a_tor_exit_takes_tcp_and_names_and_nothing_else_leaves() {
+    let World { mut lab, cell, state, .. } = world();
+    let (code, body) = api(&lab, "POST", "/api/exits", Some(json!({"name": "tor", "tor": true})));
+    assert_eq!(code, 201, "{body}");
+    let (_, config) = api(&lab, "GET", "/api/config", None);
+    let address = config["connectivity"]["exits"][0]["tor"]["address"].as_str().unwrap().to_owned();
+    for (name, exit) in [("phone", json!("tor")), ("laptop", Value::Null)] {
+        let (code, body) =
+            api(&lab, "POST", "/api/peers", Some(json!({"name": name, "routing": "full", "exit": exit})));
+        assert_eq!(code, 201, "{body}");
+    }
+
+    // The exit's container: a namespace at its address running the image's entrypoint (the
+    // firewall that redirects into Tor, then Debian's Tor) on the current generation's bundle.
+    // Its network reaches no Tor relay (nothing here leaves the machine): Tor never bootstraps.
+    let container = on_cell_network(&mut lab, &cell, "xtor", &address);
+    let bundle = current_bundles(&state)["exit-tor"].clone();
+    let entrypoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/tor/rootfs/usr/local/bin/pic-exit-tor");
+    let scratch = lab.dir.path().join("run-exit-tor");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let secrets = state.join("secrets");
+    let mut args = vec!["--mount", "--propagation", "private", "sh", "-c", common::DAEMON_HARNESS, "harness"];
+    args.extend([bundle.to_str().unwrap(), secrets.to_str().unwrap(), scratch.to_str().unwrap()]);
+    args.push(entrypoint.to_str().unwrap());
+    lab.spawn(&container, "unshare", &args, "exit-tor.log");
+
+    let phone = device(&mut lab, "phone", "10.202.0.2");
+    let laptop = device(&mut lab, "laptop", "10.202.0.3");
+    start_services(&mut lab, &state);
+    count_uplink(&cell);
+
+    // The phone's TCP reaches Tor's TransPort (which accepts it; with no relay it goes no
+    // further): the web server on "the internet" never hears of it.
+    wait_until("the phone's TCP is taken by Tor", DAEMON_START, || connects(&phone, "10.250.0.10", 80));
+    assert!(into_tor(&container, "TCP into Tor") > 0);
+    assert_eq!(whoami(&phone), "no answer", "{}", lab.logs());
+    // Its names go to Tor's DNSPort (unanswered without a relay), whatever server it asks.
+    // (The forwarder listens within moments of the exit's generation: it looks every 2 s.)
+    let ask = || text(&exec_in(&phone, "dig", &["+short", "+time=3", "+tries=1", "@9.9.9.9", "example.org"]));
+    wait_until("the phone's names reach Tor", DAEMON_START, || {
+        let answer = ask();
+        assert!(!answer.contains("10.250.0.10"), "{answer}");
+        into_tor(&container, "names into Tor") > 0
+    });
+    // Its UDP and ICMP go nowhere.
+    let _ = exec_in(&phone, "bash", &["-c", "echo x > /dev/udp/10.250.0.10/9"]);
+    let ping = exec_in(&phone, "ping", &["-c", "1", "-W", "2", "10.250.0.10"]);
+    assert!(!ping.status.success(), "the phone pinged the internet past Tor");
+    // The laptop is untouched; nothing of the phone took the uplink.
+    assert_eq!(whoami(&laptop), "10.250.1.2");
+    assert_eq!(on_uplink(&cell, "phone"), 0, "the phone's packets left through the uplink");
+    assert_eq!(on_uplink(&cell, "dns"), 0, "a DNS query left through the uplink");
+    let web = std::fs::read_to_string(lab.dir.path().join("web-sources")).unwrap_or_default();
+    assert!(web.lines().all(|source| source == "10.250.1.2"), "the web server heard from more than the laptop: {web}");
+}

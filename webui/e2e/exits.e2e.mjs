@@ -111,8 +111,13 @@ try {
   await add.getByLabel("… or its text").fill("client\nremote 192.0.2.20 1194\n");
   await add.getByRole("button", { name: "Add exit" }).click();
   await page.getByRole("article", { name: "Exit office" }).getByText("(OpenVPN, 192.0.2.20 1194)").waitFor();
-  await page.screenshot({ path: join(artifacts, "connectivity-openvpn.png"), fullPage: true });
-  console.log("e2e exits: a file with a command refused at its line, an exit added and shown down with a failing test, a device sent through it, removal refused while in use, then done; an OpenVPN exit refused for a program, then added: ok");
+  // A Tor exit needs no file.
+  await add.getByLabel("The provider's connection").selectOption("tor");
+  await add.getByLabel(/^Name/).fill("tor");
+  await add.getByRole("button", { name: "Add exit" }).click();
+  await page.getByRole("article", { name: "Exit tor" }).getByText("(Tor, the Tor network)").waitFor();
+  await page.screenshot({ path: join(artifacts, "connectivity-openvpn-tor.png"), fullPage: true });
+  console.log("e2e exits: a file with a command refused at its line, an exit added and shown down with a failing test, a device sent through it, removal refused while in use, then done; an OpenVPN exit refused for a program, then added; a Tor exit: ok");
 } catch (error) {
   failed = true;
   console.error(error);

@@ -71,7 +71,7 @@ pub fn free_address(config: &CellConfig) -> Option<Ipv4Addr> {
         .filter(|s| s.offset.is_some())
         .map(|s| config.service_address(s))
         .chain(config.apps.iter().map(|a| a.address))
-        .chain(config.connectivity.exits.iter().filter_map(|e| Some(e.openvpn.as_ref()?.address)))
+        .chain(config.connectivity.exits.iter().filter_map(|e| e.container_address()))
         .chain([config.gateway()])
         .collect();
     let first = if net.prefix_len() <= 26 { 32 } else { 16 };

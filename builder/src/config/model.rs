@@ -82,6 +82,26 @@ pub struct Exit {
     /// (its `.ovpn` file and credentials are `secrets/exits/<name>/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openvpn: Option<OpenVpnExit>,
+    /// Tor, run in a container of its own on the cell network: the devices' TCP and names go
+    /// into it, everything else of theirs is dropped. For getting around censorship; it does
+    /// not make a device anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tor: Option<TorExit>,
+}
+
+/// A Tor exit: where its container sits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TorExit {
+    /// The exit container's address on the cell network (chosen when the exit is added).
+    pub address: Ipv4Addr,
+}
+
+impl Exit {
+    /// The address of the exit's container on the cell network, when it runs in one.
+    pub fn container_address(&self) -> Option<Ipv4Addr> {
+        self.openvpn.as_ref().map(|o| o.address).or(self.tor.as_ref().map(|t| t.address))
+    }
 }
 
 /// An OpenVPN exit: where its container sits, and what the provider's file says publicly.

@@ -466,26 +466,35 @@ impl<'a> Validator<'a> {
                     format!("use a shorter name: its interface x-{} must fit in 15 characters", exit.name),
                 );
             }
-            match (&exit.wireguard, &exit.openvpn) {
-                (Some(_), Some(_)) => {
+            let kinds = [exit.wireguard.is_some(), exit.openvpn.is_some(), exit.tor.is_some()];
+            if kinds.iter().filter(|k| **k).count() > 1 {
+                self.err(
+                    format!("connectivity.exits[{i}]"),
+                    "is more than one kind of exit",
+                    "keep one of `wireguard`, `openvpn` and `tor`: an exit is one way out",
+                );
+                continue;
+            }
+            if let Some(ovpn) = &exit.openvpn {
+                self.container_exit(i, "openvpn", ovpn.address);
+                if ovpn.remotes.is_empty() {
                     self.err(
-                        format!("connectivity.exits[{i}]"),
-                        "is both a WireGuard and an OpenVPN exit",
-                        "keep one: an exit is one provider's tunnel",
+                        format!("connectivity.exits[{i}].openvpn.remotes"),
+                        "names no server",
+                        "add the exit again from the provider's file (`pic exit add NAME --openvpn FILE`)",
                     );
-                    continue;
                 }
-                (None, Some(ovpn)) => {
-                    self.openvpn_exit(i, ovpn);
-                    continue;
-                }
-                _ => {}
+                continue;
+            }
+            if let Some(tor) = &exit.tor {
+                self.container_exit(i, "tor", tor.address);
+                continue;
             }
             let Some(wg) = &exit.wireguard else {
                 self.err(
                     format!("connectivity.exits[{i}]"),
                     "says no kind of exit",
-                    "give `wireguard` or `openvpn` (`pic exit add NAME --wireguard FILE` or `--openvpn FILE`)",
+                    "give `wireguard`, `openvpn` or `tor` (`pic exit add NAME --wireguard FILE`, `--openvpn FILE` or `--tor`)",
                 );
                 continue;
             };
@@ -556,11 +565,11 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// An OpenVPN exit's container address: a free host of the cell network.
-    fn openvpn_exit(&mut self, i: usize, ovpn: &super::OpenVpnExit) {
-        let path = format!("connectivity.exits[{i}].openvpn.address");
+    /// An exit container's address: a free host of the cell network.
+    fn container_exit(&mut self, i: usize, kind: &str, address: Ipv4Addr) {
+        let path = format!("connectivity.exits[{i}].{kind}.address");
         let net = self.c.network.subnet;
-        self.host_in(&path, ovpn.address, &net, "network.subnet");
+        self.host_in(&path, address, &net, "network.subnet");
         let taken = CATALOG
             .iter()
             .filter(|s| s.offset.is_some())
@@ -570,22 +579,11 @@ impl<'a> Validator<'a> {
             .chain(
                 self.c.connectivity.exits[..i]
                     .iter()
-                    .filter_map(|e| Some((format!("the exit {}", e.name), e.openvpn.as_ref()?.address))),
+                    .filter_map(|e| Some((format!("the exit {}", e.name), e.container_address()?))),
             )
-            .find(|(_, a)| *a == ovpn.address);
+            .find(|(_, a)| *a == address);
         if let Some((what, _)) = taken {
-            self.err(
-                &path,
-                format!("{} is the address of {what}", ovpn.address),
-                "choose a free address in network.subnet",
-            );
-        }
-        if ovpn.remotes.is_empty() {
-            self.err(
-                format!("connectivity.exits[{i}].openvpn.remotes"),
-                "names no server",
-                "add the exit again from the provider's file (`pic exit add NAME --openvpn FILE`)",
-            );
+            self.err(&path, format!("{address} is the address of {what}"), "choose a free address in network.subnet");
         }
     }
 

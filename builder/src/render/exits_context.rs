@@ -31,9 +31,30 @@ pub struct ExitView {
     pub dns: Ipv4Addr,
     /// The devices sent through it.
     pub devices: Vec<Ipv4Addr>,
+    /// `wireguard`, `openvpn` or `tor`.
+    pub kind: &'static str,
+    /// The exit's container on the cell network (OpenVPN, Tor): its routing table's next hop.
+    pub via: Option<Ipv4Addr>,
     pub wireguard: Option<WireGuardExitView>,
     pub openvpn: Option<OpenVpnExitView>,
+    pub tor: Option<TorExitView>,
 }
+
+/// A Tor exit: its container (`exit-<name>`), where the devices' TCP and names are redirected
+/// into Tor.
+#[derive(Debug, Serialize)]
+pub struct TorExitView {
+    pub service: String,
+    pub address: Ipv4Addr,
+    /// Tor's transparent proxy port.
+    pub trans_port: u16,
+    /// Tor's DNS port.
+    pub dns_port: u16,
+}
+
+/// Tor's ports inside its container.
+pub const TOR_TRANS_PORT: u16 = 9040;
+pub const TOR_DNS_PORT: u16 = 5353;
 
 /// An OpenVPN exit: its container (`exit-<name>`) on the cell network, which the exit's
 /// devices' packets are routed to.
@@ -78,13 +99,27 @@ pub fn exits(config: &ValidConfig) -> Vec<ExitView> {
             devices.sort();
             let wireguard = exit.wireguard.as_ref();
             let openvpn = exit.openvpn.as_ref();
+            let tor = exit.tor.as_ref();
             ExitView {
                 name: exit.name.clone(),
                 interface: format!("{EXIT_INTERFACE_PREFIX}{}", exit.name),
                 mark: EXIT_TABLE_BASE + u32::from(n),
                 dns_port: EXIT_DNS_PORT_BASE + n,
-                dns: wireguard.map(|w| w.dns).or(openvpn.map(|o| o.dns)).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                // A Tor exit's names: its container, which redirects them into Tor.
+                dns: wireguard
+                    .map(|w| w.dns)
+                    .or(openvpn.map(|o| o.dns))
+                    .or(tor.map(|t| t.address))
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
                 devices,
+                kind: if openvpn.is_some() {
+                    "openvpn"
+                } else if tor.is_some() {
+                    "tor"
+                } else {
+                    "wireguard"
+                },
+                via: exit.container_address(),
                 wireguard: wireguard.map(|w| WireGuardExitView {
                     address: w.address.to_string(),
                     public_key: w.public_key.clone(),
@@ -95,6 +130,12 @@ pub fn exits(config: &ValidConfig) -> Vec<ExitView> {
                     service: exit_service(&exit.name),
                     address: o.address,
                     remotes: o.remotes.clone(),
+                }),
+                tor: tor.map(|t| TorExitView {
+                    service: exit_service(&exit.name),
+                    address: t.address,
+                    trans_port: TOR_TRANS_PORT,
+                    dns_port: TOR_DNS_PORT,
                 }),
             }
         })

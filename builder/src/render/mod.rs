@@ -110,25 +110,32 @@ impl Renderer {
                 bundles.insert(app.service(), bundle);
             }
         }
-        // An OpenVPN exit's container: its spec, OpenVPN's options over the provider's file,
-        // and the firewall inside it (the provider's file itself stays in secrets/).
+        // An exit that runs in a container (OpenVPN, Tor): its spec, its daemon's options and
+        // the firewall inside it, from `_exit/<kind>/` (an OpenVPN provider's file itself
+        // stays in secrets/).
         let exits = context.get_attr("exits").unwrap_or_default();
-        for view in exits.try_iter().into_iter().flatten() {
-            let Some(service) = view.get_attr("openvpn").ok().and_then(|o| o.get_attr("service").ok()) else {
+        for (view, exit) in exits.try_iter().into_iter().flatten().zip(sorted_exits(config)) {
+            let Some(kind) = ["openvpn", "tor"].into_iter().find(|k| match *k {
+                "openvpn" => exit.openvpn.is_some(),
+                _ => exit.tor.is_some(),
+            }) else {
                 continue;
             };
-            let Some(service) = service.as_str().map(str::to_owned) else { continue };
+            let service = exits_context::exit_service(&exit.name);
+            let folder = format!("{EXIT_TEMPLATES}/{kind}");
             let local = minijinja::context! { exit => view, ..context.clone() };
             let mut bundle = Bundle::default();
-            for (file, template_name) in EXIT_FILES {
+            for (file, _) in templates::of_service(&folder) {
+                let Some(name) = file.strip_suffix(TEMPLATE_SUFFIX) else { continue };
+                let template_name = format!("{folder}/{file}");
                 let render_error = |e: minijinja::Error| Error::Render {
                     template: format!("{template_name} ({service})"),
                     message: format!("{e:#}"),
                 };
-                let template = self.env.get_template(template_name).map_err(render_error)?;
+                let template = self.env.get_template(&template_name).map_err(render_error)?;
                 bundle
                     .files
-                    .insert((*file).to_owned(), template.render(local.clone()).map_err(render_error)?.into_bytes());
+                    .insert(name.to_owned(), template.render(local.clone()).map_err(render_error)?.into_bytes());
             }
             bundles.insert(service, bundle);
         }
@@ -136,9 +143,12 @@ impl Renderer {
     }
 }
 
-/// The files of an OpenVPN exit's bundle, and their templates.
-const EXIT_FILES: &[(&str, &str)] = &[
-    ("container.json", "_exit/container.json.j2"),
-    ("openvpn.conf", "_exit/openvpn.conf.j2"),
-    ("exit.nft", "_exit/exit.nft.j2"),
-];
+/// The templates of exits that run in containers: `<this>/<kind>/`.
+const EXIT_TEMPLATES: &str = "_exit";
+
+/// The config's exits in the context's order (by name).
+fn sorted_exits(config: &ValidConfig) -> Vec<&crate::config::Exit> {
+    let mut exits: Vec<_> = config.connectivity.exits.iter().collect();
+    exits.sort_by(|a, b| a.name.cmp(&b.name));
+    exits
+}

@@ -9,7 +9,7 @@ use crate::output::Output;
 
 pub fn run(state: &State, command: &ExitCommand, out: &Output) -> Result<()> {
     match command {
-        ExitCommand::Add { name, wireguard, openvpn, dns, username } => {
+        ExitCommand::Add { name, wireguard, openvpn, dns, username, tor } => {
             let read = |path: &std::path::Path| {
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
             };
@@ -26,7 +26,8 @@ pub fn run(state: &State, command: &ExitCommand, out: &Output) -> Result<()> {
                     let dns = dns.context("--dns is required with --openvpn")?;
                     manage::add_openvpn(state, name, &read(file)?, manage::OpenVpnInputs { dns, credentials })?
                 }
-                (None, None) => anyhow::bail!("give --wireguard FILE or --openvpn FILE"),
+                (None, None) if *tor => manage::add_tor(state, name)?,
+                (None, None) => anyhow::bail!("give --wireguard FILE, --openvpn FILE or --tor"),
             };
             out.emit(&serde_json::json!({"exit": name, "generation": switched.to}), |_| {
                 format!(

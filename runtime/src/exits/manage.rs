@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use pic_builder::config::{Exit, FieldError, OpenVpnExit, ValidationErrors};
+use pic_builder::config::{CellConfig, Exit, FieldError, OpenVpnExit, TorExit, ValidationErrors};
 use pic_builder::exits::{ExitSecrets, OpenVpnFile, ProviderFile};
 use pic_builder::state::SwitchOutcome;
 use pic_builder::{Error, State};
@@ -27,7 +27,7 @@ pub fn add_wireguard(state: &State, name: &str, file: &str) -> Result<SwitchOutc
     })?;
     let writer = state.writer()?;
     let config = writer.desired_with(|c| {
-        let exit = Exit { name: name.to_owned(), wireguard: Some(file.exit.clone()), openvpn: None };
+        let exit = Exit { name: name.to_owned(), wireguard: Some(file.exit.clone()), openvpn: None, tor: None };
         match c.connectivity.exits.iter_mut().find(|e| e.name == name) {
             Some(existing) => *existing = exit,
             None => c.connectivity.exits.push(exit),
@@ -82,26 +82,47 @@ pub fn add_openvpn(state: &State, name: &str, file: &str, inputs: OpenVpnInputs<
     }
     let writer = state.writer()?;
     let config = writer.desired_with(|c| {
-        let address = match c.connectivity.exits.iter().find(|e| e.name == name).and_then(|e| e.openvpn.as_ref()) {
-            Some(existing) => existing.address,
-            None => pic_builder::apps::changes::free_address(c).ok_or_else(|| {
-                Error::Invalid(ValidationErrors::single(
-                    "network.subnet",
-                    "the cell network has no free address for the exit's container",
-                    "use a larger network.subnet",
-                ))
-            })?,
-        };
+        let address = container_address(c, name)?;
         let openvpn = OpenVpnExit { address, remotes: file.remotes.clone(), dns: inputs.dns };
-        let exit = Exit { name: name.to_owned(), wireguard: None, openvpn: Some(openvpn) };
-        match c.connectivity.exits.iter_mut().find(|e| e.name == name) {
-            Some(existing) => *existing = exit,
-            None => c.connectivity.exits.push(exit),
-        }
+        put(c, Exit { name: name.to_owned(), wireguard: None, openvpn: Some(openvpn), tor: None });
         Ok(())
     })?;
     ExitSecrets::new(state.secrets().dir()).store_openvpn(name, &file, inputs.credentials)?;
     writer.build_and_switch(&config, &format!("exit {name} from a provider's OpenVPN file"))
+}
+
+/// Adds the Tor exit `name` (or keeps the one of that name): a container of its own on the
+/// cell network.
+pub fn add_tor(state: &State, name: &str) -> Result<SwitchOutcome, Error> {
+    let writer = state.writer()?;
+    let config = writer.desired_with(|c| {
+        let address = container_address(c, name)?;
+        put(c, Exit { name: name.to_owned(), wireguard: None, openvpn: None, tor: Some(TorExit { address }) });
+        Ok(())
+    })?;
+    writer.build_and_switch(&config, &format!("exit {name} through Tor"))
+}
+
+/// The address of the exit `name`'s container: the one it has, else a free one.
+fn container_address(c: &CellConfig, name: &str) -> Result<Ipv4Addr, Error> {
+    if let Some(address) = c.connectivity.exits.iter().find(|e| e.name == name).and_then(Exit::container_address) {
+        return Ok(address);
+    }
+    pic_builder::apps::changes::free_address(c).ok_or_else(|| {
+        Error::Invalid(ValidationErrors::single(
+            "network.subnet",
+            "the cell network has no free address for the exit's container",
+            "use a larger network.subnet",
+        ))
+    })
+}
+
+/// Puts `exit` into the config, in place of the one of its name.
+fn put(c: &mut CellConfig, exit: Exit) {
+    match c.connectivity.exits.iter_mut().find(|e| e.name == exit.name) {
+        Some(existing) => *existing = exit,
+        None => c.connectivity.exits.push(exit),
+    }
 }
 
 /// Removes the exit `name`, unless devices or users are sent through it.

@@ -38,16 +38,11 @@ pub struct DesiredExit {
     pub dns: Ipv4Addr,
     #[serde(default)]
     pub wireguard: Option<DesiredWireGuard>,
+    /// An exit run by a container on the cell network (OpenVPN, Tor): its table's next hop.
     #[serde(default)]
-    pub openvpn: Option<DesiredOpenVpn>,
+    pub via: Option<Ipv4Addr>,
     #[serde(default)]
     pub devices: Vec<Ipv4Addr>,
-}
-
-/// An exit run by a container on the cell network: its table's next hop.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DesiredOpenVpn {
-    pub via: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,8 +133,8 @@ impl Exits {
                 )?;
             }
             // A container's exit: its address is the next hop (once the cell network is up).
-            if let Some(openvpn) = &exit.openvpn {
-                let via = openvpn.via.to_string();
+            if let Some(via) = exit.via {
+                let via = via.to_string();
                 match command::run("ip", &["route", "replace", "default", "via", &via, "table", &exit.mark.to_string()])
                 {
                     Ok(_) => report.configured.push(exit.name.clone()),
@@ -369,7 +364,7 @@ impl Exits {
         Ok(desired(state)?
             .into_iter()
             .map(|exit| {
-                if exit.openvpn.is_some() {
+                if exit.via.is_some() {
                     let result = tested.get(&exit.name).cloned().unwrap_or(Err("not tested yet".into()));
                     return ExitStatus {
                         name: exit.name,
@@ -417,7 +412,7 @@ impl Exits {
             .unwrap_or_default()
             .into_iter()
             .filter(|e| {
-                (e.wireguard.is_some() && !interface_exists(&e.interface)) || (e.openvpn.is_some() && !routed(e.mark))
+                (e.wireguard.is_some() && !interface_exists(&e.interface)) || (e.via.is_some() && !routed(e.mark))
             })
             .map(|e| e.name)
             .collect()

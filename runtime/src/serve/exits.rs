@@ -19,7 +19,7 @@ use crate::exits::{ExitStatus, Exits, manage};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExitView {
     pub name: String,
-    /// `wireguard` or `openvpn`.
+    /// `wireguard`, `openvpn` or `tor`.
     pub kind: String,
     /// The provider's server.
     pub endpoint: String,
@@ -39,11 +39,18 @@ pub async fn list(State(app): State<AppState>, _admin: Admin) -> Result<Json<Vec
             .iter()
             .map(|exit| ExitView {
                 name: exit.name.clone(),
-                kind: if exit.openvpn.is_some() { "openvpn" } else { "wireguard" }.into(),
+                kind: if exit.openvpn.is_some() {
+                    "openvpn"
+                } else if exit.tor.is_some() {
+                    "tor"
+                } else {
+                    "wireguard"
+                }
+                .into(),
                 endpoint: match (&exit.wireguard, &exit.openvpn) {
                     (Some(w), _) => w.endpoint.clone(),
                     (_, Some(o)) => o.remotes.join(", "),
-                    _ => String::new(),
+                    _ => "the Tor network".into(),
                 },
                 status: statuses.iter().find(|s| s.name == exit.name).cloned(),
             })
@@ -74,6 +81,9 @@ pub struct NewExit {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Or `true`: out through Tor, in a container.
+    #[serde(default)]
+    pub tor: bool,
 }
 
 #[utoipa::path(post, path = "/api/exits", tag = "exits", request_body = NewExit, responses((status = 201, description = "the exit is in a new generation, its keys in secrets/", body = Object), (status = 422, description = "the file or the name refused, each problem at its line", body = ErrorBody)))]
@@ -91,8 +101,9 @@ pub async fn add(
             )))
         };
         match (&new.wireguard, &new.openvpn) {
-            (Some(file), None) => Ok(manage::add_wireguard(&app.state, &new.name, file)?),
-            (None, Some(file)) => {
+            (None, None) if new.tor => Ok(manage::add_tor(&app.state, &new.name)?),
+            (Some(file), None) if !new.tor => Ok(manage::add_wireguard(&app.state, &new.name, file)?),
+            (None, Some(file)) if !new.tor => {
                 let dns = new.dns.ok_or_else(|| {
                     single("dns", "an OpenVPN exit needs its provider's DNS server", "the provider's guide names it")
                 })?;

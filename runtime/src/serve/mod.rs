@@ -543,7 +543,7 @@ async fn watch_exits(app: AppState) {
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| e.openvpn.is_some());
+            .filter(|e| e.via.is_some());
         for exit in containers {
             let out = crate::exits::names::Out::of(&exit);
             let result = crate::exits::names::probe(&out, exit.dns)

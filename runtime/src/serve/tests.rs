@@ -1358,4 +1358,13 @@ async fn exits_are_added_used_and_removed_with_their_keys_kept_apart() {
     assert_eq!(std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777, 0o600);
     let listed = api.call(&admin, Method::GET, "/api/exits", None).await;
     assert_eq!(listed.body[0]["kind"], "openvpn", "{}", listed.body);
+
+    // A Tor exit needs nothing but its name; one request with two ways out is refused.
+    let both = json!({"name": "mixed", "tor": true, "wireguard": PROVIDER_FILE});
+    let reply = api.call(&admin, Method::POST, "/api/exits", Some(both)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    let reply = api.call(&admin, Method::POST, "/api/exits", Some(json!({"name": "tor", "tor": true}))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let config = api.call(&admin, Method::GET, "/api/config", None).await.body;
+    assert_eq!(config["connectivity"]["exits"][1], json!({"name": "tor", "tor": {"address": "172.20.0.33"}}));
 }

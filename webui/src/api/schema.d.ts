@@ -963,7 +963,7 @@ export interface components {
         ExitView: {
             /** @description The provider's server. */
             endpoint: string;
-            /** @description `wireguard` or `openvpn`. */
+            /** @description `wireguard`, `openvpn` or `tor`. */
             kind: string;
             name: string;
             status?: components["schemas"]["ExitStatus"] | null;
@@ -1039,6 +1039,8 @@ export interface components {
             /** @description Or its OpenVPN file (`.ovpn`, keys inline), as text: the exit runs in a container. */
             openvpn?: string | null;
             password?: string | null;
+            /** @description Or `true`: out through Tor, in a container. */
+            tor?: boolean;
             /** @description OpenVPN: the account's user name and password, when the file asks for them. */
             username?: string | null;
             /** @description The provider's WireGuard (wg-quick) file, as text. */

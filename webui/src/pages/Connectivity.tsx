@@ -93,7 +93,7 @@ function ExitCard({ exit, deviceName, onRemove }: { exit: Exit; deviceName: (a: 
   return (
     <article className="card" aria-label={`Exit ${exit.name}`}>
       <h3>
-        {exit.name} <small>({exit.kind === "openvpn" ? "OpenVPN" : "WireGuard"}, {exit.endpoint})</small>
+        {exit.name} <small>({{ openvpn: "OpenVPN", tor: "Tor", wireguard: "WireGuard" }[exit.kind] ?? exit.kind}, {exit.endpoint})</small>
       </h3>
       <p>
         <span className={status?.up ? "ok" : "error"}>{status?.up ? "Up" : "Down"}</span>
@@ -126,7 +126,7 @@ function ExitCard({ exit, deviceName, onRemove }: { exit: Exit; deviceName: (a: 
 
 function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
   const [name, setName] = useState("");
-  const [kind, setKind] = useState<"wireguard" | "openvpn">("wireguard");
+  const [kind, setKind] = useState<"wireguard" | "openvpn" | "tor">("wireguard");
   const [file, setFile] = useState("");
   const [dns, setDns] = useState("");
   const [username, setUsername] = useState("");
@@ -144,7 +144,9 @@ function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
     const body =
       kind === "wireguard"
         ? { name: name.trim(), wireguard: file }
-        : { name: name.trim(), openvpn: file, dns: dns.trim(), username: username || null, password: password || null };
+        : kind === "tor"
+          ? { name: name.trim(), tor: true }
+          : { name: name.trim(), openvpn: file, dns: dns.trim(), username: username || null, password: password || null };
     const { error } = await api.POST("/api/exits", { body: body as never });
     setBusy(false);
     if (error) {
@@ -166,19 +168,29 @@ function AddExit({ onAdded }: { onAdded: (message: string) => void }) {
       </label>
       <label>
         The provider's connection
-        <select value={kind} onChange={(e) => setKind(e.target.value as "wireguard" | "openvpn")}>
+        <select value={kind} onChange={(e) => setKind(e.target.value as "wireguard" | "openvpn" | "tor")}>
           <option value="wireguard">WireGuard (a .conf file)</option>
           <option value="openvpn">OpenVPN (an .ovpn file)</option>
+          <option value="tor">Tor (no provider needed)</option>
         </select>
       </label>
-      <label>
-        The provider's file
-        <input type="file" accept={kind === "wireguard" ? ".conf,text/plain" : ".ovpn,.conf,text/plain"} onChange={read} />
-      </label>
-      <label>
-        … or its text
-        <textarea rows={6} value={file} onChange={(e) => setFile(e.target.value)} required spellCheck={false} />
-      </label>
+      {kind === "tor" ? (
+        <p>
+          Tor carries web and other TCP traffic and names; everything else of a device sent through it (calls, games,
+          other UDP) is blocked. It helps around censorship; it does not make a device anonymous.
+        </p>
+      ) : (
+        <>
+          <label>
+            The provider's file
+            <input type="file" accept={kind === "wireguard" ? ".conf,text/plain" : ".ovpn,.conf,text/plain"} onChange={read} />
+          </label>
+          <label>
+            … or its text
+            <textarea rows={6} value={file} onChange={(e) => setFile(e.target.value)} required spellCheck={false} />
+          </label>
+        </>
+      )}
       {kind === "openvpn" && (
         <>
           <label>
