@@ -476,50 +476,8 @@ fn an_exit_carries_its_devices_and_nothing_leaks_when_it_is_down() {
         std::fs::read_to_string(&dns_log).unwrap_or_default().contains("example.org"),
         "the provider's DNS was not asked"
     );
-    let ca = state_dir.join("secrets/ca/ca.crt");
     for device in [&phone, &laptop] {
-        let answer = wait_for(
-            "the cell's names resolve on the device",
-            DAEMON_START,
-            Duration::from_millis(500),
-            || dig(device, "172.20.0.3", "calendar.home.cell"),
-            |a| a == "172.20.0.2",
-        );
-        assert_eq!(answer, "172.20.0.2");
-        let code = wait_for(
-            "the cell's calendar answers the device",
-            DAEMON_START,
-            Duration::from_millis(500),
-            || {
-                let out = exec_in(
-                    device,
-                    "curl",
-                    &[
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code}",
-                        "--max-time",
-                        "4",
-                        "--cacert",
-                        ca.to_str().unwrap(),
-                        "--resolve",
-                        "calendar.home.cell:443:172.20.0.2",
-                        "-u",
-                        &format!("alice:{PASSWORD}"),
-                        "-X",
-                        "PROPFIND",
-                        "-H",
-                        "Depth: 0",
-                        "https://calendar.home.cell/alice/",
-                    ],
-                );
-                text(&out)
-            },
-            |c| c == "207",
-        );
-        assert_eq!(code, "207", "{}", lab.logs());
+        reaches_cell_services(&lab, device, &state_dir);
     }
     // DNS over TCP too (a client's retry for a large answer), through the same forwarder.
     let over_tcp =
@@ -774,6 +732,7 @@ fn an_openvpn_exit_runs_in_its_container_and_nothing_leaks_when_it_is_down() {
     );
     assert_eq!(answer, "10.250.0.10");
     assert!(read(&dns_log).contains("example.org"));
+    reaches_cell_services(&lab, &phone, &state);
     wait_for(
         "the exit shows up (its provider's DNS answers through it)",
         Duration::from_secs(20),
@@ -816,6 +775,47 @@ fn kill_named(ns: &str, name: &str) {
             let _ = Command::new("kill").args(["-9", pid]).status();
         }
     }
+}
+
+/// The device resolves the cell's calendar by the cell's DNS and gets a CalDAV answer from it
+/// through the cell's proxy: an exit leaves the cell's own services local.
+fn reaches_cell_services(lab: &Lab, device: &str, state: &Path) {
+    let dig = || text(&exec_in(device, "dig", &["+short", "+time=3", "+tries=1", "@172.20.0.3", "calendar.home.cell"]));
+    let answer =
+        wait_for("the cell's names resolve on the device", DAEMON_START, Duration::from_millis(500), dig, |a| {
+            a.trim() == "172.20.0.2"
+        });
+    assert_eq!(answer.trim(), "172.20.0.2");
+    let ca = state.join("secrets/ca/ca.crt");
+    let credentials = format!("alice:{PASSWORD}");
+    let propfind = || {
+        let args = [
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "4",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            "calendar.home.cell:443:172.20.0.2",
+            "-u",
+            &credentials,
+            "-X",
+            "PROPFIND",
+            "-H",
+            "Depth: 0",
+            "https://calendar.home.cell/alice/",
+        ];
+        text(&exec_in(device, "curl", &args))
+    };
+    let code =
+        wait_for("the cell's calendar answers the device", DAEMON_START, Duration::from_millis(500), propfind, |c| {
+            c == "207"
+        });
+    assert_eq!(code, "207", "{}", lab.logs());
 }
 
 /// Whether a TCP connection from `ns` to `address:port` is accepted within 3 s.
