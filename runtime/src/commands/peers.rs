@@ -84,19 +84,8 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
         PeerCommand::Access { name, services, all } => {
             let access = (!all).then(|| services.clone());
             let patch = crate::peers::PeerPatch { access: Some(access), ..Default::default() };
-            let reason = format!("pic peer access {name}");
-            let (peer, switched) = crate::peers::update(state, name, patch, &reason, crate::peers::ChangedBy::Admin)
-                .map_err(|e| match e {
-                    // The builder's error as it is, so that an invalid list exits 2.
-                    crate::peers::UpdateError::Builder(e) => anyhow::Error::from(e),
-                    other => other.into(),
-                })?;
-            #[derive(Serialize)]
-            struct Changed {
-                peer: pic_builder::config::Peer,
-                generation: u64,
-            }
-            out.emit(&Changed { peer, generation: switched.to }, |c| {
+            let changed = change(state, name, patch, &format!("pic peer access {name}"))?;
+            out.emit(&changed, |c| {
                 let access = c.peer.access.as_ref().map_or("every service".to_owned(), |a| {
                     if a.is_empty() { "only the web UI".to_owned() } else { a.join(", ") }
                 });
@@ -105,25 +94,10 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
         }
         PeerCommand::Exit { name, exit, none: _ } => {
             let patch = crate::peers::PeerPatch { exit: Some(exit.clone()), ..Default::default() };
-            let reason = format!("pic peer exit {name}");
-            let (peer, switched) = crate::peers::update(state, name, patch, &reason, crate::peers::ChangedBy::Admin)
-                .map_err(|e| match e {
-                    crate::peers::UpdateError::Builder(e) => anyhow::Error::from(e),
-                    other => other.into(),
-                })?;
-            #[derive(Serialize)]
-            struct Changed {
-                peer: pic_builder::config::Peer,
-                generation: u64,
-            }
-            out.emit(&Changed { peer, generation: switched.to }, |c| match &c.peer.exit {
-                Some(exit) => {
-                    format!("{} goes out through exit {exit}; generation {} is current", c.peer.name, c.generation)
-                }
-                None => format!(
-                    "{} goes out through the cell's uplink; generation {} is current",
-                    c.peer.name, c.generation
-                ),
+            let changed = change(state, name, patch, &format!("pic peer exit {name}"))?;
+            out.emit(&changed, |c| {
+                let way = c.peer.exit.as_ref().map_or("the cell's uplink".to_owned(), |exit| format!("exit {exit}"));
+                format!("{} goes out through {way}; generation {} is current", c.peer.name, c.generation)
             });
         }
         PeerCommand::Remove { name } => {
@@ -142,4 +116,22 @@ pub fn run(state: &State, command: &PeerCommand, out: &Output) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A peer as a change left it, and the generation it is in.
+#[derive(Serialize)]
+struct Changed {
+    peer: pic_builder::config::Peer,
+    generation: u64,
+}
+
+/// An admin's change of a peer, as a new generation.
+fn change(state: &State, name: &str, patch: crate::peers::PeerPatch, reason: &str) -> Result<Changed> {
+    let (peer, switched) =
+        crate::peers::update(state, name, patch, reason, crate::peers::ChangedBy::Admin).map_err(|e| match e {
+            // The builder's error as it is, so that an invalid change exits 2.
+            crate::peers::UpdateError::Builder(e) => anyhow::Error::from(e),
+            other => other.into(),
+        })?;
+    Ok(Changed { peer, generation: switched.to })
 }
