@@ -116,6 +116,7 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     changes(&cell);
     health_gate(&cell);
     container_manager(&cell);
+    exit_container(&cell);
     monitor(&cell);
     stop_means_stop(&mut cell);
     quiet_requests(&cell);
@@ -605,6 +606,49 @@ fn container_manager(cell: &Running) {
     assert!(body.contains("pull_failed"), "{body}");
     let (code, _) = cell.api("POST", "/api/images/pull", Some(&json!({"image": "bad image;name"})));
     assert_eq!(code, 422);
+}
+
+/// An OpenVPN exit runs in a container the cell makes from its bundle: the tunnel device,
+/// forwarding on, read-only root and only the capabilities it needs, its provider's file and
+/// account mounted from secrets/ (never in the bundle). Its provider here is the container's own
+/// 127.0.0.1, which refuses: OpenVPN keeps trying and nothing leaves the machine.
+fn exit_container(cell: &Running) {
+    let ca = std::fs::read_to_string(cell.cell.state().join("secrets/ca/ca.crt")).unwrap();
+    let ovpn = format!("client\ndev tun\nproto udp\nremote 127.0.0.1 1194\nnobind\nauth-user-pass\n<ca>\n{ca}</ca>\n");
+    let new =
+        json!({"name": "office", "openvpn": ovpn, "dns": "10.66.0.1", "username": "me", "password": "account-pw"});
+    cell.api_json("POST", "/api/exits", Some(&new));
+    let name = "pic-exit-office";
+    // The activation behind the API's answer made it; a start on a busy machine takes seconds.
+    wait_for(
+        "the exit's container runs",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || container_state(name),
+        |s| s == "running",
+    );
+    let inspect = |format: &str| ok("docker", &["inspect", "-f", format, name]).trim().to_owned();
+    assert_eq!(inspect("{{json .HostConfig.CapAdd}}"), r#"["NET_ADMIN","SETUID","SETGID"]"#);
+    assert_eq!(inspect("{{json .HostConfig.CapDrop}}"), r#"["ALL"]"#);
+    assert_eq!(inspect("{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert!(inspect("{{json .HostConfig.Devices}}").contains("/dev/net/tun"));
+    assert_eq!(inspect("{{index .HostConfig.Sysctls \"net.ipv4.ip_forward\"}}"), "1");
+    // Its routes keep forwarded traffic in the tunnel (or drop it), and OpenVPN runs.
+    let table = ok("docker", &["exec", name, "ip", "route", "show", "table", "100"]);
+    assert!(table.contains("default dev tun0") && table.contains("unreachable default"), "{table}");
+    assert!(ok("docker", &["top", name]).contains("openvpn --config /run/pic/exit/client.ovpn"));
+    let bundle = cell.cell.state().join("run/exit-office/bundle");
+    let files: Vec<String> =
+        std::fs::read_dir(&bundle).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!files.iter().any(|f| f.contains("ovpn") || f.contains("auth")), "secrets in the bundle: {files:?}");
+    cell.api_json("DELETE", "/api/exits/office", None);
+    wait_for(
+        "the exit's container is gone",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || ok("docker", &["ps", "-a", "--format", "{{.Names}}"]).lines().any(|n| n == name),
+        |present| !present,
+    );
 }
 
 /// `docker inspect`'s word on a container's state: running, exited, ...
