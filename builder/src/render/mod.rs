@@ -13,7 +13,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, syntax::SyntaxConfig
 
 pub use bundle::Bundle;
 pub use context::{Context, FRONT_DOOR_PORT, PublicKeys, WEBUI_PORT};
-pub use exits_context::{EXIT_DNS_PORT_BASE, EXIT_INTERFACE_PREFIX, EXIT_TABLE_BASE};
+pub use exits_context::{EXIT_DNS_PORT_BASE, EXIT_INTERFACE_PREFIX, EXIT_TABLE_BASE, exit_service};
 
 use crate::config::ValidConfig;
 use crate::config::services;

@@ -43,6 +43,9 @@ pub struct DesiredExit {
     pub via: Option<Ipv4Addr>,
     #[serde(default)]
     pub devices: Vec<Ipv4Addr>,
+    /// `wireguard`, `openvpn` or `tor`.
+    #[serde(default)]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,9 +86,22 @@ pub struct Exits {
     /// Whether the host may hold exits' interfaces or rules: true until an apply found none to
     /// keep, so that the first activation cleans up after an earlier run.
     active: std::sync::atomic::AtomicBool,
-    /// The last test of each exit run by a container (the host sees no handshake of its
-    /// tunnel): whether its provider's DNS answered through it, or why not.
-    tested: std::sync::Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
+    /// The last look at each exit run by a container (the host sees no handshake of its
+    /// tunnel): whether its provider's DNS answered through it, or why not, and its traffic.
+    tested: std::sync::Mutex<std::collections::BTreeMap<String, ContainerExit>>,
+}
+
+/// What the last look at an exit's container found.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerExit {
+    pub answered: Option<Result<(), String>>,
+    /// Bytes received and sent by its tunnel (OpenVPN's `tun0`) or by the container (Tor).
+    pub traffic: Option<(u64, u64)>,
+}
+
+/// The interface whose counters are an exit container's traffic.
+pub fn counted_interface(exit: &DesiredExit) -> &'static str {
+    if exit.kind == "openvpn" { "tun0" } else { "eth0" }
 }
 
 impl Exits {
@@ -352,9 +368,9 @@ pub struct ExitStatus {
 const HANDSHAKE_STALE: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Exits {
-    /// Records the test of an exit run by a container (see [`Exits::status`]).
-    pub fn record_test(&self, name: &str, result: Result<(), String>) {
-        self.tested.lock().expect("the tests' lock").insert(name.to_owned(), result);
+    /// Records what a look at an exit's container found (see [`Exits::status`]).
+    pub fn record(&self, name: &str, seen: ContainerExit) {
+        self.tested.lock().expect("the tests' lock").insert(name.to_owned(), seen);
     }
 
     /// Each exit of the current generation, as the host runs it.
@@ -365,14 +381,16 @@ impl Exits {
             .into_iter()
             .map(|exit| {
                 if exit.via.is_some() {
-                    let result = tested.get(&exit.name).cloned().unwrap_or(Err("not tested yet".into()));
+                    let seen = tested.get(&exit.name).cloned().unwrap_or_default();
+                    let result = seen.answered.unwrap_or(Err("not tested yet".into()));
+                    let (rx_bytes, tx_bytes) = seen.traffic.unwrap_or_default();
                     return ExitStatus {
                         name: exit.name,
                         up: result.is_ok(),
                         problem: result.err(),
                         last_handshake: None,
-                        rx_bytes: 0,
-                        tx_bytes: 0,
+                        rx_bytes,
+                        tx_bytes,
                         devices: exit.devices,
                     };
                 }

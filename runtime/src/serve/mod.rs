@@ -546,11 +546,12 @@ async fn watch_exits(app: AppState) {
             .filter(|e| e.via.is_some());
         for exit in containers {
             let out = crate::exits::names::Out::of(&exit);
-            let result = crate::exits::names::probe(&out, exit.dns)
+            let answered = crate::exits::names::probe(&out, exit.dns)
                 .await
                 .map(drop)
                 .map_err(|e| format!("its provider's DNS does not answer through it ({e})"));
-            exits.record_test(&exit.name, result);
+            let traffic = container_traffic(&app, &exit).await;
+            exits.record(&exit.name, crate::exits::ContainerExit { answered: Some(answered), traffic });
         }
         let (checking, state) = (exits.clone(), app.state.clone());
         let Ok(Ok(statuses)) = tokio::task::spawn_blocking(move || checking.status(&state)).await else { continue };
@@ -562,6 +563,19 @@ async fn watch_exits(app: AppState) {
             }
         }
     }
+}
+
+/// The bytes received and sent by an exit's container's tunnel, read inside the container
+/// (the host cannot see its interfaces); none without Docker or a running container.
+async fn container_traffic(app: &AppState, exit: &crate::exits::DesiredExit) -> Option<(u64, u64)> {
+    let engine = app.containers.as_ref()?.engine().await.ok()?;
+    let interface = crate::exits::counted_interface(exit);
+    let statistics = format!("/sys/class/net/{interface}/statistics");
+    let command = ["cat".to_owned(), format!("{statistics}/rx_bytes"), format!("{statistics}/tx_bytes")];
+    let name = crate::docker::container_name(&pic_builder::render::exit_service(&exit.name));
+    let text = engine.exec(&name, &command).await.ok()?;
+    let mut numbers = text.split_whitespace().filter_map(|n| n.parse::<u64>().ok());
+    Some((numbers.next()?, numbers.next()?))
 }
 
 /// How often WireGuard is brought up to date without a change: peers expire on their own.
