@@ -851,7 +851,9 @@ fn a_tor_exit_takes_tcp_and_names_and_nothing_else_leaves() {
     let bundle = current_bundles(&state)["exit-tor"].clone();
     let entrypoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/tor/rootfs/usr/local/bin/pic-exit-tor");
     let scratch = lab.dir.path().join("run-exit-tor");
-    std::fs::create_dir_all(&scratch).unwrap();
+    // Its data folder belongs to debian-tor, as the cell hands it to the image's data user.
+    std::fs::create_dir_all(scratch.join("srv")).unwrap();
+    run("chown", &["debian-tor:debian-tor", scratch.join("srv").to_str().unwrap()]);
     let secrets = state.join("secrets");
     let mut args = vec!["--mount", "--propagation", "private", "sh", "-c", common::DAEMON_HARNESS, "harness"];
     args.extend([bundle.to_str().unwrap(), secrets.to_str().unwrap(), scratch.to_str().unwrap()]);

@@ -31,9 +31,9 @@ mount --bind "$bundle" /etc/pic/bundle
 [ ! -d "$secrets/tls" ] || cp -r "$secrets/tls/." /run/pic/tls/
 cp -r "$secrets/credentials/." /run/pic/credentials/
 cp "$secrets/ca/ca.crt" /run/pic/ca/
-# What the mail image's build and entrypoint do (images/mail).
-mkdir -p /srv/queue
 if [ "$1" = postfix ]; then
+  # What the mail image's build and entrypoint do (images/mail).
+  mkdir -p /srv/queue
   ln -sf /etc/pic/bundle/main.cf /etc/postfix/main.cf
   ln -sf /etc/pic/bundle/master.cf /etc/postfix/master.cf
   mount -t tmpfs tmpfs /var/lib/postfix
