@@ -16,12 +16,12 @@ VENV    = $(CURDIR)/target/bench-venv
 # in namespaces (cell_link), and the tools the tests use
 # (bmaptool: the unit test of the disk image's block map; pebble: an ACME CA and its test DNS;
 # minisign: signs the service store's test indexes).
-DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base chrony postfix dovecot-imapd dovecot-lmtpd \
+DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux openvpn tor \
 	wireguard-go iproute2 iputils-ping curl procps \
 	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools pebble minisign
 # What the tests run from those packages: `make deps` fails naming any that is missing afterwards.
-DEBIAN_TEST_COMMANDS = openssl caddy unbound unbound-checkconf dnsmasq chronyd postfix doveadm radicale apache2 htpasswd \
+DEBIAN_TEST_COMMANDS = openssl caddy unbound unbound-checkconf dnsmasq postfix doveadm radicale apache2 htpasswd \
 	php nft wg wg-quick wireguard-go openvpn tor unshare nsenter ip ping curl docker dockerd iptables mmdebstrap dig chromium zstd bmaptool \
 	pebble pebble-challtestsrv minisign
 

@@ -18,7 +18,6 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("proxy", &["caddy", "validate", "--config", "/etc/pic/bundle/Caddyfile", "--adapter", "caddyfile"]),
     ("dns", &["unbound-checkconf", "/etc/pic/bundle/unbound.conf"]),
     ("dhcp", &["dnsmasq", "--test", "--conf-file=/etc/pic/bundle/dnsmasq.conf"]),
-    ("ntp", &["chronyd", "-p", "-f", "/etc/pic/bundle/chrony.conf"]),
     ("mail", &["postfix", "-c", "/etc/pic/bundle", "check"]),
     ("calendar", &["radicale", "--config", "/etc/pic/bundle/radicale.conf", "--verify-storage"]),
     ("files", &["apache2", "-t", "-f", "/etc/pic/bundle/httpd.conf"]),
@@ -43,8 +42,12 @@ const CHECKS: &[(&str, &[&str])] = &[
 
 /// Checkers whose daemon differs between this machine's Debian and the images' suite run in the
 /// service's image (built by `make images`): the version that will run is the one that checks.
-const IMAGE_CHECKS: &[(&str, &str, &[&str])] =
-    &[("mail", "pic/mail:latest", &["doveconf", "-n", "-c", "/etc/pic/bundle/dovecot.conf"])];
+/// (chrony also cannot be installed beside a machine's systemd-timesyncd: both are its time
+/// daemon.)
+const IMAGE_CHECKS: &[(&str, &str, &[&str])] = &[
+    ("mail", "pic/mail:latest", &["doveconf", "-n", "-c", "/etc/pic/bundle/dovecot.conf"]),
+    ("ntp", "pic/ntp:latest", &["chronyd", "-p", "-f", "/etc/pic/bundle/chrony.conf"]),
+];
 
 fn check_in_image(image: &str, bundle: &Path, secrets: &Path, command: &[&str]) -> (bool, String) {
     common::build_images();
