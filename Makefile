@@ -10,7 +10,7 @@ VENV    = $(CURDIR)/target/bench-venv
 
 .PHONY: start build images webui webui-test test deps lint unit schema openapi bench clean stop restart status logs \
 	update reinstall uninstall list-peers show-routes show-admin-password reset-admin-password \
-	backup restore image run-vm vm-test
+	backup restore image update-bundle run-vm vm-test
 
 # The daemons whose own checkers validate what we render (tier 2) and that run two linked cells
 # in namespaces (cell_link), and the tools the tests use
@@ -82,8 +82,10 @@ webui-test: webui
 
 ## Every test tier this machine can run. The disk image is built with the tests' copy of the
 ## package lock, updated when Debian's archive moved on (as the tier 3 test does): a test run
-## checks the code, not whether the archive still holds the locked versions.
+## checks the code, not whether the archive still holds the locked versions. Its images and
+## bundles are signed with a key of the tests' own, never a builder's real one.
 test: IMAGE_LOCK = --lock target/images/test-packages.lock.json --update-lock
+test: UPDATE_KEY = $(CURDIR)/target/test-update-signing.key
 test: deps lint unit webui-test vm-test
 
 ## Installs what the tests need (idempotent; as root, else it prints the command to run) and
@@ -150,11 +152,22 @@ schema:
 	$(CARGO) run -q --locked -p pic-runtime -- schema > builder/schema/cell-config.schema.json
 
 ## The flashable disk image (raw GPT, x86_64 UEFI) in target/pic.img; beside it its sha256, a zstd
-## copy (pic.img.zst, with its sha256) and a block map for bmaptool (pic.img.bmap).
+## copy (pic.img.zst, with its sha256) and a block map for bmaptool (pic.img.bmap). Its version is
+## IMAGE_VERSION (by default the UTC time, YYYY.MMDD.HHMMSS); it trusts updates signed with
+## UPDATE_KEY (made when missing; keep it, and out of any repository).
+UPDATE_KEY ?= $(HOME)/.config/pic/update-signing.key
+IMAGE_VERSION ?=
+APPLIANCE_FLAGS = $(IMAGE_LOCK) --update-key $(UPDATE_KEY) $(if $(IMAGE_VERSION),--image-version $(IMAGE_VERSION))
 image: build webui
 	.ci/install-vm-packages
 	$(PIC) images build --output target/images/images.tar --no-load $(IMAGE_LOCK)
-	$(PIC) image build --output target/pic.img $(IMAGE_LOCK)
+	$(PIC) image build --output target/pic.img $(APPLIANCE_FLAGS)
+
+## An update bundle of this tree, target/pic-<version>.picupd, signed with UPDATE_KEY: what a
+## flashed device takes in Settings → Updates (or `pic update apply FILE`).
+update-bundle: build webui
+	.ci/install-vm-packages
+	$(PIC) update bundle $(APPLIANCE_FLAGS)
 
 ## Boots the disk image in QEMU (TCG): the console here, the web UI at http://127.0.0.1:8080/.
 run-vm: image
@@ -166,10 +179,13 @@ run-vm: image
 		-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:8443-:443 \
 		-device virtio-net-pci,netdev=n0
 
-## The VM tests (tier 5): the disk image booted in QEMU and driven like NixOS tests. A failure's
-## message says what the guest showed; a backtrace would only push it out of a log's tail.
+## The VM tests (tier 5): the disk image booted in QEMU and driven like NixOS tests, with an
+## update bundle of a higher version built beside it. A failure's message says what the guest
+## showed; a backtrace would only push it out of a log's tail.
 vm-test: image
-	RUST_BACKTRACE=0 $(CARGO) test --locked -p pic-vm-tests -- --test-threads=1 --nocapture
+	$(PIC) update bundle --output target/vm-test-update.picupd $(IMAGE_LOCK) --update-key $(UPDATE_KEY)
+	PIC_UPDATE_KEY=$(UPDATE_KEY) PIC_UPDATE_BUNDLE=$(CURDIR)/target/vm-test-update.picupd \
+		RUST_BACKTRACE=0 $(CARGO) test --locked -p pic-vm-tests -- --test-threads=1 --nocapture
 
 ## Regenerate the committed OpenAPI document of the HTTP API from the handlers.
 openapi:

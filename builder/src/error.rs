@@ -96,6 +96,10 @@ pub enum Error {
     /// cell's own uplink instead.
     #[error("the exit {name} is in use by {users}: send them through another exit or none first")]
     ExitInUse { name: String, users: String },
+
+    /// An update bundle this device does not take; nothing was written.
+    #[error("update refused, nothing was written: {reason}")]
+    UpdateRefused { kind: crate::update::bundle::Refusal, reason: String },
 }
 
 impl Error {
@@ -121,6 +125,7 @@ impl Error {
                 | Error::NoSuchLink(_)
                 | Error::NoSuchExit(_)
                 | Error::ExitInUse { .. }
+                | Error::UpdateRefused { .. }
         )
     }
 

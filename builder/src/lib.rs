@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod templates;
+pub mod update;
 
 pub use error::Error;
 pub use state::State;

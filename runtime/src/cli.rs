@@ -198,6 +198,10 @@ pub enum Command {
     /// the cell's own uplink).
     #[command(subcommand)]
     Exit(ExitCommand),
+    /// Updates of a flashed device: build a signed bundle, apply one into the inactive slot, the
+    /// slots' status, the boot check of a version on trial.
+    #[command(subcommand)]
+    Update(UpdateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -494,28 +498,112 @@ pub enum ImageCommand {
     Build {
         #[arg(long, default_value = "target/pic.img")]
         output: PathBuf,
-        /// The image definitions (`appliance/` and the base's suite).
-        #[arg(long, default_value = "images")]
-        definitions: PathBuf,
         /// The service images as one docker archive (`pic images build --output FILE`); a private
         /// `dockerd` loads it into the Docker store the image carries (cached under `--cache`).
         #[arg(long, default_value = "target/images/images.tar")]
         service_images: PathBuf,
-        /// The built web UI.
-        #[arg(long, default_value = "webui/dist")]
-        webui: PathBuf,
-        #[arg(long, default_value = "templates")]
-        templates: PathBuf,
-        /// The bootstrapped root file system and downloaded packages.
-        #[arg(long, default_value = "target/disk-image")]
-        cache: PathBuf,
-        /// The package lock; the appliance's packages are its entry `appliance`.
-        #[arg(long, default_value = "images/packages.lock.json")]
-        lock: PathBuf,
-        /// Accept package versions other than the locked ones and record them.
-        #[arg(long)]
-        update_lock: bool,
+        #[command(flatten)]
+        appliance: ApplianceArgs,
     },
+}
+
+/// What an appliance root is built from (the disk image's, or an update bundle's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplianceArgs {
+    /// The image definitions (`appliance/` and the base's suite).
+    #[arg(long, default_value = "images")]
+    pub definitions: PathBuf,
+    /// The built web UI.
+    #[arg(long, default_value = "webui/dist")]
+    pub webui: PathBuf,
+    #[arg(long, default_value = "templates")]
+    pub templates: PathBuf,
+    /// The bootstrapped root file system and downloaded packages.
+    #[arg(long, default_value = "target/disk-image")]
+    pub cache: PathBuf,
+    /// The package lock; the appliance's packages are its entry `appliance`.
+    #[arg(long, default_value = "images/packages.lock.json")]
+    pub lock: PathBuf,
+    /// Accept package versions other than the locked ones and record them.
+    #[arg(long)]
+    pub update_lock: bool,
+    /// The version (`IMAGE_VERSION`): dot-separated numbers, larger than every earlier build's
+    /// (devices refuse updates that are not newer). By default the UTC time, YYYY.MMDD.HHMMSS.
+    #[arg(long = "image-version", env = "PIC_IMAGE_VERSION")]
+    pub version: Option<String>,
+    /// The key update bundles are signed with (base64 Ed25519 seed; made, 0600, when missing);
+    /// the image trusts its public half. Keep it out of the repository: by default
+    /// ~/.config/pic/update-signing.key.
+    #[arg(long, env = "PIC_UPDATE_KEY")]
+    pub update_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Build a signed update bundle (`pic-<version>.picupd`): the root, kernel and initrd the disk
+    /// image of that version would hold.
+    Bundle {
+        /// By default `target/pic-<version>.picupd`, beside the image.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The oldest running version the bundle may update.
+        #[arg(long, default_value = "0")]
+        min_from_version: String,
+        /// Added to the boot entry's kernel command line.
+        #[arg(long, default_value = "")]
+        cmdline_extra: String,
+        #[command(flatten)]
+        appliance: ApplianceArgs,
+    },
+    /// Check a bundle and write it into the inactive slot; the device boots it, on trial, at its
+    /// next start (`systemctl reboot`). Refusals write nothing.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// The slots: which version each holds, good, on trial or bad, which one booted, and the
+    /// versions this device fell back from.
+    Status {
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// The boot check of a version on trial (pic-boot-check.service): waits for Docker, the API
+    /// and the current generation; exits 1 saying what failed.
+    Check {
+        /// Seconds to wait for everything to come up.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Where `pic serve` answers.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        api: std::net::SocketAddr,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+}
+
+/// Where a device's slots, command line and trusted key are (their places on the appliance by
+/// default).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    #[arg(long, env = "PIC_UPDATE_LAYOUT", default_value = pic_builder::update::slots::LAYOUT)]
+    pub layout: PathBuf,
+    #[arg(long, default_value = "/proc/cmdline")]
+    pub kernel_cmdline: PathBuf,
+    #[arg(long, default_value = pic_builder::update::slots::TRUSTED_KEY)]
+    pub trusted_key: PathBuf,
+}
+
+impl DeviceArgs {
+    /// The appliance's places (what `pic serve` reads; `PIC_UPDATE_LAYOUT` moves the layout).
+    pub fn appliance() -> DeviceArgs {
+        DeviceArgs {
+            layout: std::env::var_os("PIC_UPDATE_LAYOUT")
+                .map_or_else(|| pic_builder::update::slots::LAYOUT.into(), PathBuf::from),
+            kernel_cmdline: "/proc/cmdline".into(),
+            trusted_key: pic_builder::update::slots::TRUSTED_KEY.into(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -50,6 +50,17 @@ pub const POWER_CYCLE: Duration = idle_secs(60);
 /// An app install that cannot reach Debian's archive: the base layer exported from Docker and
 /// unpacked (~25 s), then the archive's name not resolved (~25 s; apt's five attempts took 115).
 pub const STORE_OFFLINE: Duration = idle_secs(120);
+/// An update bundle (~350 MB) uploaded through the forward and written into the other slot:
+/// upload, signature and hash check, then the write.
+pub const UPDATE_APPLY: Duration = idle_secs(120);
+/// A restart into a new version to its boot entry confirmed good: boot, Docker, the current
+/// generation activated, the boot check.
+pub const UPDATE_CONFIRMED: Duration = idle_secs(200);
+/// Power-on of a version whose Docker cannot run to it restarting by itself (the boot check
+/// fails as soon as it sees that).
+pub const FAILED_TRY: Duration = idle_secs(120);
+/// `pic update apply` to one of its pause points (checks, then part of the write).
+pub const APPLY_PAUSE: Duration = idle_secs(60);
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Every service the wizard offers.
 pub const SERVICES: [&str; 8] = ["proxy", "dns", "dhcp", "ntp", "mail", "calendar", "files", "webmail"];

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// UEFI firmware from Debian's `ovmf`.
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -33,11 +37,20 @@ pub struct Options {
     pub forwards: Vec<(u16, u16)>,
     /// System credentials passed to the guest's systemd (name, value), besides the test agent's.
     pub credentials: Vec<(String, String)>,
+    /// Files attached as read-only raw disks after the main one (`/dev/vdb`, ...).
+    pub drives: Vec<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { disk_gib: Some(8), link_up: true, memory_mib: 2048, forwards: Vec::new(), credentials: Vec::new() }
+        Options {
+            disk_gib: Some(8),
+            link_up: true,
+            memory_mib: 2048,
+            forwards: Vec::new(),
+            credentials: Vec::new(),
+            drives: Vec::new(),
+        }
     }
 }
 
@@ -118,9 +131,15 @@ impl Machine {
         for (name, value) in &self.options.credentials {
             qemu.args(["-smbios", &format!("type=11,value=io.systemd.credential:{name}={value}")]);
         }
+        for drive in &self.options.drives {
+            qemu.args(["-drive", &format!("if=virtio,format=raw,readonly=on,file={}", drive.display())]);
+        }
         let child = qemu
             .args(["-accel", "tcg", "-machine", "q35", "-smp", "2", "-m", &self.options.memory_mib.to_string()])
             .args(["-display", "none", "-no-user-config", "-nodefaults"])
+            // A restart the guest makes ends this QEMU: every boot is a fresh process on the
+            // same disk, from the firmware on, as a real machine's power-on.
+            .arg("-no-reboot")
             .args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")])
             .args(["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())])
             .args(["-drive", &format!("if=virtio,format=qcow2,file={}", self.disk.display())])
@@ -468,6 +487,61 @@ impl Machine {
     pub fn reboot(&mut self, timeout: Duration) -> Result<()> {
         self.shutdown(timeout)?;
         self.start()
+    }
+
+    /// Waits for the guest to restart or power off by itself (QEMU runs with `-no-reboot`, so
+    /// either ends the process); `start` powers it on again.
+    pub fn wait_for_power_off(&mut self, timeout: Duration) -> Result<()> {
+        self.step("waiting for the machine to restart by itself");
+        self.agent = None;
+        self.wait_for_exit(timeout)
+    }
+
+    /// Whether QEMU still runs.
+    pub fn running(&mut self) -> bool {
+        self.qemu.as_mut().is_some_and(|q| q.try_wait().ok().flatten().is_none())
+    }
+
+    /// SHA-256 of byte ranges (offset, length) of the disk as the guest sees it, read from the
+    /// host (QEMU may be running: its writes that reached the disk file are what is read). A
+    /// negative offset counts from the disk's end (the backup GPT is its last sectors).
+    pub fn disk_hashes(&mut self, ranges: &[(i64, u64)]) -> Result<Vec<String>> {
+        use sha2::Digest;
+        let raw = self.dir.join(format!("{}-disk.raw", self.name));
+        run(Command::new("qemu-img").args(["convert", "-U", "-f", "qcow2", "-O", "raw"]).arg(&self.disk).arg(&raw))?;
+        let mut file = std::fs::File::open(&raw)?;
+        let size = file.metadata()?.len();
+        let mut hashes = Vec::new();
+        for (offset, length) in ranges {
+            let offset = if *offset < 0 { size - offset.unsigned_abs() } else { *offset as u64 };
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+            let mut bytes = vec![0u8; *length as usize];
+            file.read_exact(&mut bytes)?;
+            hashes.push(hex(&sha2::Sha256::digest(&bytes)));
+        }
+        std::fs::remove_file(&raw)?;
+        Ok(hashes)
+    }
+
+    /// Sends a file as the body of a POST through a forward (with the session's cookies).
+    pub fn upload(&mut self, guest_port: u16, path: &str, file: &Path, headers: &[&str]) -> Result<(u16, String)> {
+        let host = self.forwarded(guest_port)?;
+        self.step(&format!("http POST :{guest_port}{path} < {}", file.display()));
+        let jar = self.dir.join(format!("{}-cookies", self.name));
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--max-time", "1800", "-w", "\n%{http_code}", "-X", "POST"]);
+        curl.arg("-b").arg(&jar).arg("-c").arg(&jar);
+        for header in headers {
+            curl.args(["-H", header]);
+        }
+        curl.args(["-H", "content-type: application/octet-stream", "--data-binary"]).arg(format!("@{}", file.display()));
+        let output = curl.arg(format!("http://127.0.0.1:{host}{path}")).output().context("running curl")?;
+        if !output.status.success() {
+            bail!("POST {path}: curl {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
     }
 
     /// Cuts the power: QEMU is killed, whatever the guest was doing.

@@ -4,11 +4,15 @@
 //! One machine lives through the whole story, because every boot under TCG costs minutes: first
 //! boot and the wizard through Caddy, the read-only root, setup through the API, a config change
 //! and a peer (its name through the cell's DNS on a forwarded port, its key in the kernel's
-//! WireGuard interface), a reboot, a rollback and another reboot, and a power cut in the middle
-//! of a switch. The figures (boot to API, first activation, image size) are printed at the end
-//! and written to `target/vm-test-figures.json`.
+//! WireGuard interface), a reboot, a rollback and another reboot, a power cut in the middle
+//! of a switch, then updates: bundles refused (the GPT and the ESP unchanged), one applied and
+//! confirmed after a real firmware restart, a broken one tried three times and fallen back from,
+//! and power cuts while one is written. The figures (boot to API, first activation, image size,
+//! update times) are printed at the end and written to `target/vm-test-figures.json`.
+//! Needs the bundle `make vm-test` builds beside the image (`$PIC_UPDATE_BUNDLE`) and its
+//! signing key (`$PIC_UPDATE_KEY`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
@@ -19,16 +23,19 @@ use pic_vm_tests::{Machine, Options};
 use serde_json::{Value, json};
 
 #[test]
-fn the_appliance_is_set_up_changed_rebooted_rolled_back_and_survives_a_power_cut() -> Result<()> {
+fn the_appliance_is_set_up_changed_rebooted_rolled_back_survives_a_power_cut_and_is_updated() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let bundles = Bundles::make(&dir.path().join("bundles"))?;
     let (baseline, analyze) = baseline_boot(dir.path())?;
     eprintln!("baseline: multi-user without PIC and Docker after {baseline:.1} s\n{analyze}");
     let options = Options {
         forwards: vec![(80, free_tcp_port()), (443, free_tcp_port()), (53, free_tcp_port())],
+        // The bundle the power cuts interrupt, as a second disk (/dev/vdb) for `pic update apply`.
+        drives: vec![bundles.spare.clone()],
         ..Options::default()
     };
     let mut cell = Machine::boot("cell", &image(), dir.path(), options)?;
-    let result = story(&mut cell, baseline);
+    let result = story(&mut cell, baseline, &bundles);
     if result.is_err() {
         // What pic serve said is the first thing to read when the story breaks.
         let report = "docker ps -a; journalctl -b -u pic --no-pager | tail -n 60";
@@ -39,7 +46,7 @@ fn the_appliance_is_set_up_changed_rebooted_rolled_back_and_survives_a_power_cut
     result
 }
 
-fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
+fn story(cell: &mut Machine, baseline: f64, bundles: &Bundles) -> Result<()> {
     let mut figures = serde_json::Map::new();
     figures.insert("baseline_boot_s".into(), json!(baseline));
     let image_bytes = std::fs::metadata(image())?.len();
@@ -178,6 +185,7 @@ fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
     admin.wait_all_healthy(cell, ALL_HEALTHY)?;
     let store_seconds = store_offline(cell, &admin)?;
     figures.insert("store_offline_install_s".into(), json!(store_seconds));
+    updates(cell, bundles, &mut figures)?;
     cell.shutdown(POWER_CYCLE)?;
 
     eprintln!("figures: {}", serde_json::to_string_pretty(&figures)?);
@@ -281,4 +289,195 @@ fn a_disk_too_small_and_a_missing_cable_are_told_on_the_console_and_at_the_addre
     let figures = json!({"too_small_message_s": too_small, "no_address_message_s": no_address, "message": message});
     std::fs::write(out, serde_json::to_string_pretty(&figures)? + "\n")?;
     cell.crash()
+}
+
+/// The bundles the update part of the story uploads: the one `make vm-test` built (a higher
+/// version from the same tree), and from its payloads, signed again, bundles that must be refused
+/// (another key, another architecture, an older version), a broken version (its Docker masked on
+/// the kernel command line, so its boot check fails) and a spare one for the power cuts.
+struct Bundles {
+    good: PathBuf,
+    version: String,
+    bad_signature: PathBuf,
+    other_architecture: PathBuf,
+    older: PathBuf,
+    broken: PathBuf,
+    broken_version: String,
+    spare: PathBuf,
+    spare_version: String,
+}
+
+impl Bundles {
+    fn make(dir: &Path) -> Result<Bundles> {
+        use pic_builder::update::bundle::{self, Bundle, SigningKey};
+        std::fs::create_dir_all(dir)?;
+        let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
+        let good = std::env::var_os("PIC_UPDATE_BUNDLE").map_or_else(|| target.join("vm-test-update.picupd"), PathBuf::from);
+        let key_path =
+            std::env::var_os("PIC_UPDATE_KEY").map_or_else(|| target.join("test-update-signing.key"), PathBuf::from);
+        let key = bundle::signing_key(&key_path, false).with_context(|| format!("{} (make vm-test)", key_path.display()))?;
+        let opened = Bundle::open(&good, &bundle::public_key(&key)).with_context(|| format!("{} (make vm-test)", good.display()))?;
+        let mut payloads = Vec::new();
+        for name in bundle::PAYLOADS {
+            let (mut reader, _, _) = opened.payload(name)?;
+            let path = dir.join(name);
+            std::io::copy(&mut reader, &mut std::fs::File::create(&path)?)?;
+            payloads.push((name.to_owned(), path));
+        }
+        let version = opened.manifest.version.to_string();
+        let make = |file: &str, change: &dyn Fn(&mut bundle::Manifest), key: &SigningKey| -> Result<PathBuf> {
+            let mut manifest = opened.manifest.clone();
+            change(&mut manifest);
+            let path = dir.join(file);
+            bundle::write_members(&manifest, &bundle::sign(&manifest, key), &payloads, &path)?;
+            Ok(path)
+        };
+        let stranger = SigningKey::from_bytes(&[9u8; 32]);
+        let broken_version = format!("{version}.1");
+        let spare_version = format!("{version}.2");
+        Ok(Bundles {
+            bad_signature: make("stranger.picupd", &|_| {}, &stranger)?,
+            other_architecture: make("aarch64.picupd", &|m| m.architecture = "aarch64".into(), &key)?,
+            older: make("older.picupd", &|m| m.version = "1".parse().unwrap(), &key)?,
+            broken: make(
+                "broken.picupd",
+                &|m| {
+                    m.version = broken_version.parse().unwrap();
+                    m.cmdline.push_str(" systemd.mask=docker.service systemd.mask=docker.socket");
+                },
+                &key,
+            )?,
+            spare: make("spare.picupd", &|m| m.version = spare_version.parse().unwrap(), &key)?,
+            good,
+            version,
+            broken_version,
+            spare_version,
+        })
+    }
+}
+
+/// Updates: refused bundles change nothing on the disk; the good one is uploaded, the device
+/// restarts into it (a new QEMU process, from the firmware) and confirms it, with the cell's
+/// generations, peers and data all there; a broken one is tried three times and the device comes
+/// back by itself, saying why; power cuts while a bundle is written leave the running version
+/// booting, and the bundle applies afterwards.
+fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<String, Value>) -> Result<()> {
+    let admin = Admin::log_in(cell)?;
+    let csrf = format!("x-csrf-token: {}", admin.csrf);
+    let peer = admin.json(cell, "POST", "/api/peers", Some(&json!({"name": "laptop"})))?;
+    let peer_key = peer["peer"]["public_key"].as_str().context("the peer's key")?.to_owned();
+    cell.succeed("echo kept > /var/lib/pic/update-marker")?;
+    let generations = admin.json(cell, "GET", "/api/generations", None)?;
+    let status = admin.json(cell, "GET", "/api/updates", None)?;
+    ensure!(
+        status["supported"] == true && status["booted_slot"] == "a" && status["boot"] == "good" && status["ready"] == true,
+        "before any update: {status}"
+    );
+    let first = status["version"].as_str().context("the running version")?.to_owned();
+
+    // Refused bundles: a 422 naming why, and not a byte written to the GPT or the ESP.
+    let esp = cell.succeed(
+        "d=$(basename $(readlink -f /dev/disk/by-partlabel/pic-esp)); echo $(cat /sys/class/block/$d/start) $(cat /sys/class/block/$d/size)",
+    )?;
+    let mut sectors = esp.split_whitespace().map(|n| n.parse::<i64>());
+    let (start, size) = (sectors.next().context("ESP start")??, sectors.next().context("ESP size")??);
+    let ranges = [(0, 1 << 20), (-(1 << 20), 1 << 20), (start * 512, size as u64 * 512)];
+    cell.succeed("sync")?;
+    let before = cell.disk_hashes(&ranges)?;
+    for (file, code) in [
+        (&bundles.bad_signature, "bad_signature"),
+        (&bundles.other_architecture, "wrong_architecture"),
+        (&bundles.older, "not_newer"),
+    ] {
+        let (status, body) = cell.upload(80, "/api/updates", file, &[&csrf])?;
+        ensure!(status == 422 && body.contains(code), "{}: HTTP {status}: {body}", file.display());
+    }
+    cell.succeed("sync; ! ls /var/lib/pic/updates/.tmp-* 2>/dev/null")?;
+    ensure!(cell.disk_hashes(&ranges)? == before, "a refused bundle changed the GPT or the ESP");
+
+    // The good one: uploaded, written into slot B, started by a restart of the machine.
+    let started = Instant::now();
+    let applied = expect(cell.upload(80, "/api/updates", &bundles.good, &[&csrf])?, 200, "the update")?;
+    let apply_seconds = started.elapsed().as_secs_f64();
+    ensure!(applied["version"] == bundles.version.as_str() && applied["slot"] == "b", "{applied}");
+    ensure!(apply_seconds < UPDATE_APPLY.as_secs_f64(), "the upload and write took {apply_seconds:.0} s");
+    figures.insert("update_bundle_mb".into(), json!(std::fs::metadata(&bundles.good)?.len() as f64 / 1e6));
+    figures.insert("update_upload_and_apply_s".into(), json!(apply_seconds));
+    figures.insert("update_write_s".into(), applied["seconds"].clone());
+    let started = Instant::now();
+    expect(admin.call(cell, "POST", "/api/updates/reboot", None)?, 202, "the restart")?;
+    cell.wait_for_power_off(POWER_CYCLE)?;
+    cell.start()?;
+    boot_to_api(cell)?;
+    cell.wait_until_succeeds(&format!("test -f /efi/loader/entries/pic-{}.conf", bundles.version), UPDATE_CONFIRMED)?;
+    let downtime = started.elapsed().as_secs_f64();
+    figures.insert("update_reboot_to_confirmed_s".into(), json!(downtime));
+    let admin = Admin::log_in(cell)?;
+    let status = admin.json(cell, "GET", "/api/updates", None)?;
+    ensure!(
+        status["version"] == bundles.version.as_str() && status["booted_slot"] == "b" && status["boot"] == "good",
+        "after the update: {status}"
+    );
+    ensure!(status["slots"][0]["version"] == first.as_str() && status["slots"][0]["state"] == "good", "{status}");
+    ensure!(admin.json(cell, "GET", "/api/generations", None)? == generations, "the generations changed with the update");
+    cell.succeed("grep -qx kept /var/lib/pic/update-marker")?;
+    cell.succeed("grep -q IMAGE_VERSION=  /usr/lib/os-release")?;
+    ensure!(cell.succeed("wg show wg0 peers")?.contains(&peer_key), "after the update wg0 lacks the peer");
+    admin.wait_all_healthy(cell, ALL_HEALTHY)?;
+
+    // A broken version (Docker masked): three tries, each ended by its failing boot check, then
+    // the device is back on the good one by itself, and says why.
+    let applied = expect(cell.upload(80, "/api/updates", &bundles.broken, &[&csrf])?, 200, "the broken update")?;
+    ensure!(applied["slot"] == "a", "{applied}");
+    expect(admin.call(cell, "POST", "/api/updates/reboot", None)?, 202, "the restart")?;
+    cell.wait_for_power_off(POWER_CYCLE)?;
+    for attempt in 1..=3 {
+        cell.start()?;
+        cell.note(&format!("try {attempt} of the broken version"));
+        cell.wait_for_power_off(FAILED_TRY)?;
+    }
+    cell.start()?;
+    boot_to_api(cell)?;
+    let admin = Admin::log_in(cell)?;
+    let status = admin.json(cell, "GET", "/api/updates", None)?;
+    ensure!(status["version"] == bundles.version.as_str() && status["booted_slot"] == "b", "after the fallback: {status}");
+    ensure!(status["slots"][0]["state"] == "bad" && status["slots"][0]["version"] == bundles.broken_version.as_str(), "{status}");
+    let rejected = status["rejected"].as_array().context("rejected")?;
+    ensure!(
+        rejected.iter().any(|r| r["version"] == bundles.broken_version.as_str()
+            && r["reason"].as_str().is_some_and(|t| t.contains("Docker cannot run"))),
+        "the rejection is not reported with its reason: {status}"
+    );
+    cell.succeed(&format!("test -f /efi/loader/entries/pic-{}+0-3.conf", bundles.broken_version))?;
+    // No loop: the good version is not on trial, so nothing checks it or restarts it.
+    cell.succeed("systemctl is-active pic.service && ! systemctl is-active pic-boot-check.service")?;
+    ensure!(cell.running(), "the machine restarted again after falling back");
+    // A rejected version stays refused.
+    let (code, body) = cell.upload(80, "/api/updates", &bundles.broken, &[&csrf])?;
+    ensure!(code == 422 && body.contains("rejected_before"), "the rejected version again: HTTP {code}: {body}");
+
+    // Power cuts while the spare bundle is written (from the second disk, by the CLI): the
+    // running version boots every time, slot A holds nothing bootable; then it applies.
+    cell.succeed("cp /dev/vdb /var/tmp/spare.picupd")?;
+    for point in ["update: old entry removed", "update: root half written", "update: boot file written"] {
+        cell.succeed(&format!(
+            "PIC_FAULT_PAUSE_AT='{point}' setsid pic --state /var/lib/pic update apply /var/tmp/spare.picupd \
+             >/run/apply.log 2>&1 </dev/null & true"
+        ))?;
+        cell.wait_until_succeeds("grep -q 'paused at' /run/apply.log", APPLY_PAUSE)?;
+        cell.crash()?;
+        cell.start()?;
+        boot_to_api(cell)?;
+        let admin = Admin::log_in(cell)?;
+        let status = admin.json(cell, "GET", "/api/updates", None)?;
+        ensure!(
+            status["version"] == bundles.version.as_str() && status["booted_slot"] == "b" && status["slots"][0]["state"] == "empty",
+            "after a power cut at {point:?}: {status}"
+        );
+    }
+    let out = cell.succeed("pic --state /var/lib/pic update apply /var/tmp/spare.picupd")?;
+    ensure!(out.contains(&format!("version {} written into slot a", bundles.spare_version)), "{out}");
+    let out = cell.succeed("pic --state /var/lib/pic update status")?;
+    ensure!(out.contains("on trial, 3 tries left"), "{out}");
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! The flashable disk image: a raw GPT disk for x86_64 UEFI with an EFI system partition
-//! (systemd-boot), a read-only erofs root holding the whole appliance (kernel modules, systemd,
-//! Docker, WireGuard tools, `pic`, the templates, the web UI), and a data partition for `/var`
-//! that holds Docker's store with the service images already in it and grows to fill the disk on
-//! first boot.
+//! (systemd-boot), two root slots of equal size — A holding the whole appliance as read-only
+//! erofs (kernel modules, systemd, Docker, WireGuard tools, `pic`, the templates, the web UI), B
+//! empty for the first update — and a data partition for `/var` that holds Docker's store with
+//! the service images already in it and grows to fill the disk on first boot. The same root,
+//! kernel and initrd, signed, make an update bundle (`bundle`).
 //!
 //! Every file system is built as a plain file from a tree (no loop device, no mount) and the
 //! partitions are laid out with `systemd-repart --empty=create` copying those files in. Times are
@@ -25,6 +26,8 @@ use crate::fsutil;
 use crate::images::definition::{BASE, BaseDef};
 use crate::images::lock::{self, PackageLock};
 use crate::images::rootfs::{self, Bootstrap, SOURCE_DATE_EPOCH};
+use crate::update::Version;
+use crate::update::bundle::SigningKey;
 
 /// `images/appliance/appliance.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,8 +36,10 @@ pub struct ApplianceDef {
     pub packages: Vec<String>,
     #[serde(default)]
     pub setup: Vec<String>,
-    /// The kernel command line of the boot entry.
+    /// The kernel command line of the boot entries, without `root=` (each entry names its slot).
     pub cmdline: String,
+    /// Each root slot's size: what any later version's root must fit in.
+    pub root_slot_mib: u64,
 }
 
 /// What goes into an image besides the packages.
@@ -47,8 +52,8 @@ pub struct Inputs<'a> {
     pub webui: &'a Path,
     /// Docker's image store holding the service images (`image/` and `overlay2/`, prepared by
     /// the runtime from their archive): it becomes `/var/lib/docker` on the data partition, so
-    /// the appliance never imports them.
-    pub image_store: &'a Path,
+    /// the appliance never imports them. A bundle has no data partition, hence none.
+    pub image_store: Option<&'a Path>,
     /// The templates (`templates/`), for reference on the appliance (`pic` embeds them).
     pub templates: &'a Path,
     /// The bootstrapped root file system is cached here, with the downloaded packages.
@@ -58,10 +63,15 @@ pub struct Inputs<'a> {
     pub lock: &'a Path,
     /// Accept package versions other than the locked ones and record them.
     pub update_lock: bool,
+    /// The version the image (or bundle) is, `IMAGE_VERSION` in its os-release.
+    pub version: &'a Version,
+    /// The key update bundles are signed with; the image trusts its public half.
+    pub update_key: &'a SigningKey,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub version: Version,
     pub path: PathBuf,
     pub size: u64,
     pub sha256: String,
@@ -84,8 +94,89 @@ pub const APPLIANCE: &str = "appliance";
 /// its sha256) and a block map.
 pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     let started = Instant::now();
+    let prepared = prepare(inputs)?;
+    partitions::assemble(&prepared.tree, &prepared.def, inputs.version, &prepared.work, output)?;
+    rootfs::remove_tree(&prepared.work)?;
+
+    let companions = companions::write(output)?;
+    Ok(Report {
+        version: inputs.version.clone(),
+        path: output.to_owned(),
+        size: fs::metadata(output).at(output)?.len(),
+        sha256: companions.sha256,
+        compressed: companions.compressed,
+        compressed_size: companions.compressed_size,
+        bmap: companions.bmap,
+        seconds: started.elapsed().as_secs_f64(),
+        cached_rootfs: prepared.cached_rootfs,
+        lock_updated: prepared.lock_updated,
+    })
+}
+
+/// What makes an update bundle besides the image's parts.
+pub struct BundleOptions<'a> {
+    /// The oldest version the bundle may update.
+    pub min_from_version: &'a Version,
+    /// Added to the boot entry's kernel command line.
+    pub cmdline_extra: &'a str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleReport {
+    pub version: Version,
+    pub path: PathBuf,
+    pub size: u64,
+    pub seconds: f64,
+    pub manifest: crate::update::bundle::Manifest,
+}
+
+/// Builds the update bundle of `inputs.version` into `output`: the root, kernel and initrd the
+/// image of that version would hold, signed with `inputs.update_key`.
+pub fn bundle(inputs: &Inputs<'_>, options: &BundleOptions<'_>, output: &Path) -> Result<BundleReport, Error> {
+    use crate::update::bundle;
+    let started = Instant::now();
+    let prepared = prepare(inputs)?;
+    let (kernel, initrd) = partitions::take_boot_files(&prepared.tree, &prepared.work)?;
+    fs::remove_dir_all(prepared.tree.join("var")).at(&prepared.tree)?;
+    fs::create_dir(prepared.tree.join("var")).at(&prepared.tree)?;
+    let root = prepared.work.join("root.erofs");
+    partitions::root_image(&prepared.tree, &root)?;
+    let cmdline = [prepared.def.cmdline.as_str(), options.cmdline_extra].join(" ").trim().to_owned();
+    let manifest = bundle::Manifest {
+        format: bundle::FORMAT,
+        version: inputs.version.clone(),
+        architecture: bundle::ARCHITECTURE.into(),
+        min_from_version: options.min_from_version.clone(),
+        cmdline,
+        payloads: Vec::new(),
+    };
+    let parts = bundle::Parts { root: &root, kernel: &kernel, initrd: &initrd };
+    let manifest = bundle::write(&parts, manifest, inputs.update_key, output)?;
+    rootfs::remove_tree(&prepared.work)?;
+    Ok(BundleReport {
+        version: inputs.version.clone(),
+        path: output.to_owned(),
+        size: fs::metadata(output).at(output)?.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        manifest,
+    })
+}
+
+/// A copy of the bootstrapped root with this build's files in it, in a work folder.
+struct Prepared {
+    def: ApplianceDef,
+    work: PathBuf,
+    tree: PathBuf,
+    cached_rootfs: bool,
+    lock_updated: bool,
+}
+
+fn prepare(inputs: &Inputs<'_>) -> Result<Prepared, Error> {
     let dir = inputs.definitions.join(APPLIANCE);
     let def: ApplianceDef = read_toml(&dir.join("appliance.toml"))?;
+    if def.cmdline.split_whitespace().any(|w| w.starts_with("root=")) {
+        return Err(Error::Image("appliance.toml: `cmdline` must not name the root: each boot entry names its slot".into()));
+    }
     let base: BaseDef = read_toml(&inputs.definitions.join(BASE).join("image.toml"))?;
     let mut lock = PackageLock::read(inputs.lock)?;
     let locked_before = lock.clone();
@@ -104,21 +195,7 @@ pub fn build(inputs: &Inputs<'_>, output: &Path) -> Result<Report, Error> {
     // A copy of the cached tree, with this build's own files added.
     command::run("cp", &["-a", "--reflink=auto", &path_str(&rootfs), &path_str(&tree)])?;
     install(inputs, &tree)?;
-    partitions::assemble(&tree, &def.cmdline, &work, output)?;
-    rootfs::remove_tree(&work)?;
-
-    let companions = companions::write(output)?;
-    Ok(Report {
-        path: output.to_owned(),
-        size: fs::metadata(output).at(output)?.len(),
-        sha256: companions.sha256,
-        compressed: companions.compressed,
-        compressed_size: companions.compressed_size,
-        bmap: companions.bmap,
-        seconds: started.elapsed().as_secs_f64(),
-        cached_rootfs,
-        lock_updated,
-    })
+    Ok(Prepared { def, work, tree, cached_rootfs, lock_updated })
 }
 
 /// The cached roots' names: this prefix and their definition's key.
@@ -187,12 +264,15 @@ fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     // layer itself is taken from Docker's store, where the service images brought it).
     fs::create_dir_all(share.join("images")).at(&share.join("images"))?;
     command::run("cp", &["-a", &path_str(&inputs.definitions.join(BASE)), &path_str(&share.join("images"))])?;
-    let docker = tree.join("var/lib/docker");
-    fs::create_dir_all(&docker).at(&docker)?;
-    for entry in fs::read_dir(inputs.image_store).at(inputs.image_store)? {
-        let from = entry.at(inputs.image_store)?.path();
-        command::run("cp", &["-a", "--reflink=auto", &path_str(&from), &path_str(&docker)])?;
+    if let Some(image_store) = inputs.image_store {
+        let docker = tree.join("var/lib/docker");
+        fs::create_dir_all(&docker).at(&docker)?;
+        for entry in fs::read_dir(image_store).at(image_store)? {
+            let from = entry.at(image_store)?.path();
+            command::run("cp", &["-a", "--reflink=auto", &path_str(&from), &path_str(&docker)])?;
+        }
     }
+    identify(inputs, tree)?;
     // Every file gets the same time, so that the file systems do not record when they were built.
     command::run(
         "find",
@@ -209,6 +289,26 @@ fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
             "+",
         ],
     )?;
+    Ok(())
+}
+
+/// What the root says about itself: its version in os-release (`IMAGE_VERSION`, what
+/// systemd-sysupdate and `pic update` read), the key it trusts for updates, its slots, and the
+/// mount point of the ESP (where boot entries are confirmed and updates written).
+fn identify(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
+    let os_release = tree.join("usr/lib/os-release");
+    let mut text = fs::read_to_string(&os_release).at(&os_release)?;
+    text.retain(|c| c != '\r');
+    let text: String = text.lines().filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION=")).map(|l| format!("{l}\n")).collect();
+    fs::write(&os_release, format!("{text}IMAGE_ID=pic\nIMAGE_VERSION={}\n", inputs.version)).at(&os_release)?;
+    let lib = tree.join("usr/lib/pic");
+    fs::create_dir_all(&lib).at(&lib)?;
+    let key = tree.join(crate::update::slots::TRUSTED_KEY.trim_start_matches('/'));
+    fs::write(&key, format!("{}\n", crate::update::bundle::public_key(inputs.update_key))).at(&key)?;
+    let layout = tree.join(crate::update::slots::LAYOUT.trim_start_matches('/'));
+    let text = serde_json::to_string_pretty(&partitions::layout()).expect("a layout serializes");
+    fs::write(&layout, text + "\n").at(&layout)?;
+    fs::create_dir_all(tree.join("efi")).at(tree)?;
     Ok(())
 }
 

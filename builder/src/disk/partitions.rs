@@ -1,9 +1,10 @@
 //! From a root tree to a GPT disk: the EFI system partition (vfat, made with mkfs.vfat and
-//! mtools), the root (erofs), the data partition (ext4 made from the tree's `/var`), put together
-//! by systemd-repart from those files (`CopyBlocks=`). No loop device, no mount.
+//! mtools), root slot A (erofs) and an empty slot B of the same size, the data partition (ext4
+//! made from the tree's `/var`), put together by systemd-repart from those files (`CopyBlocks=`).
+//! No loop device, no mount. The GPT is final: a device never changes it, updates write slots.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
@@ -11,28 +12,60 @@ use sha2::{Digest, Sha256};
 use crate::command;
 use crate::error::{Error, IoContext};
 use crate::images::rootfs::SOURCE_DATE_EPOCH;
+use crate::update::Version;
+use crate::update::slots::{KERNELS, Layout, SlotDef};
 
-/// Room for two kernels with their initrds (about 35 MB a pair), as an update needs.
-const ESP_MIB: u64 = 96;
+use super::ApplianceDef;
+
+/// Room for two kernels with their initrds (about 35 MB a pair): the running version's and the
+/// update's, with room for both to grow.
+const ESP_MIB: u64 = 128;
+/// The slots, by name: their partition label and the seed of their partition UUID.
+const SLOTS: [&str; 2] = ["a", "b"];
 /// Room in the data partition as built beyond what `/var` holds, for ext4's own structures (its
 /// journal, inode tables, reserved blocks): the partition grows to fill the disk before anything
 /// writes to it on first boot.
 const DATA_SPARE_MIB: u64 = 32;
 const DATA_SPARE_PERCENT: u64 = 3;
 
-pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Result<(), Error> {
+/// The slots as the device finds them (`/usr/lib/pic/slots.json`).
+pub fn layout() -> Layout {
+    Layout {
+        esp: "/efi".into(),
+        slots: SLOTS
+            .iter()
+            .map(|name| {
+                let partuuid = slot_uuid(name);
+                SlotDef { name: (*name).into(), device: format!("/dev/disk/by-partuuid/{partuuid}").into(), partuuid }
+            })
+            .collect(),
+    }
+}
+
+fn slot_uuid(name: &str) -> String {
+    uuid(&format!("pic-root-{name}"))
+}
+
+pub fn assemble(tree: &Path, def: &ApplianceDef, version: &Version, work: &Path, output: &Path) -> Result<(), Error> {
     // /var lives on the data partition; the root keeps an empty folder to mount it on.
     let var = work.join("var");
     fs::rename(tree.join("var"), &var).at(&var)?;
     fs::create_dir(tree.join("var")).at(tree)?;
 
+    let (kernel, initrd) = take_boot_files(tree, work)?;
     let esp = work.join("esp.vfat");
-    esp_image(tree, cmdline, work, &esp)?;
+    esp_image(tree, &kernel, &initrd, &def.cmdline, version, work, &esp)?;
     let root = work.join("root.erofs");
+    root_image(tree, &root)?;
+    let root_size = fs::metadata(&root).at(&root)?.len();
+    if root_size > def.root_slot_mib << 20 {
+        return Err(Error::Image(format!(
+            "the root is {} MiB, more than a slot holds (appliance.toml: root_slot_mib = {}): give the slots more room",
+            root_size.div_ceil(1 << 20),
+            def.root_slot_mib
+        )));
+    }
     let epoch = SOURCE_DATE_EPOCH.to_string();
-    // lz4hc in 64 KiB clusters: a root 15 % smaller than plain lz4's 4 KiB clusters, read as fast
-    // (lz4 decompresses the same either way); the build takes about 30 s longer.
-    command::run("mkfs.erofs", &["-T", &epoch, "-U", &uuid("pic-root"), "-zlz4hc,9", "-C65536", &s(&root), &s(tree)])?;
     let data = work.join("data.ext4");
     let var_mib = tree_bytes(&var)?.div_ceil(1 << 20);
     let data_mib = var_mib + var_mib * DATA_SPARE_PERCENT / 100 + DATA_SPARE_MIB;
@@ -48,12 +81,25 @@ pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Resul
 
     let definitions = work.join("repart.d");
     fs::create_dir_all(&definitions).at(&definitions)?;
-    for (file, kind, label, blocks) in [
-        ("10-esp.conf", "esp", "pic-esp", &esp),
-        ("20-root.conf", "root-x86-64", "pic-root", &root),
-        ("30-data.conf", "linux-generic", "pic-data", &data),
+    let slot = |name: &str, blocks: Option<&Path>| {
+        // Both slots the same fixed size; B holds nothing yet (sparse in the image, and
+        // systemd's auto-mounting of roots is off on the command line).
+        let mut text = format!(
+            "[Partition]\nType=root-x86-64\nLabel=pic-root-{name}\nUUID={}\nSizeMinBytes={size}M\nSizeMaxBytes={size}M\n",
+            slot_uuid(name),
+            size = def.root_slot_mib
+        );
+        if let Some(blocks) = blocks {
+            text.push_str(&format!("CopyBlocks={}\n", blocks.display()));
+        }
+        text
+    };
+    for (file, text) in [
+        ("10-esp.conf", format!("[Partition]\nType=esp\nLabel=pic-esp\nCopyBlocks={}\n", esp.display())),
+        ("20-root-a.conf", slot("a", Some(&root))),
+        ("21-root-b.conf", slot("b", None)),
+        ("30-data.conf", format!("[Partition]\nType=linux-generic\nLabel=pic-data\nCopyBlocks={}\n", data.display())),
     ] {
-        let text = format!("[Partition]\nType={kind}\nLabel={label}\nCopyBlocks={}\n", blocks.display());
         fs::write(definitions.join(file), text).at(&definitions)?;
     }
     let tmp = work.join("disk.img");
@@ -71,11 +117,20 @@ pub fn assemble(tree: &Path, cmdline: &str, work: &Path, output: &Path) -> Resul
     fs::rename(&tmp, output).at(output)
 }
 
-/// The EFI system partition: systemd-boot as the removable-media loader (no NVRAM entry needed),
-/// one boot entry with the kernel, its initrd and the command line.
-fn esp_image(tree: &Path, cmdline: &str, work: &Path, esp: &Path) -> Result<(), Error> {
+/// The root file system of a slot: erofs, lz4hc in 64 KiB clusters — a root 15 % smaller than
+/// plain lz4's 4 KiB clusters, read as fast (lz4 decompresses the same either way); the build
+/// takes about 30 s longer.
+pub fn root_image(tree: &Path, root: &Path) -> Result<(), Error> {
+    let epoch = SOURCE_DATE_EPOCH.to_string();
+    command::run("mkfs.erofs", &["-T", &epoch, "-U", &uuid("pic-root"), "-zlz4hc,9", "-C65536", &s(root), &s(tree)])
+        .map(drop)
+}
+
+/// The newest kernel and initrd, moved out of the tree's `/boot` into `work`: the firmware loads
+/// them from the ESP; the root need not hold them a second time.
+pub fn take_boot_files(tree: &Path, work: &Path) -> Result<(PathBuf, PathBuf), Error> {
     let boot = tree.join("boot");
-    let newest = |prefix: &str| -> Result<std::path::PathBuf, Error> {
+    let newest = |prefix: &str| -> Result<PathBuf, Error> {
         let mut found: Vec<_> = fs::read_dir(&boot)
             .at(&boot)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -84,15 +139,43 @@ fn esp_image(tree: &Path, cmdline: &str, work: &Path, esp: &Path) -> Result<(), 
         found.sort();
         found.pop().ok_or_else(|| Error::Image(format!("no {prefix}* in {}", boot.display())))
     };
-    let (kernel, initrd) = (newest("vmlinuz-")?, newest("initrd.img-")?);
+    let mut moved = Vec::new();
+    for (prefix, name) in [("vmlinuz-", "vmlinuz"), ("initrd.img-", "initrd.img")] {
+        let from = newest(prefix)?;
+        let to = work.join(name);
+        fs::copy(&from, &to).at(&to)?;
+        fs::remove_file(&from).at(&from)?;
+        moved.push(to);
+    }
+    let initrd = moved.pop().expect("two files");
+    Ok((moved.pop().expect("two files"), initrd))
+}
+
+/// The EFI system partition: systemd-boot as the removable-media loader (no NVRAM entry needed)
+/// and slot A's entry, confirmed good from the start (no counter: it is never tried away). No
+/// `default` in loader.conf: systemd-boot picks the newest version that has tries left, so a new
+/// version out of tries falls behind the old one by itself.
+fn esp_image(
+    tree: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    version: &Version,
+    work: &Path,
+    esp: &Path,
+) -> Result<(), Error> {
     let files = work.join("esp");
     fs::create_dir_all(&files).at(&files)?;
-    fs::write(files.join("loader.conf"), "timeout 0\ndefault pic.conf\nconsole-mode keep\n").at(&files)?;
-    let entry = format!("title PIC\nlinux /pic/vmlinuz\ninitrd /pic/initrd.img\noptions {cmdline}\n");
-    fs::write(files.join("pic.conf"), entry).at(&files)?;
+    fs::write(files.join("loader.conf"), "timeout 0\nconsole-mode keep\n").at(&files)?;
+    let entry = format!(
+        "title PIC {version}\nsort-key pic\nversion {version}\nlinux /{KERNELS}/{version}/vmlinuz\ninitrd /{KERNELS}/{version}/initrd.img\noptions root=PARTUUID={} {cmdline}\n",
+        slot_uuid("a")
+    );
+    let entry_file = files.join("entry.conf");
+    fs::write(&entry_file, entry).at(&files)?;
     command::run(
         "touch",
-        &["--date", &format!("@{SOURCE_DATE_EPOCH}"), &s(&files.join("loader.conf")), &s(&files.join("pic.conf"))],
+        &["--date", &format!("@{SOURCE_DATE_EPOCH}"), &s(&files.join("loader.conf")), &s(&entry_file)],
     )?;
 
     command::run(
@@ -121,20 +204,18 @@ fn esp_image(tree: &Path, cmdline: &str, work: &Path, esp: &Path) -> Result<(), 
         )
         .map(drop)
     };
-    mtools(&["mmd", "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries", "::/pic"])?;
+    let kernels = format!("::/{KERNELS}/{version}");
+    mtools(&["mmd", "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries", &format!("::/{KERNELS}"), &kernels])?;
     let loader = tree.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
     for (from, to) in [
-        (loader.as_path(), "::/EFI/BOOT/BOOTX64.EFI"),
-        (files.join("loader.conf").as_path(), "::/loader/loader.conf"),
-        (files.join("pic.conf").as_path(), "::/loader/entries/pic.conf"),
-        (kernel.as_path(), "::/pic/vmlinuz"),
-        (initrd.as_path(), "::/pic/initrd.img"),
+        (loader.as_path(), "::/EFI/BOOT/BOOTX64.EFI".to_owned()),
+        (files.join("loader.conf").as_path(), "::/loader/loader.conf".to_owned()),
+        (entry_file.as_path(), format!("::/loader/entries/pic-{version}.conf")),
+        (kernel, format!("{kernels}/vmlinuz")),
+        (initrd, format!("{kernels}/initrd.img")),
     ] {
-        mtools(&["mcopy", "-m", &s(from), to])?;
+        mtools(&["mcopy", "-m", &s(from), &to])?;
     }
-    // The firmware loads them from here; the root need not hold them a second time.
-    fs::remove_file(&kernel).at(&kernel)?;
-    fs::remove_file(&initrd).at(&initrd)?;
     Ok(())
 }
 

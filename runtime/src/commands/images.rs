@@ -124,28 +124,20 @@ async fn load_archive(archive: &std::path::Path, socket: &str) -> Result<Vec<Str
 
 /// `pic image build`: the flashable disk image.
 pub fn image(command: &ImageCommand, out: &Output) -> Result<()> {
-    let ImageCommand::Build { output, definitions, service_images, webui, templates, cache, lock, update_lock } =
-        command;
+    let ImageCommand::Build { output, service_images, appliance } = command;
     let pic = std::env::current_exe().context("finding the pic binary")?;
+    let (version, key) = super::update::version_and_key(appliance)?;
     let image_store = tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
-        .block_on(crate::docker::image_store::prepare(service_images, cache))
+        .block_on(crate::docker::image_store::prepare(service_images, &appliance.cache))
         .context("preparing Docker's image store for the disk image")?;
-    let inputs = pic_builder::disk::Inputs {
-        definitions,
-        pic: &pic,
-        webui,
-        image_store: &image_store,
-        templates,
-        cache,
-        lock,
-        update_lock: *update_lock,
-    };
+    let inputs = super::update::appliance_inputs(appliance, &pic, Some(&image_store), &version, &key);
     let report = pic_builder::disk::build(&inputs, output)?;
     out.emit(&report, |r| {
         format!(
-            "wrote {} ({:.1} MB) in {:.1} s{}{}\nsha256 {}\ncompressed: {} ({:.1} MB); block map: {}",
+            "wrote {} (version {}, {:.1} MB) in {:.1} s{}{}\nsha256 {}\ncompressed: {} ({:.1} MB); block map: {}",
             r.path.display(),
+            r.version,
             r.size as f64 / 1e6,
             r.seconds,
             if r.cached_rootfs { " (root file system from the cache)" } else { "" },

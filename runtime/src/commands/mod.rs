@@ -10,6 +10,7 @@ mod images;
 mod links;
 mod peers;
 mod store;
+mod update;
 mod users;
 
 use std::fmt::Write as _;
@@ -170,6 +171,11 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         Command::Store(command) => store::run(&state, command, out)?,
         Command::Link(command) => links::run(&state, command, out)?,
         Command::Exit(command) => exits::run(&state, command, out)?,
+        Command::Update(command) => {
+            if !update::run(&state, command, out)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Activate { docker, health_timeout } => {
             if !containers::activate(&state, docker, *health_timeout, out)? {
                 return Ok(ExitCode::FAILURE);
@@ -221,6 +227,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 greeting: console_greeting.clone(),
                 dns_propagation: dns_propagation.map(std::time::Duration::from_secs),
                 images: images.inputs(),
+                updates: update::load_device(&state, &crate::cli::DeviceArgs::appliance())?,
             };
             runtime.block_on(crate::serve::serve(state, options))?;
         }

@@ -105,7 +105,7 @@ pub async fn upload(State(app): State<AppState>, _admin: Admin, request: Request
     let state = app.state.clone();
     let incoming = blocking(move || Ok(backup::incoming_path(&state)?)).await?;
     // Streamed to disk as it arrives: an archive with data does not fit in memory.
-    let received = receive(request.into_body(), &incoming).await;
+    let received = receive(request.into_body(), &incoming, MAX_UPLOAD, "a backup upload").await;
     if let Err(error) = received {
         let _ = tokio::fs::remove_file(&incoming).await;
         return Err(error);
@@ -116,7 +116,8 @@ pub async fn upload(State(app): State<AppState>, _admin: Admin, request: Request
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
-async fn receive(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
+/// Streams an upload to `path` (a new file, 0600) as it arrives, refusing it past `limit` bytes.
+pub(super) async fn receive(body: Body, path: &std::path::Path, limit: u64, what: &str) -> Result<(), ApiError> {
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -129,11 +130,11 @@ async fn receive(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
         size += chunk.len() as u64;
-        if size > MAX_UPLOAD {
+        if size > limit {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!("a backup upload may have at most {MAX_UPLOAD} bytes"),
+                format!("{what} may have at most {limit} bytes"),
             ));
         }
         file.write_all(&chunk).await.map_err(storage_error)?;

@@ -80,6 +80,15 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "backup_refused", error.to_string())
             }
             Error::NoSpace { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "no_space", error.to_string()),
+            Error::UpdateRefused { kind, .. } => {
+                use pic_builder::update::bundle::Refusal;
+                let status = match kind {
+                    Refusal::NotConfirmed | Refusal::Unsupported => StatusCode::CONFLICT,
+                    Refusal::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                ApiError::new(status, kind.code(), error.to_string())
+            }
             Error::NoCurrentGeneration | Error::NothingToRollBackTo(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }

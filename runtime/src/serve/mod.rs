@@ -20,6 +20,7 @@ mod generations;
 mod logs;
 mod peers;
 mod setup;
+mod updates;
 mod users;
 
 use std::net::SocketAddr;
@@ -87,6 +88,10 @@ pub struct AppState {
     pub images: Option<Arc<crate::apps::ImageInputs>>,
     /// App installs and updates under way or failed, and the index last opened.
     pub apps: Arc<apps::Jobs>,
+    /// The device's A/B slots, when it was started from a PIC disk image.
+    pub updates: Option<Arc<pic_builder::update::slots::Device>>,
+    /// One update written at a time.
+    pub update_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How `pic serve` runs.
@@ -110,6 +115,8 @@ pub struct Options {
     pub dns_propagation: Option<std::time::Duration>,
     /// Where app images are built.
     pub images: crate::apps::ImageInputs,
+    /// The device's A/B slots (none: not started from a PIC disk image).
+    pub updates: Option<pic_builder::update::slots::Device>,
 }
 
 impl AppState {
@@ -134,6 +141,8 @@ impl AppState {
             dns_propagation: None,
             images: None,
             apps: Arc::default(),
+            updates: None,
+            update_lock: Arc::default(),
         }
     }
 
@@ -277,6 +286,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(exits::list, exits::add))
         .routes(routes!(exits::remove))
         .routes(routes!(exits::test))
+        .routes(routes!(updates::status, updates::upload))
+        .routes(routes!(updates::reboot))
 }
 
 #[derive(OpenApi)]
@@ -443,6 +454,17 @@ pub async fn serve(state: State, options: Options) -> anyhow::Result<()> {
     app.webui = options.webui;
     app.dns_propagation = options.dns_propagation;
     app.images = Some(Arc::new(options.images));
+    app.updates = options.updates.map(Arc::new);
+    if let Some(device) = &app.updates {
+        // A version this device fell back from is remembered before its slot is written again.
+        match device.note_rejections() {
+            Ok(rejected) if !rejected.is_empty() => {
+                tracing::warn!(versions = ?rejected.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(), "updates the device fell back from")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "reading the boot entries"),
+        }
+    }
     app.containers = options.docker.map(|docker| {
         let mut containers = containers::Containers::new(docker, options.health_timeout, options.monitor_interval);
         containers.front_door = front_door.is_some();

@@ -1,11 +1,12 @@
-// Settings: the cell's identity, its domain (how it is reached from the internet), and your
-// password (an admin also sets other users').
+// Settings: the cell's identity, its domain (how it is reached from the internet), the device's
+// updates, and your password (an admin also sets other users').
 import { useEffect, useState } from "react";
 import { api, errorMessage } from "../api/client";
 import { changeConfig, loadConfig } from "../config";
 import { useSession } from "../session";
 import { DomainSection } from "./Domain";
 import { Field } from "./Setup";
+import { UpdatesSection } from "./Updates";
 
 export function SettingsPage() {
   const { session } = useSession();
@@ -73,6 +74,7 @@ export function SettingsPage() {
         </form>
       )}
       {session?.role === "admin" && <DomainSection />}
+      {session?.role === "admin" && <UpdatesSection />}
       <form onSubmit={submit} className="narrow">
         <h2>Password</h2>
         {session?.role === "admin" && (
