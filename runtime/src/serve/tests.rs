@@ -1368,3 +1368,100 @@ async fn exits_are_added_used_and_removed_with_their_keys_kept_apart() {
     let config = api.call(&admin, Method::GET, "/api/config", None).await.body;
     assert_eq!(config["connectivity"]["exits"][1], json!({"name": "tor", "tor": {"address": "172.20.0.33"}}));
 }
+
+/// A device made of files for `/api/updates`: the ESP a folder, the slots files, booted from A.
+fn update_device(dir: &std::path::Path, key: &pic_builder::update::bundle::SigningKey, entry: &str) -> pic_builder::update::slots::Device {
+    use pic_builder::update::slots::{Device, Layout, SlotDef};
+    let esp = dir.join("esp");
+    std::fs::create_dir_all(esp.join("loader/entries")).unwrap();
+    std::fs::write(esp.join("loader/entries").join(entry), "options root=PARTUUID=aaaa ro\n").unwrap();
+    let slot = |name: &str| {
+        let device = dir.join(format!("slot-{name}"));
+        std::fs::write(&device, vec![0u8; 1 << 16]).unwrap();
+        SlotDef { name: name.into(), partuuid: name.repeat(4), device }
+    };
+    Device {
+        layout: Layout { esp, slots: vec![slot("a"), slot("b")] },
+        cmdline: "root=PARTUUID=aaaa ro".into(),
+        trusted_key: pic_builder::update::bundle::public_key(key),
+        state: dir.join("updates"),
+        image_version: None,
+    }
+}
+
+fn update_bundle(dir: &std::path::Path, key: &pic_builder::update::bundle::SigningKey, version: &str) -> Vec<u8> {
+    use pic_builder::update::bundle::{self, Manifest, Parts};
+    let (root, kernel, initrd) = (dir.join("root"), dir.join("kernel"), dir.join("initrd"));
+    for (path, text) in [(&root, "root"), (&kernel, "kernel"), (&initrd, "initrd")] {
+        std::fs::write(path, text).unwrap();
+    }
+    let manifest = Manifest {
+        format: bundle::FORMAT,
+        version: version.parse().unwrap(),
+        architecture: bundle::ARCHITECTURE.into(),
+        min_from_version: "0".parse().unwrap(),
+        cmdline: "ro".into(),
+        payloads: Vec::new(),
+    };
+    let output = dir.join(format!("{version}.picupd"));
+    bundle::write(&Parts { root: &root, kernel: &kernel, initrd: &initrd }, manifest, key, &output).unwrap();
+    std::fs::read(output).unwrap()
+}
+
+#[tokio::test]
+async fn updates_are_uploaded_into_the_other_slot_refused_with_a_reason_and_need_a_confirmed_boot() {
+    let mut api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    // A machine not started from a PIC image says so.
+    let reply = api.call(&admin, Method::GET, "/api/updates", None).await;
+    assert_eq!((reply.status, &reply.body["supported"]), (StatusCode::OK, &json!(false)), "{}", reply.body);
+    let (status, _, _) = api.call_bytes(&admin, Method::POST, "/api/updates", b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = pic_builder::update::bundle::SigningKey::from_bytes(&[3u8; 32]);
+    api.app.updates = Some(std::sync::Arc::new(update_device(dir.path(), &key, "pic-5.conf")));
+    let reply = api.call(&admin, Method::GET, "/api/updates", None).await;
+    assert_eq!(reply.body["version"], "5", "{}", reply.body);
+    assert_eq!((reply.body["booted_slot"].as_str(), reply.body["ready"].as_bool()), (Some("a"), Some(true)));
+    // Only an admin.
+    let anonymous = api.call(&Client::default(), Method::GET, "/api/updates", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    // Refused: another key's bundle, an older one; nothing is left behind.
+    let stranger = pic_builder::update::bundle::SigningKey::from_bytes(&[4u8; 32]);
+    for (bundle, code) in [(update_bundle(dir.path(), &stranger, "6"), "bad_signature"), (update_bundle(dir.path(), &key, "4"), "not_newer")] {
+        let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/updates", bundle).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{body}");
+    }
+    let nothing_waiting = api.call(&admin, Method::POST, "/api/updates/reboot", None).await;
+    assert_eq!(nothing_waiting.status, StatusCode::CONFLICT, "{}", nothing_waiting.body);
+
+    let mut events = api.app.events.subscribe();
+    let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/updates", update_bundle(dir.path(), &key, "6")).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body["slot"].as_str(), body["version"].as_str()), (StatusCode::OK, Some("b"), Some("6")), "{body}");
+    let mut progress = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if event["operation"] == "update" {
+            progress.push(event["done_bytes"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(progress.last(), Some(&(4 + 6 + 6)), "progress up to every payload byte: {progress:?}");
+    assert!(std::fs::read_dir(dir.path().join("updates")).unwrap().next().is_none(), "the upload was left behind");
+    let reply = api.call(&admin, Method::GET, "/api/updates", None).await;
+    assert_eq!((reply.body["slots"][1]["state"].as_str(), reply.body["slots"][1]["tries_left"].as_u64()), (Some("trying"), Some(3)));
+
+    // Booted into it, not yet confirmed: no further update, said before the upload is taken.
+    let mut trying = update_device(dir.path(), &key, "pic-5.conf");
+    std::fs::rename(dir.path().join("esp/loader/entries/pic-6+3.conf"), dir.path().join("esp/loader/entries/pic-6+2-1.conf")).unwrap();
+    trying.cmdline = "root=PARTUUID=bbbb ro".into();
+    api.app.updates = Some(std::sync::Arc::new(trying));
+    let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/updates", update_bundle(dir.path(), &key, "7")).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_confirmed")), "{body}");
+    let reply = api.call(&admin, Method::GET, "/api/updates", None).await;
+    assert_eq!((reply.body["boot"].as_str(), reply.body["version"].as_str()), (Some("trying"), Some("6")), "{}", reply.body);
+}
