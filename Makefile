@@ -65,7 +65,8 @@ webui:
 ## The web UI's tests: its API types against the committed OpenAPI document, Vitest, and the
 ## end-to-end runs in Debian's Chromium against a real `pic serve` (screenshots in
 ## webui/e2e-artifacts/): a new user's first steps, the front door of a blocked device, two cells
-## linked on their Cell Network pages, an exit on the Connectivity and Routing pages, and (the
+## linked on their Cell Network pages, an exit on the Connectivity and Routing pages, an update
+## uploaded in Settings on a device made of files, and (the
 ## cell in Docker) an app installed from the Store page and a file uploaded on the Files page.
 webui-test: webui
 	# The binary as `make unit` builds it (the same features), so that after it nothing is compiled.
@@ -73,7 +74,8 @@ webui-test: webui
 	cd webui && npm run check:api && npm test && PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e \
 		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:front-door \
 		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:cells \
-		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:exits
+		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:exits \
+		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:updates
 	# The cell in Docker for the store's run: the service images as the tier 3 tests build them.
 	.ci/start-docker
 	mkdir -p target/images && cp images/packages.lock.json target/images/test-packages.lock.json

@@ -555,6 +555,27 @@ pub enum UpdateCommand {
         #[command(flatten)]
         appliance: ApplianceArgs,
     },
+    /// Sign a root, kernel and initrd built elsewhere into a bundle.
+    Pack {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        kernel: PathBuf,
+        #[arg(long)]
+        initrd: PathBuf,
+        /// The kernel command line of its boot entry, without `root=`.
+        #[arg(long)]
+        cmdline: String,
+        #[arg(long = "image-version")]
+        version: String,
+        #[arg(long, default_value = "0")]
+        min_from_version: String,
+        /// As for `bundle`.
+        #[arg(long, env = "PIC_UPDATE_KEY")]
+        update_key: Option<PathBuf>,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Check a bundle and write it into the inactive slot; the device boots it, on trial, at its
     /// next start (`systemctl reboot`). Refusals write nothing.
     Apply {
@@ -588,20 +609,21 @@ pub enum UpdateCommand {
 pub struct DeviceArgs {
     #[arg(long, env = "PIC_UPDATE_LAYOUT", default_value = pic_builder::update::slots::LAYOUT)]
     pub layout: PathBuf,
-    #[arg(long, default_value = "/proc/cmdline")]
+    #[arg(long, env = "PIC_UPDATE_CMDLINE", default_value = "/proc/cmdline")]
     pub kernel_cmdline: PathBuf,
-    #[arg(long, default_value = pic_builder::update::slots::TRUSTED_KEY)]
+    #[arg(long, env = "PIC_UPDATE_TRUSTED_KEY", default_value = pic_builder::update::slots::TRUSTED_KEY)]
     pub trusted_key: PathBuf,
 }
 
 impl DeviceArgs {
-    /// The appliance's places (what `pic serve` reads; `PIC_UPDATE_LAYOUT` moves the layout).
+    /// The appliance's places, as `pic serve` reads them (the same variables move them, so
+    /// that a device made of files can stand in for one).
     pub fn appliance() -> DeviceArgs {
+        let place = |variable: &str, default: &str| std::env::var_os(variable).map_or_else(|| default.into(), PathBuf::from);
         DeviceArgs {
-            layout: std::env::var_os("PIC_UPDATE_LAYOUT")
-                .map_or_else(|| pic_builder::update::slots::LAYOUT.into(), PathBuf::from),
-            kernel_cmdline: "/proc/cmdline".into(),
-            trusted_key: pic_builder::update::slots::TRUSTED_KEY.into(),
+            layout: place("PIC_UPDATE_LAYOUT", pic_builder::update::slots::LAYOUT),
+            kernel_cmdline: place("PIC_UPDATE_CMDLINE", "/proc/cmdline"),
+            trusted_key: place("PIC_UPDATE_TRUSTED_KEY", pic_builder::update::slots::TRUSTED_KEY),
         }
     }
 }

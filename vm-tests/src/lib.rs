@@ -534,7 +534,8 @@ impl Machine {
         for header in headers {
             curl.args(["-H", header]);
         }
-        curl.args(["-H", "content-type: application/octet-stream", "--data-binary"]).arg(format!("@{}", file.display()));
+        // Streamed from the file (`--data-binary @` would read it into memory first).
+        curl.args(["-H", "content-type: application/octet-stream", "-T"]).arg(file);
         let output = curl.arg(format!("http://127.0.0.1:{host}{path}")).output().context("running curl")?;
         if !output.status.success() {
             bail!("POST {path}: curl {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());

@@ -36,6 +36,22 @@ pub fn run(state: &State, command: &UpdateCommand, out: &Output) -> Result<bool>
                 )
             });
         }
+        UpdateCommand::Pack { root, kernel, initrd, cmdline, version, min_from_version, update_key, output } => {
+            let key = signing_key(update_key.as_deref())?;
+            let parse = |text: &str, flag: &str| text.parse::<Version>().map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+            let manifest = bundle::Manifest {
+                format: bundle::FORMAT,
+                version: parse(version, "--image-version")?,
+                architecture: bundle::ARCHITECTURE.into(),
+                min_from_version: parse(min_from_version, "--min-from-version")?,
+                cmdline: cmdline.clone(),
+                payloads: Vec::new(),
+            };
+            let parts = bundle::Parts { root, kernel, initrd };
+            let manifest = bundle::write(&parts, manifest, &key, output)?;
+            let report = serde_json::json!({"path": output, "version": manifest.version, "public_key": bundle::public_key(&key)});
+            out.emit(&report, |_| format!("wrote {} (version {}), signed by {}\n", output.display(), manifest.version, bundle::public_key(&key)));
+        }
         UpdateCommand::Apply { file, device } => {
             let device = device_or_fail(state, device)?;
             let mut last = 0;
@@ -78,15 +94,19 @@ pub fn version_and_key(args: &ApplianceArgs) -> Result<(Version, SigningKey)> {
         Some(text) => text.parse().map_err(|e: String| anyhow::anyhow!("--image-version: {e}"))?,
         None => Version::from_clock(),
     };
-    let path = match &args.update_key {
-        Some(path) => path.clone(),
+    Ok((version, signing_key(args.update_key.as_deref())?))
+}
+
+/// The builder's signing key: `path`, or ~/.config/pic/update-signing.key; made when missing.
+fn signing_key(path: Option<&Path>) -> Result<SigningKey> {
+    let path = match path {
+        Some(path) => path.to_owned(),
         None => std::env::var_os("HOME")
             .map(PathBuf::from)
             .context("no --update-key and no $HOME to keep the signing key in")?
             .join(".config/pic/update-signing.key"),
     };
-    let key = bundle::signing_key(&path, true).with_context(|| format!("the update signing key {}", path.display()))?;
-    Ok((version, key))
+    bundle::signing_key(&path, true).with_context(|| format!("the update signing key {}", path.display()))
 }
 
 pub fn appliance_inputs<'a>(

@@ -31,9 +31,9 @@ const slotState = (slot: Slot) => {
     case "good":
       return "Good";
     case "trying":
-      return slot.booted ? "On trial: running now, kept once it is healthy" : `Waiting to be started (${slot.tries_left ?? 0} tries)`;
+      return slot.booted ? "On trial" : `Ready, ${slot.tries_left ?? 0} tries`;
     case "bad":
-      return "Rejected: the device came back from it";
+      return "Rejected";
     default:
       return "Empty";
   }
