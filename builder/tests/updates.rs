@@ -6,10 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use pic_builder::update::Version;
 use pic_builder::update::apply::{self, Applied};
 use pic_builder::update::bundle::{self, Manifest, Parts, SigningKey};
 use pic_builder::update::slots::{Device, Layout, SlotDef, SlotState};
-use pic_builder::update::Version;
 use tempfile::TempDir;
 
 const SLOT_BYTES: u64 = 1 << 20;
@@ -71,7 +71,8 @@ impl Fixture {
         };
         let output = self.dir.path().join(format!("pic-{version}.picupd"));
         let manifest =
-            bundle::write(&Parts { root: &root, kernel: &kernel, initrd: &initrd }, manifest, &self.key, &output).unwrap();
+            bundle::write(&Parts { root: &root, kernel: &kernel, initrd: &initrd }, manifest, &self.key, &output)
+                .unwrap();
         let mut changed = manifest.clone();
         change(&mut changed);
         if changed != manifest {
@@ -140,7 +141,10 @@ fn a_bundle_lands_in_the_inactive_slot_with_its_entry_on_trial_written_last() {
     assert_eq!((status.booted_slot.as_deref(), status.boot, status.ready), (Some("a"), SlotState::Good, true));
     assert_eq!(status.version, Some("2026.1".parse().unwrap()));
     let b = &status.slots[1];
-    assert_eq!((b.state, b.tries_left, b.version.as_ref().map(Version::as_str)), (SlotState::Trying, Some(3), Some("2026.2")));
+    assert_eq!(
+        (b.state, b.tries_left, b.version.as_ref().map(Version::as_str)),
+        (SlotState::Trying, Some(3), Some("2026.2"))
+    );
 
     // The next update replaces what slot B held: its entry and kernel go, A's stay.
     let again = cell.bundle("2026.3", 1000, |_| {});
@@ -151,30 +155,47 @@ fn a_bundle_lands_in_the_inactive_slot_with_its_entry_on_trial_written_last() {
 
 #[test]
 fn refused_bundles_write_nothing_and_say_why() {
-    // (case, running entry, the bundle's version and root size, what is changed after signing)
-    type Change = fn(&mut Manifest);
-    let cases: Vec<(&str, &str, &str, usize, Change, Option<Vec<u8>>)> = vec![
-        ("another key", "pic-5.conf", "6", 10, |_| {}, Some(b"stranger".to_vec())),
-        ("another architecture", "pic-5.conf", "6", 10, |m| m.architecture = "aarch64".into(), None),
-        ("the running version", "pic-5.conf", "5", 10, |_| {}, None),
-        ("an older version", "pic-5.conf", "4.9", 10, |_| {}, None),
-        ("too new a step", "pic-5.conf", "7", 10, |m| m.min_from_version = "6".parse().unwrap(), None),
-        ("a boot on trial", "pic-5+2-1.conf", "6", 10, |_| {}, None),
-        ("a root larger than the slot", "pic-5.conf", "6", SLOT_BYTES as usize + 1, |_| {}, None),
-        ("a payload not as its manifest says", "pic-5.conf", "6", 10, |m| m.payloads[1].sha256 = "0".repeat(64), None),
+    struct Case {
+        name: &'static str,
+        /// The running version's entry.
+        entry: &'static str,
+        version: &'static str,
+        root: usize,
+        /// What is changed in the manifest before it is signed.
+        change: fn(&mut Manifest),
+        /// Signed by a key the device does not trust.
+        stranger: bool,
+    }
+    let case = |name, entry, version, root, change: fn(&mut Manifest)| Case {
+        name,
+        entry,
+        version,
+        root,
+        change,
+        stranger: false,
+    };
+    let cases = [
+        Case { stranger: true, ..case("another key", "pic-5.conf", "6", 10, |_| {}) },
+        case("another architecture", "pic-5.conf", "6", 10, |m| m.architecture = "aarch64".into()),
+        case("the running version", "pic-5.conf", "5", 10, |_| {}),
+        case("an older version", "pic-5.conf", "4.9", 10, |_| {}),
+        case("too new a step", "pic-5.conf", "7", 10, |m| m.min_from_version = "6".parse().unwrap()),
+        case("a boot on trial", "pic-5+2-1.conf", "6", 10, |_| {}),
+        case("a root larger than the slot", "pic-5.conf", "6", SLOT_BYTES as usize + 1, |_| {}),
+        case("a payload not as its manifest says", "pic-5.conf", "6", 10, |m| m.payloads[1].sha256 = "0".repeat(64)),
     ];
     let mut messages = String::new();
-    for (case, entry, version, root, change, stranger) in cases {
+    for Case { name, entry, version, root, change, stranger } in cases {
         let mut cell = Fixture::new("5", entry);
-        if stranger.is_some() {
+        if stranger {
             cell.key = SigningKey::from_bytes(&[2u8; 32]);
         }
         let file = cell.bundle(version, root, change);
         let before = cell.disk();
-        let error = cell.apply(&file).expect_err(case);
-        assert!(error.is_invalid_input(), "{case}: {error}");
-        assert!(cell.disk() == before, "{case}: the refusal wrote to the ESP or a slot");
-        messages += &format!("{case}: {error}\n");
+        let error = cell.apply(&file).expect_err(name);
+        assert!(error.is_invalid_input(), "{name}: {error}");
+        assert!(cell.disk() == before, "{name}: the refusal wrote to the ESP or a slot");
+        messages += &format!("{name}: {error}\n");
     }
     let mut cell = Fixture::new("5", "pic-5.conf");
     cell.device.cmdline = "root=/dev/sda2 ro".into();
@@ -192,7 +213,8 @@ fn a_version_out_of_tries_is_rejected_with_the_boot_checks_reason_and_stays_refu
     let cell = Fixture::new("5", "pic-5.conf");
     cell.apply(&cell.bundle("6", 10, |_| {})).unwrap();
     // systemd-boot counted three tries; each boot check failed.
-    fs::rename(cell.device.entries_dir().join("pic-6+3.conf"), cell.device.entries_dir().join("pic-6+0-3.conf")).unwrap();
+    fs::rename(cell.device.entries_dir().join("pic-6+3.conf"), cell.device.entries_dir().join("pic-6+0-3.conf"))
+        .unwrap();
     fs::create_dir_all(&cell.device.state).unwrap();
     fs::write(
         cell.device.check_path(),
@@ -202,7 +224,10 @@ fn a_version_out_of_tries_is_rejected_with_the_boot_checks_reason_and_stays_refu
     let rejected = cell.device.note_rejections().unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].version.as_str(), "6");
-    assert_eq!(rejected[0].reason, "it failed its health check 3 times; the last time: Docker cannot run (LoadState=masked)");
+    assert_eq!(
+        rejected[0].reason,
+        "it failed its health check 3 times; the last time: Docker cannot run (LoadState=masked)"
+    );
     let status = cell.device.status().unwrap();
     assert_eq!((status.slots[1].state, status.boot), (SlotState::Bad, SlotState::Good));
 
@@ -218,10 +243,14 @@ fn a_boot_from_the_new_slot_reads_its_own_entry_as_the_running_version() {
     let mut cell = Fixture::new("5", "pic-5.conf");
     cell.apply(&cell.bundle("6", 10, |_| {})).unwrap();
     // The firmware booted it: one try counted, slot B is this boot's root.
-    fs::rename(cell.device.entries_dir().join("pic-6+3.conf"), cell.device.entries_dir().join("pic-6+2-1.conf")).unwrap();
+    fs::rename(cell.device.entries_dir().join("pic-6+3.conf"), cell.device.entries_dir().join("pic-6+2-1.conf"))
+        .unwrap();
     cell.device.cmdline = format!("root=PARTUUID={B} ro");
     let status = cell.device.status().unwrap();
-    assert_eq!((status.version.as_ref().map(Version::as_str), status.boot, status.ready), (Some("6"), SlotState::Trying, false));
+    assert_eq!(
+        (status.version.as_ref().map(Version::as_str), status.boot, status.ready),
+        (Some("6"), SlotState::Trying, false)
+    );
     let error = cell.apply(&cell.bundle("7", 10, |_| {})).unwrap_err().to_string();
     assert!(error.contains("still on trial"), "{error}");
     // systemd-bless-boot confirmed it: updates are taken again, into slot A.

@@ -619,7 +619,8 @@ impl DeviceArgs {
     /// The appliance's places, as `pic serve` reads them (the same variables move them, so
     /// that a device made of files can stand in for one).
     pub fn appliance() -> DeviceArgs {
-        let place = |variable: &str, default: &str| std::env::var_os(variable).map_or_else(|| default.into(), PathBuf::from);
+        let place =
+            |variable: &str, default: &str| std::env::var_os(variable).map_or_else(|| default.into(), PathBuf::from);
         DeviceArgs {
             layout: place("PIC_UPDATE_LAYOUT", pic_builder::update::slots::LAYOUT),
             kernel_cmdline: place("PIC_UPDATE_CMDLINE", "/proc/cmdline"),

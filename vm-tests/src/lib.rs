@@ -131,18 +131,19 @@ impl Machine {
         for (name, value) in &self.options.credentials {
             qemu.args(["-smbios", &format!("type=11,value=io.systemd.credential:{name}={value}")]);
         }
-        for drive in &self.options.drives {
-            qemu.args(["-drive", &format!("if=virtio,format=raw,readonly=on,file={}", drive.display())]);
-        }
-        let child = qemu
-            .args(["-accel", "tcg", "-machine", "q35", "-smp", "2", "-m", &self.options.memory_mib.to_string()])
+        qemu.args(["-accel", "tcg", "-machine", "q35", "-smp", "2", "-m", &self.options.memory_mib.to_string()])
             .args(["-display", "none", "-no-user-config", "-nodefaults"])
             // A restart the guest makes ends this QEMU: every boot is a fresh process on the
             // same disk, from the firmware on, as a real machine's power-on.
             .arg("-no-reboot")
             .args(["-drive", &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}")])
             .args(["-drive", &format!("if=pflash,format=raw,unit=1,file={}", vars.display())])
-            .args(["-drive", &format!("if=virtio,format=qcow2,file={}", self.disk.display())])
+            .args(["-drive", &format!("if=virtio,format=qcow2,file={}", self.disk.display())]);
+        // After the machine's own disk, which stays /dev/vda.
+        for drive in &self.options.drives {
+            qemu.args(["-drive", &format!("if=virtio,format=raw,readonly=on,file={}", drive.display())]);
+        }
+        let child = qemu
             .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0,id=nic0"])
             .args(["-monitor", &format!("unix:{},server=on,wait=off", self.monitor_path().display())])
             // Paused until the cable is set as asked: QEMU has no option to start with it out.

@@ -312,11 +312,14 @@ impl Bundles {
         use pic_builder::update::bundle::{self, Bundle, SigningKey};
         std::fs::create_dir_all(dir)?;
         let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
-        let good = std::env::var_os("PIC_UPDATE_BUNDLE").map_or_else(|| target.join("vm-test-update.picupd"), PathBuf::from);
+        let good =
+            std::env::var_os("PIC_UPDATE_BUNDLE").map_or_else(|| target.join("vm-test-update.picupd"), PathBuf::from);
         let key_path =
             std::env::var_os("PIC_UPDATE_KEY").map_or_else(|| target.join("test-update-signing.key"), PathBuf::from);
-        let key = bundle::signing_key(&key_path, false).with_context(|| format!("{} (make vm-test)", key_path.display()))?;
-        let opened = Bundle::open(&good, &bundle::public_key(&key)).with_context(|| format!("{} (make vm-test)", good.display()))?;
+        let key =
+            bundle::signing_key(&key_path, false).with_context(|| format!("{} (make vm-test)", key_path.display()))?;
+        let opened = Bundle::open(&good, &bundle::public_key(&key))
+            .with_context(|| format!("{} (make vm-test)", good.display()))?;
         let mut payloads = Vec::new();
         for name in bundle::PAYLOADS {
             let (mut reader, _, _) = opened.payload(name)?;
@@ -370,7 +373,10 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
     let generations = admin.json(cell, "GET", "/api/generations", None)?;
     let status = admin.json(cell, "GET", "/api/updates", None)?;
     ensure!(
-        status["supported"] == true && status["booted_slot"] == "a" && status["boot"] == "good" && status["ready"] == true,
+        status["supported"] == true
+            && status["booted_slot"] == "a"
+            && status["boot"] == "good"
+            && status["ready"] == true,
         "before any update: {status}"
     );
     let first = status["version"].as_str().context("the running version")?.to_owned();
@@ -419,7 +425,10 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
         "after the update: {status}"
     );
     ensure!(status["slots"][0]["version"] == first.as_str() && status["slots"][0]["state"] == "good", "{status}");
-    ensure!(admin.json(cell, "GET", "/api/generations", None)? == generations, "the generations changed with the update");
+    ensure!(
+        admin.json(cell, "GET", "/api/generations", None)? == generations,
+        "the generations changed with the update"
+    );
     cell.succeed("grep -qx kept /var/lib/pic/update-marker")?;
     cell.succeed("grep -q IMAGE_VERSION=  /usr/lib/os-release")?;
     ensure!(cell.succeed("wg show wg0 peers")?.contains(&peer_key), "after the update wg0 lacks the peer");
@@ -440,8 +449,14 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
     boot_to_api(cell)?;
     let admin = Admin::log_in(cell)?;
     let status = admin.json(cell, "GET", "/api/updates", None)?;
-    ensure!(status["version"] == bundles.version.as_str() && status["booted_slot"] == "b", "after the fallback: {status}");
-    ensure!(status["slots"][0]["state"] == "bad" && status["slots"][0]["version"] == bundles.broken_version.as_str(), "{status}");
+    ensure!(
+        status["version"] == bundles.version.as_str() && status["booted_slot"] == "b",
+        "after the fallback: {status}"
+    );
+    ensure!(
+        status["slots"][0]["state"] == "bad" && status["slots"][0]["version"] == bundles.broken_version.as_str(),
+        "{status}"
+    );
     let rejected = status["rejected"].as_array().context("rejected")?;
     ensure!(
         rejected.iter().any(|r| r["version"] == bundles.broken_version.as_str()
@@ -471,7 +486,9 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
         let admin = Admin::log_in(cell)?;
         let status = admin.json(cell, "GET", "/api/updates", None)?;
         ensure!(
-            status["version"] == bundles.version.as_str() && status["booted_slot"] == "b" && status["slots"][0]["state"] == "empty",
+            status["version"] == bundles.version.as_str()
+                && status["booted_slot"] == "b"
+                && status["slots"][0]["state"] == "empty",
             "after a power cut at {point:?}: {status}"
         );
     }

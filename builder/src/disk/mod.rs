@@ -175,7 +175,9 @@ fn prepare(inputs: &Inputs<'_>) -> Result<Prepared, Error> {
     let dir = inputs.definitions.join(APPLIANCE);
     let def: ApplianceDef = read_toml(&dir.join("appliance.toml"))?;
     if def.cmdline.split_whitespace().any(|w| w.starts_with("root=")) {
-        return Err(Error::Image("appliance.toml: `cmdline` must not name the root: each boot entry names its slot".into()));
+        return Err(Error::Image(
+            "appliance.toml: `cmdline` must not name the root: each boot entry names its slot".into(),
+        ));
     }
     let base: BaseDef = read_toml(&inputs.definitions.join(BASE).join("image.toml"))?;
     let mut lock = PackageLock::read(inputs.lock)?;
@@ -299,7 +301,11 @@ fn identify(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     let os_release = tree.join("usr/lib/os-release");
     let mut text = fs::read_to_string(&os_release).at(&os_release)?;
     text.retain(|c| c != '\r');
-    let text: String = text.lines().filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION=")).map(|l| format!("{l}\n")).collect();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION="))
+        .map(|l| format!("{l}\n"))
+        .collect();
     fs::write(&os_release, format!("{text}IMAGE_ID=pic\nIMAGE_VERSION={}\n", inputs.version)).at(&os_release)?;
     let lib = tree.join("usr/lib/pic");
     fs::create_dir_all(&lib).at(&lib)?;

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::Version;
 use super::bundle::{self, Bundle, Refusal, refused};
 use super::slots::{Device, Entry, KERNELS, SlotDef, SlotState, TRIES, entry_state};
-use super::Version;
 use crate::error::{Error, IoContext};
 use crate::fault;
 use crate::fsutil;
@@ -36,7 +36,10 @@ pub struct Applied {
 /// Checks the bundle at `path` against the device; the slot it would be written to.
 pub fn check<'d>(device: &'d Device, path: &Path) -> Result<(Bundle, &'d SlotDef), Error> {
     let Some(booted) = device.booted_slot() else {
-        return Err(refused(Refusal::Unsupported, "this device was not started from one of its slots, so it has no slot to write"));
+        return Err(refused(
+            Refusal::Unsupported,
+            "this device was not started from one of its slots, so it has no slot to write",
+        ));
     };
     let bundle = Bundle::open(path, &device.trusted_key)?;
     let manifest = &bundle.manifest;
@@ -57,22 +60,31 @@ pub fn check<'d>(device: &'d Device, path: &Path) -> Result<(Bundle, &'d SlotDef
         if manifest.min_from_version > *running {
             return Err(refused(
                 Refusal::TooOld,
-                format!("it updates {} or newer; this device runs {running}: apply an older update first", manifest.min_from_version),
+                format!(
+                    "it updates {} or newer; this device runs {running}: apply an older update first",
+                    manifest.min_from_version
+                ),
             ));
         }
     }
     if let Some(rejection) = status.rejected.iter().find(|r| r.version == manifest.version) {
         return Err(refused(
             Refusal::RejectedBefore,
-            format!("this device tried version {} and fell back from it ({}): it needs a newer version", manifest.version, rejection.reason),
+            format!(
+                "this device tried version {} and fell back from it ({}): it needs a newer version",
+                manifest.version, rejection.reason
+            ),
         ));
     }
     if status.boot == SlotState::Trying {
         return Err(refused(Refusal::NotConfirmed, status.not_ready_reason.unwrap_or_default()));
     }
-    let target = device.layout.slots.iter().find(|s| s.name != booted.name).ok_or_else(|| {
-        refused(Refusal::Unsupported, "this device has one slot only")
-    })?;
+    let target = device
+        .layout
+        .slots
+        .iter()
+        .find(|s| s.name != booted.name)
+        .ok_or_else(|| refused(Refusal::Unsupported, "this device has one slot only"))?;
     let root = bundle.payloads.iter().find(|p| p.0 == bundle::ROOT).map_or(0, |p| p.2);
     let room = partition_size(&target.device)?;
     if root > room {
@@ -204,7 +216,8 @@ fn files_freed(device: &Device, entries: &[Entry], slot: &SlotDef) -> Result<u64
 }
 
 fn names(entry: &Entry, slot: &SlotDef) -> bool {
-    entry.partuuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&slot.partuuid)) && entry_state(entry) != SlotState::Empty
+    entry.partuuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&slot.partuuid))
+        && entry_state(entry) != SlotState::Empty
 }
 
 fn partition_size(device: &Path) -> Result<u64, Error> {

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::Signer;
+pub use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use super::Version;
@@ -126,7 +126,9 @@ pub fn signing_key(path: &Path, create: bool) -> Result<SigningKey, Error> {
             .ok()
             .and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok())
             .map(|s| SigningKey::from_bytes(&s))
-            .ok_or_else(|| Error::corrupt(path.display().to_string(), "not an Ed25519 signing key (base64 of 32 bytes)")),
+            .ok_or_else(|| {
+                Error::corrupt(path.display().to_string(), "not an Ed25519 signing key (base64 of 32 bytes)")
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| Error::corrupt("the system's random source", e))?;
@@ -155,7 +157,12 @@ pub fn sign(manifest: &Manifest, key: &SigningKey) -> String {
 }
 
 /// Writes a bundle of `parts` to `output` (through a temporary name).
-pub fn write(parts: &Parts<'_>, manifest_without_payloads: Manifest, key: &SigningKey, output: &Path) -> Result<Manifest, Error> {
+pub fn write(
+    parts: &Parts<'_>,
+    manifest_without_payloads: Manifest,
+    key: &SigningKey,
+    output: &Path,
+) -> Result<Manifest, Error> {
     let mut manifest = manifest_without_payloads;
     manifest.payloads = Vec::new();
     for (name, path) in [(ROOT, parts.root), (KERNEL, parts.kernel), (INITRD, parts.initrd)] {
@@ -163,15 +170,21 @@ pub fn write(parts: &Parts<'_>, manifest_without_payloads: Manifest, key: &Signi
         let sha256 = crate::hashing::sha256_file(path)?;
         manifest.payloads.push(Payload { name: name.into(), size, sha256 });
     }
-    let files: Vec<(String, PathBuf)> =
-        [(ROOT, parts.root), (KERNEL, parts.kernel), (INITRD, parts.initrd)].map(|(n, p)| (n.to_owned(), p.to_owned())).into();
+    let files: Vec<(String, PathBuf)> = [(ROOT, parts.root), (KERNEL, parts.kernel), (INITRD, parts.initrd)]
+        .map(|(n, p)| (n.to_owned(), p.to_owned()))
+        .into();
     write_members(&manifest, &sign(&manifest, key), &files, output)?;
     Ok(manifest)
 }
 
 /// Writes a bundle from a manifest, its signature and the payload files (`(member name, path)`),
 /// as given: also how tests make bundles that must be refused.
-pub fn write_members(manifest: &Manifest, signature: &str, files: &[(String, PathBuf)], output: &Path) -> Result<(), Error> {
+pub fn write_members(
+    manifest: &Manifest,
+    signature: &str,
+    files: &[(String, PathBuf)],
+    output: &Path,
+) -> Result<(), Error> {
     let tmp = output.with_file_name(format!(
         "{}{}",
         fsutil::TMP_PREFIX,
@@ -210,24 +223,25 @@ impl Bundle {
     /// payload's size and sha256 (one pass over the file).
     pub fn open(path: &Path, trusted_key: &str) -> Result<Bundle, Error> {
         let damaged = |reason: String| refused(Refusal::Damaged, format!("not a PIC update bundle: {reason}"));
-        let file = File::open(path).at(path)?;
-        let mut archive = tar::Archive::new(file);
-        let mut entries = archive.entries_with_seek().at(path)?;
-        let mut member = |want: &str| -> Result<Vec<u8>, Error> {
-            let mut entry = entries
-                .next()
-                .ok_or_else(|| damaged(format!("it ends before {want}")))?
-                .map_err(|e| damaged(e.to_string()))?;
-            let name = entry.path().map_err(|e| damaged(e.to_string()))?.to_string_lossy().into_owned();
-            if name != want || entry.size() > MAX_MANIFEST {
-                return Err(damaged(format!("{want} must come here, found {name:?}")));
-            }
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| damaged(e.to_string()))?;
-            Ok(bytes)
+        let (manifest_bytes, signature) = {
+            let file = File::open(path).at(path)?;
+            let mut archive = tar::Archive::new(file);
+            let mut entries = archive.entries_with_seek().at(path)?;
+            let mut member = |want: &str| -> Result<Vec<u8>, Error> {
+                let mut entry = entries
+                    .next()
+                    .ok_or_else(|| damaged(format!("it ends before {want}")))?
+                    .map_err(|e| damaged(e.to_string()))?;
+                let name = entry.path().map_err(|e| damaged(e.to_string()))?.to_string_lossy().into_owned();
+                if name != want || entry.size() > MAX_MANIFEST {
+                    return Err(damaged(format!("{want} must come here, found {name:?}")));
+                }
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(|e| damaged(e.to_string()))?;
+                Ok(bytes)
+            };
+            (member(MANIFEST)?, member(SIGNATURE)?)
         };
-        let manifest_bytes = member(MANIFEST)?;
-        let signature = member(SIGNATURE)?;
         let signature = String::from_utf8_lossy(&signature);
         if !crate::links::verify_base64(&manifest_bytes, &signature, trusted_key) {
             return Err(refused(
@@ -245,17 +259,26 @@ impl Bundle {
         if names != PAYLOADS {
             return Err(damaged(format!("its payloads are {names:?}, not {PAYLOADS:?}")));
         }
-        drop(entries);
 
         let mut payloads = Vec::new();
         let file = File::open(path).at(path)?;
         let mut archive = tar::Archive::new(file);
-        for (entry, want) in archive.entries_with_seek().at(path)?.skip(2).zip(manifest.payloads.iter().map(Some).chain(std::iter::repeat(None))) {
+        for (entry, want) in archive
+            .entries_with_seek()
+            .at(path)?
+            .skip(2)
+            .zip(manifest.payloads.iter().map(Some).chain(std::iter::repeat(None)))
+        {
             let mut entry = entry.map_err(|e| damaged(e.to_string()))?;
             let name = entry.path().map_err(|e| damaged(e.to_string()))?.to_string_lossy().into_owned();
             let Some(want) = want else { return Err(damaged(format!("{name:?} is not in the manifest"))) };
             if name != want.name || entry.size() != want.size {
-                return Err(damaged(format!("{name:?} ({} bytes) where the manifest has {} ({} bytes)", entry.size(), want.name, want.size)));
+                return Err(damaged(format!(
+                    "{name:?} ({} bytes) where the manifest has {} ({} bytes)",
+                    entry.size(),
+                    want.name,
+                    want.size
+                )));
             }
             let offset = entry.raw_file_position();
             let mut hashing = Hashing::new(&mut entry);

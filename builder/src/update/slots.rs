@@ -132,7 +132,8 @@ impl Device {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).at(layout),
         };
-        let layout: Layout = serde_json::from_str(&text).map_err(|e| Error::corrupt(layout.display().to_string(), e))?;
+        let layout: Layout =
+            serde_json::from_str(&text).map_err(|e| Error::corrupt(layout.display().to_string(), e))?;
         let cmdline = std::fs::read_to_string(cmdline).at(cmdline)?.trim().to_owned();
         let trusted_key = std::fs::read_to_string(trusted_key).at(trusted_key)?.trim().to_owned();
         let image_version = std::fs::read_to_string("/usr/lib/os-release").ok().and_then(|t| {
@@ -165,10 +166,7 @@ impl Device {
             let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let Some((version, tries_left, tries_done)) = parse_entry_name(&file) else { continue };
             let text = std::fs::read_to_string(&path).at(&path)?;
-            let partuuid = text
-                .lines()
-                .find_map(|l| l.strip_prefix("options"))
-                .and_then(root_partuuid);
+            let partuuid = text.lines().find_map(|l| l.strip_prefix("options")).and_then(root_partuuid);
             entries.push(Entry { file, version, partuuid, tries_left, tries_done });
         }
         entries.sort_by(|a, b| a.file.cmp(&b.file));
@@ -202,7 +200,11 @@ impl Device {
             }
             let reason = match &check {
                 Some(c) if !c.ok && c.version.as_ref() == Some(&entry.version) => {
-                    format!("it failed its health check {} times; the last time: {}", entry.tries_done.unwrap_or(TRIES), c.reason)
+                    format!(
+                        "it failed its health check {} times; the last time: {}",
+                        entry.tries_done.unwrap_or(TRIES),
+                        c.reason
+                    )
                 }
                 _ => format!("it did not come up healthy in {} tries", entry.tries_done.unwrap_or(TRIES)),
             };
@@ -240,7 +242,8 @@ impl Device {
             });
         }
         let booted_status = slots.iter().find(|s| s.booted);
-        let boot = booted_status.map_or(SlotState::Good, |s| if s.state == SlotState::Empty { SlotState::Good } else { s.state });
+        let boot = booted_status
+            .map_or(SlotState::Good, |s| if s.state == SlotState::Empty { SlotState::Good } else { s.state });
         let version = booted_status.and_then(|s| s.version.clone()).or_else(|| self.image_version.clone());
         let not_ready_reason = if booted.is_none() {
             Some("this boot's root is not one of the slots: the device was not started from its disk".to_owned())

@@ -34,7 +34,8 @@ impl FromStr for Version {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Version, String> {
-        let invalid = || format!("{text:?} is not a version: use up to {MAX_PARTS} dot-separated numbers, like 2026.1130.2105");
+        let invalid =
+            || format!("{text:?} is not a version: use up to {MAX_PARTS} dot-separated numbers, like 2026.1130.2105");
         let parts: Vec<&str> = text.split('.').collect();
         if text.is_empty() || parts.len() > MAX_PARTS {
             return Err(invalid());

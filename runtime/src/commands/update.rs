@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use pic_builder::update::bundle::SigningKey;
 use pic_builder::State;
+use pic_builder::update::bundle::SigningKey;
 use pic_builder::update::slots::{CheckRecord, Device, SlotState, Status};
 use pic_builder::update::{Version, apply, bundle};
 use serde_json::Value;
@@ -50,7 +50,14 @@ pub fn run(state: &State, command: &UpdateCommand, out: &Output) -> Result<bool>
             let parts = bundle::Parts { root, kernel, initrd };
             let manifest = bundle::write(&parts, manifest, &key, output)?;
             let report = serde_json::json!({"path": output, "version": manifest.version, "public_key": bundle::public_key(&key)});
-            out.emit(&report, |_| format!("wrote {} (version {}), signed by {}\n", output.display(), manifest.version, bundle::public_key(&key)));
+            out.emit(&report, |_| {
+                format!(
+                    "wrote {} (version {}), signed by {}\n",
+                    output.display(),
+                    manifest.version,
+                    bundle::public_key(&key)
+                )
+            });
         }
         UpdateCommand::Apply { file, device } => {
             let device = device_or_fail(state, device)?;
@@ -137,7 +144,10 @@ pub fn load_device(state: &State, args: &DeviceArgs) -> Result<Option<Device>> {
 
 fn device_or_fail(state: &State, args: &DeviceArgs) -> Result<Device> {
     load_device(state, args)?.with_context(|| {
-        format!("{} is missing: this machine was not started from a PIC disk image, so it has no slots to update", args.layout.display())
+        format!(
+            "{} is missing: this machine was not started from a PIC disk image, so it has no slots to update",
+            args.layout.display()
+        )
     })
 }
 
@@ -187,8 +197,9 @@ fn check(device: Option<&Device>, api: std::net::SocketAddr, timeout: Duration) 
     let mut seen: String;
     let verdict: std::result::Result<String, String> = loop {
         // Docker first: a version whose Docker cannot start fails at once.
-        let docker = pic_builder::command::run("systemctl", &["show", "-p", "LoadState", "-p", "ActiveState", "docker.service"])
-            .unwrap_or_default();
+        let docker =
+            pic_builder::command::run("systemctl", &["show", "-p", "LoadState", "-p", "ActiveState", "docker.service"])
+                .unwrap_or_default();
         if docker.contains("LoadState=masked") || docker.contains("ActiveState=failed") {
             break Err(format!("Docker cannot run ({})", docker.split_whitespace().collect::<Vec<_>>().join(", ")));
         }
@@ -224,7 +235,11 @@ fn check(device: Option<&Device>, api: std::net::SocketAddr, timeout: Duration) 
     let reason = match verdict {
         Ok(reason) | Err(reason) => reason,
     };
-    println!("boot check {} after {:.0} s: {reason}", if ok { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64());
+    println!(
+        "boot check {} after {:.0} s: {reason}",
+        if ok { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
     if let Some(device) = device {
         let version = device.status().ok().and_then(|s| s.version);
         let record = CheckRecord { version, ok, reason, at: jiff::Timestamp::now().to_string() };

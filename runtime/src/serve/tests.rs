@@ -1370,7 +1370,11 @@ async fn exits_are_added_used_and_removed_with_their_keys_kept_apart() {
 }
 
 /// A device made of files for `/api/updates`: the ESP a folder, the slots files, booted from A.
-fn update_device(dir: &std::path::Path, key: &pic_builder::update::bundle::SigningKey, entry: &str) -> pic_builder::update::slots::Device {
+fn update_device(
+    dir: &std::path::Path,
+    key: &pic_builder::update::bundle::SigningKey,
+    entry: &str,
+) -> pic_builder::update::slots::Device {
     use pic_builder::update::slots::{Device, Layout, SlotDef};
     let esp = dir.join("esp");
     std::fs::create_dir_all(esp.join("loader/entries")).unwrap();
@@ -1431,7 +1435,10 @@ async fn updates_are_uploaded_into_the_other_slot_refused_with_a_reason_and_need
 
     // Refused: another key's bundle, an older one; nothing is left behind.
     let stranger = pic_builder::update::bundle::SigningKey::from_bytes(&[4u8; 32]);
-    for (bundle, code) in [(update_bundle(dir.path(), &stranger, "6"), "bad_signature"), (update_bundle(dir.path(), &key, "4"), "not_newer")] {
+    for (bundle, code) in [
+        (update_bundle(dir.path(), &stranger, "6"), "bad_signature"),
+        (update_bundle(dir.path(), &key, "4"), "not_newer"),
+    ] {
         let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/updates", bundle).await;
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{body}");
@@ -1440,9 +1447,14 @@ async fn updates_are_uploaded_into_the_other_slot_refused_with_a_reason_and_need
     assert_eq!(nothing_waiting.status, StatusCode::CONFLICT, "{}", nothing_waiting.body);
 
     let mut events = api.app.events.subscribe();
-    let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/updates", update_bundle(dir.path(), &key, "6")).await;
+    let (status, _, body) =
+        api.call_bytes(&admin, Method::POST, "/api/updates", update_bundle(dir.path(), &key, "6")).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((status, body["slot"].as_str(), body["version"].as_str()), (StatusCode::OK, Some("b"), Some("6")), "{body}");
+    assert_eq!(
+        (status, body["slot"].as_str(), body["version"].as_str()),
+        (StatusCode::OK, Some("b"), Some("6")),
+        "{body}"
+    );
     let mut progress = Vec::new();
     while let Ok(event) = events.try_recv() {
         if event["operation"] == "update" {
@@ -1452,16 +1464,29 @@ async fn updates_are_uploaded_into_the_other_slot_refused_with_a_reason_and_need
     assert_eq!(progress.last(), Some(&(4 + 6 + 6)), "progress up to every payload byte: {progress:?}");
     assert!(std::fs::read_dir(dir.path().join("updates")).unwrap().next().is_none(), "the upload was left behind");
     let reply = api.call(&admin, Method::GET, "/api/updates", None).await;
-    assert_eq!((reply.body["slots"][1]["state"].as_str(), reply.body["slots"][1]["tries_left"].as_u64()), (Some("trying"), Some(3)));
+    assert_eq!(
+        (reply.body["slots"][1]["state"].as_str(), reply.body["slots"][1]["tries_left"].as_u64()),
+        (Some("trying"), Some(3))
+    );
 
     // Booted into it, not yet confirmed: no further update, said before the upload is taken.
     let mut trying = update_device(dir.path(), &key, "pic-5.conf");
-    std::fs::rename(dir.path().join("esp/loader/entries/pic-6+3.conf"), dir.path().join("esp/loader/entries/pic-6+2-1.conf")).unwrap();
+    std::fs::rename(
+        dir.path().join("esp/loader/entries/pic-6+3.conf"),
+        dir.path().join("esp/loader/entries/pic-6+2-1.conf"),
+    )
+    .unwrap();
     trying.cmdline = "root=PARTUUID=bbbb ro".into();
     api.app.updates = Some(std::sync::Arc::new(trying));
-    let (status, _, body) = api.call_bytes(&admin, Method::POST, "/api/updates", update_bundle(dir.path(), &key, "7")).await;
+    let (status, _, body) =
+        api.call_bytes(&admin, Method::POST, "/api/updates", update_bundle(dir.path(), &key, "7")).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_confirmed")), "{body}");
     let reply = api.call(&admin, Method::GET, "/api/updates", None).await;
-    assert_eq!((reply.body["boot"].as_str(), reply.body["version"].as_str()), (Some("trying"), Some("6")), "{}", reply.body);
+    assert_eq!(
+        (reply.body["boot"].as_str(), reply.body["version"].as_str()),
+        (Some("trying"), Some("6")),
+        "{}",
+        reply.body
+    );
 }

@@ -76,7 +76,8 @@ pub async fn upload(State(app): State<AppState>, _admin: Admin, request: Request
             let percent = done * 100 / total.max(1);
             if percent > last || done == total {
                 last = percent;
-                events.emit(json!({"step": "progress", "operation": "update", "done_bytes": done, "total_bytes": total}));
+                events
+                    .emit(json!({"step": "progress", "operation": "update", "done_bytes": done, "total_bytes": total}));
             }
         })?)
     })
@@ -95,7 +96,11 @@ pub async fn reboot(State(app): State<AppState>, _admin: Admin) -> Result<Respon
     };
     let status = blocking(move || Ok(device.status()?)).await?;
     let Some(waiting) = status.slots.iter().find(|s| !s.booted && s.state == SlotState::Trying) else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "nothing_waiting", "no new version is waiting to be started: upload an update first"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_waiting",
+            "no new version is waiting to be started: upload an update first",
+        ));
     };
     let version = waiting.version.clone();
     tracing::info!(version = ?version, "restarting into the new version");
