@@ -30,7 +30,7 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use pic_builder::State;
@@ -350,6 +350,7 @@ pub fn router(app: AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(app.clone(), activate_after_change))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), hold_changes_on_trial))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::gate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Every request gets an id, logged with its method, path, status and latency (never its
@@ -380,6 +381,32 @@ pub fn front_door_router(app: AppState) -> Router {
 pub enum AfterChange {
     /// Bring what runs in line with the current generation (e.g. a new certificate to load).
     Activate,
+}
+
+/// While this version of PIC is on trial (booted from a new slot, its boot check not yet
+/// passed), nothing changes the state directory: the data partition is shared with the previous
+/// version, which must still read it if the device falls back. The check takes minutes.
+async fn hold_changes_on_trial(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !path.starts_with("/api/auth/")
+        // Their handlers say why an update waits; a restart only uses up a try.
+        && !path.starts_with("/api/updates");
+    if let (true, Some(device)) = (changes, app.updates.clone()) {
+        let status = tokio::task::spawn_blocking(move || device.status()).await;
+        if let Ok(Ok(status)) = status
+            && status.boot == pic_builder::update::slots::SlotState::Trying
+        {
+            return ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "on_trial",
+                "this version of PIC is on trial until its boot check passes (a few minutes after the start); \
+                 changes wait until then, so that the previous version can take over the cell as it was",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// After a request that switched the current generation, activate before answering: when a
