@@ -333,13 +333,28 @@ impl Bundles {
             bundle::write_members(&manifest, &bundle::sign(&manifest, key), &payloads, &path)?;
             Ok(path)
         };
+        // The bundles that must be refused need no real payloads (each is whole and matches its
+        // manifest, so only what is tested refuses it): small, they upload in a moment.
+        let small = |file: &str, change: &dyn Fn(&mut bundle::Manifest), key: &SigningKey| -> Result<PathBuf> {
+            let parts = dir.join(format!("{file}.parts"));
+            std::fs::create_dir_all(&parts)?;
+            let (root, kernel, initrd) = (parts.join("root"), parts.join("kernel"), parts.join("initrd"));
+            for part in [&root, &kernel, &initrd] {
+                std::fs::write(part, file)?;
+            }
+            let mut manifest = opened.manifest.clone();
+            change(&mut manifest);
+            let path = dir.join(file);
+            bundle::write(&bundle::Parts { root: &root, kernel: &kernel, initrd: &initrd }, manifest, key, &path)?;
+            Ok(path)
+        };
         let stranger = SigningKey::from_bytes(&[9u8; 32]);
         let broken_version = format!("{version}.1");
         let spare_version = format!("{version}.2");
         Ok(Bundles {
-            bad_signature: make("stranger.picupd", &|_| {}, &stranger)?,
-            other_architecture: make("aarch64.picupd", &|m| m.architecture = "aarch64".into(), &key)?,
-            older: make("older.picupd", &|m| m.version = "1".parse().unwrap(), &key)?,
+            bad_signature: small("stranger.picupd", &|_| {}, &stranger)?,
+            other_architecture: small("aarch64.picupd", &|m| m.architecture = "aarch64".into(), &key)?,
+            older: small("older.picupd", &|m| m.version = "1".parse().unwrap(), &key)?,
             broken: make(
                 "broken.picupd",
                 &|m| {
@@ -508,13 +523,14 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
 
     // Power cuts while the spare bundle is written (from the second disk, by the CLI): the
     // running version boots every time, slot A holds nothing bootable; then it applies.
-    cell.succeed("cp /dev/vdb /var/tmp/spare.picupd")?;
+    // On the disk before the first power cut, which would otherwise take it back with it.
+    cell.succeed("cp /dev/vdb /var/tmp/spare.picupd && sync")?;
     for point in ["update: old entry removed", "update: root half written", "update: boot file written"] {
         cell.succeed(&format!(
             "PIC_FAULT_PAUSE_AT='{point}' setsid pic --state /var/lib/pic update apply /var/tmp/spare.picupd \
              >/run/apply.log 2>&1 </dev/null & true"
         ))?;
-        cell.wait_until_succeeds("grep -q 'paused at' /run/apply.log", APPLY_PAUSE)?;
+        cell.wait_until_succeeds("grep 'paused at' /run/apply.log || { cat /run/apply.log; false; }", APPLY_PAUSE)?;
         cell.crash()?;
         cell.start()?;
         boot_to_api(cell)?;
