@@ -9,6 +9,8 @@ use crate::render::Bundle;
 pub struct GenerationDiff {
     pub from: u64,
     pub to: u64,
+    /// What changed from `from`'s config to `to`'s, in words (`summary::summarize`).
+    pub summary: Vec<String>,
     /// Unified diff of the two config snapshots; empty when they are the same.
     pub config: String,
     /// Services that differ, by name.

@@ -26,6 +26,7 @@ pub mod render;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod summary;
 pub mod templates;
 pub mod update;
 

@@ -64,6 +64,8 @@ pub struct SwitchOutcome {
 pub struct GenerationInfo {
     #[serde(flatten)]
     pub manifest: Manifest,
+    /// What changed from its parent's config, in words ("added the device phone").
+    pub summary: Vec<String>,
     pub current: bool,
     /// Set when the generation's services failed their health check and it was rolled back.
     pub failed: Option<Failure>,
@@ -226,17 +228,45 @@ impl State {
     pub fn generations(&self) -> Result<Vec<GenerationInfo>, Error> {
         let current = self.current()?;
         let mut failed = self.failures()?;
+        let mut configs = BTreeMap::new();
         self.generations
             .numbers()?
             .into_iter()
             .map(|n| {
-                Ok(GenerationInfo {
-                    manifest: self.generations.manifest(n)?,
-                    current: current == Some(n),
-                    failed: failed.remove(&n),
-                })
+                let manifest = self.generations.manifest(n)?;
+                let summary = self.summary_with(&manifest, &mut configs)?;
+                Ok(GenerationInfo { manifest, summary, current: current == Some(n), failed: failed.remove(&n) })
             })
             .collect()
+    }
+
+    /// What generation `number` changed from its parent's config, in words.
+    pub fn summary(&self, number: u64) -> Result<Vec<String>, Error> {
+        self.summary_with(&self.generations.manifest(number)?, &mut BTreeMap::new())
+    }
+
+    fn summary_with(
+        &self,
+        manifest: &Manifest,
+        configs: &mut BTreeMap<u64, serde_json::Value>,
+    ) -> Result<Vec<String>, Error> {
+        let mut config = |n: u64| -> Result<serde_json::Value, Error> {
+            if let Some(value) = configs.get(&n) {
+                return Ok(value.clone());
+            }
+            let text = self.generations.config_text(n)?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::corrupt(format!("generation {n}'s config"), e))?;
+            configs.insert(n, value.clone());
+            Ok(value)
+        };
+        let new = config(manifest.number)?;
+        let old = match manifest.parent {
+            Some(parent) if self.generations.path(parent).is_dir() => Some(config(parent)?),
+            Some(parent) => return Ok(vec![format!("changed the config of generation {parent}, since removed")]),
+            None => None,
+        };
+        Ok(crate::summary::summarize(old.as_ref(), &new))
     }
 
     /// The generations the health gate rolled back, with why.
@@ -285,7 +315,12 @@ impl State {
                 files: diff::bundles(name, ba.as_ref(), bb.as_ref()),
             });
         }
-        Ok(GenerationDiff { from: a, to: b, config, services })
+        let parse = |n: u64| -> Result<serde_json::Value, Error> {
+            serde_json::from_str(&self.generation_config(n)?)
+                .map_err(|e| Error::corrupt(format!("generation {n}'s config"), e))
+        };
+        let summary = crate::summary::summarize(Some(&parse(a)?), &parse(b)?);
+        Ok(GenerationDiff { from: a, to: b, summary, config, services })
     }
 
     /// Re-hashes every store path, checks every generation's config and references, and `current`.

@@ -71,7 +71,14 @@ try {
   await page.getByRole("link", { name: "Generations" }).click();
   await page.locator("tr.current td").first().filter({ hasText: "3" }).waitFor();
   assert.equal(await page.locator("tbody tr").count(), 3, "generations 1, 2 and 3");
+  // Each generation says what it changed, in words; the request is a detail.
+  const row = (n) => page.locator("tbody tr").filter({ has: page.getByRole("cell", { name: String(n), exact: true }) });
+  await row(3).getByText("DNS: added the record nas").waitFor();
+  await row(2).getByText("added the device phone").waitFor();
+  await row(2).getByText("by POST /api/peers").waitFor();
+  await row(1).getByText(/set up the cell/).waitFor();
   await page.getByRole("button", { name: "Show diff" }).click();
+  await page.getByRole("region", { name: "diff" }).getByText("DNS: added the record nas").waitFor();
   await page.getByRole("region", { name: "diff" }).getByText(/nas\.home\.cell/).first().waitFor();
   await shot("generations");
   await page.getByRole("button", { name: "Roll back" }).click();

@@ -273,11 +273,19 @@ fn table(generations: &[GenerationInfo]) -> String {
     if generations.is_empty() {
         return "no generations yet; `pic switch` builds the first".into();
     }
-    let mut s = String::from("   GEN  CREATED               SERVICES  REASON");
+    let mut s = String::from("   GEN  CREATED               SERVICES  WHAT CHANGED (REQUEST)");
     for g in generations {
         let m = &g.manifest;
         let mark = if g.current { '*' } else { ' ' };
-        let _ = write!(s, "\n{mark} {:>4}  {:<20}  {:>8}  {}", m.number, m.created, m.services.len(), m.reason);
+        let _ = write!(
+            s,
+            "\n{mark} {:>4}  {:<20}  {:>8}  {} ({})",
+            m.number,
+            m.created,
+            m.services.len(),
+            g.summary.join("; "),
+            m.reason
+        );
         if let Some(failed) = &g.failed {
             let _ = write!(s, "  [FAILED, rolled back: {}]", failed.reason);
         }
@@ -287,6 +295,9 @@ fn table(generations: &[GenerationInfo]) -> String {
 
 fn describe_diff(d: &GenerationDiff) -> String {
     let mut s = format!("generation {} -> {}\n", d.from, d.to);
+    for line in &d.summary {
+        let _ = writeln!(s, "  {line}");
+    }
     if d.config.is_empty() && d.services.is_empty() {
         s.push_str("no differences\n");
     }

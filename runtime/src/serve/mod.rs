@@ -383,6 +383,20 @@ pub enum AfterChange {
     Activate,
 }
 
+/// What a request that switched to generation `number` did, in words, for the events: a rollback
+/// or a switch says so; anything else says what the new generation changed (empty when
+/// unreadable).
+fn summary_of(app: &AppState, request: &str, number: Option<u64>) -> Vec<String> {
+    let Some(number) = number else { return Vec::new() };
+    if request == "POST /api/rollback" {
+        return vec![format!("rolled back to {number}")];
+    }
+    if request.starts_with("POST /api/generations/") && request.ends_with("/switch") {
+        return vec![format!("switched back to {number}")];
+    }
+    app.state.summary(number).unwrap_or_default()
+}
+
 /// While this version of PIC is on trial (booted from a new slot, its boot check not yet
 /// passed), nothing changes the state directory: the data partition is shared with the previous
 /// version, which must still read it if the device falls back. The check takes minutes.
@@ -436,13 +450,13 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
         let app = app.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            app.emit(json!({"step": "switched", "request": what, "generation": current}));
+            app.emit(json!({"step": "switched", "request": what, "generation": current, "summary": summary_of(&app, &what, current)}));
             app.activate().await;
             app.emit(json!({"step": "done", "request": what, "generation": current}));
         });
     } else if switched || response.extensions().get::<AfterChange>() == Some(&AfterChange::Activate) {
         if switched {
-            app.emit(json!({"step": "switched", "request": what, "generation": current}));
+            app.emit(json!({"step": "switched", "request": what, "generation": current, "summary": summary_of(&app, &what, current)}));
         }
         app.activate().await;
         app.emit(json!({"step": "done", "request": what, "generation": current}));

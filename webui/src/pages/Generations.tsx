@@ -1,4 +1,5 @@
-// The history: every generation with its reason, time and status; the diff between any two;
+// The history: every generation with what it changed (in words, the request as a detail), its
+// time and status; the diff between any two;
 // switch to one, or roll back after a confirmation. Progress comes from the events.
 import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage } from "../api/client";
@@ -8,10 +9,11 @@ type Generation = {
   number: number;
   created: string;
   reason: string;
+  summary: string[];
   current: boolean;
   failed?: { reason: string } | null;
 };
-type Diff = { config: string; services: { service: string; change: string; files: { unified: string }[] }[] };
+type Diff = { summary: string[]; config: string; services: { service: string; change: string; files: { unified: string }[] }[] };
 
 export function GenerationsPage() {
   const [generations, setGenerations] = useState<Generation[]>([]);
@@ -69,7 +71,7 @@ export function GenerationsPage() {
           <tr>
             <th>#</th>
             <th>Created</th>
-            <th>Reason</th>
+            <th>What changed</th>
             <th>Status</th>
             <th />
           </tr>
@@ -79,7 +81,19 @@ export function GenerationsPage() {
             <tr key={g.number} className={g.current ? "current" : undefined}>
               <td>{g.number}</td>
               <td>{new Date(g.created).toLocaleString()}</td>
-              <td>{g.reason}</td>
+              <td>
+                {g.summary.length > 1 ? (
+                  <ul className="plain">
+                    {g.summary.map((line) => (
+                      <li key={line}>{line}</li>
+                    ))}
+                  </ul>
+                ) : (
+                  g.summary[0]
+                )}
+                <br />
+                <small>by {g.reason}</small>
+              </td>
               <td>{g.current ? "current" : g.failed ? `failed: ${g.failed.reason}` : ""}</td>
               <td>
                 {!g.current && (
@@ -112,6 +126,11 @@ export function GenerationsPage() {
       </div>
       {diff && (
         <section aria-label="diff">
+          <ul>
+            {diff.summary.map((line) => (
+              <li key={line}>{line}</li>
+            ))}
+          </ul>
           <pre className="diff">{diff.config || "the configs are the same"}</pre>
           {diff.services.map((s) => (
             <details key={s.service} open>
