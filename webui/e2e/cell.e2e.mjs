@@ -29,6 +29,9 @@ let failed = false;
 try {
   await waitForServer(base);
   const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
+  // The web UI works under its Content-Security-Policy: nothing it does is refused by it.
+  const refusedByPolicy = [];
+  page.on("console", (message) => /Content Security Policy/i.test(message.text()) && refusedByPolicy.push(message.text()));
   page.on("dialog", (dialog) => dialog.accept());
   const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 
@@ -174,6 +177,7 @@ try {
   const own = page.getByRole("img", { name: /QR code of bob-phone/ });
   assert.ok(await own.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "a peer gets their own QR code");
   await shot("peer-view");
+  assert.deepEqual(refusedByPolicy, [], "the Content-Security-Policy refused something the web UI does");
   console.log("e2e: setup, login, peer with QR code, DNS record → generation 3 and its diff, rollback, backup and restore → generation 4, a change from elsewhere shown live, a device limited to calendar, pages, logout, a peer's own view: ok");
 } catch (error) {
   failed = true;

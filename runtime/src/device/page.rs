@@ -41,6 +41,24 @@ const look = async () => {
 };
 setTimeout(look, RETRY);";
 
+fn script() -> String {
+    SCRIPT.replace("RETRY", &(RETRY_SECS * 1000).to_string())
+}
+
+/// The page's Content-Security-Policy: nothing but its own inline style and script (by their
+/// hashes) and fetching itself again.
+pub fn content_security_policy() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = |text: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash(STYLE),
+        hash(&script())
+    )
+}
+
 pub fn html(status: &Status) -> Markup {
     let title = match status.phase {
         Phase::Blocked => "PIC cannot start",
@@ -95,7 +113,7 @@ pub fn html(status: &Status) -> Markup {
                     }
                     @if let Some(message) = &status.network.message { p.problem { (message) } }
                 }
-                script { (maud::PreEscaped(SCRIPT.replace("RETRY", &(RETRY_SECS * 1000).to_string()))) }
+                script { (maud::PreEscaped(script())) }
             }
         }
     }

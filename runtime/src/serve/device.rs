@@ -184,5 +184,8 @@ pub async fn front_door(State(device): State<Arc<Device>>, request: Request, nex
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from(device::page::RETRY_SECS));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(policy) = HeaderValue::from_str(&device::page::content_security_policy()) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     response
 }

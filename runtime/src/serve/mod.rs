@@ -29,6 +29,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::http::Method;
+use axum::http::{HeaderName, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
@@ -353,6 +354,14 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(app.clone(), hold_changes_on_trial))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::gate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Every answer says what a browser may do with it; a page that needs otherwise (the
+        // front door's progress page) sets its own policy.
+        .layer(header_unless_set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(header_unless_set(HeaderName::from_static("permissions-policy"), PERMISSIONS_POLICY))
+        .layer(header_unless_set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_unless_set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header_unless_set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header_unless_set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"))
         // Every request gets an id, logged with its method, path, status and latency (never its
         // headers or body: they carry cookies and passwords), and echoed as x-request-id.
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -367,6 +376,20 @@ pub fn router(app: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(app)
+}
+
+/// The web UI loads nothing but its own files and talks to nothing but its own API: no inline
+/// script, no other origin, no frames; the browser's sensors and devices stay off.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+const PERMISSIONS_POLICY: &str = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), \
+     interest-cohort=()";
+
+fn header_unless_set(
+    name: axum::http::HeaderName,
+    value: &'static str,
+) -> tower_http::set_header::SetResponseHeaderLayer<axum::http::HeaderValue> {
+    tower_http::set_header::SetResponseHeaderLayer::if_not_present(name, axum::http::HeaderValue::from_static(value))
 }
 
 /// The front door's routes: every route, behind the progress page until the device is ready.

@@ -1490,3 +1490,32 @@ async fn updates_are_uploaded_into_the_other_slot_refused_with_a_reason_and_need
         reply.body
     );
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_the_front_doors_page_its_own_policy() {
+    let api = Api::new();
+    let reply = api.call(&Client::default(), Method::GET, "/health", None).await;
+    let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(header("content-security-policy").starts_with("default-src 'self'"), "{:?}", reply.headers);
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert!(header("permissions-policy").contains("camera=()"));
+    // An error answer too.
+    let missing = api.call(&Client::default(), Method::GET, "/api/no-such-thing", None).await;
+    assert!(missing.headers.contains_key("content-security-policy"));
+
+    // The progress page allows exactly its own inline style and script, by their hashes.
+    let policy = crate::device::page::content_security_policy();
+    let page = crate::device::page::html(&api.app.device.status()).into_string();
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let inline = |open: &str, close: &str| {
+        let start = page.find(open).unwrap() + open.len();
+        let text = &page[start..start + page[start..].find(close).unwrap()];
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+    };
+    assert!(policy.contains(&format!("'sha256-{}'", inline("<style>", "</style>"))), "{policy}");
+    assert!(policy.contains(&format!("'sha256-{}'", inline("<script>", "</script>"))), "{policy}");
+    assert!(policy.starts_with("default-src 'none'"));
+}
