@@ -123,10 +123,14 @@ pub struct Login {
 pub async fn login(
     State(app): State<AppState>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     jar: CookieJar,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(login) = body?;
+    // Over HTTPS (the cell's Caddy says so; it sets the header itself) the cookies are `Secure`:
+    // a browser never sends them over plain HTTP.
+    let secure = headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let address = connect.map_or_else(|| "unknown".to_string(), |c| c.0.0.ip().to_string());
     let keys = [format!("user:{}", login.username), format!("ip:{address}")];
     if let Some(seconds) = app.sessions.locked_for(&keys) {
@@ -151,7 +155,12 @@ pub async fn login(
     };
     app.sessions.clear_failures(&keys[0]);
     let (token, session) = app.sessions.create(login.username, role);
-    let jar = jar.add(cookie(SESSION_COOKIE, token, true)).add(cookie(CSRF_COOKIE, session.csrf.clone(), false));
+    let jar = jar.add(cookie(SESSION_COOKIE, token, true, secure)).add(cookie(
+        CSRF_COOKIE,
+        session.csrf.clone(),
+        false,
+        secure,
+    ));
     Ok((jar, Json(session_body(&session))).into_response())
 }
 
@@ -174,8 +183,8 @@ fn session_body(session: &Session) -> serde_json::Value {
     serde_json::json!({"user": session.user, "role": session.role, "csrf_token": session.csrf})
 }
 
-fn cookie(name: &'static str, value: String, http_only: bool) -> Cookie<'static> {
-    Cookie::build((name, value)).path("/").http_only(http_only).same_site(SameSite::Strict).build()
+fn cookie(name: &'static str, value: String, http_only: bool, secure: bool) -> Cookie<'static> {
+    Cookie::build((name, value)).path("/").http_only(http_only).secure(secure).same_site(SameSite::Strict).build()
 }
 
 /// The gate in front of every route.

@@ -1519,3 +1519,21 @@ async fn every_answer_carries_the_security_headers_and_the_front_doors_page_its_
     assert!(policy.contains(&format!("'sha256-{}'", inline("<script>", "</script>"))), "{policy}");
     assert!(policy.starts_with("default-src 'none'"));
 }
+
+#[tokio::test]
+async fn session_cookies_are_secure_when_the_login_came_over_https() {
+    let api = Api::new();
+    api.setup().await;
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    for (proto, secure) in [(Some("https"), true), (Some("http"), false), (None, false)] {
+        let extra: Vec<(&str, &str)> = proto.map(|p| ("x-forwarded-proto", p)).into_iter().collect();
+        let reply = api.call_raw(&Client::default(), Method::POST, "/api/auth/login", Some(body.clone()), &extra).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let cookies: Vec<&str> =
+            reply.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        for cookie in cookies {
+            assert_eq!(cookie.contains("; Secure"), secure, "{proto:?}: {cookie}");
+        }
+    }
+}
