@@ -354,8 +354,12 @@ impl Sites {
                 } else if trimmed.starts_with("respond @denied ") {
                     site.responds_403 = true;
                 } else if trimmed.starts_with('@') || trimmed.starts_with("respond") {
-                    // Another matcher or a response before the proxy could change who is served.
-                    assert!(trimmed.starts_with("@cell host "), "a rule this test does not know: {trimmed}");
+                    // Another matcher or a response before the proxy could change who is served
+                    // (which files are compressed does not).
+                    assert!(
+                        trimmed.starts_with("@cell host ") || trimmed.starts_with("@compressible path "),
+                        "a rule this test does not know: {trimmed}"
+                    );
                 }
             } else if depth == 2 && in_denied {
                 let nets = |rest: &str| rest.split_whitespace().map(prefix).collect::<Vec<_>>();
