@@ -135,12 +135,18 @@ async fn a_wildcard_certificate_by_dns01_through_cloudflare_renewed_and_kept_whe
     publish.store(false, Ordering::SeqCst);
     now = not_after - SignedDuration::from_hours(29 * 24);
     let Renewal::Failed { reason } = cell.renew(now).await else { panic!("the order should fail") };
-    assert!(reason.contains("could not verify"), "{reason}");
+    // Pebble may refuse the record as the challenge is taken or when it checks it later,
+    // depending on how fast it runs: either says which name failed.
+    let refused = |text: &str| {
+        (text.contains("could not verify") || text.contains("did not take the challenge"))
+            && text.contains("cell.example.org")
+    };
+    assert!(refused(&reason), "{reason}");
     assert_eq!(cell.chain("cell.example.org"), first, "a failed order keeps the certificate");
     assert_eq!(status(&cell.state).unwrap().last_error.unwrap().message, reason);
     now += SignedDuration::from_mins(10);
     let Renewal::Held { reason: held } = cell.renew(now).await else { panic!("the next try should wait") };
-    assert!(held.contains("waiting until") && held.contains("could not verify"), "{held}");
+    assert!(held.contains("waiting until") && refused(&held), "{held}");
 
     // An hour on it is tried again, and works.
     publish.store(true, Ordering::SeqCst);
