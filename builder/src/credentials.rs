@@ -54,6 +54,42 @@ pub fn check_password(password: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// How hard a password is to guess, in words a person can act on (zxcvbn's estimate: common
+/// passwords, words, names, dates, keyboard walks and the cell's own names count for little).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Strength {
+    /// 0 (guessed at once) to 4 (very hard to guess).
+    pub score: u8,
+    /// `too weak`, `weak`, `fair`, `good` or `strong`.
+    pub verdict: &'static str,
+    /// How long guessing it would take someone who stole the password hashes.
+    pub guess_time: String,
+    /// What is wrong with it, if something is.
+    pub warning: Option<String>,
+    /// How to make it stronger.
+    pub suggestions: Vec<String>,
+}
+
+/// Rates `password`; `context` holds words an attacker would try first (the user's and the
+/// cell's names). Only the first `MAX_PASSWORD_LEN` bytes count, as for bcrypt, which also
+/// bounds the estimate's work.
+pub fn password_strength(password: &str, context: &[&str]) -> Strength {
+    let mut end = password.len().min(MAX_PASSWORD_LEN);
+    while !password.is_char_boundary(end) {
+        end -= 1;
+    }
+    let estimate = zxcvbn::zxcvbn(&password[..end], context);
+    let score = u8::from(estimate.score());
+    let feedback = estimate.feedback();
+    Strength {
+        score,
+        verdict: ["too weak", "weak", "fair", "good", "strong"][usize::from(score.min(4))],
+        guess_time: estimate.crack_times().offline_slow_hashing_1e4_per_second().to_string(),
+        warning: feedback.and_then(|f| f.warning()).map(|w| w.to_string()),
+        suggestions: feedback.map(|f| f.suggestions().iter().map(ToString::to_string).collect()).unwrap_or_default(),
+    }
+}
+
 impl Credentials {
     pub fn new(secrets: PathBuf) -> Credentials {
         Credentials { secrets }
@@ -198,4 +234,23 @@ pub fn random_key() -> String {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
     bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strength_counts_common_passwords_and_the_cells_names_for_little() {
+        let weak = password_strength("password1", &[]);
+        assert_eq!((weak.score, weak.verdict), (0, "too weak"));
+        assert!(weak.warning.is_some(), "{weak:?}");
+        // The cell's own name is among the first guesses.
+        assert!(password_strength("bluefjord77", &["bluefjord77"]).score < password_strength("bluefjord77", &[]).score);
+        let strong = password_strength("vivid-otter-carries-47-lanterns", &["home"]);
+        assert_eq!((strong.score, strong.verdict), (4, "strong"), "{strong:?}");
+        assert_eq!(strong.warning, None);
+        // Only what bcrypt reads counts, and a cut never splits a character.
+        assert_eq!(password_strength(&"é".repeat(100), &[]).score, password_strength(&"é".repeat(36), &[]).score);
+    }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub use derived::{is_reserved, nth_host};
 pub use model::*;
-pub use syntax::{is_hostname, is_label, is_wireguard_key};
+pub use syntax::{is_hostname, is_label, is_wireguard_key, timezones};
 pub use validate::{FieldError, ValidConfig, ValidationErrors, validate};
 
 use crate::error::{Error, IoContext};

@@ -50,6 +50,14 @@ pub fn is_timezone(s: &str) -> bool {
         && jiff::tz::TimeZone::get(s).is_ok()
 }
 
+/// Every time zone `is_timezone` accepts, sorted: what a person picks from.
+pub fn timezones() -> Vec<String> {
+    let mut zones: Vec<String> =
+        jiff::tz::db().available().map(|name| name.to_string()).filter(|name| is_timezone(name)).collect();
+    zones.sort();
+    zones
+}
+
 /// Text for a TXT record: printable ASCII without the characters that quote, escape or
 /// delimit in a zone or config file, at most 255 characters.
 pub fn is_safe_text(s: &str) -> bool {
@@ -151,6 +159,9 @@ mod tests {
         assert!(is_wireguard_key("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eFw="));
         assert!(!is_wireguard_key("YNqHwpcAmVj0lVzPATSQwP2yI7TsGO1vYjNeqVd7eF=="));
         assert!(is_timezone("Europe/Berlin") && is_timezone("UTC") && !is_timezone("Mars/Base"));
+        let zones = timezones();
+        assert!(zones.len() > 300 && zones.contains(&"America/Argentina/Buenos_Aires".to_string()));
+        assert!(zones.windows(2).all(|pair| pair[0] < pair[1]));
     }
 
     #[test]

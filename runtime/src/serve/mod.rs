@@ -235,6 +235,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(setup::status))
         .routes(routes!(setup::setup))
+        .routes(routes!(setup::timezones))
+        .routes(routes!(setup::strength))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
@@ -423,12 +425,19 @@ fn summary_of(app: &AppState, request: &str, number: Option<u64>) -> Vec<String>
 /// While this version of PIC is on trial (booted from a new slot, its boot check not yet
 /// passed), nothing changes the state directory: the data partition is shared with the previous
 /// version, which must still read it if the device falls back. The check takes minutes.
-async fn hold_changes_on_trial(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
+/// Whether a request may change the cell: any but a read, a login or logout, or a question
+/// asked by POST so that its content stays out of URLs (a password's strength).
+fn may_change_the_cell(request: &Request) -> bool {
     let path = request.uri().path();
-    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+    !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && !path.starts_with("/api/auth/")
+        && path != "/api/setup/password-strength"
+}
+
+async fn hold_changes_on_trial(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
+    let changes = may_change_the_cell(&request)
         // Their handlers say why an update waits; a restart only uses up a try.
-        && !path.starts_with("/api/updates");
+        && !request.uri().path().starts_with("/api/updates");
     if let (true, Some(device)) = (changes, app.updates.clone()) {
         let status = tokio::task::spawn_blocking(move || device.status()).await;
         if let Ok(Ok(status)) = status
@@ -451,9 +460,7 @@ async fn hold_changes_on_trial(AxumState(app): AxumState<AppState>, request: Req
 /// (unless its handler asks for it): a backup, a password or a container action leaves the
 /// containers alone.
 async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
-    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !request.uri().path().starts_with("/api/auth/");
-    if !changes {
+    if !may_change_the_cell(&request) {
         return next.run(request).await;
     }
     let what = format!("{} {}", request.method(), request.uri().path());

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use pic_builder::config::{self, CellConfig, DhcpRange, Domain};
-use pic_builder::credentials::check_password;
+use pic_builder::credentials::{Strength, check_password, password_strength};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,6 +47,34 @@ pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError
         None => current.is_some(),
     };
     Ok(Json(json!({"complete": complete, "ready": ready, "device": app.device.status()})))
+}
+
+#[utoipa::path(get, path = "/api/setup/timezones", tag = "setup", responses((status = 200, description = "every time zone the cell accepts (its IANA database), sorted: what the wizard and Settings offer", body = [String])))]
+pub async fn timezones() -> Json<Vec<String>> {
+    Json(config::timezones())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrengthQuestion {
+    pub password: String,
+    /// Words an attacker would try first: the user's name, the cell's name.
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+/// A password's strength for the wizard's and Settings' feedback while it is typed. A POST, so
+/// that the password stays out of URLs and access logs; it changes nothing and keeps nothing.
+#[utoipa::path(post, path = "/api/setup/password-strength", tag = "setup", request_body = StrengthQuestion, responses((status = 200, description = "`score` 0-4, `verdict` (too weak … strong), `guess_time` (for someone holding the password hashes), `warning`, `suggestions`", body = Object), (status = 422, description = "not such a question", body = ErrorBody)))]
+pub async fn strength(body: Result<Json<StrengthQuestion>, JsonRejection>) -> Result<Json<Strength>, ApiError> {
+    let Json(question) = body?;
+    let context: Vec<&str> = question
+        .context
+        .iter()
+        .take(8)
+        .map(|word| word.char_indices().nth(64).map_or(word.as_str(), |(end, _)| &word[..end]))
+        .collect();
+    Ok(Json(password_strength(&question.password, &context)))
 }
 
 #[utoipa::path(post, path = "/api/setup", tag = "setup", request_body = Setup, responses((status = 200, description = "config written; generation 1 built and current", body = Object), (status = 409, description = "setup is already complete", body = ErrorBody), (status = 422, description = "invalid answers, with field paths", body = ErrorBody)))]

@@ -179,6 +179,42 @@ async fn before_setup_every_api_route_points_at_the_wizard() {
     assert_eq!((&status["complete"], &status["ready"]), (&json!(false), &json!(false)), "{status}");
 }
 
+/// The wizard's questions need no session and change nothing: the time zones it offers are the
+/// ones the config accepts, a password's strength comes back without any event.
+#[tokio::test]
+async fn the_wizard_asks_for_time_zones_and_a_passwords_strength_without_a_session() {
+    let api = Api::new();
+    let anon = Client::default();
+    let zones = api.call(&anon, Method::GET, "/api/setup/timezones", None).await;
+    assert_eq!(zones.status, StatusCode::OK);
+    let zones = zones.body.as_array().unwrap().clone();
+    assert!(zones.contains(&json!("Europe/Berlin")) && zones.contains(&json!("UTC")), "{} zones", zones.len());
+    let mut events = api.app.events.subscribe();
+    let weak = api
+        .call(
+            &anon,
+            Method::POST,
+            "/api/setup/password-strength",
+            Some(json!({"password": "password1", "context": ["home"]})),
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::OK, "{}", weak.body);
+    assert_eq!((&weak.body["score"], &weak.body["verdict"]), (&json!(0), &json!("too weak")), "{}", weak.body);
+    let strong = api
+        .call(
+            &anon,
+            Method::POST,
+            "/api/setup/password-strength",
+            Some(json!({"password": "vivid-otter-carries-47-lanterns"})),
+        )
+        .await;
+    assert_eq!(strong.body["verdict"], "strong", "{}", strong.body);
+    let bad = api.call(&anon, Method::POST, "/api/setup/password-strength", Some(json!({"pass": "x"}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(events.try_recv().is_err(), "a question is not a change");
+    assert!(!api.app.state.desired_config_path().exists());
+}
+
 #[tokio::test]
 async fn setup_validates_then_builds_generation_one_once() {
     let api = Api::new();
@@ -620,6 +656,7 @@ async fn auth_matrix_of_public_auth_and_peer_routes() {
         (Method::GET, "/health", None, [S::OK, S::OK, S::OK]),
         (Method::GET, "/api/openapi.json", None, [S::OK, S::OK, S::OK]),
         (Method::GET, "/api/setup/status", None, [S::OK, S::OK, S::OK]),
+        (Method::GET, "/api/setup/timezones", None, [S::OK, S::OK, S::OK]),
         (
             Method::POST,
             "/api/setup",

@@ -780,6 +780,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/setup/password-strength": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A password's strength for the wizard's and Settings' feedback while it is typed. A POST, so
+         *     that the password stays out of URLs and access logs; it changes nothing and keeps nothing.
+         */
+        post: operations["setup_strength"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/setup/status": {
         parameters: {
             query?: never;
@@ -788,6 +808,22 @@ export interface paths {
             cookie?: never;
         };
         get: operations["setup_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/setup/timezones": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["setup_timezones"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1150,6 +1186,11 @@ export interface components {
             /** @description RFC 3339. */
             at: string;
             by: string;
+        };
+        StrengthQuestion: {
+            /** @description Words an attacker would try first: the user's name, the cell's name. */
+            context?: string[];
+            password: string;
         };
     };
     responses: never;
@@ -3529,6 +3570,39 @@ export interface operations {
             };
         };
     };
+    setup_strength: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StrengthQuestion"];
+            };
+        };
+        responses: {
+            /** @description `score` 0-4, `verdict` (too weak … strong), `guess_time` (for someone holding the password hashes), `warning`, `suggestions` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description not such a question */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     setup_status: {
         parameters: {
             query?: never;
@@ -3545,6 +3619,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    setup_timezones: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every time zone the cell accepts (its IANA database), sorted: what the wizard and Settings offer */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string[];
                 };
             };
         };
