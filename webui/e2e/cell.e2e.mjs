@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { launchChromium, waitForServer } from "./server.mjs";
+import { launchChromium, waitForServer, openMenu, openPage } from "./server.mjs";
 
 const here = resolve(import.meta.dirname, "..");
 const pic = process.env.PIC_BIN ?? resolve(here, "../target/debug/pic");
@@ -38,12 +38,26 @@ try {
   await page.goto(base);
   await page.waitForURL("**/setup");
   await shot("setup");
-  // The wizard shows the API's error next to the field it names.
+  // The wizard, a step at a time; the API's error takes it back to the step of the field it names.
+  const next = () => page.getByRole("button", { name: "Next" }).click();
   await page.getByLabel("Cell name").fill("Bad Name");
-  await page.getByLabel(/Admin password/).fill("a-good-admin-password");
+  await next();
+  await page.getByLabel("Time zone").fill("Europe/Berlin");
+  await next();
+  await page.getByLabel("Administrator password").fill("password1");
+  await page.getByText(/Strength: too weak/).waitFor();
+  await next();
+  await page.locator("#admin_password-error").getByText(/too easy to guess/).waitFor();
+  await page.getByLabel("Administrator password").fill("a-good-admin-password");
+  await page.getByLabel("The same password again").fill("a-good-admin-password");
+  await next();
+  await page.getByRole("checkbox", { name: "Calendar and contacts" }).waitFor();
+  await next();
+  await page.getByText("Europe/Berlin", { exact: true }).waitFor();
   await page.getByRole("button", { name: "Create the cell" }).click();
   await page.locator("#cell_name-error").waitFor();
   await page.getByLabel("Cell name").fill("home");
+  for (let step = 0; step < 4; step++) await next();
   await page.getByRole("button", { name: "Create the cell" }).click();
   await page.waitForURL("**/login");
   await shot("login");
@@ -54,7 +68,7 @@ try {
   await page.getByTestId("current-generation").filter({ hasText: "1" }).waitFor();
   await shot("dashboard");
 
-  await page.getByRole("link", { name: "Peers" }).click();
+  await openPage(page, "Peers");
   await page.getByLabel("New device's name").fill("phone");
   await page.getByRole("button", { name: "Add peer" }).click();
   const qr = page.getByRole("img", { name: /QR code of phone/ });
@@ -63,7 +77,7 @@ try {
   await shot("peers");
 
   // A DNS record: one new generation, switched to at once.
-  await page.getByRole("link", { name: "Network", exact: true }).click();
+  await openPage(page, "Network");
   await page.getByLabel("Name", { exact: true }).fill("nas");
   await page.getByLabel("Value").fill("172.20.0.50");
   await page.getByRole("button", { name: "Add record" }).click();
@@ -71,7 +85,7 @@ try {
   await page.getByRole("cell", { name: "nas", exact: true }).waitFor();
   await shot("network");
 
-  await page.getByRole("link", { name: "Generations" }).click();
+  await openPage(page, "Generations");
   await page.locator("tr.current td").first().filter({ hasText: "3" }).waitFor();
   assert.equal(await page.locator("tbody tr").count(), 3, "generations 1, 2 and 3");
   // Each generation says what it changed, in words; the request is a detail.
@@ -89,7 +103,7 @@ try {
   await page.locator("tr.current td").first().filter({ hasText: /^2$/ }).waitFor();
 
   // A backup with the secrets, checked (dry run), then restored: generation 4 is generation 2 again.
-  await page.getByRole("link", { name: "Backups" }).click();
+  await openPage(page, "Backups");
   await page.getByLabel(/^Passphrase/).fill("e2e-backup-passphrase");
   await page.getByRole("button", { name: "Back up" }).click();
   await page.getByText(/Backed up into pic-home-/).waitFor();
@@ -101,7 +115,7 @@ try {
   await shot("backups");
   await restore.getByRole("button", { name: "Restore", exact: true }).click();
   await restore.getByText("Restored:").waitFor();
-  await page.getByRole("link", { name: "Generations" }).click();
+  await openPage(page, "Generations");
   await page.locator("tr.current td").first().filter({ hasText: /^4$/ }).waitFor();
   // A change made elsewhere (here: another client of the API) shows without a reload.
   const added = await page.evaluate(() => {
@@ -116,7 +130,7 @@ try {
   await page.locator("tr.current td").first().filter({ hasText: /^5$/ }).waitFor();
 
   // What a device may use: the tablet limited to calendar and contacts (generation 6).
-  await page.getByRole("link", { name: "Peers" }).click();
+  await openPage(page, "Peers");
   await page.getByRole("button", { name: "Change what tablet may use" }).click();
   const access = page.getByRole("form", { name: "What tablet may use" });
   await access.getByLabel("Every service").uncheck();
@@ -128,7 +142,7 @@ try {
   await shot("peer-access");
 
   for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Mail & files", "services"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
-    await page.getByRole("link", { name: link }).click();
+    await openPage(page, link);
     await page.getByRole("heading", { level: 1 }).waitFor();
     await shot(name);
   }
@@ -161,7 +175,7 @@ try {
   // The CA certificate is there to download.
   assert.match(await page.evaluate(() => fetch("/api/ca.crt").then((r) => r.text())), /BEGIN CERTIFICATE/);
 
-  await page.getByRole("button", { name: "Log out" }).click();
+  await (await openMenu(page)).getByRole("button", { name: "Log out" }).click();
   await page.waitForURL("**/login");
 
   // A peer sees only their own devices.

@@ -9,7 +9,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { launchChromium, waitForServer } from "./server.mjs";
+import { launchChromium, waitForServer, openPage } from "./server.mjs";
 
 const here = resolve(import.meta.dirname, "..");
 const pic = process.env.PIC_BIN ?? resolve(here, "../target/debug/pic");
@@ -53,7 +53,7 @@ try {
     await page.getByLabel("User").fill("admin");
     await page.getByLabel("Password").fill(password);
     await page.getByRole("button", { name: "Log in" }).click();
-    await page.getByRole("link", { name: "Cell Network" }).click();
+    await openPage(page, "Cell Network");
     await page.getByRole("heading", { name: "Cell Network", level: 1 }).waitFor();
     return page;
   };

@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { launchChromium, waitForServer } from "./server.mjs";
+import { launchChromium, waitForServer, openPage } from "./server.mjs";
 
 const here = resolve(import.meta.dirname, "..");
 const pic = process.env.PIC_BIN ?? resolve(here, "../target/debug/pic");
@@ -56,7 +56,7 @@ try {
   await page.getByLabel("User").fill("admin");
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByRole("navigation", { name: "main" }).getByRole("link", { name: "Connectivity" }).click();
+  await openPage(page, "Connectivity");
   await page.getByText("No exit yet.").waitFor();
 
   // A file that would run a command is refused, naming the line.
@@ -78,7 +78,7 @@ try {
   await page.screenshot({ path: join(artifacts, "connectivity.png"), fullPage: true });
 
   // The laptop sent through it on the Routing page.
-  await page.getByRole("navigation", { name: "main" }).getByRole("link", { name: "Routing" }).click();
+  await openPage(page, "Routing");
   const way = page.getByLabel("Where laptop's traffic goes");
   await way.selectOption("exit:provider");
   await page.getByText("laptop is changed.").waitFor();
@@ -88,14 +88,14 @@ try {
   await page.screenshot({ path: join(artifacts, "routing.png"), fullPage: true });
 
   // Its removal is refused while the laptop uses it, then done once the laptop leaves it.
-  await page.getByRole("navigation", { name: "main" }).getByRole("link", { name: "Connectivity" }).click();
+  await openPage(page, "Connectivity");
   await card.getByText(/Devices going out through it:/).waitFor();
   await card.getByRole("button", { name: "Remove the exit provider" }).click();
   await page.getByText(/in use by device laptop/).waitFor();
-  await page.getByRole("navigation", { name: "main" }).getByRole("link", { name: "Routing" }).click();
+  await openPage(page, "Routing");
   await page.getByLabel("Where laptop's traffic goes").selectOption("full");
   await page.getByText("laptop is changed.").waitFor();
-  await page.getByRole("navigation", { name: "main" }).getByRole("link", { name: "Connectivity" }).click();
+  await openPage(page, "Connectivity");
   await card.getByRole("button", { name: "Remove the exit provider" }).click();
   await page.getByText("The exit provider is removed.").waitFor();
   await page.getByText("No exit yet.").waitFor();

@@ -26,3 +26,15 @@ export function launchChromium() {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
   });
 }
+
+/** Opens the main navigation: behind the Menu button at phone widths, always open beside the page. */
+export async function openMenu(page) {
+  const menu = page.getByRole("button", { name: "Menu" });
+  if ((await menu.isVisible()) && (await menu.getAttribute("aria-expanded")) !== "true") await menu.click();
+  return page.getByRole("navigation", { name: "main" });
+}
+
+/** Opens a page from the main navigation. */
+export async function openPage(page, label) {
+  await (await openMenu(page)).getByRole("link", { name: label, exact: true }).click();
+}

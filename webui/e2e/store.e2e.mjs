@@ -9,7 +9,7 @@ import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { launchChromium, waitForServer } from "./server.mjs";
+import { launchChromium, waitForServer, openPage } from "./server.mjs";
 
 const here = resolve(import.meta.dirname, "..");
 const workspace = resolve(here, "..");
@@ -88,7 +88,7 @@ try {
   await page.getByLabel("User").fill("alice");
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByRole("link", { name: "Store" }).click();
+  await openPage(page, "Store");
   const offered = page.getByRole("listitem", { name: "dokuwiki in the store" });
   await offered.waitFor();
   assert.ok(await offered.locator("img").evaluate((img) => img.decode().then(() => img.naturalWidth > 0)), "the icon loads");
@@ -107,7 +107,7 @@ try {
   assert.match(wiki.body, /E2E family wiki/, "the title set in the install form");
 
   // Files: the files service must run before alice's folder exists.
-  await page.getByRole("link", { name: "Files", exact: true }).click();
+  await openPage(page, "Files");
   await page.getByRole("heading", { name: "Files" }).waitFor();
   const started = Date.now();
   while ((await page.getByText("This folder is empty.").count()) === 0) {

@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { launchChromium, waitForServer } from "./server.mjs";
+import { launchChromium, waitForServer, openPage } from "./server.mjs";
 
 const here = resolve(import.meta.dirname, "..");
 const pic = process.env.PIC_BIN ?? resolve(here, "../target/debug/pic");
@@ -77,7 +77,7 @@ try {
   await page.getByLabel("User").fill("admin");
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByRole("navigation", { name: "main" }).getByRole("link", { name: "Settings" }).click();
+  await openPage(page, "Settings");
   const updates = page.getByRole("region", { name: "Updates" });
   await updates.getByText("This device runs PIC 2026.1101.100000.").waitFor();
   const slots = updates.getByRole("table", { name: "The device's two system slots" });

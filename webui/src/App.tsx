@@ -1,8 +1,9 @@
 // The pages and the frame around them: setup first, then login, then the cell.
 import { useCallback, useEffect, useState } from "react";
-import { Link, Navigate, Route, Routes, useNavigate } from "react-router-dom";
+import { Navigate, Route, Routes } from "react-router-dom";
+import { Frame } from "./Frame";
 import { api } from "./api/client";
-import { type Session, SessionContext, useSession } from "./session";
+import { type Session, SessionContext } from "./session";
 import { SetupPage } from "./pages/Setup";
 import { LoginPage } from "./pages/Login";
 import { DashboardPage } from "./pages/Dashboard";
@@ -85,53 +86,5 @@ export function App() {
         )}
       </Frame>
     </SessionContext.Provider>
-  );
-}
-
-function Frame({ children }: { children: React.ReactNode }) {
-  const navigate = useNavigate();
-  const { session } = useSession();
-  const logout = async () => {
-    await api.POST("/api/auth/logout");
-    navigate("/login");
-    window.location.reload();
-  };
-  return (
-    <>
-      <header>
-        <strong>PIC</strong>
-        <nav aria-label="main">
-          {session?.role === "admin" ? (
-            <>
-              <Link to="/">Dashboard</Link>
-              <Link to="/peers">Peers</Link>
-              <Link to="/network">Network</Link>
-              <Link to="/cells">Cell Network</Link>
-              <Link to="/connectivity">Connectivity</Link>
-              <Link to="/routing">Routing</Link>
-              <Link to="/services">Mail &amp; files</Link>
-              <Link to="/store">Store</Link>
-              <Link to="/files">Files</Link>
-              <Link to="/generations">Generations</Link>
-              <Link to="/containers">Containers</Link>
-              <Link to="/logs">Logs</Link>
-              <Link to="/certificates">Certificates</Link>
-              <Link to="/backups">Backups</Link>
-              <Link to="/settings">Settings</Link>
-            </>
-          ) : (
-            <>
-              <Link to="/peers">My devices</Link>
-              <Link to="/files">My files</Link>
-              <Link to="/settings">Settings</Link>
-            </>
-          )}
-        </nav>
-        <button type="button" onClick={logout}>
-          Log out
-        </button>
-      </header>
-      <main>{children}</main>
-    </>
   );
 }

@@ -87,7 +87,15 @@ pub async fn setup(
         let problem = app.device.status().problem.map(|p| p.message).unwrap_or_default();
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "device_blocked", problem));
     }
-    check_password(&setup.admin_password)?;
+    // Named as a field, so that the wizard shows it at the password.
+    check_password(&setup.admin_password).map_err(|error| ApiError {
+        details: vec![pic_builder::config::FieldError {
+            path: "admin_password".into(),
+            message: error.to_string(),
+            hint: "8 to 72 bytes without control characters".into(),
+        }],
+        ..ApiError::from(error)
+    })?;
     let config = config::validate(initial_config(&setup)?)?;
     let state = app.state.clone();
     let generation = blocking(move || {

@@ -233,6 +233,7 @@ async fn setup_validates_then_builds_generation_one_once() {
         .call(&anon, Method::POST, "/api/setup", Some(json!({"cell_name": "home", "admin_password": "short"})))
         .await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(weak.body["error"]["details"][0]["path"], "admin_password", "{}", weak.body);
     let unknown = api
         .call(
             &anon,

@@ -5,7 +5,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage, errorsByField } from "../api/client";
 import { changeConfig, loadConfig } from "../config";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 
 type Domain = {
   mode: "local" | "public" | "ddns";

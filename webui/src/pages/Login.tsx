@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useNavigate } from "react-router-dom";
 import { api, errorMessage } from "../api/client";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 
 export function LoginPage({ onLogin }: { onLogin: () => Promise<void> }) {
   const navigate = useNavigate();

@@ -2,7 +2,7 @@
 // Every change is one new generation, switched to at once.
 import { useEffect, useState } from "react";
 import { useConfigEditor } from "../config";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 
 type DnsRecord = { name: string; type: string; value: string };
 type Reservation = { name: string; mac: string; address: string };

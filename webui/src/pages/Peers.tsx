@@ -4,7 +4,7 @@ import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage, errorsByField } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
 import { useSession } from "../session";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 
 /** The services a device reaches over the network, as a person would name them. */
 export const DEVICE_SERVICES: Record<string, string> = {

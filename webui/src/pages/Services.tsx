@@ -2,7 +2,7 @@
 import { useState } from "react";
 import { useConfigEditor } from "../config";
 import { ListEditor } from "./Network";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 
 type Mailbox = { address: string; user: string };
 

@@ -5,8 +5,10 @@ import { api, errorMessage } from "../api/client";
 import { changeConfig, loadConfig } from "../config";
 import { useSession } from "../session";
 import { DomainSection } from "./Domain";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 import { UpdatesSection } from "./Updates";
+import { PasswordStrength, useStrength } from "../components/PasswordStrength";
+import { useTimezones } from "../components/Timezones";
 
 export function SettingsPage() {
   const { session } = useSession();
@@ -17,6 +19,8 @@ export function SettingsPage() {
   const [message, setMessage] = useState("");
   const [identityErrors, setIdentityErrors] = useState<Record<string, string>>({});
   const [identityMessage, setIdentityMessage] = useState("");
+  const strength = useStrength(password, [user, identity?.name ?? ""]);
+  const zones = useTimezones();
   useEffect(() => {
     if (session?.role === "admin") void loadConfig().then(({ config }) => setIdentity(config.cell));
   }, [session]);
@@ -65,10 +69,13 @@ export function SettingsPage() {
           <Field id="identity_timezone" label="Time zone" error={identityErrors["cell.timezone"]}>
             <input
               id="identity_timezone"
+              list="timezones"
+              autoComplete="off"
               value={identity.timezone ?? ""}
               onChange={(e) => setIdentity({ ...identity, timezone: e.target.value })}
             />
           </Field>
+          {zones}
           <button type="submit">Save</button>
           <p role="status">{identityMessage}</p>
         </form>
@@ -85,6 +92,7 @@ export function SettingsPage() {
         <Field id="new_password" label="New password" error={error}>
           <input id="new_password" type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} />
         </Field>
+        <PasswordStrength strength={password ? strength : null} />
         <button type="submit">Set password</button>
         <p role="status">{message}</p>
       </form>

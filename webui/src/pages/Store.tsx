@@ -6,7 +6,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage, errorsByField } from "../api/client";
 import { type CellEvent, useEvents } from "../events";
-import { Field } from "./Setup";
+import { Field } from "../components/Field";
 
 type SettingKind = "string" | "integer" | "boolean" | "secret";
 type Setting = { type: SettingKind; description: string; default?: unknown };
