@@ -64,7 +64,8 @@ webui:
 
 ## The web UI's tests: its API types against the committed OpenAPI document, Vitest, and the
 ## end-to-end runs in Debian's Chromium against a real `pic serve` (screenshots in
-## webui/e2e-artifacts/): a new user's first steps, the front door of a blocked device, two cells
+## webui/e2e-artifacts/): a new user's first steps, every page at phone and desktop widths in
+## light and dark (axe-core, no sideways scroll, the main flows by keyboard), the front door of a blocked device, two cells
 ## linked on their Cell Network pages, an exit on the Connectivity and Routing pages, an update
 ## uploaded in Settings on a device made of files, and (the
 ## cell in Docker) an app installed from the Store page and a file uploaded on the Files page.
@@ -72,6 +73,7 @@ webui-test: webui
 	# The binary as `make unit` builds it (the same features), so that after it nothing is compiled.
 	$(CARGO) test --workspace --exclude pic-vm-tests --lib --bins --tests --locked --no-run
 	cd webui && npm run check:api && npm test && PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e \
+		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:pages \
 		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:front-door \
 		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:cells \
 		&& PIC_BIN=$(CURDIR)/target/debug/pic npm run e2e:exits \

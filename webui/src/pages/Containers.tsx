@@ -2,6 +2,7 @@
 // A service an admin stopped stays stopped (through new generations and restarts of the cell)
 // until someone starts it again.
 import { useCallback, useEffect, useState } from "react";
+import { Badge, toneOf } from "../components/Badge";
 import { api, errorMessage } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
 
@@ -91,8 +92,10 @@ export function ContainersPage() {
           {containers.map((c) => (
             <tr key={c.name}>
               <td>{c.service}</td>
-              <td>{c.stopped ? stoppedText(c.stopped) : c.status || c.state}</td>
-              <td>{c.stopped ? "—" : (c.health ?? "—")}</td>
+              <td>
+                  {c.stopped ? <Badge tone="warn">{stoppedText(c.stopped)}</Badge> : <Badge tone={toneOf(c.state)}>{c.status || c.state}</Badge>}
+                </td>
+              <td>{c.stopped || !c.health ? "—" : <Badge tone={toneOf(c.health)}>{c.health}</Badge>}</td>
               <td>{c.restarts}</td>
               <td>{c.image}</td>
               <td className="inline">

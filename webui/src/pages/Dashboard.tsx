@@ -1,6 +1,7 @@
 // The cell at a glance: the current generation, the services and their containers, the peers,
 // and what just happened.
 import { useCallback, useEffect, useState } from "react";
+import { Badge, toneOf } from "../components/Badge";
 import { api } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
 import { type Stop, stoppedText } from "./Containers";
@@ -73,8 +74,10 @@ export function DashboardPage() {
             {containers.map((c) => (
               <tr key={c.service}>
                 <td>{c.service}</td>
-                <td>{c.stopped ? stoppedText(c.stopped) : c.state}</td>
-                <td>{c.stopped ? "—" : (c.health ?? "—")}</td>
+                <td>
+                  {c.stopped ? <Badge tone="warn">{stoppedText(c.stopped)}</Badge> : <Badge tone={toneOf(c.state)}>{c.state}</Badge>}
+                </td>
+                <td>{c.stopped || !c.health ? "—" : <Badge tone={toneOf(c.health)}>{c.health}</Badge>}</td>
                 <td>{c.restarts}</td>
               </tr>
             ))}

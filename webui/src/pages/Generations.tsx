@@ -3,6 +3,7 @@
 // switch to one, or roll back after a confirmation. Progress comes from the events.
 import { useCallback, useEffect, useState } from "react";
 import { api, errorMessage } from "../api/client";
+import { Badge } from "../components/Badge";
 import { type CellEvent, changesState, useEvents } from "../events";
 
 type Generation = {
@@ -94,7 +95,15 @@ export function GenerationsPage() {
                 <br />
                 <small>by {g.reason}</small>
               </td>
-              <td>{g.current ? "current" : g.failed ? `failed: ${g.failed.reason}` : ""}</td>
+              <td>
+                {g.current ? (
+                  <Badge tone="ok">current</Badge>
+                ) : g.failed ? (
+                  <Badge tone="bad">failed: {g.failed.reason}</Badge>
+                ) : (
+                  ""
+                )}
+              </td>
               <td>
                 {!g.current && (
                   <button type="button" onClick={() => switchTo(g.number)} aria-label={`Switch to generation ${g.number}`}>

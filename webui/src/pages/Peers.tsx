@@ -168,8 +168,9 @@ export function PeersPage() {
                 )}
               </td>
               <td>
-                <button type="button" onClick={() => toggle(p)} aria-label={`${p.enabled === false ? "Enable" : "Disable"} ${p.name}`}>
-                  {p.enabled === false ? "off" : "on"}
+                <button type="button" role="switch" aria-checked={p.enabled !== false} onClick={() => toggle(p)}>
+                  {p.enabled === false ? "Off" : "On"}
+                  <span className="visually-hidden">: {p.name} may connect</span>
                 </button>
               </td>
               <td className="inline">
