@@ -120,12 +120,15 @@ impl CertificateAuthority {
                 return Err(Error::InvalidName(n.to_string()));
             }
         }
+        self.sign_leaf(name, name, wanted_names(name, extra_names))
+    }
+
+    /// Signs a leaf for `sans` (names or IP addresses) into `tls/<dir>/` and records it as `dir`.
+    fn sign_leaf(&self, dir: &str, common_name: &str, sans: Vec<String>) -> Result<IssuedCert, Error> {
         let issuer = self.issuer()?;
-        let mut sans = vec![name.to_string()];
-        sans.extend(extra_names.iter().filter(|n| *n != name).cloned());
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(ca_error)?;
         let mut params = CertificateParams::new(sans.clone()).map_err(ca_error)?;
-        params.distinguished_name = self::name(name);
+        params.distinguished_name = self::name(common_name);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -137,14 +140,14 @@ impl CertificateAuthority {
         params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
         let cert = params.signed_by(&key, &issuer).map_err(ca_error)?;
 
-        let dir = self.leaf_dir(name);
+        let leaf_dir = self.leaf_dir(dir);
         fsutil::ensure_dir(&self.secrets.join("tls"), 0o700)?;
-        fsutil::ensure_dir(&dir, 0o700)?;
-        fsutil::write_atomic(&dir.join("key.pem"), key.serialize_pem().as_bytes(), 0o600)?;
-        fsutil::write_atomic(&dir.join("cert.pem"), cert.pem().as_bytes(), 0o644)?;
+        fsutil::ensure_dir(&leaf_dir, 0o700)?;
+        fsutil::write_atomic(&leaf_dir.join("key.pem"), key.serialize_pem().as_bytes(), 0o600)?;
+        fsutil::write_atomic(&leaf_dir.join("cert.pem"), cert.pem().as_bytes(), 0o644)?;
         let issued = IssuedCert {
             serial: hex::encode(serial.to_bytes()),
-            name: name.to_string(),
+            name: dir.to_string(),
             subject_alt_names: sans,
             not_before: rfc3339(params.not_before),
             not_after: rfc3339(params.not_after),
@@ -156,18 +159,40 @@ impl CertificateAuthority {
         Ok(issued)
     }
 
+    /// Makes sure the leaf `name` covers exactly `addresses` (the device's LAN addresses, which
+    /// a browser opens the cell at before it uses the cell's names). With no address known, an
+    /// existing leaf stays and a missing one is made for 127.0.0.1, so that the proxy can start.
+    /// True when issued.
+    pub fn ensure_address_leaf(&self, name: &str, addresses: &[std::net::IpAddr]) -> Result<bool, Error> {
+        let index = self.index()?;
+        let current = self.active(&index, name).filter(|_| self.leaf_dir(name).join("key.pem").exists());
+        let wanted: Vec<String> = match current {
+            _ if !addresses.is_empty() => addresses.iter().map(ToString::to_string).collect(),
+            // Renewed or reissued after a revocation for the addresses it had.
+            Some(c) => c.subject_alt_names.clone(),
+            None => vec![std::net::Ipv4Addr::LOCALHOST.to_string()],
+        };
+        if current.is_some_and(|c| self.is_fresh(c, &wanted)) {
+            return Ok(false);
+        }
+        self.sign_leaf(name, &wanted[0], wanted.clone())?;
+        Ok(true)
+    }
+
+    /// Whether `cert` is unrevoked, for exactly `names`, and far from expiring.
+    fn is_fresh(&self, cert: &IssuedCert, names: &[String]) -> bool {
+        let renew_after = OffsetDateTime::now_utc() + Duration::days(RENEW_BEFORE_DAYS);
+        cert.revoked.is_none()
+            && cert.subject_alt_names == names
+            && OffsetDateTime::parse(&cert.not_after, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|t| t > renew_after)
+    }
+
     /// Makes sure `name` has a current leaf covering `names`: issues one when there is none, when
     /// it was revoked, when it expires within 30 days or when its names differ. True when issued.
     pub fn ensure_leaf(&self, name: &str, names: &[String]) -> Result<bool, Error> {
         let index = self.index()?;
-        let renew_after = OffsetDateTime::now_utc() + Duration::days(RENEW_BEFORE_DAYS);
-        let current = self.active(&index, name);
-        let fresh = current.is_some_and(|c| {
-            c.revoked.is_none()
-                && c.subject_alt_names == wanted_names(name, names)
-                && OffsetDateTime::parse(&c.not_after, &time::format_description::well_known::Rfc3339)
-                    .is_ok_and(|t| t > renew_after)
-        });
+        let fresh = self.active(&index, name).is_some_and(|c| self.is_fresh(c, &wanted_names(name, names)));
         if fresh && self.leaf_dir(name).join("key.pem").exists() {
             return Ok(false);
         }
@@ -188,9 +213,13 @@ impl CertificateAuthority {
         Ok(revoked)
     }
 
-    /// The certificate whose files are in `tls/<name>/` now: the newest issued for the name.
+    /// The certificate whose files are in `tls/<name>/` now, known by its serial (two issued
+    /// within a second cannot be told apart by their times).
     fn active<'i>(&self, index: &'i Index, name: &str) -> Option<&'i IssuedCert> {
-        index.certificates.values().filter(|c| c.name == name).max_by(|a, b| a.not_before.cmp(&b.not_before))
+        let pem = fs::read(self.leaf_dir(name).join("cert.pem")).ok()?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+        let serial = hex::encode(pem.parse_x509().ok()?.raw_serial());
+        index.certificates.get(&serial).filter(|c| c.name == name)
     }
 
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>, Error> {
@@ -270,4 +299,55 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 fn ca_error(e: rcgen::Error) -> Error {
     Error::Certificate(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    fn sans_of(ca: &CertificateAuthority, name: &str) -> Vec<String> {
+        let pem = fs::read(ca.leaf_dir(name).join("cert.pem")).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let sans = cert.subject_alternative_name().unwrap().unwrap();
+        sans.value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 4 => {
+                    <[u8; 4]>::try_from(*b).map(IpAddr::from).unwrap().to_string()
+                }
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    <[u8; 16]>::try_from(*b).map(IpAddr::from).unwrap().to_string()
+                }
+                other => format!("{other}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_lan_leaf_follows_the_devices_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::new(dir.path());
+        ca.ensure().unwrap();
+        // No address known yet: a leaf for the loopback, so that the proxy can start.
+        assert!(ca.ensure_address_leaf("lan", &[]).unwrap());
+        assert_eq!(sans_of(&ca, "lan"), ["127.0.0.1"]);
+        let home: Vec<IpAddr> = vec!["192.168.1.20".parse().unwrap(), "fd00::20".parse().unwrap()];
+        assert!(ca.ensure_address_leaf("lan", &home).unwrap());
+        assert_eq!(sans_of(&ca, "lan"), ["192.168.1.20", "fd00::20"]);
+        // The same addresses, or none seen for a moment: the leaf stays.
+        assert!(!ca.ensure_address_leaf("lan", &home).unwrap());
+        assert!(!ca.ensure_address_leaf("lan", &[]).unwrap());
+        // A revoked leaf is issued again for the addresses it had.
+        let serial = ca.list().unwrap().into_iter().find(|c| c.subject_alt_names[0] == "192.168.1.20").unwrap().serial;
+        ca.revoke(&serial).unwrap();
+        assert!(ca.ensure_address_leaf("lan", &[]).unwrap());
+        assert_eq!(sans_of(&ca, "lan"), ["192.168.1.20", "fd00::20"]);
+        // A new address: a new leaf.
+        assert!(ca.ensure_address_leaf("lan", &["192.168.1.30".parse().unwrap()]).unwrap());
+        assert_eq!(sans_of(&ca, "lan"), ["192.168.1.30"]);
+    }
 }

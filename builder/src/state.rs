@@ -429,7 +429,12 @@ impl Writer<'_> {
         // build, including one that finds nothing else to do.
         let ca = state.ca();
         for site in services::tls_sites(config) {
-            ca.ensure_leaf(&site.name, &site.also)?;
+            if site.name == services::LAN_SITE {
+                // `pic serve` names the addresses; here it only has to exist for the proxy.
+                ca.ensure_address_leaf(services::LAN_SITE, &[])?;
+            } else {
+                ca.ensure_leaf(&site.name, &site.also)?;
+            }
         }
         state.credentials().write_daemon_files(config)?;
         let config_text = config::to_canonical_json(config);

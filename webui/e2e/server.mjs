@@ -29,6 +29,8 @@ export function launchChromium() {
 
 /** Opens the main navigation: behind the Menu button at phone widths, always open beside the page. */
 export async function openMenu(page) {
+  // The frame first (right after logging in, the page may still be the login form).
+  await page.locator("nav#main-nav").waitFor({ state: "attached" });
   const menu = page.getByRole("button", { name: "Menu" });
   if ((await menu.isVisible()) && (await menu.getAttribute("aria-expanded")) !== "true") await menu.click();
   return page.getByRole("navigation", { name: "main" });

@@ -176,6 +176,9 @@ pub static CATALOG: &[ServiceDef] = &[
 
 /// Name of the web UI and API under the cell domain; served by `pic serve` through the proxy.
 pub const WEBUI_HOST: &str = "pic";
+/// The certificate of the web UI at the device's LAN addresses: no host name has no dot in it,
+/// so the folder cannot be any site's.
+pub const LAN_SITE: &str = "lan";
 
 /// Looks a service up by name.
 pub fn get(name: &str) -> Option<&'static ServiceDef> {
@@ -197,7 +200,8 @@ pub struct TlsSite {
 }
 
 /// The certificates Caddy and mail read as files: every site the proxy serves unless Caddy gets
-/// its own from the ACME CA (HTTP-01), and mail's in every mode. The cell CA keeps one for each;
+/// its own from the ACME CA (HTTP-01), the web UI's at the LAN addresses (always the cell CA's:
+/// no public CA certifies a private address), and mail's in every mode. The cell CA keeps one for each;
 /// where `pic serve` has a public certificate that covers the name, the services get that one.
 pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
     let domain = config.domain();
@@ -218,6 +222,9 @@ pub fn tls_sites(config: &CellConfig) -> Vec<TlsSite> {
             sites.push(TlsSite { name: domain.clone(), also: vec![format!("*.{domain}")], service: "proxy" });
         }
         _ => {}
+    }
+    if config.services.proxy.enabled {
+        sites.push(TlsSite { name: LAN_SITE.to_string(), also: Vec::new(), service: "proxy" });
     }
     if config.services.mail.enabled {
         sites.push(TlsSite { name: fqdn("mail"), also: Vec::new(), service: "mail" });

@@ -132,6 +132,8 @@ pub struct PortView {
 #[derive(Debug, Serialize)]
 pub struct WebUiView {
     pub fqdn: String,
+    /// The certificate folder of the web UI at the device's LAN addresses (cell CA, IP names).
+    pub lan_site: &'static str,
     pub upstream: String,
     pub port: u16,
     pub front_door_port: u16,
@@ -291,6 +293,7 @@ impl Context {
             services,
             webui: WebUiView {
                 fqdn: fqdn(WEBUI_HOST),
+                lan_site: crate::config::services::LAN_SITE,
                 upstream: format!("{}:{WEBUI_PORT}", config.gateway()),
                 port: WEBUI_PORT,
                 front_door_port: FRONT_DOOR_PORT,

@@ -1,6 +1,6 @@
 //! The device's address on its network: the IPv4 addresses of its network cards (interfaces
 //! backed by a device, so not Docker's bridges, WireGuard or veth pairs) and of any interface
-//! that holds a default route.
+//! that holds a default route; and the web UI's certificate for them.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -26,6 +26,18 @@ pub fn lan_addresses() -> Vec<Ipv4Addr> {
         }
     }
     found.into_iter().collect()
+}
+
+/// Keeps the cell CA's certificate of the web UI at the LAN addresses naming the addresses the
+/// device has now (a new DHCP lease, another network); true when it was issued anew. Nothing
+/// before setup, when there is no CA yet.
+pub fn ensure_lan_certificate(state: &pic_builder::State) -> Result<bool, pic_builder::Error> {
+    let ca = state.ca();
+    if !ca.cert_path().exists() {
+        return Ok(false);
+    }
+    let addresses: Vec<std::net::IpAddr> = lan_addresses().into_iter().map(std::net::IpAddr::V4).collect();
+    ca.ensure_address_leaf(pic_builder::config::services::LAN_SITE, &addresses)
 }
 
 /// The interfaces that hold an IPv4 default route (`/proc/net/route`, destination 0).

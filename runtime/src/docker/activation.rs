@@ -99,6 +99,8 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     };
     let config = pic_builder::config::parse(&state.generation_config(generation)?)
         .map_err(|e| anyhow!("generation {generation}'s config: {e}"))?;
+    // The proxy is handed the certificate for the addresses the device has now.
+    crate::device::network::ensure_lan_certificate(state).context("the web UI's certificate for the LAN addresses")?;
     if !desired.is_empty() {
         let network = desired.values().next().map(|(s, _)| s.network.name.clone()).unwrap_or_default();
         engine.ensure_network(&network, &config.network.subnet.to_string(), &config.gateway().to_string()).await?;

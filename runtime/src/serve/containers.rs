@@ -229,10 +229,16 @@ pub async fn monitor(app: AppState) {
             app.activate().await;
             continue;
         }
-        // A public certificate that arrived or was renewed (by pic serve or by Caddy) reaches
-        // the services that read it as files.
+        // A public certificate that arrived or was renewed (by pic serve or by Caddy), or the
+        // web UI's for LAN addresses that changed, reaches the services that read it as files.
         let state = app.state.clone();
-        match tokio::task::spawn_blocking(move || activation::tls_outdated(&state)).await {
+        let outdated = tokio::task::spawn_blocking(move || {
+            if let Err(error) = crate::device::network::ensure_lan_certificate(&state) {
+                tracing::warn!(error = %error, "the web UI's certificate for the LAN addresses not renewed");
+            }
+            activation::tls_outdated(&state)
+        });
+        match outdated.await {
             Ok(Ok(services)) if !services.is_empty() => {
                 app.emit(json!({"step": "certificates_changed", "services": services}));
                 app.activate().await;
