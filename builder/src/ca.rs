@@ -42,6 +42,15 @@ pub struct IssuedCert {
     pub revoked: Option<String>,
 }
 
+/// The CA as a person identifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaIdentity {
+    pub subject: String,
+    /// SHA-256 of the certificate, as browsers and `openssl x509 -fingerprint -sha256` show it.
+    pub fingerprint_sha256: String,
+    pub not_after: String,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
     /// Next CRL number.
@@ -104,6 +113,27 @@ impl CertificateAuthority {
     /// The CA certificate (PEM), for clients to trust.
     pub fn certificate_pem(&self) -> Result<String, Error> {
         fs::read_to_string(self.cert_path()).at(&self.cert_path())
+    }
+
+    /// What a person checks before trusting the CA: its fingerprint and how long it lasts.
+    pub fn identity(&self) -> Result<CaIdentity, Error> {
+        let path = self.cert_path();
+        let pem = fs::read(&path).at(&path)?;
+        let bad = |e: String| Error::Certificate(format!("{}: {e}", path.display()));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| bad(e.to_string()))?;
+        let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&pem.contents);
+        let fingerprint = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+        Ok(CaIdentity {
+            subject: cert.subject().to_string(),
+            fingerprint_sha256: fingerprint,
+            not_after: cert
+                .validity()
+                .not_after
+                .to_datetime()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        })
     }
 
     /// Every certificate issued, by serial.
@@ -346,6 +376,9 @@ mod tests {
         ca.revoke(&serial).unwrap();
         assert!(ca.ensure_address_leaf("lan", &[]).unwrap());
         assert_eq!(sans_of(&ca, "lan"), ["192.168.1.20", "fd00::20"]);
+        let identity = ca.identity().unwrap();
+        assert_eq!(identity.subject, "CN=PIC cell CA");
+        assert_eq!(identity.fingerprint_sha256.len(), 32 * 3 - 1, "{identity:?}");
         // A new address: a new leaf.
         assert!(ca.ensure_address_leaf("lan", &["192.168.1.30".parse().unwrap()]).unwrap());
         assert_eq!(sans_of(&ca, "lan"), ["192.168.1.30"]);

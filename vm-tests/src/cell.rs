@@ -75,7 +75,8 @@ pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The cell as its admin sees it through the forwarded port 80: a session and its CSRF token.
+/// The cell as its admin sees it through the forwarded port 443 (after setup, port 80 only sends
+/// a browser to HTTPS): a session and its CSRF token.
 pub struct Admin {
     pub csrf: String,
 }
@@ -83,7 +84,7 @@ pub struct Admin {
 impl Admin {
     pub fn log_in(cell: &mut Machine) -> Result<Admin> {
         let login = json!({"username": "admin", "password": PASSWORD}).to_string();
-        let body = expect(cell.http("POST", 80, "/api/auth/login", Some(&login), &[])?, 200, "login")?;
+        let body = expect(cell.http("POST", 443, "/api/auth/login", Some(&login), &[])?, 200, "login")?;
         let csrf = body["csrf_token"].as_str().context("no csrf_token")?.to_owned();
         Ok(Admin { csrf })
     }
@@ -91,7 +92,7 @@ impl Admin {
     pub fn call(&self, cell: &mut Machine, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
         let header = format!("x-csrf-token: {}", self.csrf);
         let text = body.map(Value::to_string);
-        cell.http(method, 80, path, text.as_deref(), &[&header])
+        cell.http(method, 443, path, text.as_deref(), &[&header])
     }
 
     pub fn json(&self, cell: &mut Machine, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
@@ -140,22 +141,23 @@ pub fn expect((status, body): (u16, String), want: u16, what: &str) -> Result<Va
     Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-/// Waits for pic serve to answer through Caddy on port 80 after a boot; returns seconds since
-/// power-on.
+/// Waits for pic serve to answer through Caddy over HTTPS after a boot of a cell that was set
+/// up; returns seconds since power-on.
 pub fn boot_to_api(cell: &mut Machine) -> Result<f64> {
-    cell.wait_for_console(r"Open http://[0-9.]+/ ", CONSOLE_ADDRESS)?;
+    cell.wait_for_console(r"Open https://[0-9.]+/ ", CONSOLE_ADDRESS)?;
     cell.wait_for_unit("pic.service", BOOT_TO_API)?;
     cell.wait_until_succeeds("curl -sf http://127.0.0.1:3000/health", BOOT_TO_API)?;
-    cell.wait_until_succeeds("curl -sf http://127.0.0.1/health", CADDY_ANSWERS)?;
-    let (status, _) = cell.wait_for_http(80, "/health", CADDY_ANSWERS)?;
+    cell.wait_until_succeeds("curl -skf https://127.0.0.1/health", CADDY_ANSWERS)?;
+    let (status, _) = cell.wait_for_http(443, "/health", CADDY_ANSWERS)?;
     ensure!(status == 200, "GET /health through Caddy: {status}");
     Ok(cell.uptime())
 }
 
 /// Polls port 80 from power-on until the web UI answers (the wizard on a first boot; after a
-/// reboot, through the cell's Caddy), as a person reloading a browser would: once anything
-/// answered, every later poll must get the progress page (503) or the web UI (200), never an
-/// error. Returns the seconds since power-on of the first answer and of the web UI.
+/// reboot, the cell's Caddy sending the browser to the web UI over HTTPS), as a person
+/// reloading a browser would: once anything answered, every later poll must get the progress
+/// page (503) or the web UI (200, or 308 to HTTPS), never an error. Returns the seconds since
+/// power-on of the first answer and of the web UI.
 pub fn port_80_until_the_web_ui(cell: &mut Machine, limit: Duration) -> Result<(f64, f64)> {
     let deadline = Instant::now() + limit;
     let mut seen: Vec<String> = Vec::new();
@@ -171,6 +173,16 @@ pub fn port_80_until_the_web_ui(cell: &mut Machine, limit: Duration) -> Result<(
                     "port 80 answered 200 with something else than the web UI: {page}"
                 );
                 cell.note(&format!("the web UI answers on port 80 ({} polls answered before it)", seen.len()));
+                return Ok((first_answer.unwrap_or(at), at));
+            }
+            Ok((308, _)) => {
+                ensure!(first_answer.is_some(), "the web UI came without a progress page before it; seen: {seen:#?}");
+                let (status, page) = cell.get_quietly(443, "/", Duration::from_secs(10))?;
+                ensure!(
+                    status == 200 && page.contains("<div id=\"root\">"),
+                    "port 80 sent the browser to HTTPS, where port 443 answered {status}: {page}"
+                );
+                cell.note(&format!("port 80 sends the browser to the web UI over HTTPS ({} polls before)", seen.len()));
                 return Ok((first_answer.unwrap_or(at), at));
             }
             Ok((503, page)) if page.contains("<title>PIC is starting</title>") => {
@@ -261,13 +273,14 @@ pub fn memory(cell: &mut Machine) -> Result<Value> {
     }))
 }
 
-/// Waits until setup status says the cell's services run (`ready`), as the wizard does; while
-/// the cell's Caddy takes over from the setup proxy, a request may fail.
+/// Waits until setup status says the cell's services run (`ready`), as the wizard does (over
+/// HTTPS: the setup proxy's, then the cell's Caddy); while the cell's Caddy takes over from the
+/// setup proxy, a request may fail.
 pub fn wait_until_ready(cell: &mut Machine, limit: Duration) -> Result<()> {
     let started = Instant::now();
     let mut seen: Vec<String> = Vec::new();
     loop {
-        let answer = cell.http("GET", 80, "/api/setup/status", None, &[]);
+        let answer = cell.http("GET", 443, "/api/setup/status", None, &[]);
         if let Ok((200, body)) = &answer
             && serde_json::from_str::<Value>(body).is_ok_and(|s| s["ready"] == true)
         {

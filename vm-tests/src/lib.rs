@@ -341,9 +341,9 @@ impl Machine {
         self.wait_until_succeeds(&format!("ss -Htln 'sport = :{port}' | grep -q LISTEN"), timeout).map(drop)
     }
 
-    /// An HTTP request to a forwarded guest port from the host: (status, body). Cookies are
-    /// kept between requests (a session, as a browser has), and a request may take as long as
-    /// the activation it triggers.
+    /// An HTTP request to a forwarded guest port from the host (port 443 spoken over HTTPS, the
+    /// certificate not checked): (status, body). Cookies are kept between requests (a session,
+    /// as a browser has), and a request may take as long as the activation it triggers.
     pub fn http(
         &mut self,
         method: &str,
@@ -352,7 +352,7 @@ impl Machine {
         body: Option<&str>,
         headers: &[&str],
     ) -> Result<(u16, String)> {
-        self.curl("http", method, guest_port, path, body, headers, Duration::from_secs(900))
+        self.curl(scheme(guest_port), method, guest_port, path, body, headers, Duration::from_secs(900))
     }
 
     /// A GET over HTTPS through a forward; the certificate is not checked (before setup it is
@@ -367,10 +367,10 @@ impl Machine {
         self.step(&format!("http HEADERS :{guest_port}{path}"));
         let jar = self.dir.join(format!("{}-cookies", self.name));
         let output = Command::new("curl")
-            .args(["-sS", "--max-time", "60", "-o", "/dev/null", "-D", "-"])
+            .args(["-sS", "-k", "--max-time", "60", "-o", "/dev/null", "-D", "-"])
             .arg("-b")
             .arg(&jar)
-            .arg(format!("http://127.0.0.1:{host}{path}"))
+            .arg(format!("{}://127.0.0.1:{host}{path}", scheme(guest_port)))
             .output()
             .context("running curl")?;
         if !output.status.success() {
@@ -417,8 +417,8 @@ impl Machine {
     pub fn get_quietly(&self, guest_port: u16, path: &str, limit: Duration) -> Result<(u16, String)> {
         let host = self.forwarded(guest_port)?;
         let output = Command::new("curl")
-            .args(["-sS", "--max-time", &limit.as_secs().max(1).to_string(), "-w", "\n%{http_code}"])
-            .arg(format!("http://127.0.0.1:{host}{path}"))
+            .args(["-sS", "-k", "--max-time", &limit.as_secs().max(1).to_string(), "-w", "\n%{http_code}"])
+            .arg(format!("{}://127.0.0.1:{host}{path}", scheme(guest_port)))
             .output()
             .context("running curl")?;
         if !output.status.success() {
@@ -438,7 +438,7 @@ impl Machine {
     pub fn wait_for_http(&mut self, guest_port: u16, path: &str, timeout: Duration) -> Result<(u16, String)> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.curl("http", "GET", guest_port, path, None, &[], Duration::from_secs(20)) {
+            match self.curl(scheme(guest_port), "GET", guest_port, path, None, &[], Duration::from_secs(20)) {
                 Ok(answer) => return Ok(answer),
                 Err(e) if Instant::now() > deadline => return self.fail_step(&format!("{e:#}")),
                 Err(e) => self.step(&format!("not yet: {e:#}")),
@@ -530,14 +530,15 @@ impl Machine {
         self.step(&format!("http POST :{guest_port}{path} < {}", file.display()));
         let jar = self.dir.join(format!("{}-cookies", self.name));
         let mut curl = Command::new("curl");
-        curl.args(["-sS", "--max-time", "1800", "-w", "\n%{http_code}", "-X", "POST"]);
+        curl.args(["-sS", "-k", "--max-time", "1800", "-w", "\n%{http_code}", "-X", "POST"]);
         curl.arg("-b").arg(&jar).arg("-c").arg(&jar);
         for header in headers {
             curl.args(["-H", header]);
         }
         // Streamed from the file (`--data-binary @` would read it into memory first).
         curl.args(["-H", "content-type: application/octet-stream", "-T"]).arg(file);
-        let output = curl.arg(format!("http://127.0.0.1:{host}{path}")).output().context("running curl")?;
+        let output =
+            curl.arg(format!("{}://127.0.0.1:{host}{path}", scheme(guest_port))).output().context("running curl")?;
         if !output.status.success() {
             bail!("POST {path}: curl {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
         }
@@ -684,4 +685,9 @@ fn nonce() -> String {
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// How the cell speaks on a guest port: HTTPS on 443, HTTP elsewhere.
+fn scheme(guest_port: u16) -> &'static str {
+    if guest_port == 443 { "https" } else { "http" }
 }

@@ -102,9 +102,16 @@ fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
     let first_activation = started.elapsed().as_secs_f64();
     figures.insert("first_activation_s".into(), json!(first_activation));
     figures.insert("memory_mb".into(), memory(cell)?);
-    // The cell's own Caddy took ports 80 and 443 from the setup proxy.
+    // The cell's own Caddy took ports 80 and 443 from the setup proxy: the LAN address answers
+    // HTTPS with the cell CA's certificate for it, plain HTTP only redirects there, and the
+    // console says so.
     cell.fail("docker inspect pic-setup-proxy")?;
     cell.succeed("docker inspect -f '{{.State.Running}}' pic-proxy | grep -qx true")?;
+    cell.succeed("curl -sf --cacert /var/lib/pic/secrets/ca/ca.crt https://10.0.2.15/health")?;
+    let redirect = cell.succeed("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://10.0.2.15/login")?;
+    ensure!(redirect.trim() == "308 https://10.0.2.15/login", "plain HTTP after setup: {redirect}");
+    cell.wait_for_console(r"Open https://10\.0\.2\.15/ in a browser to manage this cell\.", PROMPT_CHANGE)?;
+    cell.wait_for_console(r"SHA-256 fingerprint is", PROMPT_CHANGE)?;
 
     // A config change: the LAN (QEMU's user network) may use the cell's DNS. Generation 2.
     let (_, text) = admin.call(cell, "GET", "/api/config", None)?;
@@ -113,7 +120,7 @@ fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
     let etag = etag_of(cell)?;
     let answer = cell.http(
         "PUT",
-        80,
+        443,
         "/api/config",
         Some(&config.to_string()),
         &[&format!("x-csrf-token: {}", admin.csrf), &format!("if-match: {etag}")],
@@ -218,7 +225,7 @@ fn store_offline(cell: &mut Machine, admin: &Admin) -> Result<f64> {
     let etag = etag_of(cell)?;
     let answer = cell.http(
         "PUT",
-        80,
+        443,
         "/api/config",
         Some(&config.to_string()),
         &[&format!("x-csrf-token: {}", admin.csrf), &format!("if-match: {etag}")],
@@ -249,7 +256,7 @@ fn store_offline(cell: &mut Machine, admin: &Admin) -> Result<f64> {
 
 /// The ETag of `GET /api/config`, for the If-Match of a PUT.
 fn etag_of(cell: &mut Machine) -> Result<String> {
-    let headers = cell.http_headers(80, "/api/config")?;
+    let headers = cell.http_headers(443, "/api/config")?;
     headers
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("etag:").map(|e| e.trim().to_owned()))
@@ -443,7 +450,7 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
         (&bundles.other_architecture, "wrong_architecture"),
         (&bundles.older, "not_newer"),
     ] {
-        let (status, body) = cell.upload(80, "/api/updates", file, &[&csrf])?;
+        let (status, body) = cell.upload(443, "/api/updates", file, &[&csrf])?;
         ensure!(status == 422 && body.contains(code), "{}: HTTP {status}: {body}", file.display());
     }
     cell.succeed("sync; ! ls /var/lib/pic/updates/.tmp-* 2>/dev/null")?;
@@ -451,7 +458,7 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
 
     // The good one: uploaded, written into slot B, started by a restart of the machine.
     let started = Instant::now();
-    let applied = expect(cell.upload(80, "/api/updates", &bundles.good, &[&csrf])?, 200, "the update")?;
+    let applied = expect(cell.upload(443, "/api/updates", &bundles.good, &[&csrf])?, 200, "the update")?;
     let apply_seconds = started.elapsed().as_secs_f64();
     ensure!(applied["version"] == bundles.version.as_str() && applied["slot"] == "b", "{applied}");
     ensure!(apply_seconds < UPDATE_APPLY.as_secs_f64(), "the upload and write took {apply_seconds:.0} s");
@@ -485,7 +492,7 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
 
     // A broken version (Docker masked): three tries, each ended by its failing boot check, then
     // the device is back on the good one by itself, and says why.
-    let applied = expect(cell.upload(80, "/api/updates", &bundles.broken, &[&csrf])?, 200, "the broken update")?;
+    let applied = expect(cell.upload(443, "/api/updates", &bundles.broken, &[&csrf])?, 200, "the broken update")?;
     ensure!(applied["slot"] == "a", "{applied}");
     expect(admin.call(cell, "POST", "/api/updates/reboot", None)?, 202, "the restart")?;
     cell.wait_for_power_off(POWER_CYCLE)?;
@@ -518,7 +525,7 @@ fn updates(cell: &mut Machine, bundles: &Bundles, figures: &mut serde_json::Map<
     cell.succeed("systemctl is-active pic.service && ! systemctl is-active pic-boot-check.service")?;
     ensure!(cell.running(), "the machine restarted again after falling back");
     // A rejected version stays refused.
-    let (code, body) = cell.upload(80, "/api/updates", &bundles.broken, &[&csrf])?;
+    let (code, body) = cell.upload(443, "/api/updates", &bundles.broken, &[&csrf])?;
     ensure!(code == 422 && body.contains("rejected_before"), "the rejected version again: HTTP {code}: {body}");
 
     // Power cuts while the spare bundle is written (from the second disk, by the CLI): the

@@ -43,6 +43,14 @@ pub fn text(status: &Status) -> String {
             (Phase::Ready, true) => "to manage this cell",
         };
         let _ = writeln!(text, "Open {} in a browser {purpose}.", urls.join(" or "));
+        if !status.setup_complete {
+            text.push_str("The setup wizard uses plain HTTP; once the cell is set up, it answers over HTTPS.\n");
+        }
+    }
+    if let Some(fingerprint) = &status.ca_fingerprint {
+        let _ =
+            writeln!(text, "The browser asks to trust the cell's certificate authority: its SHA-256 fingerprint is");
+        let _ = writeln!(text, "  {fingerprint}");
     }
     text.push('\n');
     // agetty reads backslashes as escapes (\4, \n); nothing here means one.

@@ -80,6 +80,9 @@ pub struct Status {
     pub network: Network,
     /// Whether setup is done (the greeting and the page point to the wizard until it is).
     pub setup_complete: bool,
+    /// After setup, the SHA-256 fingerprint of the cell CA, which signs the certificate of the
+    /// web UI at the addresses: what a person compares before trusting it.
+    pub ca_fingerprint: Option<String>,
 }
 
 /// What the Docker engine showed, when this server runs the service containers.
@@ -104,6 +107,7 @@ pub struct Observed {
     pub blocked: bool,
     pub engine: Option<Engine>,
     pub setup_complete: bool,
+    pub ca_fingerprint: Option<String>,
     pub addresses: Vec<Ipv4Addr>,
     pub uptime: Duration,
 }
@@ -117,6 +121,7 @@ impl Status {
             blocked: false,
             engine: Some(Engine::Waiting("not checked yet".into())),
             setup_complete: false,
+            ca_fingerprint: None,
             addresses: Vec::new(),
             uptime: Duration::ZERO,
         })
@@ -128,7 +133,9 @@ impl Status {
 
     /// The URLs a person on the network opens.
     pub fn urls(&self) -> Vec<String> {
-        self.network.addresses.iter().map(|a| format!("http://{a}/")).collect()
+        // The wizard is served over plain HTTP (there is no CA yet); afterwards HTTP only redirects.
+        let scheme = if self.setup_complete { "https" } else { "http" };
+        self.network.addresses.iter().map(|a| format!("{scheme}://{a}/")).collect()
     }
 }
 
@@ -199,6 +206,7 @@ impl From<&Observed> for Status {
             problem: seen.problem.clone(),
             network: Network { addresses: seen.addresses.clone(), message },
             setup_complete: seen.setup_complete,
+            ca_fingerprint: seen.ca_fingerprint.clone().filter(|_| seen.setup_complete),
         }
     }
 }
@@ -217,6 +225,10 @@ pub(crate) mod tests {
             blocked: false,
             engine: Some(Engine::Waiting("connecting: no such file".into())),
             setup_complete: false,
+            ca_fingerprint: Some(
+                "3F:9A:21:07:C4:5B:88:E0:12:6D:AF:90:3C:71:B2:4E:5A:0D:E9:66:18:C3:F7:2B:94:40:8E:D1:6A:05:BC:73"
+                    .into(),
+            ),
             addresses: vec![Ipv4Addr::new(192, 168, 1, 20)],
             uptime: Duration::from_secs(25),
         };

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use pic_builder::ca::IssuedCert;
+use pic_builder::ca::{CaIdentity, IssuedCert};
 use serde_json::json;
 
 use super::auth::{Admin, Session};
@@ -23,6 +23,12 @@ pub async fn ca(State(app): State<AppState>, _session: Session) -> Result<impl I
         ],
         pem,
     ))
+}
+
+#[utoipa::path(get, path = "/api/ca", tag = "certificates", responses((status = 200, description = "the cell CA as a person checks it before trusting it: `subject`, `fingerprint_sha256` (as browsers show it), `not_after`", body = Object), (status = 401, description = "no session", body = ErrorBody)))]
+pub async fn identity(State(app): State<AppState>, _session: Session) -> Result<Json<CaIdentity>, ApiError> {
+    let state = app.state.clone();
+    Ok(Json(blocking(move || Ok(state.ca().identity()?)).await?))
 }
 
 #[utoipa::path(get, path = "/api/certs", tag = "certificates", responses((status = 200, description = "every certificate the cell CA issued", body = Vec<Object>), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]

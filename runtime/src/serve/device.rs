@@ -106,6 +106,7 @@ pub async fn watch(app: AppState, unblocked: impl Fn(AppState) + Send + 'static)
             blocked: device.blocked(),
             engine,
             setup_complete: app.state.desired_config_path().exists(),
+            ca_fingerprint: app.state.ca().identity().ok().map(|ca| ca.fingerprint_sha256),
             addresses: device::network::lan_addresses(),
             uptime: device::network::uptime(),
         };

@@ -22,6 +22,7 @@ mod peers;
 mod setup;
 mod updates;
 mod users;
+mod wireguard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -252,6 +253,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(peers::one, peers::update, peers::delete))
         .routes(routes!(peers::config))
         .routes(routes!(peers::qr))
+        .routes(routes!(wireguard::server))
         .routes(routes!(logs::search))
         .routes(routes!(containers::list))
         .routes(routes!(containers::act))
@@ -262,6 +264,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list))
         .routes(routes!(users::set_password))
         .routes(routes!(certs::ca))
+        .routes(routes!(certs::identity))
         .routes(routes!(certs::list))
         .routes(routes!(certs::revoke))
         .routes(routes!(backups::list, backups::create))

@@ -658,6 +658,7 @@ async fn auth_matrix_of_public_auth_and_peer_routes() {
         (Method::GET, "/api/openapi.json", None, [S::OK, S::OK, S::OK]),
         (Method::GET, "/api/setup/status", None, [S::OK, S::OK, S::OK]),
         (Method::GET, "/api/setup/timezones", None, [S::OK, S::OK, S::OK]),
+        (Method::GET, "/api/wireguard", None, [S::UNAUTHORIZED, S::FORBIDDEN, S::OK]),
         (
             Method::POST,
             "/api/setup",
@@ -944,6 +945,7 @@ fn device_status(ready: bool) -> crate::device::Status {
         blocked: false,
         engine: Some(engine),
         setup_complete: false,
+        ca_fingerprint: None,
         addresses: vec![std::net::Ipv4Addr::new(192, 0, 2, 7)],
         uptime: std::time::Duration::from_secs(20),
     })
@@ -1003,6 +1005,7 @@ async fn a_blocked_device_says_why_and_refuses_setup() {
         blocked: true,
         engine: None,
         setup_complete: false,
+        ca_fingerprint: None,
         addresses: Vec::new(),
         uptime: std::time::Duration::from_secs(40),
     }));
@@ -1574,4 +1577,17 @@ async fn session_cookies_are_secure_when_the_login_came_over_https() {
             assert_eq!(cookie.contains("; Secure"), secure, "{proto:?}: {cookie}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_wireguard_server_as_its_page_shows_it() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let server = api.call(&admin, Method::GET, "/api/wireguard", None).await;
+    assert_eq!(server.status, StatusCode::OK, "{}", server.body);
+    assert_eq!((&server.body["address"], &server.body["subnet"]), (&json!("10.8.0.1"), &json!("10.8.0.0/24")));
+    let key = server.body["public_key"].as_str().unwrap();
+    assert!(pic_builder::config::is_wireguard_key(key), "{key}");
+    assert_eq!(server.body["peers"], 0);
 }
