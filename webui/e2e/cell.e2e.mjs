@@ -141,7 +141,14 @@ try {
   assert.deepEqual(tablet.access, ["calendar"]);
   await shot("peer-access");
 
-  for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Mail & files", "services"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
+  // The address devices dial, set on the WireGuard page, is in every device's config.
+  await openPage(page, "WireGuard");
+  await page.getByLabel("Address devices dial (host:port)").fill("vpn.example.org:51820");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.getByText(/WireGuard settings saved\. Generation \d+ is current/).waitFor();
+  const peerConfig = await page.evaluate(() => fetch("/api/peers/tablet/config").then((r) => r.text()));
+  assert.match(peerConfig, /Endpoint = vpn\.example\.org:51820/);
+  for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Email", "email"], ["Calendar", "calendar"], ["WireGuard", "wireguard"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
     await openPage(page, link);
     await page.getByRole("heading", { level: 1 }).waitFor();
     await shot(name);

@@ -30,7 +30,7 @@ const cli = (args, input = "") => execFileSync(pic, ["--state", state, ...args],
 const ADMIN_PAGES = [
   ["/", "dashboard"], ["/generations", "generations"], ["/backups", "backups"], ["/peers", "peers"],
   ["/routing", "routing"], ["/network", "network"], ["/cells", "cell-network"], ["/connectivity", "connectivity"],
-  ["/services", "mail-and-files"], ["/files", "files"], ["/store", "store"], ["/certificates", "certificates"],
+  ["/wireguard", "wireguard"], ["/email", "email"], ["/calendar", "calendar"], ["/files", "files"], ["/store", "store"], ["/certificates", "certificates"],
   ["/containers", "containers"], ["/logs", "logs"], ["/settings", "settings"],
 ];
 const PEER_PAGES = [["/peers", "peer-devices"], ["/files", "peer-files"], ["/settings", "peer-settings"]];
@@ -185,6 +185,11 @@ try {
   await page.keyboard.press("Enter");
   await page.getByText("Rolled back.").waitFor();
   await page.locator("tr.current td").first().filter({ hasText: /^2$/ }).waitFor();
+  // The CA to trust, with its fingerprint to check, and how on each kind of device.
+  await tabTo(page, "Certificates");
+  await page.keyboard.press("Enter");
+  await page.getByTestId("ca-fingerprint").filter({ hasText: /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/ }).waitFor();
+  await page.getByRole("group").filter({ hasText: "iPhone and iPad" }).waitFor();
   await page.context().close();
 
   // More for the pages to show: a device of a peer user, a backup.

@@ -12,7 +12,9 @@ import { GenerationsPage } from "./pages/Generations";
 import { NetworkPage } from "./pages/Network";
 import { ContainersPage } from "./pages/Containers";
 import { LogsPage } from "./pages/Logs";
-import { ServicesPage } from "./pages/Services";
+import { EmailPage } from "./pages/Email";
+import { CalendarPage } from "./pages/Calendar";
+import { WireGuardPage } from "./pages/WireGuard";
 import { CertificatesPage } from "./pages/Certificates";
 import { SettingsPage } from "./pages/Settings";
 import { BackupsPage } from "./pages/Backups";
@@ -67,7 +69,10 @@ export function App() {
             <Route path="/generations" element={<GenerationsPage />} />
             <Route path="/containers" element={<ContainersPage />} />
             <Route path="/logs" element={<LogsPage />} />
-            <Route path="/services" element={<ServicesPage />} />
+            <Route path="/wireguard" element={<WireGuardPage />} />
+            <Route path="/email" element={<EmailPage />} />
+            <Route path="/calendar" element={<CalendarPage />} />
+            <Route path="/services" element={<Navigate to="/email" replace />} />
             <Route path="/certificates" element={<CertificatesPage />} />
             <Route path="/store" element={<StorePage />} />
             <Route path="/files" element={<FilesPage />} />

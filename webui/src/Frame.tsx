@@ -15,11 +15,11 @@ const ADMIN: Section[] = [
   { title: "People", links: [["/peers", "Peers"], ["/routing", "Routing"]] },
   {
     title: "Network",
-    links: [["/network", "Network"], ["/cells", "Cell Network"], ["/connectivity", "Connectivity"]],
+    links: [["/network", "Network"], ["/wireguard", "WireGuard"], ["/cells", "Cell Network"], ["/connectivity", "Connectivity"]],
   },
   {
     title: "Services",
-    links: [["/services", "Mail & files"], ["/files", "Files"], ["/store", "Store"], ["/certificates", "Certificates"]],
+    links: [["/email", "Email"], ["/calendar", "Calendar"], ["/files", "Files"], ["/store", "Store"], ["/certificates", "Certificates"]],
   },
   { title: "System", links: [["/containers", "Containers"], ["/logs", "Logs"], ["/settings", "Settings"]] },
 ];

@@ -4,6 +4,9 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, cookie, errorMessage } from "../api/client";
 import { useSession } from "../session";
+import { useConfigEditor } from "../config";
+import { ServiceSwitch, cellDomain } from "../components/ServiceSwitch";
+import { UsersOf } from "../components/UsersOf";
 
 type Entry = { name: string; folder: boolean; size: number; modified: string };
 
@@ -103,6 +106,7 @@ export function FilesPage() {
         Your folder on the cell, {session?.user}. WebDAV clients (a file manager, a phone app) see the same files at
         the address of the files service, under /{session?.user}.
       </p>
+      {session?.role === "admin" && <FilesService />}
       {problem && (
         <p className="error" role="alert">
           {problem}
@@ -186,5 +190,29 @@ export function FilesPage() {
         </tbody>
       </table>
     </section>
+  );
+}
+
+/** For an admin: whether the files service runs, who may use it, and its WebDAV address. */
+function FilesService() {
+  const { config, message, save } = useConfigEditor();
+  if (!config) return null;
+  const files = config.services?.files ?? {};
+  return (
+    <details className="card">
+      <summary>The files service: on or off, who may use it, its address</summary>
+      <p role="status">{message}</p>
+      <ServiceSwitch
+        name="Files"
+        enabled={Boolean(files.enabled)}
+        stops="WebDAV clients and this page lose the files; they stay on the cell."
+        onChange={(on) => save((c) => (c.services.files.enabled = on), on ? "Files is on." : "Files is off.")}
+      />
+      <UsersOf config={config} service="files" save={save} />
+      <p>
+        WebDAV address: <code>https://files.{cellDomain(config)}/&lt;user&gt;/</code> (a file manager: “Connect to
+        server”; a phone: any WebDAV app), with the person's user name and password.
+      </p>
+    </details>
   );
 }

@@ -1,0 +1,115 @@
+// Email: whether the cell receives mail, the domains it receives for, the mailboxes and who reads
+// each, and what to type into a mail app.
+import { useState } from "react";
+import { useConfigEditor } from "../config";
+import { ListEditor } from "./Network";
+import { Field } from "../components/Field";
+import { ServiceSwitch, cellDomain } from "../components/ServiceSwitch";
+
+type Mailbox = { address: string; user: string };
+
+export function EmailPage() {
+  const { config, errors, message, save } = useConfigEditor();
+  const [mailbox, setMailbox] = useState<Mailbox>({ address: "", user: "" });
+
+  if (!config) return <p>Loading…</p>;
+  const mail = config.services?.mail ?? {};
+  const users: string[] = (config.users ?? []).map((u: { name: string }) => u.name);
+  const mailboxes: Mailbox[] = mail.mailboxes ?? [];
+  const host = `mail.${cellDomain(config)}`;
+
+  return (
+    <>
+      <h1>Email</h1>
+      <p role="status">{message}</p>
+      <ServiceSwitch
+        name="Email"
+        enabled={Boolean(mail.enabled)}
+        stops="Mail for your domains is no longer received, and mail apps cannot connect; the mailboxes stay."
+        onChange={(on) => save((c) => (c.services.mail.enabled = on), on ? "Email is on." : "Email is off.")}
+      />
+      <h2>Domains</h2>
+      <p className="hint">The cell receives mail for these domains (their MX records must name {host}).</p>
+      <ListEditor
+        id="mail_domains"
+        label="Mail domains (comma separated)"
+        value={mail.domains ?? []}
+        error={Object.entries(errors).find(([k]) => k.startsWith("services.mail.domains"))?.[1]}
+        onSave={(list) => save((c) => (c.services.mail.domains = list), "Mail domains saved.")}
+      />
+      <h2>Mailboxes</h2>
+      {mailboxes.length === 0 ? (
+        <p>No mailbox yet.</p>
+      ) : (
+        <table>
+          <thead>
+            <tr>
+              <th>Address</th>
+              <th>Read by</th>
+              <th>
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {mailboxes.map((m) => (
+              <tr key={m.address}>
+                <td>{m.address}</td>
+                <td>{m.user}</td>
+                <td>
+                  <button
+                    type="button"
+                    aria-label={`Remove mailbox ${m.address}`}
+                    onClick={() =>
+                      window.confirm(`Remove the mailbox ${m.address}? Mail to it is refused from then on.`) &&
+                      save((c) => {
+                        c.services.mail.mailboxes = c.services.mail.mailboxes.filter((x: Mailbox) => x.address !== m.address);
+                      }, `Removed ${m.address}.`)
+                    }
+                  >
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <form
+        className="inline"
+        aria-label="New mailbox"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          if (await save((c) => (c.services.mail.mailboxes = [...(c.services.mail.mailboxes ?? []), mailbox]), `Added ${mailbox.address}.`))
+            setMailbox({ address: "", user: "" });
+        }}
+      >
+        <Field id="mailbox_address" label="Address" error={errors[`services.mail.mailboxes[${mailboxes.length}].address`]}>
+          <input id="mailbox_address" value={mailbox.address} onChange={(e) => setMailbox({ ...mailbox, address: e.target.value })} />
+        </Field>
+        <Field id="mailbox_user" label="Read by" error={errors[`services.mail.mailboxes[${mailboxes.length}].user`]}>
+          <select id="mailbox_user" value={mailbox.user} onChange={(e) => setMailbox({ ...mailbox, user: e.target.value })}>
+            <option value="">choose…</option>
+            {users.map((u) => (
+              <option key={u}>{u}</option>
+            ))}
+          </select>
+        </Field>
+        <button type="submit">Add mailbox</button>
+      </form>
+      <h2>Connect a mail app</h2>
+      <dl className="review">
+        <dt>Incoming (IMAP)</dt>
+        <dd>
+          <code>{host}</code>, port 993, SSL/TLS
+        </dd>
+        <dt>Outgoing (SMTP)</dt>
+        <dd>
+          <code>{host}</code>, port 587, STARTTLS
+        </dd>
+        <dt>User name and password</dt>
+        <dd>the mailbox reader's user name on the cell and their password</dd>
+      </dl>
+    </>
+  );
+}
