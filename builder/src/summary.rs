@@ -15,6 +15,7 @@ const NAMED: &[(&[&str], &str, &str)] = &[
     (&["services", "dns", "records"], "DNS: $ the record", "name"),
     (&["services", "dhcp", "reservations"], "DHCP: $ the reservation", "name"),
     (&["services", "mail", "mailboxes"], "mail: $ the mailbox", "address"),
+    (&["services", "mail", "aliases"], "mail: $ the alias", "address"),
 ];
 
 /// Lists of plain values.
@@ -184,7 +185,7 @@ mod tests {
             "wireguard": {"peers": [{"name": "laptop", "address": "10.8.0.9"}, {"name": "phone", "address": "10.8.0.4"}]},
             "services": {
                 "dns": {"enabled": true, "records": [{"name": "nas", "type": "A", "value": "172.21.0.5"}], "upstreams": ["1.1.1.1"]},
-                "mail": {"enabled": true, "domains": ["home.cell"]}
+                "mail": {"enabled": true, "domains": ["home.cell"], "aliases": [{"address": "info@home.cell", "to": "a@home.cell"}]}
             },
             "users": [{"name": "alice", "role": "admin"}]
         });
@@ -195,6 +196,7 @@ mod tests {
         added the device phone
         removed the device old
         DNS: added the record nas
+        mail: added the alias info@home.cell
         mail: added the domain home.cell
         DNS: added the upstream server 1.1.1.1
         DNS: removed the upstream server 9.9.9.9

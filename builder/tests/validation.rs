@@ -263,6 +263,7 @@ const CASES: &[(&str, &str, Mutation)] = &[
     ("mail without domains", "services.mail.domains", |c| {
         c["services"]["mail"]["domains"] = json!([]);
         c["services"]["mail"]["mailboxes"] = json!([]);
+        c["services"]["mail"]["aliases"] = json!([]);
     }),
     ("mailbox in unknown domain", "services.mail.mailboxes[0].address", |c| {
         c["services"]["mail"]["mailboxes"][0]["address"] = json!("alice@elsewhere.org")
@@ -275,6 +276,21 @@ const CASES: &[(&str, &str, Mutation)] = &[
     }),
     ("duplicate mailbox", "services.mail.mailboxes[1].address", |c| {
         c["services"]["mail"]["mailboxes"][1]["address"] = json!("alice@home.cell")
+    }),
+    ("alias in unknown domain", "services.mail.aliases[0].address", |c| {
+        c["services"]["mail"]["aliases"][0]["address"] = json!("info@elsewhere.org")
+    }),
+    ("alias that is a mailbox", "services.mail.aliases[0].address", |c| {
+        c["services"]["mail"]["aliases"][0]["address"] = json!("bob@home.cell")
+    }),
+    ("alias to no mailbox", "services.mail.aliases[0].to", |c| {
+        c["services"]["mail"]["aliases"][0]["to"] = json!("carol@home.cell")
+    }),
+    ("duplicate alias", "services.mail.aliases[1].address", |c| {
+        c["services"]["mail"]["aliases"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"address": "postmaster@home.cell", "to": "bob@home.cell"}))
     }),
     ("calendar user unknown", "services.calendar.users[1]", |c| {
         c["services"]["calendar"]["users"][1] = json!("mallory")

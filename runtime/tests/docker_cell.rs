@@ -402,6 +402,19 @@ fn mail(cell: &Running) {
         let out = imaps(&alice, "imaps://mail.home.cell/INBOX;UID=1");
         String::from_utf8_lossy(&out.stdout).contains("hello from the tests")
     });
+    // An alias: mail to postmaster@ lands in alice's mailbox.
+    let to_alias = message.with_file_name("to-alias.txt");
+    std::fs::write(
+        &to_alias,
+        "From: carol@example.org\r\nTo: postmaster@home.cell\r\nSubject: alias\r\n\r\nhello postmaster\r\n",
+    )
+    .unwrap();
+    let rcpt = ["--mail-from", "carol@example.org", "--mail-rcpt", "postmaster@home.cell", "-T"];
+    ok("curl", &[&["-s", "--max-time", "10", &smtp][..], &rcpt, &[to_alias.to_str().unwrap()]].concat());
+    wait_until("the alias's message arrives in alice's mailbox", Duration::from_secs(30), || {
+        let out = imaps(&alice, "imaps://mail.home.cell/INBOX;UID=2");
+        String::from_utf8_lossy(&out.stdout).contains("hello postmaster")
+    });
     let wrong = imaps("alice@home.cell:wrong", "imaps://mail.home.cell/INBOX");
     assert!(!wrong.status.success(), "a wrong password must not open the mailbox");
 }

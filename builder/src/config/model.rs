@@ -697,6 +697,18 @@ pub struct Mail {
     pub domains: Vec<String>,
     #[serde(default)]
     pub mailboxes: Vec<Mailbox>,
+    /// Other addresses whose mail goes into a mailbox (`postmaster@`, `info@`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<MailAlias>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailAlias {
+    /// `local@domain`, with a domain from `services.mail.domains`, not a mailbox's.
+    pub address: String,
+    /// The mailbox (one of `services.mail.mailboxes`) that receives its mail.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

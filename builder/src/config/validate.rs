@@ -942,6 +942,43 @@ impl<'a> Validator<'a> {
             |i| format!("services.mail.mailboxes[{i}].address"),
             "mailbox",
         );
+        for (i, a) in mail.aliases.iter().enumerate() {
+            let p = format!("services.mail.aliases[{i}]");
+            match a.address.split_once('@') {
+                Some((_, domain)) if syntax::is_mail_address(&a.address) => {
+                    if !mail.domains.iter().any(|d| d == domain) {
+                        self.err(
+                            format!("{p}.address"),
+                            format!("{domain:?} is not one of services.mail.domains"),
+                            "add the domain to services.mail.domains or use one listed there",
+                        );
+                    } else if mail.mailboxes.iter().any(|m| m.address == a.address) {
+                        self.err(
+                            format!("{p}.address"),
+                            format!("{} is a mailbox already", a.address),
+                            "an alias is another address for a mailbox: choose an address no mailbox has",
+                        );
+                    }
+                }
+                _ => self.err(
+                    format!("{p}.address"),
+                    format!("{:?} is not a valid mail address", a.address),
+                    "use lowercase local@domain, e.g. info@home.cell",
+                ),
+            }
+            if !mail.mailboxes.iter().any(|m| m.address == a.to) {
+                self.err(
+                    format!("{p}.to"),
+                    format!("{:?} is not one of the cell's mailboxes", a.to),
+                    "name a mailbox from services.mail.mailboxes",
+                );
+            }
+        }
+        self.unique(
+            mail.aliases.iter().map(|a| &a.address),
+            |i| format!("services.mail.aliases[{i}].address"),
+            "alias",
+        );
     }
 
     fn user_services(&mut self) {

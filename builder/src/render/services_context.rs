@@ -68,6 +68,8 @@ pub struct MailView {
     pub domains: Vec<String>,
     /// Sorted by address.
     pub mailboxes: Vec<MailboxView>,
+    /// Other addresses of the mailboxes, sorted.
+    pub aliases: Vec<crate::config::MailAlias>,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +189,9 @@ pub fn mail(config: &ValidConfig) -> MailView {
     mailboxes.sort_by(|a, b| a.address.cmp(&b.address));
     let mut domains = config.services.mail.domains.clone();
     domains.sort();
-    MailView { hostname: format!("mail.{}", config.domain()), domains, mailboxes }
+    let mut aliases = config.services.mail.aliases.clone();
+    aliases.sort_by(|a, b| a.address.cmp(&b.address));
+    MailView { hostname: format!("mail.{}", config.domain()), domains, mailboxes, aliases }
 }
 
 /// Sorted user names, so that the order in the config does not matter.

@@ -1,5 +1,5 @@
 // Email: whether the cell receives mail, the domains it receives for, the mailboxes and who reads
-// each, and what to type into a mail app.
+// each, other addresses for them (aliases), and what to type into a mail app.
 import { useState } from "react";
 import { useConfigEditor } from "../config";
 import { ListEditor } from "./Network";
@@ -7,15 +7,18 @@ import { Field } from "../components/Field";
 import { ServiceSwitch, cellDomain } from "../components/ServiceSwitch";
 
 type Mailbox = { address: string; user: string };
+type Alias = { address: string; to: string };
 
 export function EmailPage() {
   const { config, errors, message, save } = useConfigEditor();
   const [mailbox, setMailbox] = useState<Mailbox>({ address: "", user: "" });
+  const [alias, setAlias] = useState<Alias>({ address: "", to: "" });
 
   if (!config) return <p>Loading…</p>;
   const mail = config.services?.mail ?? {};
   const users: string[] = (config.users ?? []).map((u: { name: string }) => u.name);
   const mailboxes: Mailbox[] = mail.mailboxes ?? [];
+  const aliases: Alias[] = mail.aliases ?? [];
   const host = `mail.${cellDomain(config)}`;
 
   return (
@@ -96,6 +99,65 @@ export function EmailPage() {
           </select>
         </Field>
         <button type="submit">Add mailbox</button>
+      </form>
+      <h2>Other addresses (aliases)</h2>
+      <p className="hint">Mail to an alias lands in a mailbox: postmaster@, info@, a name for a shop…</p>
+      {aliases.length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th>Address</th>
+              <th>Delivered to</th>
+              <th>
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {aliases.map((a) => (
+              <tr key={a.address}>
+                <td>{a.address}</td>
+                <td>{a.to}</td>
+                <td>
+                  <button
+                    type="button"
+                    aria-label={`Remove alias ${a.address}`}
+                    onClick={() =>
+                      window.confirm(`Remove the alias ${a.address}? Mail to it is refused from then on.`) &&
+                      save((c) => {
+                        c.services.mail.aliases = c.services.mail.aliases.filter((x: Alias) => x.address !== a.address);
+                      }, `Removed ${a.address}.`)
+                    }
+                  >
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <form
+        className="inline"
+        aria-label="New alias"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          if (await save((c) => (c.services.mail.aliases = [...(c.services.mail.aliases ?? []), alias]), `Added ${alias.address}.`))
+            setAlias({ address: "", to: "" });
+        }}
+      >
+        <Field id="alias_address" label="Alias" error={errors[`services.mail.aliases[${aliases.length}].address`]}>
+          <input id="alias_address" value={alias.address} onChange={(e) => setAlias({ ...alias, address: e.target.value })} />
+        </Field>
+        <Field id="alias_to" label="Delivered to" error={errors[`services.mail.aliases[${aliases.length}].to`]}>
+          <select id="alias_to" value={alias.to} onChange={(e) => setAlias({ ...alias, to: e.target.value })}>
+            <option value="">choose…</option>
+            {mailboxes.map((m) => (
+              <option key={m.address}>{m.address}</option>
+            ))}
+          </select>
+        </Field>
+        <button type="submit">Add alias</button>
       </form>
       <h2>Connect a mail app</h2>
       <dl className="review">

@@ -52,6 +52,7 @@ export function GenerationsPage() {
   };
 
   const switchTo = async (n: number) => {
+    if (!window.confirm(`Switch the cell to generation ${n}? Every service runs as it did then; the generations after it stay, to switch back to.`)) return;
     setMessage(`Switching to ${n}…`);
     const { response, error } = await api.POST("/api/generations/{n}/switch", { params: { path: { n } } });
     await load();

@@ -21,6 +21,7 @@ export function NetworkPage() {
     if (ok) setRecord({ name: "", type: "A", value: "" });
   };
   const removeRecord = (name: string) =>
+    window.confirm(`Remove the record ${name}? Devices no longer find it by name (a rollback brings it back).`) &&
     save((c) => {
       c.services.dns.records = c.services.dns.records.filter((r: DnsRecord) => r.name !== name);
     }, `Removed ${name}.`);
@@ -101,6 +102,7 @@ export function NetworkPage() {
                     type="button"
                     aria-label={`Remove reservation ${r.name}`}
                     onClick={() =>
+                      window.confirm(`Remove the reservation of ${r.name}? It may get another address at its next lease.`) &&
                       save((c) => {
                         c.services.dhcp.reservations = c.services.dhcp.reservations.filter((x: Reservation) => x.name !== r.name);
                       }, `Removed ${r.name}.`)
