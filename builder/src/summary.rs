@@ -27,6 +27,15 @@ const VALUES: &[(&[&str], &str)] = &[
     (&["services", "ntp", "servers"], "time: $ the server"),
 ];
 
+/// Single settings, by the words the web UI uses for them; `$` is the new value.
+const SETTINGS: &[(&[&str], &str)] = &[
+    (&["wireguard", "endpoint"], "WireGuard: devices dial $"),
+    (&["wireguard", "listen_port"], "WireGuard: listens on port $"),
+    (&["wireguard", "subnet"], "WireGuard: devices' addresses come from $"),
+    (&["network", "subnet"], "the cell network is $"),
+    (&["cell", "domain"], "the cell is reached as $"),
+];
+
 /// The services by the words the web UI uses for them.
 const SERVICES: &[(&str, &str)] = &[
     ("proxy", "the web proxy"),
@@ -73,6 +82,23 @@ pub fn summarize(old: Option<&Value>, new: &Value) -> Vec<String> {
     }
     covered.push(path.to_vec());
 
+    for (path, words) in SETTINGS {
+        let (a, b) = (at(old, path), at(new, path));
+        if a != b {
+            let value = match b {
+                None | Some(Value::Null) => "nothing (unset)".to_owned(),
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Object(domain)) => match (domain.get("mode"), domain.get("name")) {
+                    (_, Some(Value::String(name))) => name.clone(),
+                    _ => "a local name".to_owned(),
+                },
+                Some(other) => other.to_string(),
+            };
+            lines.push(words.replace('$', &value));
+        }
+        covered.push(path.to_vec());
+    }
+
     for (path, noun, key) in NAMED {
         let (a, b) = (items(old, path), items(new, path));
         let name = |item: &Value| item.get(*key).and_then(Value::as_str).unwrap_or("?").to_owned();
@@ -83,7 +109,12 @@ pub fn summarize(old: Option<&Value>, new: &Value) -> Vec<String> {
         for item in &b {
             match a.iter().find(|x| name(x) == name(item)) {
                 None => lines.push(say("added", &name(item))),
-                Some(before) if before != item => lines.push(say("changed", &name(item))),
+                Some(before) if before != item => {
+                    // Which of its settings: "changed the device tablet (access)".
+                    let mut fields = Vec::new();
+                    changed_paths(before, item, &mut Vec::new(), &[], &mut fields);
+                    lines.push(format!("{} ({})", say("changed", &name(item)), fields.join(", ")));
+                }
                 Some(_) => {}
             }
         }
@@ -192,7 +223,8 @@ mod tests {
         insta::assert_snapshot!(summarize(Some(&old), &new).join("\n"), @r"
         set the time zone to Europe/Berlin
         mail turned on
-        changed the device laptop
+        the cell network is 172.21.0.0/24
+        changed the device laptop (address)
         added the device phone
         removed the device old
         DNS: added the record nas
@@ -200,7 +232,6 @@ mod tests {
         mail: added the domain home.cell
         DNS: added the upstream server 1.1.1.1
         DNS: removed the upstream server 9.9.9.9
-        changed network.subnet
         ");
         assert_eq!(summarize(Some(&new), &new), ["no change to the config"]);
         assert_eq!(summarize(None, &new), ["set up the cell"]);

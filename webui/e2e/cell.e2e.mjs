@@ -148,6 +148,19 @@ try {
   await page.getByText(/WireGuard settings saved\. Generation \d+ is current/).waitFor();
   const peerConfig = await page.evaluate(() => fetch("/api/peers/tablet/config").then((r) => r.text()));
   assert.match(peerConfig, /Endpoint = vpn\.example\.org:51820/);
+  // Every change this run made, in words, generation by generation.
+  const summaries = await page.evaluate(() =>
+    fetch("/api/generations").then((r) => r.json()).then((list) => list.map((g) => `${g.number}: ${g.summary.join("; ")}`)),
+  );
+  assert.deepEqual(summaries, [
+    "1: set up the cell",
+    "2: added the device phone",
+    "3: DNS: added the record nas",
+    "4: no change to the config", // the restore: generation 2's config again, after the rollback to it
+    "5: added the device tablet",
+    "6: changed the device tablet (access)",
+    "7: WireGuard: devices dial vpn.example.org:51820",
+  ]);
   for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Email", "email"], ["Calendar", "calendar"], ["WireGuard", "wireguard"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
     await openPage(page, link);
     await page.getByRole("heading", { level: 1 }).waitFor();
