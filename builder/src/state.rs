@@ -266,6 +266,13 @@ impl State {
             Some(parent) => return Ok(vec![format!("changed the config of generation {parent}, since removed")]),
             None => None,
         };
+        if let (Some(old), Some(parent)) = (&old, manifest.parent)
+            && *old == new
+            && self.generations.manifest(parent)?.inputs_sha256 != manifest.inputs_sha256
+        {
+            // The same config, other inputs: the only other input is the VPN server's key.
+            return Ok(vec!["the VPN server's key changed".to_owned()]);
+        }
         Ok(crate::summary::summarize(old.as_ref(), &new))
     }
 

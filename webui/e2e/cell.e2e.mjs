@@ -148,6 +148,14 @@ try {
   await page.getByText(/WireGuard settings saved\. Generation \d+ is current/).waitFor();
   const peerConfig = await page.evaluate(() => fetch("/api/peers/tablet/config").then((r) => r.text()));
   assert.match(peerConfig, /Endpoint = vpn\.example\.org:51820/);
+  // A new server key: the page shows it, and every device's config names it.
+  const oldKey = await page.locator("dd code").first().textContent();
+  await page.getByRole("button", { name: "Make a new server key" }).click();
+  await page.getByText(/The server has a new key \(generation 8\)/).waitFor();
+  const newKey = await page.locator("dd code").first().textContent();
+  assert.notEqual(newKey, oldKey);
+  const rekeyed = await page.evaluate(() => fetch("/api/peers/tablet/config").then((r) => r.text()));
+  assert.ok(rekeyed.includes(`PublicKey = ${newKey}`), rekeyed);
   // Every change this run made, in words, generation by generation.
   const summaries = await page.evaluate(() =>
     fetch("/api/generations").then((r) => r.json()).then((list) => list.map((g) => `${g.number}: ${g.summary.join("; ")}`)),
@@ -160,6 +168,7 @@ try {
     "5: added the device tablet",
     "6: changed the device tablet (access)",
     "7: WireGuard: devices dial vpn.example.org:51820",
+    "8: the VPN server's key changed",
   ]);
   for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Email", "email"], ["Calendar", "calendar"], ["WireGuard", "wireguard"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
     await openPage(page, link);

@@ -254,6 +254,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(peers::config))
         .routes(routes!(peers::qr))
         .routes(routes!(wireguard::server))
+        .routes(routes!(wireguard::rotate_key))
         .routes(routes!(logs::search))
         .routes(routes!(containers::list))
         .routes(routes!(containers::act))

@@ -1590,4 +1590,39 @@ async fn the_wireguard_server_as_its_page_shows_it() {
     let key = server.body["public_key"].as_str().unwrap();
     assert!(pic_builder::config::is_wireguard_key(key), "{key}");
     assert_eq!(server.body["peers"], 0);
+
+    // A new key: a new generation said in words, every device's config names it.
+    let phone = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "phone"}))).await;
+    assert_eq!(phone.status, StatusCode::CREATED);
+    let before = api.app.state.current().unwrap().unwrap();
+    let rotated = api.call(&admin, Method::POST, "/api/wireguard/rotate-key", None).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new_key = rotated.body["public_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(rotated.body["generation"], before + 1);
+    assert_eq!(api.app.state.summary(before + 1).unwrap(), ["the VPN server's key changed"]);
+    let config = api.call_text(&admin, "/api/peers/phone/config").await;
+    assert!(config.contains(&format!("PublicKey = {new_key}")), "{config}");
+    let again = api.call(&admin, Method::GET, "/api/wireguard", None).await;
+    assert_eq!(again.body["public_key"], new_key.as_str());
+
+    // A linked cell knows the key: no rotation while it is linked.
+    let linked = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/linked.json")).unwrap();
+    let linked: Value = serde_json::from_str(&linked).unwrap();
+    let link: pic_builder::config::Link = serde_json::from_value(linked["links"][0].clone()).unwrap();
+    {
+        let writer = api.app.state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.links.push(link);
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "linked parents").unwrap();
+    }
+    let refused = api.call(&admin, Method::POST, "/api/wireguard/rotate-key", None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "linked_cells");
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("parents"), "{}", refused.body);
+    assert_eq!(api.call(&admin, Method::GET, "/api/wireguard", None).await.body["public_key"], new_key.as_str());
 }

@@ -2,7 +2,7 @@
 // listens on, the address devices dial, and the subnet their addresses come from. A change here
 // changes every device's config, and the page says so before saving.
 import { useCallback, useEffect, useState } from "react";
-import { api } from "../api/client";
+import { api, errorMessage } from "../api/client";
 import { useConfigEditor } from "../config";
 import { Field } from "../components/Field";
 
@@ -12,6 +12,7 @@ export function WireGuardPage() {
   const { config, errors, message, save } = useConfigEditor();
   const [server, setServer] = useState<Server | null>(null);
   const [form, setForm] = useState({ listen_port: "", endpoint: "", subnet: "" });
+  const [keyMessage, setKeyMessage] = useState("");
   const load = useCallback(async () => {
     const { data } = await api.GET("/api/wireguard");
     const s = data as Server | undefined;
@@ -36,6 +37,22 @@ export function WireGuardPage() {
       c.wireguard.endpoint = form.endpoint.trim() || undefined;
       c.wireguard.subnet = form.subnet.trim();
     }, "WireGuard settings saved.");
+  };
+
+  const rotate = async () => {
+    const question =
+      "Make a new server key? Every device stops connecting until it gets its config again (its QR code on the Peers page). " +
+      "Do it when the key may have leaked, e.g. after a backup with the secrets was lost.";
+    if (!window.confirm(question)) return;
+    setKeyMessage("Making a new key…");
+    const { data, error, response } = await api.POST("/api/wireguard/rotate-key", {});
+    if (!response.ok) {
+      setKeyMessage(errorMessage(error));
+      return;
+    }
+    const generation = (data as { generation?: number } | undefined)?.generation;
+    setKeyMessage(`The server has a new key (generation ${generation}). Give each device its new config from the Peers page.`);
+    await load();
   };
 
   return (
@@ -84,6 +101,16 @@ export function WireGuardPage() {
         <button type="submit">Save</button>
         <p role="status">{message}</p>
       </form>
+      <h2>A new server key</h2>
+      <p>
+        Devices trust the server by its key. If it may have leaked, make a new one: every device then needs its config
+        again (its QR code) before it connects, and linked cells must be linked again, so the cell refuses while any is
+        linked. Going back to an earlier generation keeps the new key.
+      </p>
+      <button type="button" onClick={rotate}>
+        Make a new server key
+      </button>
+      <p role="status">{keyMessage}</p>
     </>
   );
 }
