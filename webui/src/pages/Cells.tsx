@@ -1,6 +1,7 @@
 // Cell Network: links with other people's cells — an invitation made or accepted, what each
 // linked cell may use here, what it shares with this one, whether its tunnel is up, and removal.
 import { useCallback, useEffect, useState } from "react";
+import { Badge } from "../components/Badge";
 import { api, errorMessage } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
 import { DEVICE_SERVICES, bytes } from "./Peers";
@@ -131,7 +132,7 @@ function LinkedCellCard({
         {cell.name} <small>({cell.domain})</small>
       </h3>
       <p>
-        <span className={cell.up ? "ok" : "error"}>{cell.up ? "Connected" : "Not connected"}</span>
+        {cell.up ? <Badge tone="ok">Connected</Badge> : <Badge tone="bad">Not connected</Badge>}
         {" — "}
         {handshake ? `tunnel last heard from ${ago(handshake)}` : "the tunnel has not connected yet"}
         {cell.wireguard && `, ${bytes(cell.wireguard.rx_bytes)} received, ${bytes(cell.wireguard.tx_bytes)} sent`};{" "}

@@ -2,6 +2,7 @@
 // with their state, a test through each, a new one from the provider's file, and removal.
 import { useCallback, useEffect, useState } from "react";
 import { Link } from "react-router-dom";
+import { Badge } from "../components/Badge";
 import { api, errorMessage } from "../api/client";
 import { type CellEvent, useEvents } from "../events";
 import { ago } from "./Cells";
@@ -96,7 +97,7 @@ function ExitCard({ exit, deviceName, onRemove }: { exit: Exit; deviceName: (a: 
         {exit.name} <small>({{ openvpn: "OpenVPN", tor: "Tor", wireguard: "WireGuard" }[exit.kind] ?? exit.kind}, {exit.endpoint})</small>
       </h3>
       <p>
-        <span className={status?.up ? "ok" : "error"}>{status?.up ? "Up" : "Down"}</span>
+        {status?.up ? <Badge tone="ok">Up</Badge> : <Badge tone="bad">Down</Badge>}
         {status && !status.up && status.problem ? ` — ${status.problem}` : ""}
         {status?.last_handshake ? `; last heard from ${ago(status.last_handshake)}` : ""}
         {status && exit.kind === "wireguard" && `; ${bytes(status.rx_bytes)} received, ${bytes(status.tx_bytes)} sent`}.
