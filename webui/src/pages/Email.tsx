@@ -4,6 +4,7 @@ import { useState } from "react";
 import { useConfigEditor } from "../config";
 import { ListEditor } from "./Network";
 import { Field } from "../components/Field";
+import { ListTable } from "../components/ListTable";
 import { ServiceSwitch, cellDomain } from "../components/ServiceSwitch";
 
 type Mailbox = { address: string; user: string };
@@ -44,39 +45,20 @@ export function EmailPage() {
       {mailboxes.length === 0 ? (
         <p>No mailbox yet.</p>
       ) : (
-        <table>
-          <thead>
-            <tr>
-              <th>Address</th>
-              <th>Read by</th>
-              <th>
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {mailboxes.map((m) => (
-              <tr key={m.address}>
-                <td>{m.address}</td>
-                <td>{m.user}</td>
-                <td>
-                  <button
-                    type="button"
-                    aria-label={`Remove mailbox ${m.address}`}
-                    onClick={() =>
-                      window.confirm(`Remove the mailbox ${m.address}? Mail to it is refused from then on.`) &&
-                      save((c) => {
-                        c.services.mail.mailboxes = c.services.mail.mailboxes.filter((x: Mailbox) => x.address !== m.address);
-                      }, `Removed ${m.address}.`)
-                    }
-                  >
-                    Remove
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <ListTable
+          columns={[
+            ["Address", (m: Mailbox) => m.address],
+            ["Read by", (m: Mailbox) => m.user],
+          ]}
+          rows={mailboxes}
+          rowKey={(m) => m.address}
+          question={(m) => `Remove the mailbox ${m.address}? Mail to it is refused from then on.`}
+          onRemove={(m) =>
+            save((c) => {
+              c.services.mail.mailboxes = c.services.mail.mailboxes.filter((x: Mailbox) => x.address !== m.address);
+            }, `Removed ${m.address}.`)
+          }
+        />
       )}
       <form
         className="inline"
@@ -103,39 +85,20 @@ export function EmailPage() {
       <h2>Other addresses (aliases)</h2>
       <p className="hint">Mail to an alias lands in a mailbox: postmaster@, info@, a name for a shop…</p>
       {aliases.length > 0 && (
-        <table>
-          <thead>
-            <tr>
-              <th>Address</th>
-              <th>Delivered to</th>
-              <th>
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {aliases.map((a) => (
-              <tr key={a.address}>
-                <td>{a.address}</td>
-                <td>{a.to}</td>
-                <td>
-                  <button
-                    type="button"
-                    aria-label={`Remove alias ${a.address}`}
-                    onClick={() =>
-                      window.confirm(`Remove the alias ${a.address}? Mail to it is refused from then on.`) &&
-                      save((c) => {
-                        c.services.mail.aliases = c.services.mail.aliases.filter((x: Alias) => x.address !== a.address);
-                      }, `Removed ${a.address}.`)
-                    }
-                  >
-                    Remove
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <ListTable
+          columns={[
+            ["Address", (a: Alias) => a.address],
+            ["Delivered to", (a: Alias) => a.to],
+          ]}
+          rows={aliases}
+          rowKey={(a) => a.address}
+          question={(a) => `Remove the alias ${a.address}? Mail to it is refused from then on.`}
+          onRemove={(a) =>
+            save((c) => {
+              c.services.mail.aliases = c.services.mail.aliases.filter((x: Alias) => x.address !== a.address);
+            }, `Removed ${a.address}.`)
+          }
+        />
       )}
       <form
         className="inline"
