@@ -19,11 +19,11 @@ VENV    = $(CURDIR)/target/bench-venv
 DEBIAN_TEST_PACKAGES = openssl caddy unbound dnsmasq-base postfix dovecot-imapd dovecot-lmtpd \
 	radicale python3-bcrypt apache2 apache2-utils php-cli nftables wireguard-tools util-linux openvpn tor \
 	wireguard-go iproute2 iputils-ping curl procps \
-	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools pebble minisign
+	docker.io iptables mmdebstrap bind9-dnsutils chromium zstd bmap-tools pebble minisign prometheus
 # What the tests run from those packages: `make deps` fails naming any that is missing afterwards.
 DEBIAN_TEST_COMMANDS = openssl caddy unbound unbound-checkconf dnsmasq postfix doveadm radicale apache2 htpasswd \
 	php nft wg wg-quick wireguard-go openvpn tor unshare nsenter ip ping curl docker dockerd iptables mmdebstrap dig chromium zstd bmaptool \
-	pebble pebble-challtestsrv minisign
+	pebble pebble-challtestsrv minisign promtool
 
 LISTEN ?= 127.0.0.1:3000
 # `kernel` on a machine that should carry the VPN itself; off by default so that `make start`

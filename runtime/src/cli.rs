@@ -71,6 +71,9 @@ pub enum Command {
     /// The cell's certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// `GET /metrics` for a scraper.
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
     /// Serve the HTTP API (and, once built, the web UI).
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
@@ -746,6 +749,12 @@ pub enum CertCommand {
     },
     /// Revoke a certificate by serial; the CRL is rewritten and the next build issues a new one.
     Revoke { serial: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Print the bearer token a scraper sends (`Authorization: Bearer …`), made the first time.
+    Token,
 }
 
 #[derive(Debug, Subcommand)]

@@ -153,6 +153,9 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         }
         Command::Cert(command) => certs::cert(&state, command, out)?,
         Command::Ca(command) => certs::ca(&state, command)?,
+        Command::Metrics(crate::cli::MetricsCommand::Token) => {
+            println!("{}", crate::serve::metrics::token(state.secrets().dir())?);
+        }
         Command::User(command) => users::run(&state, command, out)?,
         Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
         Command::Peer(command) => peers::run(&state, command, out)?,

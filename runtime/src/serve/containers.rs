@@ -167,6 +167,7 @@ impl AppState {
             self.emit(json!({"step": "rollback_failed", "generation": failed, "error": error.message}));
             return;
         }
+        self.metrics.rollbacks.inc();
         self.emit(json!({"step": "rolled_back", "from": failed, "to": good, "reason": reason}));
         self.activate_host().await;
         match self.activate_and_check(&engine, &containers).await {

@@ -18,6 +18,7 @@ mod exits;
 mod files;
 mod generations;
 mod logs;
+pub mod metrics;
 mod peers;
 mod setup;
 mod updates;
@@ -94,6 +95,8 @@ pub struct AppState {
     pub updates: Option<Arc<pic_builder::update::slots::Device>>,
     /// One update written at a time.
     pub update_lock: Arc<tokio::sync::Mutex<()>>,
+    /// What is counted as it happens, for `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// How `pic serve` runs.
@@ -145,6 +148,7 @@ impl AppState {
             apps: Arc::default(),
             updates: None,
             update_lock: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -153,9 +157,11 @@ impl AppState {
     /// not returned: the generation is switched either way, and the next activation retries.
     pub async fn activate(&self) {
         let _guard = self.activation.lock().await;
+        let timer = self.metrics.activation_seconds.start_timer();
         self.activate_host().await;
         self.activate_containers().await;
         self.publish_held_ports().await;
+        timer.observe_duration();
     }
 
     /// Publishes the ports `activate_host` held back, once (the proxy runs, or the containers
@@ -255,6 +261,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(peers::qr))
         .routes(routes!(wireguard::server))
         .routes(routes!(wireguard::rotate_key))
+        .routes(routes!(metrics::scrape))
         .routes(routes!(logs::search))
         .routes(routes!(containers::list))
         .routes(routes!(containers::act))
@@ -471,6 +478,7 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
     app.emit(json!({"step": "requested", "request": what}));
     let before = app.state.current().ok().flatten();
     let setup = request.uri().path() == "/api/setup";
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
     if !response.status().is_success() {
         app.emit(json!({"step": "refused", "request": what, "status": response.status().as_u16()}));
@@ -478,6 +486,9 @@ async fn activate_after_change(AxumState(app): AxumState<AppState>, request: Req
     }
     let current = app.state.current().ok().flatten();
     let switched = current != before;
+    if switched {
+        app.metrics.switch_seconds.observe(started.elapsed().as_secs_f64());
+    }
     if switched && setup {
         // The wizard's request came through the setup proxy, which this first activation
         // replaces with the cell's own Caddy: answer first (the wizard then waits for the cell).

@@ -1626,3 +1626,40 @@ async fn the_wireguard_server_as_its_page_shows_it() {
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("parents"), "{}", refused.body);
     assert_eq!(api.call(&admin, Method::GET, "/api/wireguard", None).await.body["public_key"], new_key.as_str());
 }
+
+/// `GET /metrics`: an admin's session or the scraper's token, nobody else; what a change does
+/// shows in it.
+#[tokio::test]
+async fn metrics_for_an_admin_or_the_token() {
+    let api = Api::new();
+    api.setup().await;
+    api.add_peer_user().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let peer = api.login("bob", PEER_PASSWORD).await;
+    assert_eq!(api.call(&Client::default(), Method::GET, "/metrics", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.call(&peer, Method::GET, "/metrics", None).await.status, StatusCode::FORBIDDEN);
+    let created = api.call(&admin, Method::POST, "/api/peers", Some(json!({"name": "laptop"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+
+    let text = api.call_text(&admin, "/metrics").await;
+    // Generation 2 made the user bob, 3 the laptop.
+    for line in ["pic_generation_current 3", "pic_peers 1", "pic_peers_online 0", "pic_rollbacks_total 0"] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+    assert!(text.contains("pic_switch_duration_seconds_count 2"), "{text}");
+    assert!(!text.contains("pic_backup_age_seconds"), "no backup, no age: {text}");
+    assert!(text.contains("pic_certificate_remaining_seconds{name=\"lan\"}"), "{text}");
+    assert!(text.contains("pic_data_free_bytes "), "{text}");
+
+    let token = super::metrics::token(api.app.state.secrets().dir()).unwrap();
+    let scrape = |authorization: String| {
+        let request =
+            Request::get("/metrics").header(header::AUTHORIZATION, authorization).body(Body::empty()).unwrap();
+        router(api.app.clone()).oneshot(request)
+    };
+    let ok = scrape(format!("Bearer {token}")).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(ok.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert_eq!(scrape("Bearer not-the-token".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(super::metrics::token(api.app.state.secrets().dir()).unwrap(), token, "made once");
+}
