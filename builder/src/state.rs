@@ -40,6 +40,31 @@ pub struct State {
     store: Store,
     generations: Generations,
     secrets: Secrets,
+    /// The desired config as last read, with the file's identity then: a server answers many
+    /// reads per change, and parsing and validating it again for each is most of their cost.
+    desired: std::sync::Mutex<Option<(FileStamp, ValidConfig)>>,
+}
+
+/// What tells one version of a file from another: every write renames a new file into place
+/// (a new inode), and an edit in place changes its size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+}
+
+impl FileStamp {
+    fn of(metadata: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.len(),
+            modified_ns: i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec()),
+        }
+    }
 }
 
 /// What `build` did.
@@ -115,6 +140,7 @@ impl State {
             generations: Generations::new(root.join("generations")),
             secrets: Secrets::new(root.join("secrets")),
             root,
+            desired: std::sync::Mutex::default(),
         }
     }
 
@@ -189,13 +215,27 @@ impl State {
         self.root.join(DESIRED_CONFIG)
     }
 
-    /// The desired config, if there is one.
+    /// The desired config, if there is one; read again only when the file changed.
     pub fn desired_config(&self) -> Result<Option<ValidConfig>, Error> {
         let path = self.desired_config_path();
-        if !path.exists() {
-            return Ok(None);
+        let metadata = match fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at(&path),
+        };
+        let stamp = FileStamp::of(&metadata);
+        let mut cached = self.desired.lock().expect("desired config lock");
+        if let Some((seen, config)) = cached.as_ref()
+            && *seen == stamp
+        {
+            return Ok(Some(config.clone()));
         }
-        config::load(&path).map(Some)
+        let config = config::load(&path)?;
+        // What was read is only kept if the file did not change while it was read.
+        if fs::metadata(&path).is_ok_and(|m| FileStamp::of(&m) == stamp) {
+            *cached = Some((stamp, config.clone()));
+        }
+        Ok(Some(config))
     }
 
     /// The current generation's number, if one has been switched to.
