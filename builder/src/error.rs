@@ -76,8 +76,8 @@ pub enum Error {
     #[error("backup refused, nothing was changed: {what} {reason}")]
     BackupRefused { what: String, reason: String },
 
-    #[error("no space left on the device of {} while restoring ({needed_mb} MB needed); nothing was changed: free some space and try again", path.display())]
-    NoSpace { path: PathBuf, needed_mb: u64 },
+    #[error("no space left on the device of {} for {doing} ({needed_mb} MB needed, {free_mb} MB free); nothing was changed: free some space (`pic gc`, old backups) and try again", path.display())]
+    NoSpace { path: PathBuf, doing: &'static str, needed_mb: u64, free_mb: u64 },
 
     #[error("no backup is named {0:?}; `pic backups` lists them")]
     NoSuchBackup(String),

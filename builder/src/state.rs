@@ -45,6 +45,30 @@ pub struct State {
     desired: std::sync::Mutex<Option<(FileStamp, ValidConfig)>>,
 }
 
+/// Room a generation's folder and manifest take beyond its config, counted generously.
+const GENERATION_OVERHEAD: u64 = 64 * 1024;
+/// Room new certificates and credential files may take (a renamed cell reissues every leaf).
+const SECRETS_OVERHEAD: u64 = 256 * 1024;
+/// Room a file takes beyond its bytes (its inode, a partly used block).
+const FILE_OVERHEAD: u64 = 4096;
+
+/// Store paths a build added, removed again unless the build got to its end (a failed build
+/// leaves no space taken).
+struct Added<'s> {
+    store: &'s Store,
+    names: Vec<String>,
+}
+
+impl Drop for Added<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            if let Err(error) = self.store.remove(name) {
+                tracing::warn!(%error, name, "a store path of a failed build was not removed");
+            }
+        }
+    }
+}
+
 /// What tells one version of a file from another: every write renames a new file into place
 /// (a new inode), and an edit in place changes its size or modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,22 +483,26 @@ impl Writer<'_> {
 
     /// Builds a generation from `config` (which then becomes the desired config) or from the
     /// desired config. An unchanged config creates nothing and reports the generation it equals.
+    /// A build that fails (a disk too full for it, above all) changes nothing: the desired
+    /// config is written only once its generation exists, and what it wrote is removed.
     pub fn build(&self, config: Option<&ValidConfig>, reason: &str) -> Result<BuildOutcome, Error> {
-        let state = self.state;
         let owned;
         let config = match config {
-            Some(c) => {
-                self.set_desired(c)?;
-                c
-            }
+            Some(c) => c,
             None => {
-                owned = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root.clone()))?;
+                owned = self.state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(self.state.root.clone()))?;
                 &owned
             }
         };
-        // Certificates are secrets, not part of a generation: they are kept current on every
-        // build, including one that finds nothing else to do.
-        let ca = state.ca();
+        let built = self.build_generation(config, reason)?;
+        self.set_desired(config)?;
+        Ok(built)
+    }
+
+    /// Certificates and the daemons' credential files are secrets, not part of a generation:
+    /// they are kept current on every build, including one that finds nothing else to do.
+    fn keep_secrets_current(&self, config: &ValidConfig) -> Result<(), Error> {
+        let ca = self.state.ca();
         for site in services::tls_sites(config) {
             if site.name == services::LAN_SITE {
                 // `pic serve` names the addresses; here it only has to exist for the proxy.
@@ -483,7 +511,11 @@ impl Writer<'_> {
                 ca.ensure_leaf(&site.name, &site.also)?;
             }
         }
-        state.credentials().write_daemon_files(config)?;
+        self.state.credentials().write_daemon_files(config)
+    }
+
+    fn build_generation(&self, config: &ValidConfig, reason: &str) -> Result<BuildOutcome, Error> {
+        let state = self.state;
         let config_text = config::to_canonical_json(config);
         let keys = state.public_keys()?;
         let inputs_sha256 = inputs_hash(&config_text, &keys);
@@ -495,15 +527,42 @@ impl Writer<'_> {
         for &n in &candidates {
             let existing = state.manifest(n)?;
             if existing.inputs_sha256 == inputs_sha256 {
+                self.keep_secrets_current(config)?;
                 let changed_services = changed(current_manifest.as_ref(), &existing);
                 return Ok(BuildOutcome { generation: n, created: false, changed_services });
             }
         }
 
         let bundles = Renderer::new().render(config, &keys)?;
+        // What the new store paths, the generation and the certificates take, checked before
+        // anything is written: a build that cannot fit is refused whole, naming how much it needs.
+        let mut needed: u64 = config_text.len() as u64 + GENERATION_OVERHEAD + SECRETS_OVERHEAD;
+        let mut names = BTreeMap::new();
+        for (service, bundle) in &bundles {
+            let name = Store::name_of(service, &bundle.sha256(service));
+            if !state.store.dir().join(&name).exists() {
+                needed += bundle.files.values().map(|f| f.len() as u64 + FILE_OVERHEAD).sum::<u64>();
+            }
+            names.insert(service.clone(), name);
+        }
+        let free = fsutil::free_bytes(&state.root)?;
+        if free < needed {
+            return Err(Error::NoSpace {
+                path: state.root.clone(),
+                doing: "the new generation",
+                needed_mb: needed.div_ceil(1 << 20),
+                free_mb: free >> 20,
+            });
+        }
+        self.keep_secrets_current(config)?;
+        let mut added = Added { store: &state.store, names: Vec::new() };
         let mut services = BTreeMap::new();
         for (service, bundle) in &bundles {
+            let fresh = !state.store.dir().join(&names[service]).exists();
             let name = state.store.add(service, bundle)?;
+            if fresh {
+                added.names.push(name.clone());
+            }
             let sha256 = Store::parse_name(&name).expect("the store names what it adds").0.to_string();
             services.insert(service.clone(), ServiceEntry { store_path: format!("store/{name}"), sha256 });
         }
@@ -531,13 +590,22 @@ impl Writer<'_> {
         }
 
         let tmp = state.generations.dir().join(format!("{TMP_PREFIX}{}", manifest.number));
-        fs::create_dir(&tmp).at(&tmp)?;
-        fsutil::write_new(&tmp.join(generation::CONFIG), config_text.as_bytes(), 0o444)?;
-        let manifest_text = serde_json::to_string_pretty(&manifest).expect("a manifest serializes") + "\n";
-        fsutil::write_new(&tmp.join(generation::MANIFEST), manifest_text.as_bytes(), 0o444)?;
-        fsutil::fsync_dir(&tmp)?;
-        fault::point("generation complete");
-        fsutil::rename_durable(&tmp, &state.generations.path(manifest.number))?;
+        let written = (|| {
+            fs::create_dir(&tmp).at(&tmp)?;
+            fsutil::write_new(&tmp.join(generation::CONFIG), config_text.as_bytes(), 0o444)?;
+            let manifest_text = serde_json::to_string_pretty(&manifest).expect("a manifest serializes") + "\n";
+            fsutil::write_new(&tmp.join(generation::MANIFEST), manifest_text.as_bytes(), 0o444)?;
+            fsutil::fsync_dir(&tmp)?;
+            fault::point("generation complete");
+            fsutil::rename_durable(&tmp, &state.generations.path(manifest.number))
+        })();
+        if let Err(error) = written {
+            if tmp.exists() {
+                let _ = fsutil::remove_tree(&tmp);
+            }
+            return Err(error);
+        }
+        added.names.clear();
         fault::point("generation in place");
         Ok(BuildOutcome { generation: manifest.number, created: true, changed_services })
     }

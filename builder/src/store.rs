@@ -48,19 +48,28 @@ impl Store {
         if tmp.exists() {
             fsutil::remove_tree(&tmp)?;
         }
-        fs::create_dir(&tmp).at(&tmp)?;
-        for (file, contents) in &bundle.files {
-            let file_path = tmp.join(file);
-            if let Some(parent) = file_path.parent() {
-                fs::create_dir_all(parent).at(parent)?;
+        let written = (|| {
+            fs::create_dir(&tmp).at(&tmp)?;
+            for (file, contents) in &bundle.files {
+                let file_path = tmp.join(file);
+                if let Some(parent) = file_path.parent() {
+                    fs::create_dir_all(parent).at(parent)?;
+                }
+                fsutil::write_new(&file_path, contents, 0o444)?;
+                fault::point("store: file written");
             }
-            fsutil::write_new(&file_path, contents, 0o444)?;
-            fault::point("store: file written");
+            fsutil::fsync_dir(&tmp)?;
+            fsutil::make_read_only(&tmp)?;
+            fault::point("store: bundle complete");
+            fsutil::rename_durable(&tmp, &path)
+        })();
+        if let Err(error) = written {
+            // A half-written path (a full disk) would keep its space until the next write.
+            if tmp.exists() {
+                let _ = fsutil::remove_tree(&tmp);
+            }
+            return Err(error);
         }
-        fsutil::fsync_dir(&tmp)?;
-        fsutil::make_read_only(&tmp)?;
-        fault::point("store: bundle complete");
-        fsutil::rename_durable(&tmp, &path)?;
         fault::point("store: bundle in place");
         Ok(name)
     }

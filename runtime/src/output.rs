@@ -32,13 +32,29 @@ impl Output {
             } else {
                 "failed"
             };
-            let body =
-                serde_json::json!({"error": {"code": code, "message": format!("{error:#}"), "details": details}});
+            let body = serde_json::json!({"error": {"code": code, "message": message(error), "details": details}});
             eprintln!("{body}");
         } else {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", message(error));
         }
     }
+}
+
+/// The error and its causes in one line, each said once: a cause whose words its error already
+/// says (an I/O error under the path it happened at) is not said again.
+pub fn message(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 fn validation_errors(error: &anyhow::Error) -> Option<&ValidationErrors> {
@@ -55,4 +71,18 @@ pub fn is_invalid_input(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
         e.downcast_ref::<ValidationErrors>().is_some() || e.downcast_ref::<Error>().is_some_and(Error::is_invalid_input)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let error = anyhow::Error::new(pic_builder::Error::Io { path: "/var/lib/pic/store/x".into(), source: io })
+            .context("building generation 2");
+        assert_eq!(
+            super::message(&error),
+            "building generation 2: /var/lib/pic/store/x: No space left on device (os error 28)"
+        );
+    }
 }

@@ -109,9 +109,12 @@ pub fn restore(
         fsutil::remove_tree(&staging.0)?;
     }
     let no_space = |e: Error| match e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
-            Error::NoSpace { path: state.root().to_owned(), needed_mb: checked.contents.total_size.div_ceil(1 << 20) }
-        }
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => Error::NoSpace {
+            path: state.root().to_owned(),
+            doing: "the restore",
+            needed_mb: checked.contents.total_size.div_ceil(1 << 20),
+            free_mb: fsutil::free_bytes(state.root()).unwrap_or(0) >> 20,
+        },
         e => e,
     };
     stage(state, archive, &checked, &planned, &staging.0, options, report).map_err(no_space)?;

@@ -96,7 +96,7 @@ pub fn check<'d>(device: &'d Device, path: &Path) -> Result<(Bundle, &'d SlotDef
     let boot_files: u64 = bundle.payloads.iter().filter(|p| p.0 != bundle::ROOT).map(|p| p.2).sum();
     let entries = device.entries()?;
     let freed = files_freed(device, &entries, target)?;
-    let free = free_bytes(&device.layout.esp)?;
+    let free = fsutil::free_bytes(&device.layout.esp)?;
     if boot_files + ESP_MARGIN > free + freed {
         return Err(refused(
             Refusal::NoSpace,
@@ -223,11 +223,6 @@ fn names(entry: &Entry, slot: &SlotDef) -> bool {
 fn partition_size(device: &Path) -> Result<u64, Error> {
     let mut file = File::open(device).at(device)?;
     file.seek(SeekFrom::End(0)).at(device)
-}
-
-fn free_bytes(path: &Path) -> Result<u64, Error> {
-    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from).at(path)?;
-    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
 /// A folder on the ESP (vfat has no modes to set).
