@@ -163,6 +163,12 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+/// The bytes an unprivileged writer may still use on the file system that holds `path`.
+pub fn free_bytes(path: &Path) -> Result<u64, Error> {
+    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from).at(path)?;
+    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,10 +213,4 @@ mod tests {
         remove_tree(&tree).unwrap();
         assert!(!tree.exists());
     }
-}
-
-/// The bytes an unprivileged writer may still use on the file system that holds `path`.
-pub fn free_bytes(path: &Path) -> Result<u64, Error> {
-    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from).at(path)?;
-    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
