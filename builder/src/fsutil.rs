@@ -169,6 +169,21 @@ pub fn free_bytes(path: &Path) -> Result<u64, Error> {
     Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
+/// The bytes the files under `path` hold (links and folders not counted).
+pub fn tree_size(path: &Path) -> Result<u64, Error> {
+    let mut total = 0;
+    for entry in fs::read_dir(path).at(path)? {
+        let entry = entry.at(path)?;
+        let meta = entry.metadata().at(&entry.path())?;
+        if meta.is_dir() {
+            total += tree_size(&entry.path())?;
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

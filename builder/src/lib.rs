@@ -31,4 +31,4 @@ pub mod templates;
 pub mod update;
 
 pub use error::Error;
-pub use state::State;
+pub use state::{GcLimits, State};

@@ -34,6 +34,8 @@ const CURRENT: &str = "current";
 const LOCK: &str = "lock";
 /// Generations that failed their health check after a switch, with the reason.
 const FAILED: &str = "failed.json";
+/// The last generation that passed the health gate.
+const PASSED: &str = "passed";
 
 pub struct State {
     root: PathBuf,
@@ -132,6 +134,17 @@ pub struct Failure {
 pub struct GcReport {
     pub removed_generations: Vec<u64>,
     pub removed_store_paths: Vec<String>,
+    /// What the kept generations' store paths take.
+    pub store_bytes: u64,
+    /// A size limit was asked for and what must stay is still above it.
+    pub over_limit: bool,
+}
+
+/// What `gc` keeps: the newest `keep`, and no more than `max_store_bytes` in the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcLimits {
+    pub keep: Option<usize>,
+    pub max_store_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -338,6 +351,16 @@ impl State {
             return Ok(vec!["the VPN server's key changed".to_owned()]);
         }
         Ok(crate::summary::summarize(old.as_ref(), &new))
+    }
+
+    /// The last generation that passed the health gate, if one did.
+    pub fn last_passed(&self) -> Result<Option<u64>, Error> {
+        let path = self.root.join(PASSED);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim().parse().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at(&path),
+        }
     }
 
     /// The generations the health gate rolled back, with why.
@@ -675,21 +698,64 @@ impl Writer<'_> {
         self.switch(previous.ok_or(Error::NothingToRollBackTo(current))?)
     }
 
-    /// Keeps the `keep` newest generations, the current one and the one before it; removes the
-    /// other generations and every store path no kept generation references.
-    pub fn gc(&self, keep: usize) -> Result<GcReport, Error> {
-        if keep == 0 {
+    /// Removes old generations and every store path no kept generation references. It never
+    /// removes the current generation, the one before it, or the last one that passed the
+    /// health gate (a rollback always has somewhere to go); beyond those, `keep` keeps the
+    /// newest ones and `max_store_bytes` removes the oldest until what the kept generations
+    /// reference fits (or nothing more may go: `over_limit` says so).
+    pub fn gc(&self, limits: GcLimits) -> Result<GcReport, Error> {
+        if limits.keep == Some(0) {
             return Err(Error::KeepZero);
         }
         let state = self.state;
         let numbers = state.generations.numbers()?;
-        let mut kept: BTreeSet<u64> = numbers.iter().rev().take(keep).copied().collect();
+        let mut protected: BTreeSet<u64> = BTreeSet::new();
         if let Some(current) = state.current()? {
-            kept.insert(current);
+            protected.insert(current);
             if let Some(previous) = numbers.iter().filter(|&&n| n < current).max() {
-                kept.insert(*previous);
+                protected.insert(*previous);
             }
         }
+        protected.extend(state.last_passed()?.filter(|n| numbers.contains(n)));
+        let mut kept: BTreeSet<u64> = protected.clone();
+        match limits.keep {
+            Some(keep) => kept.extend(numbers.iter().rev().take(keep)),
+            // Only a size limit: every generation is a candidate, oldest first.
+            None if limits.max_store_bytes.is_some() => kept.extend(numbers.iter()),
+            None => {}
+        }
+        let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut paths_of = BTreeMap::new();
+        for n in &numbers {
+            let paths: BTreeSet<String> = state
+                .manifest(*n)?
+                .services
+                .values()
+                .map(|e| e.store_path.trim_start_matches("store/").to_string())
+                .collect();
+            for name in &paths {
+                if !sizes.contains_key(name) {
+                    sizes.insert(name.clone(), fsutil::tree_size(&state.store.dir().join(name))?);
+                }
+            }
+            paths_of.insert(*n, paths);
+        }
+        let referenced_size = |kept: &BTreeSet<u64>| -> u64 {
+            let names: BTreeSet<&String> = kept.iter().flat_map(|n| &paths_of[n]).collect();
+            names.into_iter().map(|name| sizes[name]).sum()
+        };
+        let mut over_limit = false;
+        if let Some(max) = limits.max_store_bytes {
+            let oldest_first: Vec<u64> = kept.iter().copied().filter(|n| !protected.contains(n)).collect();
+            for n in oldest_first {
+                if referenced_size(&kept) <= max {
+                    break;
+                }
+                kept.remove(&n);
+            }
+            over_limit = referenced_size(&kept) > max;
+        }
+
         let mut report = GcReport::default();
         for n in numbers.into_iter().filter(|n| !kept.contains(n)) {
             // Renamed away first, so that a crash mid-removal leaves no half generation behind a number.
@@ -699,19 +765,26 @@ impl Writer<'_> {
             fsutil::remove_tree(&doomed)?;
             report.removed_generations.push(n);
         }
-        let mut referenced = BTreeSet::new();
-        for n in &kept {
-            for entry in state.manifest(*n)?.services.values() {
-                referenced.insert(entry.store_path.trim_start_matches("store/").to_string());
-            }
-        }
+        let referenced: BTreeSet<&String> = kept.iter().flat_map(|n| &paths_of[n]).collect();
         for name in state.store.entries()? {
             if !referenced.contains(&name) {
                 state.store.remove(&name)?;
                 report.removed_store_paths.push(name);
             }
         }
+        report.store_bytes = referenced_size(&kept);
+        report.over_limit = over_limit;
         Ok(report)
+    }
+
+    /// Records that generation `number` passed the health gate (and forgets a failure of it).
+    pub fn mark_passed(&self, number: u64) -> Result<(), Error> {
+        self.clear_failed(number)?;
+        let path = self.state.root.join(PASSED);
+        if self.state.last_passed()? != Some(number) {
+            fsutil::write_atomic(&path, format!("{number}\n").as_bytes(), 0o644)?;
+        }
+        Ok(())
     }
 }
 

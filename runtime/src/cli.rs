@@ -49,8 +49,12 @@ pub enum Command {
     Diff { from: u64, to: u64 },
     /// Remove old generations and unreferenced store paths (never the current one or its predecessor).
     Gc {
-        #[arg(long)]
-        keep: usize,
+        /// Keep the N newest generations.
+        #[arg(long, required_unless_present = "max_store")]
+        keep: Option<usize>,
+        /// Remove the oldest generations until what the kept ones reference takes at most MB.
+        #[arg(long, value_name = "MB")]
+        max_store: Option<u64>,
     },
     /// Re-hash the store and check every generation; names whatever does not match.
     Verify,

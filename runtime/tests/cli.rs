@@ -122,6 +122,12 @@ fn gc_keeps_the_newest_the_current_and_the_one_before_it() {
     assert_eq!(cell.current(), Some(2));
 
     assert_eq!(cell.pic(&["gc", "--keep", "0"]).status.code(), Some(2));
+    assert_eq!(cell.pic(&["gc"]).status.code(), Some(2), "gc without --keep or --max-store");
+    // By size: what must stay stays (the current one, 2 after the rollback; none is before it),
+    // and the report says it is still above the limit.
+    let report = cell.json(&["gc", "--max-store", "0"]);
+    assert_eq!(report["over_limit"], true, "{report}");
+    assert_eq!(cell.generation_numbers(), vec![2]);
 }
 
 #[test]

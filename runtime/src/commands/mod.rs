@@ -98,15 +98,24 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
             let diff = state.diff(*from, *to)?;
             out.emit(&diff, describe_diff);
         }
-        Command::Gc { keep } => {
-            let report = state.writer()?.gc(*keep)?;
+        Command::Gc { keep, max_store } => {
+            let limits = pic_builder::GcLimits { keep: *keep, max_store_bytes: max_store.map(|mb| mb << 20) };
+            let report = state.writer()?.gc(limits)?;
             out.emit(&report, |r| {
-                format!(
-                    "removed {} generation(s) {:?} and {} store path(s)",
+                let mut said = format!(
+                    "removed {} generation(s) {:?} and {} store path(s); the store holds {:.1} MB",
                     r.removed_generations.len(),
                     r.removed_generations,
-                    r.removed_store_paths.len()
-                )
+                    r.removed_store_paths.len(),
+                    r.store_bytes as f64 / f64::from(1 << 20)
+                );
+                if r.over_limit {
+                    said.push_str(
+                        "\nstill above --max-store: the current generation, the one before it and the last one \
+                         that passed the health gate stay, so that a rollback always works",
+                    );
+                }
+                said
             });
         }
         Command::Verify => {

@@ -140,7 +140,7 @@ impl AppState {
             *containers.last_good.lock().expect("lock") = generation;
             if let Some(n) = generation {
                 let state = self.state.clone();
-                let _ = blocking(move || Ok(state.writer()?.clear_failed(n)?)).await;
+                let _ = blocking(move || Ok(state.writer()?.mark_passed(n)?)).await;
             }
             return;
         }
