@@ -86,6 +86,8 @@ export function describeEvent(e: CellEvent): Activity | null {
       const percent = fraction === undefined ? "" : ` ${Math.floor(fraction * 100)} %`;
       return { text: `${OPERATION[str(e.operation)] ?? str(e.operation)}…${percent}`, busy: true, tone: "busy", fraction };
     }
+    case "disk_nearly_full":
+      return { text: str(e.message), busy: false, tone: "bad" };
     case "app": {
       const state = str(e.state);
       if (state === "done") return { text: `${str(e.app)}: ${str(e.action)} done.`, busy: false, tone: "ok" };

@@ -17,6 +17,7 @@ describe("describeEvent", () => {
       text: "Backing up… 25 %",
       fraction: 0.25,
     });
+    expect(describeEvent({ step: "disk_nearly_full", message: "The data partition is 95 % full" })).toMatchObject({ tone: "bad" });
     expect(describeEvent({ step: "ddns" })).toBeNull();
   });
 });

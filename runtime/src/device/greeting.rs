@@ -47,6 +47,9 @@ pub fn text(status: &Status) -> String {
             text.push_str("The setup wizard uses plain HTTP; once the cell is set up, it answers over HTTPS.\n");
         }
     }
+    if let Some(warning) = &status.space_warning {
+        let _ = writeln!(text, "{warning}");
+    }
     if let Some(fingerprint) = &status.ca_fingerprint {
         let _ =
             writeln!(text, "The browser asks to trust the cell's certificate authority: its SHA-256 fingerprint is");

@@ -83,6 +83,8 @@ pub struct Status {
     /// After setup, the SHA-256 fingerprint of the cell CA, which signs the certificate of the
     /// web UI at the addresses: what a person compares before trusting it.
     pub ca_fingerprint: Option<String>,
+    /// The data partition is more than 90 % full (what to do about it).
+    pub space_warning: Option<String>,
 }
 
 /// What the Docker engine showed, when this server runs the service containers.
@@ -207,6 +209,7 @@ impl From<&Observed> for Status {
             network: Network { addresses: seen.addresses.clone(), message },
             setup_complete: seen.setup_complete,
             ca_fingerprint: seen.ca_fingerprint.clone().filter(|_| seen.setup_complete),
+            space_warning: seen.storage.as_ref().and_then(storage::nearly_full).filter(|_| seen.problem.is_none()),
         }
     }
 }
@@ -246,6 +249,19 @@ pub(crate) mod tests {
             ("first boot, ready for setup", Observed { engine: Some(up(1, true)), ..base.clone() }),
             ("after setup, starting", Observed { engine: Some(up(3, false)), setup_complete: true, ..base.clone() }),
             ("after setup, ready", Observed { engine: Some(up(8, true)), setup_complete: true, ..base.clone() }),
+            (
+                "after setup, the data partition nearly full",
+                Observed {
+                    engine: Some(up(8, true)),
+                    setup_complete: true,
+                    storage: Some(storage::Storage {
+                        data_bytes: 7_300_000_000,
+                        free_bytes: 365_000_000,
+                        disk_bytes: Some(8 << 30),
+                    }),
+                    ..base.clone()
+                },
+            ),
             (
                 "a disk too small, no address yet",
                 Observed {

@@ -103,6 +103,20 @@ pub fn judge(storage: &Storage, limits: &Limits) -> Option<Problem> {
 }
 
 /// A size as a person reads it: gigabytes with one decimal, megabytes below one gigabyte.
+/// A warning once the data partition is more than 90 % full (long before it stops the cell).
+pub fn nearly_full(storage: &Storage) -> Option<String> {
+    let used = storage.data_bytes.saturating_sub(storage.free_bytes);
+    let percent = used.saturating_mul(100).checked_div(storage.data_bytes)?;
+    (percent > 90).then(|| {
+        format!(
+            "The data partition is {percent} % full: {} free of {}. Remove backups you no longer need, \
+             or old generations (`pic gc --max-store`); a change that does not fit is refused.",
+            gb(storage.free_bytes),
+            gb(storage.data_bytes)
+        )
+    })
+}
+
 pub fn gb(bytes: u64) -> String {
     match bytes {
         0..GB => format!("{} MB", bytes / 1_000_000),

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use pic_builder::config::services::CATALOG;
+use serde_json::json;
 use tokio::sync::watch;
 
 use super::AppState;
@@ -59,15 +60,21 @@ impl Device {
         self.blocked.store(blocked, Ordering::SeqCst);
     }
 
-    pub(super) fn publish(&self, status: Status) {
+    /// Publishes the status; the space warning when it has just appeared.
+    pub(super) fn publish(&self, status: Status) -> Option<String> {
         if status.ready() {
             self.ready_once.store(true, Ordering::SeqCst);
         }
+        let mut appeared = None;
         self.status.send_if_modified(|old| {
+            if old.space_warning.is_none() {
+                appeared.clone_from(&status.space_warning);
+            }
             let changed = *old != status;
             *old = status;
             changed
         });
+        appeared
     }
 }
 
@@ -110,7 +117,10 @@ pub async fn watch(app: AppState, unblocked: impl Fn(AppState) + Send + 'static)
             addresses: device::network::lan_addresses(),
             uptime: device::network::uptime(),
         };
-        device.publish(Status::from(&seen));
+        if let Some(warning) = device.publish(Status::from(&seen)) {
+            tracing::warn!(%warning, "the data partition is nearly full");
+            app.emit(json!({"step": "disk_nearly_full", "message": warning}));
+        }
         tokio::time::sleep(if device.status().ready() { READY_TICK } else { STARTING_TICK }).await;
     }
 }

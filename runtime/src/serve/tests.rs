@@ -1663,3 +1663,25 @@ async fn metrics_for_an_admin_or_the_token() {
     assert_eq!(scrape("Bearer not-the-token".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(super::metrics::token(api.app.state.secrets().dir()).unwrap(), token, "made once");
 }
+
+/// The space warning is said once, when it appears (the watch loop makes it an event).
+#[test]
+fn the_space_warning_is_raised_when_it_appears() {
+    let device = super::device::Device::new(None);
+    let seen = |free_bytes: u64| crate::device::Observed {
+        storage: Some(crate::device::storage::Storage { data_bytes: 10 << 30, free_bytes, disk_bytes: None }),
+        problem: None,
+        blocked: false,
+        engine: None,
+        setup_complete: true,
+        ca_fingerprint: None,
+        addresses: Vec::new(),
+        uptime: std::time::Duration::from_secs(20),
+    };
+    assert_eq!(device.publish(crate::device::Status::from(&seen(5 << 30))), None);
+    let raised = device.publish(crate::device::Status::from(&seen(512 << 20))).expect("95 % full is warned about");
+    assert!(raised.starts_with("The data partition is 95 % full: 536 MB free of 10.7 GB"), "{raised}");
+    assert_eq!(device.publish(crate::device::Status::from(&seen(500 << 20))), None, "once");
+    assert_eq!(device.publish(crate::device::Status::from(&seen(5 << 30))), None);
+    assert!(device.status().space_warning.is_none());
+}

@@ -14,6 +14,7 @@ export function DashboardPage() {
   const [containers, setContainers] = useState<Container[] | string>([]);
   const [peers, setPeers] = useState({ total: 0, online: 0 });
   const [recent, setRecent] = useState<CellEvent[]>([]);
+  const [spaceWarning, setSpaceWarning] = useState<string | null>(null);
 
   const load = useCallback(async () => {
     const current = await api.GET("/api/services");
@@ -22,6 +23,8 @@ export function DashboardPage() {
     setServices(Object.keys(body?.services ?? {}));
     const list = await api.GET("/api/containers");
     setContainers(list.response.ok ? (list.data as Container[]) : "containers are not available");
+    const status = await api.GET("/api/setup/status");
+    setSpaceWarning((status.data as { device?: { space_warning?: string | null } } | undefined)?.device?.space_warning ?? null);
     const p = await api.GET("/api/peers");
     const devices = (p.data as { status?: { last_handshake?: string | null } | null }[] | undefined) ?? [];
     setPeers({ total: devices.length, online: devices.filter((x) => online(x.status?.last_handshake)).length });
@@ -32,7 +35,7 @@ export function DashboardPage() {
   const onEvent = useCallback(
     (event: CellEvent) => {
       setRecent((r) => [event, ...r].slice(0, 8));
-      if (changesState(event)) void load();
+      if (changesState(event) || event.step === "disk_nearly_full") void load();
     },
     [load],
   );
@@ -41,6 +44,12 @@ export function DashboardPage() {
   return (
     <>
       <h1>Dashboard</h1>
+      {spaceWarning && (
+        <p role="alert" className="error">
+          <span aria-hidden="true">! </span>
+          {spaceWarning}
+        </p>
+      )}
       <section aria-label="summary" className="cards">
         <div className="card">
           <h2>Generation</h2>
