@@ -1,6 +1,7 @@
 //! A change on a full data partition (a tmpfs with a size limit): refused before anything is
 //! written, naming how much it needs, and nothing changes — not the current generation, not the
-//! desired config, and no space stays taken. With room again, the same change goes through.
+//! desired config, and no space stays taken; a backup likewise. With room again, the same change
+//! goes through.
 
 mod common;
 
@@ -66,6 +67,14 @@ fn a_change_that_does_not_fit_is_refused_and_changes_nothing() {
         assert!(left.is_empty(), "left in {dir}: {left:?}");
     }
     assert!(free_bytes(&state) >= before, "space stayed taken: {} < {before}", free_bytes(&state));
+
+    // A backup that might not fit is refused the same way, before a byte is written.
+    let backup = cell.pic(&["backup"]);
+    let said = String::from_utf8_lossy(&backup.stderr).into_owned();
+    assert!(!backup.status.success(), "a backup on a full disk");
+    assert!(said.contains("for the backup") && said.contains("nothing was changed"), "{said}");
+    let backups: Vec<_> = std::fs::read_dir(state.join("backups")).map(|d| d.collect()).unwrap_or_default();
+    assert!(backups.is_empty(), "left in backups/: {backups:?}");
 
     std::fs::remove_file(&filler).unwrap();
     cell.ok(&["switch", "--config", changed.to_str().unwrap()]);

@@ -181,6 +181,19 @@ fn write_archive(
     let mut total = tree_size(&root.join(format::STORE))? + tree_size(&root.join(format::GENERATIONS))?;
     total += tree_size(&data)? * u64::from(options.include_data);
     meter.set_total(total);
+    // The archive is at most what it holds (compression only makes it smaller): a backup that
+    // might not fit is refused before a byte is written, naming how much it may need.
+    let folder = tmp.parent().unwrap_or(Path::new("/"));
+    let free = fsutil::free_bytes(folder)?;
+    let needed = total + (1 << 20);
+    if free < needed {
+        return Err(Error::NoSpace {
+            path: folder.to_owned(),
+            doing: "the backup",
+            needed_mb: needed.div_ceil(1 << 20),
+            free_mb: free >> 20,
+        });
+    }
 
     // Archives hold the cell's config and (encrypted) secrets: only root reads them.
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).at(tmp)?;
