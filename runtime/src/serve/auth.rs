@@ -187,6 +187,26 @@ fn cookie(name: &'static str, value: String, http_only: bool, secure: bool) -> C
     Cookie::build((name, value)).path("/").http_only(http_only).secure(secure).same_site(SameSite::Strict).build()
 }
 
+/// What the gate asks of a request to `path`.
+pub struct GateRules {
+    /// Refused (428) until setup is complete.
+    pub needs_setup: bool,
+    /// Refused without a session (401), and a change without the CSRF token (403).
+    pub needs_session: bool,
+}
+
+/// The setup wizard and the API's description need nothing (the description holds no data); an
+/// invited cell completing its invitation is admitted by the invitation's secret; logging in
+/// needs setup done; everything else under `/api/` a session. Outside `/api/` (the web UI,
+/// `/health`, `/metrics` with its own check) the gate asks nothing.
+pub fn gate_for(path: &str) -> GateRules {
+    let open = !path.starts_with("/api/")
+        || path.starts_with("/api/setup")
+        || path == "/api/openapi.json"
+        || path == "/api/cells/join";
+    GateRules { needs_setup: !open, needs_session: !open && !path.starts_with("/api/auth/") }
+}
+
 /// The gate in front of every route.
 pub async fn gate(State(app): State<AppState>, jar: CookieJar, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
@@ -209,13 +229,8 @@ async fn check(
     changes_state: bool,
     csrf_header: Option<&str>,
 ) -> Result<Option<Session>, ApiError> {
-    // The setup wizard and the API's description need no session (the description holds no data).
-    // An invited cell completing its invitation is admitted by the invitation's secret.
-    if !path.starts_with("/api/")
-        || path.starts_with("/api/setup")
-        || path == "/api/openapi.json"
-        || path == "/api/cells/join"
-    {
+    let gate = gate_for(path);
+    if !gate.needs_setup {
         return Ok(None);
     }
     if !app.setup_complete().await? {
@@ -224,7 +239,7 @@ async fn check(
             ..ApiError::new(StatusCode::PRECONDITION_REQUIRED, "setup_required", "finish the setup wizard first")
         });
     }
-    if path.starts_with("/api/auth/") {
+    if !gate.needs_session {
         return Ok(None);
     }
     let session =

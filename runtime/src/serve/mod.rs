@@ -10,6 +10,7 @@ mod certs;
 mod config;
 mod containers;
 mod device;
+mod documented;
 mod domain;
 mod domain_certs;
 mod error;
@@ -316,7 +317,7 @@ struct ApiDoc;
 
 /// The OpenAPI document of the API (committed as `runtime/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    named_uniquely(api_routes().into_openapi())
+    documented::with_every_status(named_uniquely(api_routes().into_openapi()))
 }
 
 /// Every operation's id is `<tag>_<handler>` (`peers_list`, `backups_list`): handlers of
@@ -339,7 +340,7 @@ fn named_uniquely(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
 /// Every route, behind the gate (setup, session, CSRF).
 pub fn router(app: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(named_uniquely(doc));
+    let doc = Arc::new(documented::with_every_status(named_uniquely(doc)));
     let routes = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
@@ -445,10 +446,14 @@ fn may_change_the_cell(request: &Request) -> bool {
         && path != "/api/setup/password-strength"
 }
 
+/// Whether a change to `path` waits while a version is on trial: all but the updates' (their
+/// handlers say why an update waits; a restart only uses up a try) and logging in or out.
+fn held_on_trial(path: &str) -> bool {
+    !path.starts_with("/api/updates") && !path.starts_with("/api/auth/") && path != "/api/setup/password-strength"
+}
+
 async fn hold_changes_on_trial(AxumState(app): AxumState<AppState>, request: Request, next: Next) -> Response {
-    let changes = may_change_the_cell(&request)
-        // Their handlers say why an update waits; a restart only uses up a try.
-        && !request.uri().path().starts_with("/api/updates");
+    let changes = may_change_the_cell(&request) && held_on_trial(request.uri().path());
     if let (true, Some(device)) = (changes, app.updates.clone()) {
         let status = tokio::task::spawn_blocking(move || device.status()).await;
         if let Ok(Ok(status)) = status
