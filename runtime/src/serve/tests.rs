@@ -1693,6 +1693,8 @@ fn the_space_warning_is_raised_when_it_appears() {
 /// the cell.) Without the statuses the layers add, 178 answers were undocumented.
 #[tokio::test]
 async fn every_status_a_route_answers_is_documented() {
+    /// What is asked: in what way, of which server, by whom, at which URI, with what body.
+    type Case<'a> = (&'a str, &'a Api, &'a Client, String, Option<(&'a str, &'a str)>);
     let doc = serde_json::to_value(super::openapi()).unwrap();
     let fresh = Api::new();
     let api = Api::new();
@@ -1751,7 +1753,7 @@ async fn every_status_a_route_answers_is_documented() {
                 uri
             };
             let json_body = operation["requestBody"]["content"].get("application/json").is_some();
-            let mut cases: Vec<(&str, &Api, &Client, String, Option<(&str, &str)>)> = vec![
+            let mut cases: Vec<Case> = vec![
                 ("before setup", &fresh, &nobody, fill(false), None),
                 ("without a session", &api, &nobody, fill(false), None),
             ];
