@@ -199,18 +199,19 @@ openapi:
 ## restore against tar | zstd; the API
 ## under load; the cell in Docker (image builds, change to healthy, restarts per change); the
 ## disk image under QEMU (first boot, setup, reboot and memory, beside a baseline boot).
-bench: $(VENV)/.jinja2 deps
+bench: $(VENV)/.packages deps
 	.ci/install-debian-packages wrk curl
 	PIC_BENCH_PYTHON=$(VENV)/bin/python $(CARGO) bench --locked -p pic-builder --bench build
 	$(CARGO) bench --locked -p pic-builder --bench backup
-	$(CARGO) bench --locked -p pic-runtime --bench api
+	PIC_BENCH_PYTHON=$(VENV)/bin/python $(CARGO) bench --locked -p pic-runtime --bench api
 	$(CARGO) bench --locked -p pic-runtime --bench cell
 	$(MAKE) image IMAGE_LOCK="--lock target/images/test-packages.lock.json --update-lock"
 	$(CARGO) bench --locked -p pic-vm-tests --bench boot
 
-$(VENV)/.jinja2:
+## The benchmarks' Python: Jinja2 (the renderer compared), Flask and gunicorn (the original's API).
+$(VENV)/.packages:
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet jinja2
+	$(VENV)/bin/pip install --quiet jinja2 flask gunicorn
 	touch $@
 
 clean:

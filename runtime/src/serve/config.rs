@@ -2,7 +2,7 @@
 //! that two clients editing at once cannot overwrite each other (If-Match, 412).
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,12 +30,15 @@ pub async fn get(State(app): State<AppState>, _admin: Admin) -> Result<Response,
     Ok(response)
 }
 
+/// The largest config `PUT /api/config` takes (a cell of 10,000 peers is about 3 MiB).
+pub const CONFIG_BODY_LIMIT: usize = 8 << 20;
+
 #[utoipa::path(put, path = "/api/config", tag = "config", request_body(content = Object, description = "a whole cell config"), params(("If-Match" = String, Header, description = "the ETag of GET /api/config")), responses((status = 200, description = "built and switched; the new ETag", body = Object), (status = 412, description = "the config changed since it was read", body = ErrorBody), (status = 422, description = "invalid: every problem with its field path", body = ErrorBody), (status = 428, description = "If-Match missing", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
 pub async fn put(
     State(app): State<AppState>,
     _admin: Admin,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let if_match =
         headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string).ok_or_else(|| {
@@ -45,6 +48,17 @@ pub async fn put(
                 "send If-Match with the ETag of GET /api/config",
             )
         })?;
+    // A whole config may be large (thousands of peers): its own limit, above every other body's.
+    let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, CONFIG_BODY_LIMIT))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a config is at most {} MiB", CONFIG_BODY_LIMIT >> 20),
+            )
+        })?
+        .to_bytes();
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the body is not UTF-8"))?;
     let new_config = config::parse(text)?;

@@ -52,8 +52,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Request bodies larger than this are refused with 413.
-pub const BODY_LIMIT: usize = 1024 * 1024;
+/// JSON bodies larger than this are refused with 413: every request but a whole config
+/// (`config::CONFIG_BODY_LIMIT`) and the uploads, which stream to disk with limits of their own,
+/// fits in far less, and a server refusing many large bodies at once holds at most this much
+/// of each.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -375,6 +375,11 @@ async fn bad_input_is_a_4xx_and_changes_nothing() {
     let huge = "x".repeat(BODY_LIMIT + 1);
     let reply = api.call_raw(&Client::default(), Method::POST, "/api/auth/login", Some(huge), &[]).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A whole config has a limit of its own.
+    let too_big = "x".repeat(super::config::CONFIG_BODY_LIMIT + 1);
+    let reply = api.call_raw(&admin, Method::PUT, "/api/config", Some(too_big), &headers).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.body["error"]["code"], "too_large");
     let reply = api.call(&Client::default(), Method::POST, "/api/auth/login", Some(json!({"username": 1}))).await;
     assert!(reply.status.is_client_error());
     assert_eq!(api.call(&admin, Method::GET, "/api/nowhere", None).await.status, StatusCode::NOT_FOUND);
