@@ -65,6 +65,8 @@ pub struct Machine {
     started: Instant,
     /// Console bytes already seen by `wait_for_console` in this boot.
     console_seen: usize,
+    /// Boots power-cycled because the kernel panicked before anything of the image ran.
+    early_panics: u32,
     log: Vec<String>,
 }
 
@@ -92,6 +94,7 @@ impl Machine {
             options,
             started: Instant::now(),
             console_seen: 0,
+            early_panics: 0,
             log: Vec::new(),
         })
     }
@@ -636,7 +639,25 @@ impl Machine {
             return self.fail_step(&format!("QEMU exited ({status}): {stderr}"));
         }
         // A guest whose kernel panicked never answers again: say so now, not at the timeout.
-        if self.console().contains("Kernel panic - not syncing") {
+        let console = self.console();
+        if console.contains("Kernel panic - not syncing") {
+            // In its own initialisation, before the image's first program ran, the kernel under
+            // TCG here has panicked now and then (sched_clock, in an interrupt) on a boot that
+            // passed a moment before: power-cycle that once, and say so; anything later is the
+            // image's to answer for.
+            let in_kernel_init =
+                !console.contains("Run /init as init process") && !console.contains("Freeing unused kernel");
+            if in_kernel_init && self.early_panics == 0 {
+                self.early_panics += 1;
+                self.step("the kernel panicked in its own initialisation, before the image ran: power-cycling once");
+                if let Some(mut qemu) = self.qemu.take() {
+                    let _ = qemu.kill();
+                    let _ = qemu.wait();
+                }
+                self.agent = None;
+                self.console_seen = 0;
+                return self.start();
+            }
             return self.fail_step("the guest's kernel panicked");
         }
         Ok(())
