@@ -82,6 +82,11 @@ pub enum Error {
     #[error("no backup is named {0:?}; `pic backups` lists them")]
     NoSuchBackup(String),
 
+    #[error(
+        "the backup destination {0} is not a folder here: is its disk mounted? (`backups.destination` in the config)"
+    )]
+    BackupDestination(std::path::PathBuf),
+
     /// An invitation or peer-sync message that cannot be used; nothing was changed.
     #[error("{0}")]
     LinkRefused(String),

@@ -301,6 +301,18 @@ impl State {
         self.generations.config_text(number)
     }
 
+    /// A generation's config in the current format (one built by an earlier PIC migrated), so
+    /// that generations of different format versions are shown and compared alike.
+    pub fn generation_config_current(&self, number: u64) -> Result<String, Error> {
+        config::to_current_text(&self.generation_config(number)?)
+            .map_err(|e| Error::corrupt(format!("generation {number}'s config"), e))
+    }
+
+    fn generation_config_json(&self, number: u64) -> Result<serde_json::Value, Error> {
+        config::to_current_json(&self.generation_config(number)?)
+            .map_err(|e| Error::corrupt(format!("generation {number}'s config"), e))
+    }
+
     /// Every generation, oldest first.
     pub fn generations(&self) -> Result<Vec<GenerationInfo>, Error> {
         let current = self.current()?;
@@ -331,9 +343,7 @@ impl State {
             if let Some(value) = configs.get(&n) {
                 return Ok(value.clone());
             }
-            let text = self.generations.config_text(n)?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::corrupt(format!("generation {n}'s config"), e))?;
+            let value = self.generation_config_json(n)?;
             configs.insert(n, value.clone());
             Ok(value)
         };
@@ -386,7 +396,8 @@ impl State {
     /// The config and per-service, per-file differences from generation `a` to `b`.
     pub fn diff(&self, a: u64, b: u64) -> Result<GenerationDiff, Error> {
         let (ma, mb) = (self.manifest(a)?, self.manifest(b)?);
-        let config = diff::unified(&self.generation_config(a)?, &self.generation_config(b)?, "config.json");
+        let config =
+            diff::unified(&self.generation_config_current(a)?, &self.generation_config_current(b)?, "config.json");
         let names: BTreeSet<&String> = ma.services.keys().chain(mb.services.keys()).collect();
         let mut services = Vec::new();
         for name in names {
@@ -409,11 +420,8 @@ impl State {
                 files: diff::bundles(name, ba.as_ref(), bb.as_ref()),
             });
         }
-        let parse = |n: u64| -> Result<serde_json::Value, Error> {
-            serde_json::from_str(&self.generation_config(n)?)
-                .map_err(|e| Error::corrupt(format!("generation {n}'s config"), e))
-        };
-        let summary = crate::summary::summarize(Some(&parse(a)?), &parse(b)?);
+        let summary =
+            crate::summary::summarize(Some(&self.generation_config_json(a)?), &self.generation_config_json(b)?);
         Ok(GenerationDiff { from: a, to: b, summary, config, services })
     }
 

@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn each_change_is_said_in_words() {
         let old = json!({
-            "version": 1,
+            "version": 2,
             "cell": {"name": "home", "timezone": "UTC"},
             "network": {"subnet": "172.20.0.0/24"},
             "wireguard": {"peers": [{"name": "laptop", "address": "10.8.0.2"}, {"name": "old", "address": "10.8.0.3"}]},
@@ -210,7 +210,7 @@ mod tests {
             "users": [{"name": "alice", "role": "admin"}]
         });
         let new = json!({
-            "version": 1,
+            "version": 2,
             "cell": {"name": "home", "timezone": "Europe/Berlin"},
             "network": {"subnet": "172.21.0.0/24"},
             "wireguard": {"peers": [{"name": "laptop", "address": "10.8.0.9"}, {"name": "phone", "address": "10.8.0.4"}]},

@@ -62,7 +62,7 @@ fn config_of(devices: &[DeviceSpec], on: &[bool]) -> Value {
     services["mail"]["domains"] = json!(["prop.cell"]);
     services["ntp"]["servers"] = json!(["0.debian.pool.ntp.org"]);
     json!({
-        "version": 1,
+        "version": 2,
         "cell": {"name": "prop"},
         "network": {"subnet": "172.20.0.0/24"},
         "wireguard": {"subnet": "10.8.0.0/24", "peers": peers},

@@ -411,12 +411,12 @@ fn an_archive_of_a_newer_format_is_refused() {
     let newer = r.rewrite("newer.tar.zst", |members| {
         let (header, data) = &mut members[0];
         let mut value: serde_json::Value = serde_json::from_slice(data).unwrap();
-        value["format_version"] = 2.into();
+        value["format_version"] = 3.into();
         *data = serde_json::to_vec(&value).unwrap();
         header.set_size(data.len() as u64);
         header.set_cksum();
     });
-    r.refused(&newer, data_options(), &["newer PIC", "format 2", "upgrade PIC"]);
+    r.refused(&newer, data_options(), &["newer PIC", "format 3", "upgrade PIC"]);
 }
 
 #[test]
@@ -494,4 +494,70 @@ fn an_apps_data_is_left_out_when_its_manifest_says_so() {
     restore(&restored, &archive, options).unwrap();
     assert!(fresh.join("data/app-dokuwiki/wiki/pages/file").exists());
     assert!(!fresh.join("data/app-transmission").exists(), "Transmission's data is not in the backup");
+}
+
+#[test]
+fn a_scheduled_archive_needs_only_the_passphrase_and_the_retention_keeps_manual_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = cell(&dir.path().join("original"));
+    let destination = dir.path().join("usb");
+    {
+        let writer = original.writer().unwrap();
+        let scheduled = writer
+            .desired_with(|c| {
+                c.backups.schedule =
+                    Some(config::BackupSchedule { every: config::Every::Day, at: "03:00".into(), on: None });
+                c.backups.keep = config::Retention { daily: 2, weekly: 0 };
+                c.backups.destination = Some(destination.display().to_string());
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&scheduled, "scheduled backups").unwrap();
+        // The destination is a disk that is not mounted yet: the run fails, says so, makes nothing.
+        let now: jiff::Timestamp = "2026-12-01T03:00:00Z".parse().unwrap();
+        let unmounted = backup::schedule::run(&writer, now, &mut |_| {}).unwrap_err().to_string();
+        assert!(unmounted.contains("is its disk mounted?"), "{unmounted}");
+        let status = backup::schedule::status(&original).unwrap();
+        assert_eq!((status.last_attempt, status.last_success), (Some(now), None));
+        assert!(status.problem.unwrap().contains("mounted"));
+        fs::create_dir(&destination).unwrap();
+        let manual = destination.join("manual.tar.zst");
+        backup::create(&writer, Some(&manual), &BackupOptions::default(), &mut |_| {}).unwrap();
+        // Without a backup key, the secrets stay out.
+        let run = backup::schedule::run(&writer, now, &mut |_| {}).unwrap();
+        assert!(!run.secrets_included);
+        backup::key::set_up(&writer, &passphrase(), Some(WORK_FACTOR)).unwrap();
+        for _ in 0..3 {
+            let run = backup::schedule::run(&writer, now, &mut |_| {}).unwrap();
+            assert!(run.secrets_included);
+            assert_eq!(run.archive.header.as_ref().unwrap().secrets, backup::SecretsIncluded::EncryptedToKey);
+            // Archives of one day: the newest of it is kept.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+    }
+    let mut names: Vec<String> =
+        fs::read_dir(&destination).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "one scheduled archive of the day and the manual one: {names:?}");
+    assert!(names.contains(&"manual.tar.zst".to_owned()));
+    let scheduled = destination.join(names.iter().find(|n| *n != "manual.tar.zst").unwrap());
+    let archive_bytes = fs::read(&scheduled).unwrap();
+    let plain = zstd::decode_all(archive_bytes.as_slice()).unwrap();
+    assert!(!plain.windows(14).any(|w| w == b"AGE-SECRET-KEY"), "the backup key is in the clear");
+
+    // A fresh machine, the passphrase alone.
+    let target = State::new(dir.path().join("fresh"));
+    let report = restore(&target, &scheduled, with_passphrase()).unwrap();
+    assert_eq!(report.secrets, SecretsOutcome::Restored);
+    for secret in ["wireguard/server.key", "backup/identity.age"] {
+        assert_eq!(
+            fs::read(target.secrets().dir().join(secret)).unwrap(),
+            fs::read(original.secrets().dir().join(secret)).unwrap(),
+            "{secret}"
+        );
+    }
+    let wrong =
+        RestoreOptions { passphrase: Some(SecretString::from("not the passphrase".to_owned())), ..with_passphrase() };
+    let refused = restore(&State::new(dir.path().join("other")), &scheduled, wrong).unwrap_err().to_string();
+    assert!(refused.contains("not the one the backup was made with"), "{refused}");
 }

@@ -25,7 +25,7 @@ fn config_from(name: &str, keys: &[[u8; 32]], flags: [bool; 5], records: usize, 
         .map(|i| json!({"name": format!("host{i}"), "type": "A", "value": format!("172.20.0.{}", 20 + i)}))
         .collect();
     json!({
-        "version": 1,
+        "version": 2,
         "cell": {"name": name, "timezone": "Europe/Paris"},
         "network": {"subnet": "172.20.0.0/24"},
         "wireguard": {"enabled": flags[0], "subnet": "10.8.0.0/22", "peers": peers},

@@ -35,10 +35,15 @@ type Mutation = fn(&mut Value);
 
 /// (case, the field the error must name, how to break the example config)
 const CASES: &[(&str, &str, Mutation)] = &[
-    ("version from the future", "version", |c| c["version"] = json!(2)),
+    ("version from the future", "version", |c| c["version"] = json!(3)),
     ("version zero", "version", |c| c["version"] = json!(0)),
     ("version missing", "version", |c| drop(c.as_object_mut().unwrap().remove("version"))),
     ("unknown field", "colour", |c| c["colour"] = json!("blue")),
+    ("backup time not a time", "backups.schedule.at", |c| c["backups"]["schedule"]["at"] = json!("25:00")),
+    ("backup day on a daily schedule", "backups.schedule.on", |c| c["backups"]["schedule"]["on"] = json!("monday")),
+    ("backups keep nothing", "backups.keep", |c| c["backups"]["keep"] = json!({"daily": 0, "weekly": 0})),
+    ("backup destination relative", "backups.destination", |c| c["backups"]["destination"] = json!("usb/backups")),
+    ("backup destination climbs", "backups.destination", |c| c["backups"]["destination"] = json!("/mnt/../etc")),
     ("wrong type", "wireguard.listen_port", |c| c["wireguard"]["listen_port"] = json!("51820")),
     ("port out of range", "wireguard.listen_port", |c| c["wireguard"]["listen_port"] = json!(70000)),
     ("malformed address", "wireguard.peers[0].address", |c| {

@@ -67,6 +67,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of the cell config.
     Schema,
+    /// Bring a config file of an older format version to the current one (it is checked as
+    /// well); the file is rewritten, its old text kept beside it as `FILE.v<old version>`.
+    Migrate {
+        file: PathBuf,
+        /// Print the migrated config on stdout; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// The certificates the cell CA issued.
@@ -161,10 +169,21 @@ pub enum Command {
     /// Back up the cell: config, generations, store and (with a passphrase, encrypted) secrets;
     /// with --include-data also the services' data. Written into backups/ unless --output.
     Backup {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "scheduled")]
         output: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "scheduled")]
         include_data: bool,
+        /// Make the archive the schedule makes (`backups` in the config), now: into its
+        /// destination, the secrets to the backup key, then the retention.
+        #[arg(long)]
+        scheduled: bool,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Set up the backup key with the backup passphrase (asked twice, or --passphrase-file):
+    /// scheduled archives encrypt the secrets to it, so no passphrase is stored, and a restore of
+    /// one needs only the passphrase.
+    BackupKey {
         #[command(flatten)]
         passphrase: PassphraseArgs,
     },
@@ -186,7 +205,7 @@ pub enum Command {
         #[arg(long, env = "PIC_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
         docker_socket: String,
     },
-    /// List the backups in backups/.
+    /// List the backups in backups/, and what the schedule did and does next.
     Backups,
     /// Dynamic DNS (domain mode `ddns`): what was published, an update now, the provider's
     /// credential, the name's certificate by DNS-01 now.

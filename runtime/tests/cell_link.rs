@@ -281,7 +281,7 @@ fn text(out: &Output) -> String {
 fn cell(id: u32, name: &'static str, wan: &'static str, subnet: &'static str, vpn: &str) -> CellNet {
     let cell = common::Cell::new();
     let config = json!({
-        "version": 1,
+        "version": 2,
         "cell": {"name": name},
         "network": {"subnet": format!("{subnet}.0/24")},
         "wireguard": {"subnet": format!("{vpn}.0/24"), "endpoint": format!("{wan}:51820")},

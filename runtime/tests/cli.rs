@@ -192,7 +192,7 @@ fn exit_codes_follow_the_contract() {
     assert_eq!(cell.pic(&["switch", "99"]).status.code(), Some(2));
     assert_eq!(cell.pic(&["diff", "1", "42"]).status.code(), Some(2));
     assert_eq!(cell.pic(&["validate", example_path().to_str().unwrap()]).status.code(), Some(0));
-    let bad = cell.write_config("bad.json", &serde_json::json!({"version": 1, "cell": {"name": "x"}}));
+    let bad = cell.write_config("bad.json", &serde_json::json!({"version": 2, "cell": {"name": "x"}}));
     assert_eq!(cell.pic(&["validate", &bad]).status.code(), Some(2));
     assert_eq!(cell.pic(&["rollback"]).status.code(), Some(2), "nothing before generation 1");
 }
@@ -221,6 +221,36 @@ fn schema_is_the_committed_one() {
     let committed =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../builder/schema/cell-config.schema.json")).unwrap();
     assert_eq!(out.stdout, committed);
+}
+
+#[test]
+fn migrate_prints_rewrites_and_refuses_a_newer_version() {
+    let cell = Cell::new();
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../builder/tests/migrations/v1/public.json");
+    let v1 = std::fs::read_to_string(golden).unwrap();
+    let file = cell.dir.path().join("cell.json");
+    std::fs::write(&file, &v1).unwrap();
+    let path = file.to_str().unwrap();
+    let printed = cell.ok(&["migrate", "--dry-run", path]);
+    assert!(printed.starts_with("{\n  \"version\": 2,"), "{printed}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), v1, "a dry run changed the file");
+    let snapshot = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../builder/tests/snapshots/migrations__v1_public.snap"
+    ))
+    .unwrap();
+    assert!(snapshot.ends_with(&printed), "the dry run differs from the golden file");
+
+    cell.ok(&["migrate", path]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    assert_eq!(std::fs::read_to_string(cell.dir.path().join("cell.json.v1")).unwrap(), v1);
+    assert!(cell.ok(&["migrate", path]).contains("already version 2"));
+
+    let newer = cell.write_config("newer.json", &serde_json::json!({ "version": 3, "cell": { "name": "home" } }));
+    let out = cell.pic(&["migrate", "--dry-run", &newer]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("config version 3 was written by a newer PIC") && stderr.contains("up to 2"), "{stderr}");
 }
 
 #[test]

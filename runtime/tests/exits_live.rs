@@ -282,7 +282,7 @@ fn world() -> World {
     // The cell: its bridge, its LAN (devices), its services' namespaces.
     let state_dir = lab.dir.path().join("state");
     let config = json!({
-        "version": 1,
+        "version": 2,
         "cell": {"name": "home"},
         "network": {"subnet": "172.20.0.0/24"},
         "wireguard": {"subnet": "10.8.0.0/24", "endpoint": "10.202.0.1:51820"},

@@ -118,7 +118,7 @@ fn peers_are_applied_live_without_losing_a_packet() {
 
     // A small cell whose VPN endpoint is the cell namespace's address.
     let config = json!({
-        "version": 1,
+        "version": 2,
         "cell": {"name": "live"},
         "network": {"subnet": "172.20.0.0/24"},
         "wireguard": {"subnet": "10.8.0.0/24", "endpoint": "10.200.0.1:51820"},

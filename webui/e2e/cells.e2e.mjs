@@ -22,7 +22,7 @@ const firstPort = 3800 + Math.floor(Math.random() * 45) * 2;
 function makeCell(name, n, port) {
   const state = mkdtempSync(join(tmpdir(), `pic-e2e-${name}-`));
   const config = {
-    version: 1,
+    version: 2,
     cell: { name },
     network: { subnet: `172.${20 + n}.0.0/24` },
     wireguard: { subnet: `10.${8 + n}.0.0/24`, endpoint: `${name}.example.net:51820` },

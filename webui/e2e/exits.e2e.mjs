@@ -20,7 +20,7 @@ const base = `http://127.0.0.1:${port}`;
 
 const state = mkdtempSync(join(tmpdir(), "pic-e2e-exits-"));
 const config = {
-  version: 1,
+  version: 2,
   cell: { name: "home" },
   network: { subnet: "172.20.0.0/24" },
   wireguard: { subnet: "10.8.0.0/24" },

@@ -48,7 +48,7 @@ pack("stranger.key", "2026.1201.090000", "stranger.picupd");
 writeFileSync(join(dir, "trusted.pub"), `${good.public_key}\n`);
 
 const config = {
-  version: 1,
+  version: 2,
   cell: { name: "home" },
   network: { subnet: "172.20.0.0/24" },
   wireguard: { subnet: "10.8.0.0/24" },

@@ -8,7 +8,10 @@
 //! failed.json                     generations the health gate rolled back (when any)
 //! generations/<N>/{config,manifest}.json
 //! store/<sha256>-<service>/...    every store path a generation references
-//! secrets.tar.age                 secrets/ as a tar, age-encrypted with a passphrase (optional)
+//! secrets.tar.age                 secrets/ as a tar, age-encrypted with a passphrase or the
+//!                                 backup key (optional)
+//! secrets.key.age                 the backup key's identity, age-encrypted with the passphrase
+//!                                 (scheduled archives)
 //! data/<service>/...              the services' data (optional)
 //! pic-backup/manifest.json        every member above with its kind, size and sha256
 //! pic-backup/manifest.sha256      the manifest's sha256
@@ -24,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The format this PIC writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2 added `secrets.key.age` (scheduled archives) and the header's `scheduled`.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const HEADER: &str = "pic-backup/header.json";
 pub const MANIFEST: &str = "pic-backup/manifest.json";
@@ -32,6 +36,7 @@ pub const MANIFEST_SHA256: &str = "pic-backup/manifest.sha256";
 pub const DESIRED_CONFIG: &str = "cell_config.json";
 pub const FAILED: &str = "failed.json";
 pub const SECRETS: &str = "secrets.tar.age";
+pub const SECRETS_KEY: &str = "secrets.key.age";
 pub const GENERATIONS: &str = "generations";
 pub const STORE: &str = "store";
 pub const DATA: &str = "data";
@@ -51,6 +56,9 @@ pub struct Header {
     pub secrets: SecretsIncluded,
     /// Whether the services' data is in the archive.
     pub data: bool,
+    /// Made by the schedule (`backups.schedule`): the retention may remove it later.
+    #[serde(default)]
+    pub scheduled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +66,9 @@ pub struct Header {
 pub enum SecretsIncluded {
     /// `secrets.tar.age`, encrypted with a passphrase (age, scrypt).
     Encrypted,
+    /// `secrets.tar.age`, encrypted to the cell's backup key, whose identity is in
+    /// `secrets.key.age` encrypted with the passphrase: a scheduled archive.
+    EncryptedToKey,
     /// Left out: no passphrase was given. A restore keeps (or makes) the machine's own keys.
     Omitted,
 }
@@ -126,7 +137,7 @@ pub fn classify(path: &str) -> Result<Area, Error> {
     let area = match parts.as_slice() {
         [DESIRED_CONFIG] => Area::DesiredConfig,
         [FAILED] => Area::Failed,
-        [SECRETS] => Area::Secrets,
+        [SECRETS] | [SECRETS_KEY] => Area::Secrets,
         [GENERATIONS, number, file] if ["config.json", "manifest.json"].contains(file) => match number.parse::<u64>() {
             Ok(n) if number == &n.to_string() => Area::Generation(n),
             _ => return refuse("is not a generation's config.json or manifest.json"),

@@ -4,8 +4,10 @@
 //! add the archive's current generation on top of the local history instead of replacing it.
 
 pub mod format;
+pub mod key;
 mod read;
 mod restore;
+pub mod schedule;
 mod secrets;
 mod write;
 
@@ -127,6 +129,39 @@ pub fn create(
     options: &BackupOptions,
     report: &mut dyn FnMut(Progress),
 ) -> Result<BackupInfo, Error> {
+    let sealing = match &options.passphrase {
+        Some(passphrase) => Sealing::Passphrase(passphrase, options.work_factor),
+        None => Sealing::Omitted,
+    };
+    let target = match output {
+        Some(path) => Target::File(path),
+        None => Target::Folder(&writer.state().root().join(BACKUPS_DIR)),
+    };
+    write_backup(writer, target, sealing, options.include_data, false, report)
+}
+
+/// How the secrets go into an archive.
+enum Sealing<'a> {
+    Passphrase(&'a SecretString, Option<u8>),
+    /// To the backup key, its identity beside them (a scheduled archive).
+    Key(&'a key::BackupKey),
+    Omitted,
+}
+
+/// Where an archive is written: that file, or a new name in that folder.
+enum Target<'a> {
+    File(&'a Path),
+    Folder(&'a Path),
+}
+
+fn write_backup(
+    writer: &Writer<'_>,
+    target: Target<'_>,
+    sealing: Sealing<'_>,
+    include_data: bool,
+    scheduled: bool,
+    report: &mut dyn FnMut(Progress),
+) -> Result<BackupInfo, Error> {
     let state = writer.state();
     let desired = state.desired_config()?.ok_or_else(|| Error::NoDesiredConfig(state.root().to_owned()))?;
     let generations: Vec<u64> = state.generations()?.iter().map(|g| g.manifest.number).collect();
@@ -138,20 +173,31 @@ pub fn create(
         pic_version: env!("CARGO_PKG_VERSION").to_owned(),
         current_generation: state.current()?,
         generations: generations.clone(),
-        secrets: if options.passphrase.is_some() { SecretsIncluded::Encrypted } else { SecretsIncluded::Omitted },
-        data: options.include_data,
+        secrets: match sealing {
+            Sealing::Passphrase(..) => SecretsIncluded::Encrypted,
+            Sealing::Key(_) => SecretsIncluded::EncryptedToKey,
+            Sealing::Omitted => SecretsIncluded::Omitted,
+        },
+        data: include_data,
+        scheduled,
     };
-    let path = match output {
-        Some(path) => path.to_owned(),
-        None => {
-            let dir = state.root().join(BACKUPS_DIR);
-            fsutil::ensure_dir(&dir, 0o700)?;
-            dir.join(format!("pic-{}-{}{EXTENSION}", header.cell, now.strftime("%Y%m%dT%H%M%SZ")))
+    let path = match target {
+        Target::File(path) => path.to_owned(),
+        Target::Folder(dir) => {
+            fsutil::ensure_dir(dir, 0o700)?;
+            let stem = format!("pic-{}-{}", header.cell, now.strftime("%Y%m%dT%H%M%SZ"));
+            let mut path = dir.join(format!("{stem}{EXTENSION}"));
+            let mut n = 1;
+            while path.exists() {
+                n += 1;
+                path = dir.join(format!("{stem}-{n}{EXTENSION}"));
+            }
+            path
         }
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!("{TMP_PREFIX}{name}"));
-    let result = write_archive(state, &header, &generations, options, &tmp, report);
+    let result = write_archive(state, &header, &generations, &sealing, &tmp, report);
     let (size, sha256) = match result {
         Ok(written) => written,
         Err(e) => {
@@ -167,7 +213,7 @@ fn write_archive(
     state: &State,
     header: &Header,
     generations: &[u64],
-    options: &BackupOptions,
+    sealing: &Sealing<'_>,
     tmp: &Path,
     report: &mut dyn FnMut(Progress),
 ) -> Result<(u64, String), Error> {
@@ -179,7 +225,7 @@ fn write_archive(
     let data = root.join(format::DATA);
     let mut meter = Meter::new("backup", report);
     let mut total = tree_size(&root.join(format::STORE))? + tree_size(&root.join(format::GENERATIONS))?;
-    total += tree_size(&data)? * u64::from(options.include_data);
+    total += tree_size(&data)? * u64::from(header.data);
     meter.set_total(total);
     // The archive is at most what it holds (compression only makes it smaller): a backup that
     // might not fit is refused before a byte is written, naming how much it may need.
@@ -220,11 +266,19 @@ fn write_archive(
             }
         }
     }
-    if let Some(passphrase) = &options.passphrase {
-        let sealed = secrets::encrypt(state.secrets().dir(), passphrase, options.work_factor)?;
-        archive.bytes(format::SECRETS, &sealed, 0o600)?;
+    match sealing {
+        Sealing::Passphrase(passphrase, work_factor) => {
+            let sealed = secrets::encrypt(state.secrets().dir(), passphrase, *work_factor)?;
+            archive.bytes(format::SECRETS, &sealed, 0o600)?;
+        }
+        Sealing::Key(key) => {
+            let sealed = secrets::encrypt_to(state.secrets().dir(), &key.recipient)?;
+            archive.bytes(format::SECRETS, &sealed, 0o600)?;
+            archive.bytes(format::SECRETS_KEY, &key.sealed_identity, 0o600)?;
+        }
+        Sealing::Omitted => {}
     }
-    if options.include_data && data.is_dir() {
+    if header.data && data.is_dir() {
         // Apps whose manifest says their data stays out of backups (caches, downloads).
         let skip: Vec<String> = state
             .desired_config()?

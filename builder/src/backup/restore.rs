@@ -250,21 +250,34 @@ fn check(archive: &Path, options: &RestoreOptions, report: &mut dyn FnMut(Progre
         None => BTreeMap::new(),
     };
 
-    let secrets = match (header.secrets, files.get(format::SECRETS)) {
-        (SecretsIncluded::Encrypted, Some(sealed)) => {
-            let passphrase = options.passphrase.as_ref().ok_or_else(|| {
-                Error::archive_refused(
-                    "holds encrypted secrets: give the passphrase it was made with (--passphrase-file FILE)",
-                )
-            })?;
-            Some(secrets::decrypt(sealed, passphrase)?)
+    let passphrase = || {
+        options.passphrase.as_ref().ok_or_else(|| {
+            Error::archive_refused(
+                "holds encrypted secrets: give the passphrase it was made with (--passphrase-file FILE)",
+            )
+        })
+    };
+    let (sealed, key) = (files.get(format::SECRETS), files.get(format::SECRETS_KEY));
+    let secrets = match (header.secrets, sealed, key) {
+        (SecretsIncluded::Encrypted, Some(sealed), None) => Some(secrets::decrypt(sealed, passphrase()?)?),
+        (SecretsIncluded::EncryptedToKey, Some(sealed), Some(key)) => {
+            Some(secrets::decrypt_with_key(sealed, key, passphrase()?)?)
         }
-        (SecretsIncluded::Omitted, None) => None,
-        (SecretsIncluded::Encrypted, None) => {
+        (SecretsIncluded::Omitted, None, None) => None,
+        (SecretsIncluded::Encrypted | SecretsIncluded::EncryptedToKey, None, _) => {
             return Err(Error::backup_refused(format::SECRETS, "is missing from the archive"));
         }
-        (SecretsIncluded::Omitted, Some(_)) => {
+        (SecretsIncluded::EncryptedToKey, Some(_), None) => {
+            return Err(Error::backup_refused(format::SECRETS_KEY, "is missing from the archive"));
+        }
+        (SecretsIncluded::Omitted, Some(_), _) => {
             return Err(Error::backup_refused(format::SECRETS, "is in the archive, though the header says it is not"));
+        }
+        (_, _, Some(_)) => {
+            return Err(Error::backup_refused(
+                format::SECRETS_KEY,
+                "is in the archive, though the header says it is not",
+            ));
         }
     };
     if options.include_data && !header.data {

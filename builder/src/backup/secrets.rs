@@ -1,5 +1,8 @@
-//! `secrets.tar.age`: the `secrets/` folder as a tar, encrypted with a passphrase in the age
-//! format (scrypt), so that private keys and password hashes never sit in an archive in the clear.
+//! `secrets.tar.age`: the `secrets/` folder as a tar, encrypted in the age format — with a
+//! passphrase (scrypt) for an archive made on request, or to the cell's backup key for a
+//! scheduled one, whose identity travels beside it encrypted with the passphrase
+//! (`secrets.key.age`) — so that private keys and password hashes never sit in an archive in the
+//! clear and a restore needs only the passphrase.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -22,6 +25,19 @@ pub struct SecretEntry {
 /// Tars `dir` and encrypts the tar to `passphrase`. `work_factor` (scrypt's log2 N) defaults to
 /// what takes about a second here.
 pub fn encrypt(dir: &Path, passphrase: &SecretString, work_factor: Option<u8>) -> Result<Vec<u8>, Error> {
+    let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
+    if let Some(log_n) = work_factor {
+        recipient.set_work_factor(log_n);
+    }
+    seal(&tar_of(dir)?, &recipient, dir)
+}
+
+/// Tars `dir` and encrypts the tar to an X25519 recipient (the cell's backup key).
+pub fn encrypt_to(dir: &Path, recipient: &age::x25519::Recipient) -> Result<Vec<u8>, Error> {
+    seal(&tar_of(dir)?, recipient, dir)
+}
+
+fn tar_of(dir: &Path) -> Result<Vec<u8>, Error> {
     let mut tar = tar::Builder::new(Vec::new());
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let entry = entry.map_err(|e| Error::corrupt(dir.display().to_string(), e))?;
@@ -41,16 +57,17 @@ pub fn encrypt(dir: &Path, passphrase: &SecretString, work_factor: Option<u8>) -
             tar.append_data(&mut header, rel, contents.as_slice()).at(dir)?;
         }
     }
-    let plain = tar.into_inner().at(dir)?;
-    let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
-    if let Some(log_n) = work_factor {
-        recipient.set_work_factor(log_n);
-    }
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+    tar.into_inner().at(dir)
+}
+
+/// Encrypts `plain` to one recipient; `at` names what it is for in an error.
+pub(super) fn seal(plain: &[u8], recipient: &dyn age::Recipient, at: &Path) -> Result<Vec<u8>, Error> {
+    let dir = at;
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient))
         .map_err(|e| Error::corrupt("the secrets' encryption", e))?;
     let mut out = Vec::new();
     let mut writer = encryptor.wrap_output(&mut out).at(dir)?;
-    writer.write_all(&plain).at(dir)?;
+    writer.write_all(plain).at(dir)?;
     writer.finish().at(dir)?;
     Ok(out)
 }
@@ -58,11 +75,27 @@ pub fn encrypt(dir: &Path, passphrase: &SecretString, work_factor: Option<u8>) -
 /// Decrypts `secrets.tar.age` and reads its entries, refusing a wrong passphrase and any entry
 /// that is not a plain file or folder inside `secrets/`.
 pub fn decrypt(archive: &[u8], passphrase: &SecretString) -> Result<Vec<SecretEntry>, Error> {
-    let member = super::format::SECRETS;
-    let decryptor =
-        age::Decryptor::new_buffered(archive).map_err(|e| Error::backup_refused(member, format!("is not age: {e}")))?;
     let identity = age::scrypt::Identity::new(passphrase.clone());
-    let mut reader = decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity)).map_err(|e| match e {
+    entries(&open(archive, &identity, super::format::SECRETS)?)
+}
+
+/// Decrypts the secrets of a scheduled archive: the backup key's identity (`sealed_key`, the
+/// member `secrets.key.age`) with the passphrase, then the secrets with that identity.
+pub fn decrypt_with_key(
+    archive: &[u8],
+    sealed_key: &[u8],
+    passphrase: &SecretString,
+) -> Result<Vec<SecretEntry>, Error> {
+    let identity = super::key::open_identity(sealed_key, passphrase, super::format::SECRETS_KEY)?;
+    entries(&open(archive, &identity, super::format::SECRETS)?)
+}
+
+/// Decrypts one age file of the archive (`member`) with `identity`; a key that does not fit is
+/// a wrong passphrase.
+pub(super) fn open(sealed: &[u8], identity: &dyn age::Identity, member: &str) -> Result<Vec<u8>, Error> {
+    let decryptor =
+        age::Decryptor::new_buffered(sealed).map_err(|e| Error::backup_refused(member, format!("is not age: {e}")))?;
+    let mut reader = decryptor.decrypt(std::iter::once(identity)).map_err(|e| match e {
         age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
             Error::archive_refused("cannot be opened with this passphrase: it is not the one the backup was made with")
         }
@@ -70,8 +103,13 @@ pub fn decrypt(archive: &[u8], passphrase: &SecretString) -> Result<Vec<SecretEn
     })?;
     let mut plain = Vec::new();
     reader.read_to_end(&mut plain).map_err(|e| Error::backup_refused(member, format!("does not decrypt: {e}")))?;
+    Ok(plain)
+}
+
+fn entries(plain: &[u8]) -> Result<Vec<SecretEntry>, Error> {
+    let member = super::format::SECRETS;
     let mut entries = Vec::new();
-    let mut tar = tar::Archive::new(plain.as_slice());
+    let mut tar = tar::Archive::new(plain);
     for entry in tar.entries().map_err(|e| Error::backup_refused(member, e.to_string()))? {
         let mut entry = entry.map_err(|e| Error::backup_refused(member, e.to_string()))?;
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();

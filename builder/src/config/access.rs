@@ -150,7 +150,7 @@ mod tests {
 
     fn config(peers: serde_json::Value) -> ValidConfig {
         let text = serde_json::json!({
-            "version": 1,
+            "version": 2,
             "cell": {"name": "t"},
             "network": {"subnet": "172.20.0.0/24"},
             "wireguard": {"subnet": "10.8.0.0/24", "peers": peers},

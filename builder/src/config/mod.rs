@@ -42,8 +42,8 @@ pub fn parse(text: &str) -> Result<ValidConfig, ValidationErrors> {
     validate(config)
 }
 
-/// Reads only the `version` field (the rest is skipped without being stored).
-fn version_of(text: &str) -> Result<u32, ValidationErrors> {
+/// The format version a config text says it is in (only the `version` field is read).
+pub fn version_of(text: &str) -> Result<u32, ValidationErrors> {
     #[derive(serde::Deserialize)]
     struct Versioned {
         version: Option<serde::de::IgnoredAny>,
@@ -81,9 +81,64 @@ fn migrate(version: u32, value: serde_json::Value) -> Result<serde_json::Value, 
             format!("this PIC reads versions up to {CURRENT_VERSION}; upgrade PIC"),
         ));
     }
-    // Version 1 is the first format: there is nothing older to migrate yet (version 0 is refused
-    // by validation). A later format adds its step here, from the version before it.
+    if version == 0 {
+        return Err(ValidationErrors::single(
+            "version",
+            "config version 0 does not exist",
+            format!("the first version is 1; this PIC reads versions 1 to {CURRENT_VERSION}"),
+        ));
+    }
+    let mut value = value;
+    for step in version..CURRENT_VERSION {
+        value = match step {
+            1 => v1_to_v2(value),
+            _ => unreachable!("a step from every version below the current one"),
+        };
+    }
     Ok(value)
+}
+
+/// Version 2 adds `backups` (schedules, retention, destination). A version 1 file has none,
+/// so its cell keeps making archives only on request; nothing else changed its meaning.
+fn v1_to_v2(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("version".into(), 2.into());
+    }
+    value
+}
+
+/// The config text in the current format, as JSON: an older version is migrated and read
+/// through the model (so that defaults it left out are filled in as a build fills them), a newer
+/// one refused. What generations built by an earlier PIC are shown and compared as.
+pub fn to_current_json(text: &str) -> Result<serde_json::Value, ValidationErrors> {
+    let version = version_of(text)?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(syntax_error)?;
+    if version == CURRENT_VERSION {
+        return Ok(value);
+    }
+    let config: CellConfig = serde_path_to_error::deserialize(migrate(version, value)?).map_err(shape_error)?;
+    Ok(serde_json::to_value(&config).expect("a config serializes"))
+}
+
+/// The config text in the current format's canonical JSON: a file of the current version as it
+/// is, an older one migrated (its shape checked, its rules not: they may have grown since).
+pub fn to_current_text(text: &str) -> Result<String, ValidationErrors> {
+    if version_of(text)? == CURRENT_VERSION {
+        return Ok(text.to_owned());
+    }
+    let config: CellConfig = serde_json::from_value(to_current_json(text)?).expect("read through the model");
+    Ok(to_canonical_json(&config))
+}
+
+/// `HH:MM` on a 24-hour clock as (hour, minute).
+pub fn backup_time(at: &str) -> Option<(i8, i8)> {
+    let (h, m) = at.split_once(':')?;
+    let ok = |s: &str| s.len() == 2 && s.bytes().all(|c| c.is_ascii_digit());
+    if !ok(h) || !ok(m) {
+        return None;
+    }
+    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
 }
 
 fn syntax_error(e: serde_json::Error) -> ValidationErrors {

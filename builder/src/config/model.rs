@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The config format this PIC writes; older versions are migrated when read.
-pub const CURRENT_VERSION: u32 = 1;
+pub const CURRENT_VERSION: u32 = 2;
 
 /// A DNS label, also used for user, peer and cell names.
 pub const LABEL_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
@@ -23,7 +23,7 @@ pub const HOSTNAME_PATTERN: &str = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-
 #[serde(deny_unknown_fields)]
 #[schemars(title = "PIC cell config")]
 pub struct CellConfig {
-    /// Format version of this file; 1 is the current one.
+    /// Format version of this file; 2 is the current one (a version 1 file is migrated when read).
     pub version: u32,
     pub cell: Identity,
     pub network: Network,
@@ -36,6 +36,9 @@ pub struct CellConfig {
     pub users: Vec<User>,
     #[serde(default)]
     pub logging: Logging,
+    /// Backups made by themselves: when, how many are kept, where they go (new in version 2).
+    #[serde(default, skip_serializing_if = "Backups::is_empty")]
+    pub backups: Backups,
     /// The service store: where its index is and whose signatures the cell trusts.
     #[serde(default, skip_serializing_if = "Store::is_empty")]
     pub store: Store,
@@ -196,6 +199,96 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.index.is_none() && self.trusted_keys.is_empty()
     }
+}
+
+/// Scheduled backups. An archive made on schedule holds the secrets encrypted to the age
+/// recipient set up once with the backup passphrase (`pic backup key`), so no passphrase is
+/// stored and a restore still needs only the passphrase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backups {
+    /// When an archive is made; without it, archives are made only on request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<BackupSchedule>,
+    /// How many scheduled archives are kept; older ones are removed after each scheduled run
+    /// (archives made on request are never removed).
+    #[serde(default)]
+    pub keep: Retention,
+    /// An absolute path of a mounted folder (a USB disk, a NAS share) that scheduled archives
+    /// are written to, instead of `backups/` in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Whether scheduled archives hold the services' data (mailboxes, calendars, files).
+    #[serde(default = "yes")]
+    pub include_data: bool,
+}
+
+impl Backups {
+    pub fn is_empty(&self) -> bool {
+        *self == Backups::default()
+    }
+}
+
+impl Default for Backups {
+    fn default() -> Self {
+        Backups { schedule: None, keep: Retention::default(), destination: None, include_data: true }
+    }
+}
+
+/// When scheduled archives are made, in the cell's time zone (`cell.timezone`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSchedule {
+    pub every: Every,
+    /// The time of day, `HH:MM` (24 hours).
+    #[schemars(regex(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub at: String,
+    /// The day of a weekly schedule; Sunday when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Weekday>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Every {
+    Day,
+    Week,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Weekday {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+/// How many scheduled archives are kept: the newest of each of the last `daily` days that have
+/// one, and the newest of each of the last `weekly` weeks (an archive may count for both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default = "default_keep_daily")]
+    pub daily: u32,
+    #[serde(default = "default_keep_weekly")]
+    pub weekly: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { daily: default_keep_daily(), weekly: default_keep_weekly() }
+    }
+}
+
+fn default_keep_daily() -> u32 {
+    7
+}
+fn default_keep_weekly() -> u32 {
+    4
 }
 
 /// How much each service logs.

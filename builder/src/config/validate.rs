@@ -49,6 +49,7 @@ pub fn validate(config: CellConfig) -> Result<ValidConfig, ValidationErrors> {
     v.ports();
     v.names();
     v.logging();
+    v.backups();
     v.store();
     v.apps();
     v.links();
@@ -129,7 +130,7 @@ impl<'a> Validator<'a> {
             self.err(
                 "version",
                 format!("config version {} is not supported", self.c.version),
-                format!("this PIC reads version {CURRENT_VERSION}"),
+                format!("this PIC reads versions 1 to {CURRENT_VERSION} (version 1 is migrated when read)"),
             );
         }
     }
@@ -1029,6 +1030,47 @@ impl<'a> Validator<'a> {
                         seen.insert((p.protocol, p.port), p.field);
                     }
                 }
+            }
+        }
+    }
+
+    fn backups(&mut self) {
+        let b = &self.c.backups;
+        if let Some(schedule) = &b.schedule {
+            if super::backup_time(&schedule.at).is_none() {
+                self.err(
+                    "backups.schedule.at",
+                    format!("{:?} is not a time of day", schedule.at),
+                    "write it as HH:MM on a 24-hour clock, e.g. \"03:30\"",
+                );
+            }
+            if schedule.on.is_some() && schedule.every == super::Every::Day {
+                self.err(
+                    "backups.schedule.on",
+                    "a daily schedule has no day",
+                    "remove `on`, or set `every` to \"week\"",
+                );
+            }
+        }
+        if b.keep.daily == 0 && b.keep.weekly == 0 {
+            self.err(
+                "backups.keep",
+                "keeping no archive would remove each one as soon as it is made",
+                "keep at least one: set `daily` or `weekly` above 0",
+            );
+        }
+        if let Some(destination) = &b.destination {
+            let path = std::path::Path::new(destination);
+            let plain = path.is_absolute()
+                && path.components().skip(1).all(|c| matches!(c, std::path::Component::Normal(_)))
+                && destination.len() <= 255
+                && destination.bytes().all(|c| c.is_ascii_alphanumeric() || b"/._-".contains(&c));
+            if !plain || destination == "/" {
+                self.err(
+                    "backups.destination",
+                    format!("{destination:?} is not a plain absolute path of a folder"),
+                    "name the mounted folder from the root, with letters, digits, `.`, `_`, `-`, e.g. /mnt/usb/pic-backups",
+                );
             }
         }
     }

@@ -41,7 +41,7 @@ impl Cell {
         domain["acme_ca_root"] = json!(pebble.listener_root);
         let provider: DdnsProvider = serde_json::from_value(domain["provider"].clone()).unwrap();
         let config =
-            json!({"version": 1, "cell": {"name": "home", "domain": domain}, "network": {"subnet": "172.20.0.0/24"}});
+            json!({"version": 2, "cell": {"name": "home", "domain": domain}, "network": {"subnet": "172.20.0.0/24"}});
         let config = pic_builder::config::validate(serde_json::from_value(config).unwrap()).unwrap();
         state.writer().unwrap().build_and_switch(&config, "test").unwrap();
         state.secrets().set_ddns_credential(provider, credential).unwrap();

@@ -30,6 +30,31 @@ pub fn backup(
     Ok(())
 }
 
+/// `pic backup --scheduled`: what the schedule does when it is due, now.
+pub fn scheduled(state: &State, out: &Output) -> Result<()> {
+    let run = backup::schedule::run(&state.writer()?, jiff::Timestamp::now(), &mut terminal_progress())?;
+    out.emit(&run, |run| {
+        let mut s = describe_backup(&run.archive);
+        if !run.removed.is_empty() {
+            let _ = write!(s, "\nremoved by the retention: {}", run.removed.join(", "));
+        }
+        s
+    });
+    Ok(())
+}
+
+/// `pic backup-key`: the key scheduled archives encrypt the secrets to.
+pub fn set_up_key(state: &State, args: &PassphraseArgs, out: &Output) -> Result<()> {
+    let passphrase = passphrase(args, Confirm::Twice)?.ok_or_else(|| {
+        pic_builder::Error::BadPassword("the backup key needs the backup passphrase: --passphrase-file FILE".into())
+    })?;
+    let recipient = backup::key::set_up(&state.writer()?, &passphrase, None)?;
+    out.emit(&serde_json::json!({ "recipient": recipient }), |_| {
+        format!("backup key set up ({recipient}): scheduled archives now hold the secrets, opened with this passphrase")
+    });
+    Ok(())
+}
+
 pub fn restore(
     state: &State,
     file: &Path,
@@ -42,7 +67,9 @@ pub fn restore(
     let archive = locate(state, file)?;
     let header = backup::header(&archive)?;
     let passphrase = match header.secrets {
-        backup::SecretsIncluded::Encrypted => passphrase(args, Confirm::Once)?,
+        backup::SecretsIncluded::Encrypted | backup::SecretsIncluded::EncryptedToKey => {
+            passphrase(args, Confirm::Once)?
+        }
         backup::SecretsIncluded::Omitted => None,
     };
     let options = RestoreOptions { passphrase, include_data, dry_run };
@@ -57,11 +84,15 @@ pub fn restore(
 
 pub fn list(state: &State, out: &Output) -> Result<()> {
     let backups = backup::list(state)?;
+    let schedule = schedule_line(state)?;
     out.emit(&backups, |backups| {
         if backups.is_empty() {
-            return format!("no backups in {}; `pic backup` makes one", state.root().join("backups").display());
+            return format!(
+                "no backups in {}; `pic backup` makes one\n{schedule}",
+                state.root().join("backups").display()
+            );
         }
-        let mut s = String::from("CREATED               CELL      GENS  SECRETS    DATA  SIZE      NAME");
+        let mut s = format!("{schedule}\nCREATED               CELL      GENS  SECRETS    DATA  SIZE      NAME");
         for b in backups {
             match &b.header {
                 Some(h) => {
@@ -71,7 +102,10 @@ pub fn list(state: &State, out: &Output) -> Result<()> {
                         h.created,
                         h.cell,
                         h.generations.len(),
-                        format!("{:?}", h.secrets).to_lowercase(),
+                        match h.secrets {
+                            backup::SecretsIncluded::Omitted => "omitted",
+                            _ => "encrypted",
+                        },
                         if h.data { "yes" } else { "no" },
                         megabytes(b.size),
                         b.id
@@ -85,6 +119,28 @@ pub fn list(state: &State, out: &Output) -> Result<()> {
         s
     });
     Ok(())
+}
+
+/// The schedule in one line: when the next archive is due, the last one, the last problem.
+fn schedule_line(state: &State) -> Result<String> {
+    let Some(config) = state.desired_config()? else { return Ok(String::new()) };
+    let Some(schedule) = &config.backups.schedule else {
+        return Ok("schedule: none (`backups.schedule` in the config)".into());
+    };
+    let tz = jiff::tz::db().get(&config.cell.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let next = backup::schedule::next_due(schedule, &tz, jiff::Timestamp::now());
+    let status = backup::schedule::status(state)?;
+    let mut s = format!("schedule: next {}", next.to_zoned_datetime(tz).strftime("%Y-%m-%d %H:%M %Z"));
+    if let Some(last) = status.last_success {
+        let _ = write!(s, ", last {last}");
+    }
+    if let Some(problem) = &status.problem {
+        let _ = write!(s, ", last attempt failed: {problem}");
+    }
+    if status.secrets_included == Some(false) {
+        s.push_str(", secrets left out (no backup key: `pic backup-key`)");
+    }
+    Ok(s)
 }
 
 /// An archive path as given, or the name of one in `backups/`.
@@ -153,6 +209,8 @@ fn describe_backup(info: &BackupInfo) -> String {
             h.current_generation.map_or("none".into(), |n| n.to_string()),
             match h.secrets {
                 backup::SecretsIncluded::Encrypted => "encrypted",
+                backup::SecretsIncluded::EncryptedToKey => "encrypted (to the backup key; the passphrase opens it)",
+                backup::SecretsIncluded::Omitted if h.scheduled => "left out (no backup key: `pic backup-key`)",
                 backup::SecretsIncluded::Omitted => "left out (no passphrase)",
             },
             if h.data { "included" } else { "left out" }

@@ -154,6 +154,7 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 )
             });
         }
+        Command::Migrate { file, dry_run } => migrate(file, *dry_run, out)?,
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&config::json_schema())?);
         }
@@ -168,9 +169,11 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         Command::User(command) => users::run(&state, command, out)?,
         Command::AdminPassword(command) => users::admin_password(&state, command, out)?,
         Command::Peer(command) => peers::run(&state, command, out)?,
-        Command::Backup { output, include_data, passphrase } => {
+        Command::Backup { scheduled: true, .. } => backups::scheduled(&state, out)?,
+        Command::Backup { output, include_data, passphrase, .. } => {
             backups::backup(&state, output.as_deref(), *include_data, passphrase, out)?
         }
+        Command::BackupKey { passphrase } => backups::set_up_key(&state, passphrase, out)?,
         Command::Restore { file, dry_run, include_data, passphrase, docker_socket } => {
             backups::restore(&state, file, *dry_run, *include_data, passphrase, docker_socket, out)?
         }
@@ -245,6 +248,37 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pic migrate`: a config file in the current format, checked.
+fn migrate(file: &Path, dry_run: bool, out: &Output) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let version = config::version_of(&text).map_err(pic_builder::Error::from)?;
+    let valid = config::parse(&text).map_err(pic_builder::Error::from)?;
+    let migrated = config::to_canonical_json(&valid);
+    let current = config::CURRENT_VERSION;
+    if dry_run {
+        eprintln!("{}: version {version} read as version {current}; nothing changed", file.display());
+        print!("{migrated}");
+        return Ok(());
+    }
+    if version == current {
+        out.emit(&serde_json::json!({ "from": version, "to": current, "changed": false }), |_| {
+            format!("{} is already version {current}: left as it is", file.display())
+        });
+        return Ok(());
+    }
+    let kept = file.with_file_name(format!("{}.v{version}", file.file_name().unwrap_or_default().to_string_lossy()));
+    pic_builder::fsutil::write_atomic(&kept, text.as_bytes(), 0o600)?;
+    pic_builder::fsutil::write_atomic(file, migrated.as_bytes(), 0o600)?;
+    out.emit(&serde_json::json!({ "from": version, "to": current, "changed": true, "kept": kept }), |_| {
+        format!(
+            "{} migrated from version {version} to {current}; the old text is in {}",
+            file.display(),
+            kept.display()
+        )
+    });
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<ValidConfig> {

@@ -44,7 +44,7 @@ impl Cell {
             "urls_v6": [format!("{}/ip6", my_address_v6.url_v6())]});
         domain["acme_email"] = json!("owner@example.org");
         let config =
-            json!({"version": 1, "cell": {"name": "home", "domain": domain}, "network": {"subnet": "172.20.0.0/24"}});
+            json!({"version": 2, "cell": {"name": "home", "domain": domain}, "network": {"subnet": "172.20.0.0/24"}});
         let config = pic_builder::config::validate(serde_json::from_value(config).unwrap()).unwrap();
         state.writer().unwrap().build_and_switch(&config, "test").unwrap();
         if let Some(credential) = credential {

@@ -175,7 +175,7 @@ mod tests {
         let make = |name: &str, n: u8| {
             let state = State::new(dir.path().join(name));
             let config = serde_json::json!({
-                "version": 1,
+                "version": 2,
                 "cell": {"name": name},
                 "network": {"subnet": format!("172.2{n}.0.0/24")},
                 "wireguard": {"subnet": format!("10.{n}.0.0/24")},
