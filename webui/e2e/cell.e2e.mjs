@@ -170,6 +170,23 @@ try {
     "7: WireGuard: devices dial vpn.example.org:51820",
     "8: the VPN server's key changed",
   ]);
+  // Scheduled backups: weekly on Monday (a generation of its own), then the backup key.
+  await openPage(page, "Backups");
+  await page.getByLabel("Back up by itself").check();
+  await page.getByLabel("How often").selectOption("week");
+  await page.getByLabel("On", { exact: true }).selectOption("monday");
+  await page.getByLabel("At", { exact: true }).fill("04:15");
+  await page.getByLabel(/last … days/).fill("5");
+  await page.getByRole("button", { name: "Save the schedule" }).click();
+  await page.getByText(/The schedule is saved\. Generation 9 is current/).waitFor();
+  await page.getByText(/^Next: .* into /).waitFor();
+  await page.getByText("No backup key").first().waitFor();
+  await page.getByLabel(/^Backup passphrase/).fill("e2e-backup-passphrase");
+  await page.getByLabel("The same again").fill("e2e-backup-passphrase");
+  await page.getByRole("button", { name: "Set up the backup key" }).click();
+  await page.getByText(/The backup key is set up/).waitFor();
+  const schedule = await page.evaluate(() => fetch("/api/backups/schedule").then((r) => r.json()));
+  assert.deepEqual([schedule.key, schedule.settings.schedule, schedule.settings.keep], [true, { every: "week", at: "04:15", on: "monday" }, { daily: 5, weekly: 4 }]);
   for (const [link, name] of [["Containers", "containers"], ["Logs", "logs"], ["Email", "email"], ["Calendar", "calendar"], ["WireGuard", "wireguard"], ["Certificates", "certificates"], ["Settings", "settings"]]) {
     await openPage(page, link);
     await page.getByRole("heading", { level: 1 }).waitFor();

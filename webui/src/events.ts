@@ -86,6 +86,15 @@ export function describeEvent(e: CellEvent): Activity | null {
       const percent = fraction === undefined ? "" : ` ${Math.floor(fraction * 100)} %`;
       return { text: `${OPERATION[str(e.operation)] ?? str(e.operation)}…${percent}`, busy: true, tone: "busy", fraction };
     }
+    case "scheduled_backup": {
+      const state = str(e.state);
+      if (state === "done") {
+        const secrets = e.secrets_included ? "" : " (without the keys and passwords: no backup key)";
+        return { text: `Scheduled backup made: ${str(e.archive)}${secrets}.`, busy: false, tone: "ok" };
+      }
+      if (state === "failed") return { text: `Scheduled backup failed: ${str(e.error)}`, busy: false, tone: "bad" };
+      return { text: "Making the scheduled backup…", busy: true, tone: "busy" };
+    }
     case "disk_nearly_full":
       return { text: str(e.message), busy: false, tone: "bad" };
     case "app": {

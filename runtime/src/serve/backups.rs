@@ -1,5 +1,7 @@
-//! `/api/backups`: make, list, download, upload and restore backups. Progress goes to
-//! `/api/events` as `{"step": "progress", "operation", "done_bytes", "total_bytes"}`.
+//! `/api/backups`: make, list, download, upload and restore backups; the schedule's state, the
+//! backup key, and the loop that makes scheduled archives under `pic serve`. Progress goes to
+//! `/api/events` as `{"step": "progress", "operation", "done_bytes", "total_bytes"}`, a scheduled
+//! run's end as `{"step": "scheduled_backup", "state": "done" | "failed", ...}`.
 
 use axum::Json;
 use axum::body::Body;
@@ -41,6 +43,114 @@ pub struct RestoreRequest {
     /// Check the archive and report what would change; change nothing.
     #[serde(default)]
     dry_run: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    /// The backup passphrase: it alone opens the key, and with it every scheduled archive.
+    passphrase: String,
+}
+
+/// What the schedule does: its settings as the config has them, when it runs next, what it did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    /// `backups` of the config.
+    #[schema(value_type = Object)]
+    settings: pic_builder::config::Backups,
+    /// RFC 3339; absent without a schedule.
+    next_run: Option<String>,
+    /// Whether a backup key is set up (without one, scheduled archives leave the secrets out).
+    key: bool,
+    /// Where scheduled archives go.
+    destination: String,
+    #[schema(value_type = Object)]
+    status: backup::schedule::ScheduleStatus,
+}
+
+#[utoipa::path(get, path = "/api/backups/schedule", tag = "backups", responses((status = 200, description = "the schedule: settings, next run, last run, whether a backup key is set up", body = ScheduleView), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn schedule(State(app): State<AppState>, _admin: Admin) -> Result<Json<ScheduleView>, ApiError> {
+    let state = app.state.clone();
+    Ok(Json(blocking(move || schedule_view(&state, jiff::Timestamp::now())).await?))
+}
+
+fn schedule_view(state: &pic_builder::State, now: jiff::Timestamp) -> Result<ScheduleView, ApiError> {
+    let config = state.desired_config()?;
+    let settings = config.as_ref().map(|c| c.backups.clone()).unwrap_or_default();
+    let tz = config.as_ref().and_then(|c| jiff::tz::db().get(&c.cell.timezone).ok()).unwrap_or(jiff::tz::TimeZone::UTC);
+    let next_run = settings.schedule.as_ref().map(|s| backup::schedule::next_due(s, &tz, now).to_string());
+    let destination = match &settings.destination {
+        Some(path) => path.clone(),
+        None => state.root().join(backup::BACKUPS_DIR).display().to_string(),
+    };
+    Ok(ScheduleView {
+        next_run,
+        key: backup::key::load(state)?.is_some(),
+        destination,
+        status: backup::schedule::status(state)?,
+        settings,
+    })
+}
+
+#[utoipa::path(put, path = "/api/backups/key", tag = "backups", request_body = KeyRequest, responses((status = 200, description = "a new backup key, sealed with the passphrase; scheduled archives hold the secrets from now on", body = Object), (status = 422, description = "a passphrase too short", body = ErrorBody), (status = 401, description = "no session", body = ErrorBody), (status = 403, description = "not an admin, or no CSRF token", body = ErrorBody)))]
+pub async fn set_key(
+    State(app): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<KeyRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    let passphrase = backup::check_passphrase(request.passphrase)?;
+    let state = app.state.clone();
+    let recipient = blocking(move || Ok(backup::key::set_up(&state.writer()?, &passphrase, None)?)).await?;
+    Ok(Json(json!({ "recipient": recipient })))
+}
+
+/// How often the schedule is looked at: a scheduled archive starts at most this late.
+const SCHEDULE_TICK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Makes the scheduled archives under `pic serve`: at start (a run missed while the device was
+/// off is made now) and then every tick, when one is due.
+pub async fn run_schedule(app: AppState) {
+    let mut tick = tokio::time::interval(SCHEDULE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let state = app.state.clone();
+        let due = blocking(move || {
+            let Some(config) = state.desired_config()? else { return Ok(false) };
+            let now = jiff::Timestamp::now();
+            let status = backup::schedule::notice(&state, &config.backups, now)?;
+            let tz = jiff::tz::db().get(&config.cell.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+            Ok(backup::schedule::is_due(&config.backups, &tz, &status, now))
+        })
+        .await;
+        match due {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(error = %error.message, "reading the backup schedule");
+                continue;
+            }
+        }
+        app.emit(json!({"step": "scheduled_backup", "state": "started"}));
+        let mut report = reporter(&app);
+        let state = app.state.clone();
+        let run = blocking(move || {
+            Ok(backup::schedule::run(&state.writer()?, jiff::Timestamp::now(), &mut report)?)
+        })
+        .await;
+        match run {
+            Ok(run) => {
+                tracing::info!(archive = %run.archive.id, removed = run.removed.len(), "scheduled backup made");
+                app.emit(json!({"step": "scheduled_backup", "state": "done", "archive": run.archive.id,
+                    "size": run.archive.size, "secrets_included": run.secrets_included, "removed": run.removed}));
+            }
+            Err(error) => {
+                tracing::error!(error = %error.message, "scheduled backup failed");
+                app.emit(json!({"step": "scheduled_backup", "state": "failed", "error": error.message}));
+            }
+        }
+    }
 }
 
 /// Reports progress to `/api/events` from the blocking work.

@@ -280,6 +280,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certs::list))
         .routes(routes!(certs::revoke))
         .routes(routes!(backups::list, backups::create))
+        .routes(routes!(backups::schedule))
+        .routes(routes!(backups::set_key))
         .routes(routes!(backups::download))
         .routes(routes!(backups::upload))
         .routes(routes!(backups::restore))
@@ -615,6 +617,7 @@ async fn start(app: AppState) -> anyhow::Result<()> {
     tokio::spawn(expire_peers(app.clone()));
     tokio::spawn(domain::run(app.clone()));
     tokio::spawn(domain::renew_certificates(app.clone()));
+    tokio::spawn(backups::run_schedule(app.clone()));
     if app.exits.is_some() {
         tokio::spawn(crate::exits::names::serve(app.state.clone()));
         tokio::spawn(watch_exits(app.clone()));

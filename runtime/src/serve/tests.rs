@@ -931,6 +931,87 @@ async fn backups_are_made_downloaded_uploaded_and_restored() {
     }
 }
 
+#[tokio::test]
+async fn a_scheduled_backup_missed_while_off_is_made_at_start_with_the_secrets_sealed() {
+    let api = Api::new();
+    api.setup().await;
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let before = api.call(&admin, Method::GET, "/api/backups/schedule", None).await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.body);
+    assert_eq!((before.body["next_run"].clone(), before.body["key"].clone()), (Value::Null, json!(false)));
+
+    let short = api.call(&admin, Method::PUT, "/api/backups/key", Some(json!({"passphrase": "short"}))).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", short.body);
+    let passphrase = "a long backup passphrase";
+    let key = api.call(&admin, Method::PUT, "/api/backups/key", Some(json!({"passphrase": passphrase}))).await;
+    assert_eq!(key.status, StatusCode::OK, "{}", key.body);
+    assert!(key.body["recipient"].as_str().unwrap().starts_with("age1"), "{}", key.body);
+
+    // A daily schedule whose last run is two days old: the device was off when it came due.
+    let state = api.app.state.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = state.writer().unwrap();
+        let config = writer
+            .desired_with(|c| {
+                c.backups.schedule = Some(pic_builder::config::BackupSchedule {
+                    every: pic_builder::config::Every::Day,
+                    at: "00:00".into(),
+                    on: None,
+                });
+                Ok(())
+            })
+            .unwrap();
+        writer.build_and_switch(&config, "test").unwrap();
+        let two_days_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48);
+        let status = pic_builder::backup::schedule::ScheduleStatus {
+            since: Some(two_days_ago),
+            last_success: Some(two_days_ago),
+            ..Default::default()
+        };
+        std::fs::write(state.root().join("backups/schedule.json"), serde_json::to_vec(&status).unwrap()).unwrap();
+    })
+    .await
+    .unwrap();
+    let view = api.call(&admin, Method::GET, "/api/backups/schedule", None).await;
+    assert!(view.body["next_run"].is_string() && view.body["key"] == json!(true), "{}", view.body);
+
+    let mut events = api.app.events.subscribe();
+    let looping = tokio::spawn(super::backups::run_schedule(api.app.clone()));
+    // The loop looks at once when it starts; the archive of this small cell takes seconds.
+    let limit = std::time::Duration::from_secs(60);
+    let done = tokio::time::timeout(limit, async {
+        let mut seen = Vec::new();
+        loop {
+            let event = events.recv().await.unwrap();
+            if event["step"] == "scheduled_backup" && event["state"] != "started" {
+                return (event, seen);
+            }
+            seen.push(event["step"].clone());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no scheduled backup within {limit:?}"));
+    looping.abort();
+    let (event, _) = done;
+    assert_eq!((event["state"].clone(), event["secrets_included"].clone()), (json!("done"), json!(true)), "{event}");
+    let listed = api.call(&admin, Method::GET, "/api/backups", None).await;
+    let archive = &listed.body[0];
+    assert_eq!(archive["id"], event["archive"]);
+    assert_eq!(archive["header"]["scheduled"], true);
+    assert_eq!(archive["header"]["secrets"], "encrypted_to_key");
+    let view = api.call(&admin, Method::GET, "/api/backups/schedule", None).await;
+    assert_eq!(view.body["status"]["last_archive"], event["archive"], "{}", view.body);
+    assert_eq!(view.body["status"]["problem"], Value::Null);
+
+    // Restored with the passphrase alone (a dry run: every member checked, the secrets opened).
+    let uri = format!("/api/backups/{}/restore", event["archive"].as_str().unwrap());
+    let dry = api.call(&admin, Method::POST, &uri, Some(json!({"passphrase": passphrase, "dry_run": true}))).await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    assert_eq!(dry.body["secrets"], "restored");
+    let wrong = api.call(&admin, Method::POST, &uri, Some(json!({"passphrase": "not the passphrase", "dry_run": true}))).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+}
+
 /// A status as the watcher publishes it: the engine up with everything started, or still away.
 fn device_status(ready: bool) -> crate::device::Status {
     use crate::device::{Engine, Observed, Progress, Status};

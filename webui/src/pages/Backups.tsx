@@ -3,14 +3,16 @@
 import { useCallback, useEffect, useState } from "react";
 import { api, cookie, errorMessage } from "../api/client";
 import { type CellEvent, useEvents } from "../events";
+import { BackupSchedule } from "./BackupSchedule";
 
 type Header = {
   cell: string;
   created: string;
   generations: number[];
   current_generation: number | null;
-  secrets: "encrypted" | "omitted";
+  secrets: "encrypted" | "encrypted_to_key" | "omitted";
   data: boolean;
+  scheduled?: boolean;
 };
 type Backup = { id: string; size: number; header: Header | null; problem: string | null };
 type Report = {
@@ -93,6 +95,7 @@ export function BackupsPage() {
   return (
     <>
       <h1>Backups</h1>
+      <BackupSchedule />
       <form onSubmit={create} className="card">
         <h2>Back up now</h2>
         <label>
@@ -135,7 +138,11 @@ export function BackupsPage() {
               <td>{b.header ? list(b.header.generations) : b.problem}</td>
               <td>
                 {b.header &&
-                  [b.header.secrets === "encrypted" ? "secrets" : "no secrets", b.header.data ? "data" : "no data"].join(", ")}
+                  [
+                    b.header.scheduled ? "scheduled" : "by hand",
+                    b.header.secrets === "omitted" ? "no secrets" : "secrets",
+                    b.header.data ? "data" : "no data",
+                  ].join(", ")}
               </td>
               <td>{megabytes(b.size)}</td>
               <td>
@@ -189,7 +196,7 @@ function Restore({ backup, onDone, onClose }: { backup: Backup; onDone: () => Pr
         Cell {header.cell}, backed up {header.created}; its current generation ({header.current_generation ?? "none"})
         becomes a new generation here, and a rollback undoes the restore.
       </p>
-      {header.secrets === "encrypted" && (
+      {header.secrets !== "omitted" && (
         <label>
           Passphrase of the backup
           <input type="password" autoComplete="off" value={passphrase} onChange={(e) => setPassphrase(e.target.value)} />
