@@ -1,7 +1,8 @@
 //! Logging: what `pic` says on stderr, and for `pic serve` also JSON lines in
-//! `<state>/logs/api.log`, rotated at 5 MB keeping 5 files (the files of the other services will
-//! sit beside it); `search` reads them back for `GET /api/logs`. Request bodies, headers (so
-//! cookies) and passwords are never logged.
+//! `<state>/logs/api.log`, rotated at 5 MB keeping 5 files; each service's container log is
+//! copied beside it (`docker::collect_logs`), its level read from the line (`level_of`); `search`
+//! reads them back, one service or all together, for `GET /api/logs`. Request bodies, headers
+//! (so cookies) and passwords are never logged.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -75,7 +76,7 @@ pub fn init(file: Option<&Path>) -> Result<Option<FileLevel>> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
-    /// `api`, or a service of the catalog.
+    /// `api`, a service of the catalog or an app; absent: every service together.
     pub service: Option<String>,
     /// The least severe level to return.
     #[param(value_type = Option<String>)]
@@ -89,11 +90,48 @@ pub struct Query {
     pub limit: Option<usize>,
 }
 
-/// The entries of `service`'s log files that match, oldest first.
-pub fn search(dir: &Path, service: &str, query: &Query) -> Result<Vec<Value>> {
+/// The entries of `service`'s log files (of every service's when `None`) that match, oldest
+/// first; each names its service.
+pub fn search(dir: &Path, service: Option<&str>, query: &Query) -> Result<Vec<Value>> {
+    let limit = query.limit.unwrap_or(200).min(MAX_RESULTS);
+    let services = match service {
+        Some(service) => vec![service.to_owned()],
+        None => services_with_logs(dir)?,
+    };
+    let mut found = Vec::new();
+    for service in &services {
+        found.extend(search_one(dir, service, query, limit)?);
+    }
+    if services.len() > 1 {
+        // RFC 3339 times in UTC of one format sort as text.
+        found.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
+        let skip = found.len().saturating_sub(limit);
+        found.drain(..skip);
+    }
+    Ok(found)
+}
+
+/// The services that have a log file.
+fn services_with_logs(dir: &Path) -> Result<Vec<String>> {
+    let mut services = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(services),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let name = entry.with_context(|| format!("reading {}", dir.display()))?.file_name();
+        if let Some(service) = name.to_string_lossy().strip_suffix(".log") {
+            services.push(service.to_owned());
+        }
+    }
+    services.sort();
+    Ok(services)
+}
+
+fn search_one(dir: &Path, service: &str, query: &Query, limit: usize) -> Result<Vec<Value>> {
     let mut files: Vec<PathBuf> = (1..=KEPT_FILES).rev().map(|n| dir.join(format!("{service}.log.{n}"))).collect();
     files.push(dir.join(format!("{service}.log")));
-    let limit = query.limit.unwrap_or(200).min(MAX_RESULTS);
     let mut found = std::collections::VecDeque::new();
     for path in files.iter().filter(|p| p.exists()) {
         let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -102,9 +140,12 @@ pub fn search(dir: &Path, service: &str, query: &Query) -> Result<Vec<Value>> {
             if query.q.as_deref().is_some_and(|q| !line.contains(q)) {
                 continue;
             }
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+            let Ok(mut entry) = serde_json::from_str::<Value>(&line) else { continue };
             if !matches(&entry, query) {
                 continue;
+            }
+            if entry.get("service").is_none() {
+                entry["service"] = service.into();
             }
             if found.len() == limit {
                 found.pop_front();
@@ -113,6 +154,32 @@ pub fn search(dir: &Path, service: &str, query: &Query) -> Result<Vec<Value>> {
         }
     }
     Ok(found.into())
+}
+
+/// The level of a daemon's log line, as `pic serve`'s own lines spell it (`ERROR`, `WARN`,
+/// `INFO`, `DEBUG`): a JSON line's `level` (Caddy), else the first level word near the start
+/// (unbound's `debug:`, Postfix's `warning:`, Dovecot's `Error:`, Radicale's `[DEBUG]`, Apache's
+/// `[core:debug]`); a line with none is `INFO`.
+pub fn level_of(line: &str) -> &'static str {
+    let trimmed = line.trim_start();
+    if trimmed.starts_with('{')
+        && let Ok(value) = serde_json::from_str::<Value>(trimmed)
+        && let Some(level) = value.get("level").and_then(Value::as_str)
+    {
+        return word_level(&level.to_ascii_lowercase()).unwrap_or("INFO");
+    }
+    let head: String = trimmed.chars().take(120).collect::<String>().to_ascii_lowercase();
+    head.split(|c: char| !c.is_ascii_alphanumeric()).find_map(word_level).unwrap_or("INFO")
+}
+
+fn word_level(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "debug" | "trace" | "debug1" | "debug2" => "DEBUG",
+        "info" | "notice" => "INFO",
+        "warn" | "warning" => "WARN",
+        "error" | "err" | "fatal" | "crit" | "critical" | "panic" | "dpanic" | "alert" | "emerg" => "ERROR",
+        _ => return None,
+    })
 }
 
 fn matches(entry: &Value, query: &Query) -> bool {
@@ -150,17 +217,53 @@ mod tests {
                 + "not json\n",
         )
         .unwrap();
-        let all = search(dir.path(), "api", &Query::default()).unwrap();
+        let all = search(dir.path(), Some("api"), &Query::default()).unwrap();
         assert_eq!(all.len(), 3, "rotated files first, unparsable lines skipped");
         assert_eq!(all[0]["fields"]["message"], "old start");
-        let warn = search(dir.path(), "api", &Query { level: Some(LogLevel::Warn), ..Query::default() }).unwrap();
+        let warn = search(dir.path(), Some("api"), &Query { level: Some(LogLevel::Warn), ..Query::default() }).unwrap();
         assert_eq!(warn.len(), 1);
-        let text = search(dir.path(), "api", &Query { q: Some("start".into()), ..Query::default() }).unwrap();
+        let text = search(dir.path(), Some("api"), &Query { q: Some("start".into()), ..Query::default() }).unwrap();
         assert_eq!(text.len(), 1);
         let since = Query { since: Some("2026-01-02T00:00:00Z".parse().unwrap()), ..Query::default() };
-        assert_eq!(search(dir.path(), "api", &since).unwrap().len(), 2);
-        let newest = search(dir.path(), "api", &Query { limit: Some(1), ..Query::default() }).unwrap();
+        assert_eq!(search(dir.path(), Some("api"), &since).unwrap().len(), 2);
+        let newest = search(dir.path(), Some("api"), &Query { limit: Some(1), ..Query::default() }).unwrap();
         assert_eq!(newest[0]["fields"]["message"], "detail");
-        assert!(search(dir.path(), "dns", &Query::default()).unwrap().is_empty());
+        assert!(search(dir.path(), Some("dns"), &Query::default()).unwrap().is_empty());
+        assert_eq!(all[0]["service"], "api");
+
+        // Every service together, in time order, each entry naming its service.
+        let dns = crate::docker::collect_logs::entry("dns", "2026-01-02T12:00:00Z".parse().unwrap(), "debug: query");
+        fs::write(dir.path().join("dns.log"), format!("{dns}\n")).unwrap();
+        let together = search(dir.path(), None, &Query::default()).unwrap();
+        let order: Vec<&str> = together.iter().map(|e| e["service"].as_str().unwrap()).collect();
+        assert_eq!(order, ["api", "api", "dns", "api"]);
+        let debug_only = search(dir.path(), None, &Query { q: Some("query".into()), ..Query::default() }).unwrap();
+        assert_eq!(debug_only.len(), 1);
+    }
+
+    #[test]
+    fn each_daemons_level_is_read_from_its_line() {
+        let cases = [
+            ("[1764558000] unbound[1:0] debug: module config \"validator iterator\"", "DEBUG"),
+            ("[1764558000] unbound[1:0] info: start of service (unbound 1.22.0).", "INFO"),
+            ("[1764558000] unbound[1:0] warning: so-rcvbuf 1048576 was not granted", "WARN"),
+            ("[1764558000] unbound[1:0] error: can't bind socket: Address already in use", "ERROR"),
+            ("dnsmasq[1]: started, version 2.90 cachesize 150", "INFO"),
+            ("dnsmasq-dhcp[1]: DHCPDISCOVER(eth0) 02:42:ac:14:00:09", "INFO"),
+            (r#"{"level":"debug","ts":1764558000.1,"logger":"http","msg":"matched"}"#, "DEBUG"),
+            (r#"{"level":"error","ts":1764558000.1,"logger":"tls","msg":"could not get certificate"}"#, "ERROR"),
+            ("[2026-12-01 03:00:00 +0000] [1/Thread-2] [DEBUG] Request received", "DEBUG"),
+            ("[2026-12-01 03:00:00 +0000] [1/MainThread] [WARNING] No user authentication", "WARN"),
+            ("[Tue Dec 01 03:00:00.123 2026] [mpm_event:notice] [pid 1:tid 1] AH00489: resuming", "INFO"),
+            ("[Tue Dec 01 03:00:00.123 2026] [dav:error] [pid 9:tid 9] (13)Permission denied", "ERROR"),
+            ("postfix/smtpd[120]: warning: hostname unknown does not resolve", "WARN"),
+            ("postfix/master[1]: fatal: bind 0.0.0.0 port 25: Address in use", "ERROR"),
+            ("Dec 01 03:00:00 auth: Debug: auth client connected (pid=7)", "DEBUG"),
+            ("Dec 01 03:00:00 imap-login: Info: Login: user=<alice>", "INFO"),
+            ("2026-12-01T03:00:00Z chronyd version 4.6 starting (+CMDMON +NTP)", "INFO"),
+        ];
+        for (line, level) in cases {
+            assert_eq!(level_of(line), level, "{line}");
+        }
     }
 }

@@ -114,6 +114,7 @@ fn the_cell_runs_in_docker_and_real_clients_use_it() {
     assert!((100..=200).contains(&leased.octets()[3]), "{leased} is outside the range");
 
     changes(&cell);
+    logs_and_verbosity(&cell);
     health_gate(&cell);
     container_manager(&cell);
     exit_container(&cell);
@@ -583,6 +584,56 @@ fn changes(cell: &Running) {
     let current = cell.cell.current().unwrap();
     cell.api_json("POST", &format!("/api/generations/{current}/switch"), None);
     assert_eq!(container_starts(), before);
+}
+
+/// Every container's log is copied into `logs/<service>.log` and searched together with `pic
+/// serve`'s; `logging.levels` takes effect: unbound's debug lines appear only while DNS logs at
+/// debug.
+fn logs_and_verbosity(cell: &Running) {
+    // `pic serve` looks for new containers every 5 s; a reload makes unbound log at once.
+    let limit = limit_with(Duration::from_secs(5));
+    let every = Duration::from_millis(500);
+    let search = |query: &str| -> Vec<serde_json::Value> {
+        let found = cell.api_json("GET", &format!("/api/logs?limit=1000&{query}"), None);
+        found.as_array().cloned().unwrap_or_default()
+    };
+    let debug_lines =
+        |since: &str| search(&format!("service=dns&since={since}")).iter().filter(|e| e["level"] == "DEBUG").count();
+    wait_for(
+        "unbound's start in the DNS log",
+        limit,
+        every,
+        || search("service=dns&q=start%20of%20service").len(),
+        |n| *n > 0,
+    );
+    let together = search("");
+    let services: std::collections::BTreeSet<&str> = together.iter().filter_map(|e| e["service"].as_str()).collect();
+    for service in ["api", "dns", "proxy", "mail"] {
+        assert!(services.contains(service), "{service} is not in the logs searched together: {services:?}");
+    }
+    assert_eq!(debug_lines("1970-01-01T00:00:00Z"), 0, "DNS logs at info: no debug line");
+
+    let before = jiff::Timestamp::now().to_string();
+    cell.change_config(|c| c["logging"]["levels"]["dns"] = json!("debug"));
+    let seen = wait_for("a debug line of unbound", limit, every, || debug_lines(&before), |n| *n > 0);
+    eprintln!("logs: {seen} debug lines of unbound once DNS logs at debug");
+    let after = jiff::Timestamp::now().to_string();
+    cell.change_config(|c| c["logging"]["levels"]["dns"] = json!("info"));
+    // Unbound may say a few more debug lines while it stops; from its start at info, none.
+    let restarts = wait_for(
+        "unbound's restart at info in the DNS log",
+        limit,
+        every,
+        || search(&format!("service=dns&since={after}&q=start%20of%20service")),
+        |found| !found.is_empty(),
+    );
+    let restarted = restarts.last().unwrap()["timestamp"].as_str().unwrap().to_owned();
+    assert_eq!(dig("alice-laptop.home.cell"), "10.8.0.2");
+    let late: Vec<_> =
+        search(&format!("service=dns&since={restarted}")).into_iter().filter(|e| e["level"] == "DEBUG").collect();
+    assert!(late.is_empty(), "back at info, unbound wrote debug lines: {late:?}");
+    let kept = std::fs::metadata(cell.cell.state().join("logs/dns.log")).unwrap().len();
+    assert!(kept > 0 && kept <= 5 * 1024 * 1024, "logs/dns.log has {kept} bytes");
 }
 
 /// A generation that enables webmail with an image whose server never listens: the health gate

@@ -107,3 +107,49 @@ impl Daemon {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tmpfs mounted for a test, unmounted when it ends.
+    struct Tmpfs(PathBuf);
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    /// Docker's store on a small tmpfs: an archive that would not fit is refused before a byte
+    /// is sent, naming what it needs, and the store takes no more room than before.
+    #[tokio::test]
+    async fn a_load_that_does_not_fit_is_refused_before_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().canonicalize().unwrap();
+        let data = work.join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mounted =
+            Command::new("mount").args(["-t", "tmpfs", "-o", "size=128m", "tmpfs"]).arg(&data).status().unwrap();
+        assert!(mounted.success(), "mounting a tmpfs (the test runs as root, as `make test` does)");
+        let _tmpfs = Tmpfs(data.clone());
+        let daemon = Daemon::start(&work).unwrap();
+        let refused = async {
+            let engine = daemon.engine().await?;
+            let free = fsutil::free_bytes(&data)?;
+            // Larger than half the room: Docker keeps the archive while it unpacks it.
+            let archive = work.join("images.tar");
+            std::fs::File::create(&archive)?.set_len(free / 2 + (1 << 20))?;
+            let used = fsutil::tree_size(&data)?;
+            let error = engine.load_archive(&archive).await.expect_err("a load that does not fit was started");
+            anyhow::Ok((error, used, fsutil::tree_size(&data)?))
+        }
+        .await;
+        daemon.stop().unwrap();
+        let (error, before, after) = refused.unwrap();
+        let message = format!("{error:#}");
+        assert!(message.contains("loading the images into Docker") && message.contains("MB needed"), "{message}");
+        assert!(matches!(error.downcast_ref(), Some(pic_builder::Error::NoSpace { .. })), "{message}");
+        assert_eq!(before, after, "the refused load took room in Docker's store");
+    }
+}

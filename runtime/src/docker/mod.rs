@@ -2,6 +2,7 @@
 //! volumes. Every container PIC manages carries the label `pic.service`; nothing else is touched.
 
 pub mod activation;
+pub mod collect_logs;
 pub mod health;
 pub mod image_store;
 pub mod mounts;
@@ -15,8 +16,8 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam,
-    IpamConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummary, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig,
+    HostConfigLogConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectNetworkOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -189,6 +190,14 @@ impl Engine {
             }),
             sysctls: (!spec.sysctls.is_empty())
                 .then(|| spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            // Docker's own copy is bounded as `logs/<service>.log` is (`collect_logs`).
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "5m".to_owned()),
+                    ("max-file".to_owned(), "5".to_owned()),
+                ])),
+            }),
             ..Default::default()
         };
         let endpoint = EndpointSettings {
@@ -313,9 +322,12 @@ impl Engine {
         file.flush().await.with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Loads a docker archive (`docker load`), streaming it from `path`.
+    /// Loads a docker archive (`docker load`), streaming it from `path`. An archive that would
+    /// not fit into Docker's store is refused before a byte is sent, naming how much it needs.
     pub async fn load_archive(&self, path: &Path) -> Result<()> {
         let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata().await.with_context(|| format!("reading {}", path.display()))?.len();
+        self.check_room(size).await?;
         let body = tokio_util::io::ReaderStream::new(file);
         let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
         // Loading every image takes minutes on a slow box (or a VM without KVM): no request timeout.
@@ -327,6 +339,33 @@ impl Engine {
         Ok(())
     }
 }
+
+impl Engine {
+    /// Refuses a load of an archive of `size` bytes that Docker's store has no room for: the
+    /// engine keeps the archive while it unpacks it, so a load takes up to twice its size. An
+    /// engine whose store is not on this machine (its folder not here) is not checked.
+    async fn check_room(&self, size: u64) -> Result<()> {
+        let info = self.docker.info().await.map_err(|e| unreachable(&self.socket, e))?;
+        let Some(root) = info.docker_root_dir.map(std::path::PathBuf::from).filter(|r| r.is_dir()) else {
+            return Ok(());
+        };
+        let free = pic_builder::fsutil::free_bytes(&root)?;
+        let needed = 2 * size + LOAD_MARGIN;
+        if free < needed {
+            return Err(pic_builder::Error::NoSpace {
+                path: root,
+                doing: "loading the images into Docker",
+                needed_mb: needed.div_ceil(1 << 20),
+                free_mb: free >> 20,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Room kept free beyond what a load takes: Docker's own metadata, and the system's.
+const LOAD_MARGIN: u64 = 64 << 20;
 
 /// Loads the images Docker does not have at their key (one archive of just those); returns
 /// their names.
@@ -345,7 +384,10 @@ pub async fn load_missing(
     if !missing.is_empty() {
         let archive = build.cache.join("load.tar");
         let file = std::fs::File::create(&archive).with_context(|| format!("creating {}", archive.display()))?;
-        build.write_archive(&missing, std::io::BufWriter::new(file))?;
+        if let Err(error) = build.write_archive(&missing, std::io::BufWriter::new(file)) {
+            let _ = std::fs::remove_file(&archive);
+            return Err(error.into());
+        }
         let loaded = engine.load_archive(&archive).await;
         let _ = std::fs::remove_file(&archive);
         loaded?;

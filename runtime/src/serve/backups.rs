@@ -135,10 +135,8 @@ pub async fn run_schedule(app: AppState) {
         app.emit(json!({"step": "scheduled_backup", "state": "started"}));
         let mut report = reporter(&app);
         let state = app.state.clone();
-        let run = blocking(move || {
-            Ok(backup::schedule::run(&state.writer()?, jiff::Timestamp::now(), &mut report)?)
-        })
-        .await;
+        let run =
+            blocking(move || Ok(backup::schedule::run(&state.writer()?, jiff::Timestamp::now(), &mut report)?)).await;
         match run {
             Ok(run) => {
                 tracing::info!(archive = %run.archive.id, removed = run.removed.len(), "scheduled backup made");

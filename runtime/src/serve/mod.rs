@@ -618,6 +618,10 @@ async fn start(app: AppState) -> anyhow::Result<()> {
     tokio::spawn(domain::run(app.clone()));
     tokio::spawn(domain::renew_certificates(app.clone()));
     tokio::spawn(backups::run_schedule(app.clone()));
+    if let Some(containers) = app.containers.clone() {
+        let dir = crate::logs::dir(app.state.root());
+        tokio::spawn(async move { crate::docker::collect_logs::run(dir, || containers.engine()).await });
+    }
     if app.exits.is_some() {
         tokio::spawn(crate::exits::names::serve(app.state.clone()));
         tokio::spawn(watch_exits(app.clone()));

@@ -1008,7 +1008,8 @@ async fn a_scheduled_backup_missed_while_off_is_made_at_start_with_the_secrets_s
     let dry = api.call(&admin, Method::POST, &uri, Some(json!({"passphrase": passphrase, "dry_run": true}))).await;
     assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
     assert_eq!(dry.body["secrets"], "restored");
-    let wrong = api.call(&admin, Method::POST, &uri, Some(json!({"passphrase": "not the passphrase", "dry_run": true}))).await;
+    let wrong =
+        api.call(&admin, Method::POST, &uri, Some(json!({"passphrase": "not the passphrase", "dry_run": true}))).await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
 }
 

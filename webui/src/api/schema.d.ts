@@ -4891,7 +4891,7 @@ export interface operations {
     logs_search: {
         parameters: {
             query?: {
-                /** @description `api`, or a service of the catalog. */
+                /** @description `api`, a service of the catalog or an app; absent: every service together. */
                 service?: string;
                 /** @description The least severe level to return. */
                 level?: string;
@@ -4908,7 +4908,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description matching entries, oldest first (JSON lines as objects) */
+            /** @description matching entries, oldest first (JSON lines as objects, each with its `service`) */
             200: {
                 headers: {
                     [name: string]: unknown;
