@@ -44,7 +44,7 @@ pub struct State {
     secrets: Secrets,
     /// The desired config as last read, with the file's identity then: a server answers many
     /// reads per change, and parsing and validating it again for each is most of their cost.
-    desired: std::sync::Mutex<Option<(FileStamp, ValidConfig)>>,
+    desired: std::sync::Mutex<Option<(FileStamp, std::sync::Arc<ValidConfig>)>>,
 }
 
 /// Room a generation's folder and manifest take beyond its config, counted generously.
@@ -254,6 +254,11 @@ impl State {
 
     /// The desired config, if there is one; read again only when the file changed.
     pub fn desired_config(&self) -> Result<Option<ValidConfig>, Error> {
+        Ok(self.desired_config_shared()?.map(|config| (*config).clone()))
+    }
+
+    /// The desired config without a copy: read once per change of its file.
+    pub fn desired_config_shared(&self) -> Result<Option<std::sync::Arc<ValidConfig>>, Error> {
         let path = self.desired_config_path();
         let metadata = match fs::metadata(&path) {
             Ok(metadata) => metadata,
@@ -267,12 +272,21 @@ impl State {
         {
             return Ok(Some(config.clone()));
         }
-        let config = config::load(&path)?;
+        let config = std::sync::Arc::new(config::load(&path)?);
         // What was read is only kept if the file did not change while it was read.
         if fs::metadata(&path).is_ok_and(|m| FileStamp::of(&m) == stamp) {
             *cached = Some((stamp, config.clone()));
         }
         Ok(Some(config))
+    }
+
+    /// The desired config when the one read last is still the file's (one `stat`, no read):
+    /// what a request that only looks at it can use without leaving the async executor.
+    pub fn desired_config_if_unchanged(&self) -> Option<std::sync::Arc<ValidConfig>> {
+        let metadata = fs::metadata(self.desired_config_path()).ok()?;
+        let cached = self.desired.lock().expect("desired config lock");
+        let (seen, config) = cached.as_ref()?;
+        (*seen == FileStamp::of(&metadata)).then(|| config.clone())
     }
 
     /// The current generation's number, if one has been switched to.

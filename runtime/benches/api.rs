@@ -74,7 +74,7 @@ fn main() {
     let mut server = Command::new(binary())
         .arg("--state")
         .arg(&state)
-        .args(["serve", "--listen", listen, "--wireguard", "off"])
+        .args(["serve", "--listen", listen, "--wireguard", "off", "--no-containers"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

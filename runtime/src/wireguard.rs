@@ -69,12 +69,18 @@ pub struct PeerStatus {
 pub struct Interface {
     name: InterfaceName,
     backend: Backend,
+    /// The last status read and when: pages that poll share one read a second.
+    recent: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Vec<PeerStatus>>)>>,
 }
+
+/// How old a status read may be and still be shown: handshakes are minutes apart, and a page
+/// shows traffic a second late at most.
+pub const STATUS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Interface {
     pub fn new(name: &str, backend: Backend) -> Result<Interface> {
         let name = InterfaceName::from_str(name).map_err(|e| anyhow!("interface name {name:?}: {e}"))?;
-        Ok(Interface { name, backend })
+        Ok(Interface { name, backend, recent: std::sync::Mutex::default() })
     }
 
     /// How the interface is run: the kernel's module or wireguard-go.
@@ -202,6 +208,19 @@ impl Interface {
             .filter(|p| p.config.public_key == key)
             .flat_map(|p| &p.config.allowed_ips)
             .any(|a| ipnet::IpNet::new(a.address, a.cidr).is_ok_and(|net| net.contains(&address))))
+    }
+
+    /// The status read within the last [`STATUS_MAX_AGE`], if there is one (no I/O).
+    pub fn recent_status(&self) -> Option<std::sync::Arc<Vec<PeerStatus>>> {
+        let recent = self.recent.lock().expect("status lock");
+        recent.as_ref().filter(|(at, _)| at.elapsed() < STATUS_MAX_AGE).map(|(_, status)| status.clone())
+    }
+
+    /// The status read now, kept as the recent one.
+    pub fn fresh_status(&self) -> Result<std::sync::Arc<Vec<PeerStatus>>> {
+        let status = std::sync::Arc::new(self.status()?);
+        *self.recent.lock().expect("status lock") = Some((std::time::Instant::now(), status.clone()));
+        Ok(status)
     }
 
     /// Last handshake and traffic of every peer on the interface.

@@ -101,6 +101,8 @@ pub struct AppState {
     pub update_lock: Arc<tokio::sync::Mutex<()>>,
     /// What is counted as it happens, for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Setup was seen complete (it is never undone): the gate stops looking at the disk.
+    pub setup_seen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How `pic serve` runs.
@@ -153,6 +155,7 @@ impl AppState {
             updates: None,
             update_lock: Arc::default(),
             metrics: Arc::default(),
+            setup_seen: Arc::default(),
         }
     }
 
@@ -237,7 +240,13 @@ impl AppState {
 
     /// Setup is complete once a desired config exists.
     pub async fn setup_complete(&self) -> Result<bool, ApiError> {
-        tokio::fs::try_exists(self.state.desired_config_path()).await.map_err(ApiError::internal)
+        use std::sync::atomic::Ordering;
+        if self.setup_seen.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let complete = tokio::fs::try_exists(self.state.desired_config_path()).await.map_err(ApiError::internal)?;
+        self.setup_seen.fetch_or(complete, Ordering::Relaxed);
+        Ok(complete)
     }
 }
 

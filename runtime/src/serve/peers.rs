@@ -44,15 +44,36 @@ pub struct PeerView {
 
 #[utoipa::path(get, path = "/api/peers", tag = "peers", responses((status = 200, description = "the peers the caller may see, with live status", body = Vec<Object>), (status = 401, description = "no session", body = ErrorBody)))]
 pub async fn list(State(app): State<AppState>, session: Session) -> Result<Json<Vec<PeerView>>, ApiError> {
-    let views = blocking(move || {
-        let peers = visible(&app, &session)?;
-        let mut live: HashMap<String, PeerStatus> = match &app.wireguard {
-            Some(wg) => wg.status().unwrap_or_default().into_iter().map(|s| (s.public_key.clone(), s)).collect(),
-            None => HashMap::new(),
-        };
-        Ok(peers.into_iter().map(|peer| PeerView { status: live.remove(&peer.public_key), peer }).collect())
-    })
-    .await?;
+    // The common case stays on the executor: the config as read after its last change (one
+    // `stat`) and the interface's status of the last second; a change or an old status is read
+    // in the blocking pool.
+    let config = match app.state.desired_config_if_unchanged() {
+        Some(config) => config,
+        None => {
+            let state = app.state.clone();
+            blocking(move || state.desired_config_shared()?.ok_or_else(|| ApiError::internal("no desired config")))
+                .await?
+        }
+    };
+    let status = match &app.wireguard {
+        None => None,
+        Some(wg) => match wg.recent_status() {
+            Some(status) => Some(status),
+            None => {
+                let wg = wg.clone();
+                blocking(move || Ok(wg.fresh_status().ok())).await?
+            }
+        },
+    };
+    let mut live: HashMap<&str, &PeerStatus> =
+        status.iter().flat_map(|s| s.iter()).map(|s| (s.public_key.as_str(), s)).collect();
+    let views = config
+        .wireguard
+        .peers
+        .iter()
+        .filter(|p| may_see(&session, p))
+        .map(|peer| PeerView { status: live.remove(peer.public_key.as_str()).cloned(), peer: peer.clone() })
+        .collect();
     Ok(Json(views))
 }
 
