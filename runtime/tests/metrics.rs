@@ -14,6 +14,8 @@ fn a_live_scrape_passes_promtool() {
     let cell = Cell::new();
     cell.ok(&["init", "--config", example_path().to_str().unwrap()]);
     cell.ok(&["switch"]);
+    // The example backs up on a schedule: one scheduled archive, as the schedule makes it.
+    cell.ok(&["backup", "--scheduled"]);
     let state = cell.state();
     let token = cell.ok(&["metrics", "token"]).trim().to_owned();
     assert_eq!(token.len(), 64, "{token}");
@@ -53,7 +55,14 @@ fn a_live_scrape_passes_promtool() {
     let _ = server.wait();
     assert_eq!(refused, "401", "a scrape without the token");
     assert_eq!(code, "200", "{scrape}");
-    for name in ["pic_generation_current 1", "pic_peers 3", "pic_certificate_remaining_seconds{name=\"lan\"}"] {
+    for name in [
+        "pic_generation_current 1",
+        "pic_peers 3",
+        "pic_certificate_remaining_seconds{name=\"lan\"}",
+        "pic_backup_age_seconds ",
+        "pic_backup_size_bytes ",
+        "pic_backup_schedule_failing 0",
+    ] {
         assert!(scrape.contains(name), "{name} missing from:\n{scrape}");
     }
 

@@ -132,10 +132,26 @@ pub async fn scrape(State(app): State<AppState>, jar: CookieJar, headers: Header
         if let Some(current) = state.current()? {
             gauges.set("pic_generation_current", "The current generation's number.", current as i64);
         }
+        let schedule = pic_builder::backup::schedule::status(&state)?;
+        // The last scheduled archive counts too: its destination may be another disk.
+        let scheduled = schedule.last_success.zip(schedule.last_archive.as_ref()).map(|(at, id)| {
+            let folder = state
+                .desired_config_shared()
+                .ok()
+                .flatten()
+                .and_then(|c| pic_builder::backup::schedule::destination(&state, &c.backups).ok());
+            (at, folder.and_then(|f| std::fs::metadata(f.join(id)).ok()).map_or(0, |m| m.len()))
+        });
         let newest = pic_builder::backup::list(&state)?
             .into_iter()
             .filter_map(|b| Some((b.header?.created.parse::<jiff::Timestamp>().ok()?, b.size)))
+            .chain(scheduled)
             .max_by_key(|(at, _)| *at);
+        gauges.set(
+            "pic_backup_schedule_failing",
+            "1 when the last scheduled backup failed (its reason is in the web UI and `pic backups`).",
+            i64::from(schedule.problem.is_some()),
+        );
         if let Some((at, size)) = newest {
             let age = (seconds(now) - seconds(at)).max(0);
             gauges.set("pic_backup_age_seconds", "Seconds since the newest backup was made.", age);
