@@ -541,6 +541,12 @@ fn a_scheduled_archive_needs_only_the_passphrase_and_the_retention_keeps_manual_
     assert_eq!(names.len(), 2, "one scheduled archive of the day and the manual one: {names:?}");
     assert!(names.contains(&"manual.tar.zst".to_owned()));
     let scheduled = destination.join(names.iter().find(|n| *n != "manual.tar.zst").unwrap());
+    // Listed and found with the cell's own backups, as the mounted destination holds them.
+    let listed: Vec<String> = backup::list(&original).unwrap().into_iter().map(|b| b.id).collect();
+    for name in &names {
+        assert!(listed.contains(name), "{name} is not listed: {listed:?}");
+        assert_eq!(backup::find(&original, name).unwrap(), destination.join(name));
+    }
     let archive_bytes = fs::read(&scheduled).unwrap();
     let plain = zstd::decode_all(archive_bytes.as_slice()).unwrap();
     assert!(!plain.windows(14).any(|w| w == b"AGE-SECRET-KEY"), "the backup key is in the clear");

@@ -294,41 +294,61 @@ fn write_archive(
     Ok((written, output.finalize_hex()))
 }
 
-/// The backups in `backups/`, newest first, each with what its header says.
+/// The backups in `backups/` and in the schedule's destination (when it is another folder and
+/// mounted), newest first, each with what its header says.
 pub fn list(state: &State) -> Result<Vec<BackupInfo>, Error> {
-    let dir = state.root().join(BACKUPS_DIR);
     let mut backups = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(backups),
-        Err(e) => return Err(e).at(&dir),
-    };
-    for entry in entries {
-        let entry = entry.at(&dir)?;
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if id.starts_with(TMP_PREFIX) || !id.ends_with(EXTENSION) || !entry.file_type().at(&dir)?.is_file() {
-            continue;
-        }
-        let path = entry.path();
-        let size = entry.metadata().at(&path)?.len();
-        let (header, problem) = match read::header(&path) {
-            Ok(header) => (Some(header), None),
-            Err(e) => (None, Some(e.to_string())),
+    for dir in folders(state) {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at(&dir),
         };
-        backups.push(BackupInfo { id, path, size, sha256: None, header, problem });
+        for entry in entries {
+            let entry = entry.at(&dir)?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with(TMP_PREFIX) || !id.ends_with(EXTENSION) || !entry.file_type().at(&dir)?.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let size = entry.metadata().at(&path)?.len();
+            let (header, problem) = match read::header(&path) {
+                Ok(header) => (Some(header), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            backups.push(BackupInfo { id, path, size, sha256: None, header, problem });
+        }
     }
     backups.sort_by(|a, b| b.header.as_ref().map(|h| &h.created).cmp(&a.header.as_ref().map(|h| &h.created)));
     Ok(backups)
 }
 
-/// The path of backup `id` in `backups/`; refuses anything but the plain name of one there.
+/// The path of backup `id` in `backups/` or the schedule's destination; refuses anything but
+/// the plain name of one there.
 pub fn find(state: &State, id: &str) -> Result<PathBuf, Error> {
     let plain = !id.is_empty() && !id.starts_with('.') && !id.contains('/') && id.ends_with(EXTENSION);
-    let path = state.root().join(BACKUPS_DIR).join(id);
-    if !plain || !path.is_file() {
-        return Err(Error::NoSuchBackup(id.to_owned()));
+    if plain {
+        for dir in folders(state) {
+            let path = dir.join(id);
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
     }
-    Ok(path)
+    Err(Error::NoSuchBackup(id.to_owned()))
+}
+
+/// Where archives are: `backups/`, and the schedule's destination when it is mounted.
+fn folders(state: &State) -> Vec<PathBuf> {
+    let mut folders = vec![state.root().join(BACKUPS_DIR)];
+    let destination =
+        state.desired_config_shared().ok().flatten().and_then(|c| schedule::destination(state, &c.backups).ok());
+    if let Some(destination) = destination
+        && !folders.contains(&destination)
+    {
+        folders.push(destination);
+    }
+    folders
 }
 
 /// Where an archive being received (an upload) is written before it is checked.

@@ -133,19 +133,10 @@ pub async fn scrape(State(app): State<AppState>, jar: CookieJar, headers: Header
             gauges.set("pic_generation_current", "The current generation's number.", current as i64);
         }
         let schedule = pic_builder::backup::schedule::status(&state)?;
-        // The last scheduled archive counts too: its destination may be another disk.
-        let scheduled = schedule.last_success.zip(schedule.last_archive.as_ref()).map(|(at, id)| {
-            let folder = state
-                .desired_config_shared()
-                .ok()
-                .flatten()
-                .and_then(|c| pic_builder::backup::schedule::destination(&state, &c.backups).ok());
-            (at, folder.and_then(|f| std::fs::metadata(f.join(id)).ok()).map_or(0, |m| m.len()))
-        });
+        // The list holds the schedule's destination too, when that is another disk.
         let newest = pic_builder::backup::list(&state)?
             .into_iter()
             .filter_map(|b| Some((b.header?.created.parse::<jiff::Timestamp>().ok()?, b.size)))
-            .chain(scheduled)
             .max_by_key(|(at, _)| *at);
         gauges.set(
             "pic_backup_schedule_failing",
