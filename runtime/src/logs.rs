@@ -50,13 +50,7 @@ pub fn init(file: Option<&Path>) -> Result<Option<FileLevel>> {
     };
     let parent = file.parent().context("a log file has a folder")?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let writer = std::sync::Mutex::new(FileRotate::new(
-        file,
-        AppendCount::new(KEPT_FILES),
-        ContentLimit::BytesSurpassed(MAX_FILE_BYTES),
-        Compression::None,
-        None,
-    ));
+    let writer = std::sync::Mutex::new(rotating(file));
     let (level, handle) = reload::Layer::new(LevelFilter::INFO);
     let json = tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(writer).with_filter(level);
     tracing_subscriber::registry().with(stderr).with(json).init();
@@ -69,6 +63,18 @@ pub fn init(file: Option<&Path>) -> Result<Option<FileLevel>> {
         };
         let _ = handle.reload(filter);
     }))))
+}
+
+/// A log file of a service: `<service>.log`, moved to `.1` (and the others up by one) once it
+/// passed 5 MB, the fifth dropped.
+pub fn rotating(path: &Path) -> FileRotate<AppendCount> {
+    FileRotate::new(
+        path,
+        AppendCount::new(KEPT_FILES),
+        ContentLimit::BytesSurpassed(MAX_FILE_BYTES),
+        Compression::None,
+        None,
+    )
 }
 
 /// What to look for in a service's logs.
@@ -239,6 +245,26 @@ mod tests {
         assert_eq!(order, ["api", "api", "dns", "api"]);
         let debug_only = search(dir.path(), None, &Query { q: Some("query".into()), ..Query::default() }).unwrap();
         assert_eq!(debug_only.len(), 1);
+    }
+
+    #[test]
+    fn a_log_is_rotated_at_5_mb_keeping_5_files() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = rotating(&dir.path().join("dns.log"));
+        let line = format!("{}\n", "x".repeat(1023));
+        for _ in 0..(7 * MAX_FILE_BYTES / line.len()) {
+            file.write_all(line.as_bytes()).unwrap();
+        }
+        file.flush().unwrap();
+        let mut names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["dns.log", "dns.log.1", "dns.log.2", "dns.log.3", "dns.log.4", "dns.log.5"]);
+        for name in &names {
+            let size = fs::metadata(dir.path().join(name)).unwrap().len() as usize;
+            assert!(size <= MAX_FILE_BYTES + line.len(), "{name} has {size} bytes");
+        }
     }
 
     #[test]

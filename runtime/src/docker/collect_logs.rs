@@ -8,15 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use file_rotate::compression::Compression;
-use file_rotate::suffix::AppendCount;
-use file_rotate::{ContentLimit, FileRotate};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use tokio::task::JoinHandle;
 
 use super::Engine;
-use crate::logs::{self, KEPT_FILES, MAX_FILE_BYTES};
+use crate::logs;
 
 /// How often the containers are looked at: a new one's log is followed at most this late (its
 /// earlier lines are read from Docker, so none is lost).
@@ -62,13 +59,7 @@ async fn follow(engine: &Engine, dir: &Path, service: &str, container: &str) -> 
     })
     .await?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut file = FileRotate::new(
-        &path,
-        AppendCount::new(KEPT_FILES),
-        ContentLimit::BytesSurpassed(MAX_FILE_BYTES),
-        Compression::None,
-        None,
-    );
+    let mut file = logs::rotating(&path);
     // Docker's `since` is in whole seconds: the lines of that second already copied are skipped.
     let since = last.map_or(0, |t| t.as_second());
     let options = bollard::query_parameters::LogsOptionsBuilder::default()
