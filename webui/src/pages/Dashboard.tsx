@@ -1,7 +1,8 @@
 // The cell at a glance: the current generation, the services and their containers, the peers,
 // and what just happened.
 import { useCallback, useEffect, useState } from "react";
-import { Badge, toneOf } from "../components/Badge";
+import { Link } from "react-router-dom";
+import { Badge, type Tone, toneOf } from "../components/Badge";
 import { api } from "../api/client";
 import { type CellEvent, changesState, useEvents } from "../events";
 import { type Stop, stoppedText } from "./Containers";
@@ -15,6 +16,7 @@ export function DashboardPage() {
   const [peers, setPeers] = useState({ total: 0, online: 0 });
   const [recent, setRecent] = useState<CellEvent[]>([]);
   const [spaceWarning, setSpaceWarning] = useState<string | null>(null);
+  const [backups, setBackups] = useState<BackupHealth | null>(null);
 
   const load = useCallback(async () => {
     const current = await api.GET("/api/services");
@@ -25,6 +27,10 @@ export function DashboardPage() {
     setContainers(list.response.ok ? (list.data as Container[]) : "containers are not available");
     const status = await api.GET("/api/setup/status");
     setSpaceWarning((status.data as { device?: { space_warning?: string | null } } | undefined)?.device?.space_warning ?? null);
+    const [made, schedule] = await Promise.all([api.GET("/api/backups"), api.GET("/api/backups/schedule")]);
+    const newest = ((made.data as { header?: { created?: string } | null }[] | undefined) ?? [])[0]?.header?.created ?? null;
+    const plan = schedule.data as { next_run?: string | null; status?: { problem?: string | null } } | undefined;
+    setBackups(backupHealth(newest, plan?.next_run ?? null, plan?.status?.problem ?? null));
     const p = await api.GET("/api/peers");
     const devices = (p.data as { status?: { last_handshake?: string | null } | null }[] | undefined) ?? [];
     setPeers({ total: devices.length, online: devices.filter((x) => online(x.status?.last_handshake)).length });
@@ -35,7 +41,7 @@ export function DashboardPage() {
   const onEvent = useCallback(
     (event: CellEvent) => {
       setRecent((r) => [event, ...r].slice(0, 8));
-      if (changesState(event) || event.step === "disk_nearly_full") void load();
+      if (changesState(event) || event.step === "disk_nearly_full" || event.step === "scheduled_backup") void load();
     },
     [load],
   );
@@ -61,6 +67,16 @@ export function DashboardPage() {
             {peers.online} / {peers.total}
           </p>
         </div>
+        {backups && (
+          <div className="card">
+            <h2>Backups</h2>
+            <p>
+              <Badge tone={backups.tone}>{backups.text}</Badge>
+            </p>
+            <p>{backups.next}</p>
+            <Link to="/backups">See the backups</Link>
+          </div>
+        )}
         <div className="card">
           <h2>Services</h2>
           <p>{services.join(", ") || "none"}</p>
@@ -108,4 +124,17 @@ export function DashboardPage() {
 /** WireGuard renews a session every two minutes: a handshake within three means connected. */
 export function online(lastHandshake: string | null | undefined, now: number = Date.now()): boolean {
   return Boolean(lastHandshake) && now - Date.parse(lastHandshake as string) < 3 * 60 * 1000;
+}
+
+export type BackupHealth = { tone: Tone; text: string; next: string };
+
+/** Whether the cell is backed up, in words: the newest archive's age, the schedule's next run
+ *  and its last problem. No backup, or none for more than eight days, is a warning. */
+export function backupHealth(newest: string | null, nextRun: string | null, problem: string | null, now: number = Date.now()): BackupHealth {
+  const next = nextRun ? `Next: ${new Date(nextRun).toLocaleString()}` : "No schedule: backups are made by hand.";
+  if (problem) return { tone: "bad", text: `The last scheduled backup failed: ${problem}`, next };
+  if (!newest) return { tone: "warn", text: "No backup yet", next };
+  const days = Math.floor((now - Date.parse(newest)) / (24 * 3600 * 1000));
+  const age = days < 1 ? "today" : days === 1 ? "yesterday" : `${days} days ago`;
+  return { tone: days > 8 ? "warn" : "ok", text: `Last backup ${age}`, next };
 }
