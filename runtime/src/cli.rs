@@ -143,8 +143,22 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         health_timeout: u64,
     },
-    /// The last lines of `pic serve`'s log (JSON lines, in logs/api.log).
+    /// Search the logs of `pic serve` and of every service (logs/<service>.log), oldest first:
+    /// what `GET /api/logs` and the Logs page show.
     Logs {
+        /// `api` (pic serve), a service or an app; all of them when absent.
+        #[arg(long)]
+        service: Option<String>,
+        /// The least severe level shown: error, warn, info or debug.
+        #[arg(long, value_parser = parse_level)]
+        level: Option<pic_builder::config::LogLevel>,
+        /// Text an entry must contain.
+        #[arg(long, short)]
+        q: Option<String>,
+        /// Entries from this time on (RFC 3339, e.g. 2026-12-01T03:00:00Z).
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        /// The newest this many (1000 at most).
         #[arg(long, default_value_t = 50)]
         lines: usize,
     },
@@ -413,6 +427,11 @@ pub struct PassphraseArgs {
     /// A file whose first line is the passphrase that encrypts (or decrypts) the secrets.
     #[arg(long, env = "PIC_BACKUP_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+fn parse_level(text: &str) -> Result<pic_builder::config::LogLevel, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("{text:?} is not a level: use error, warn, info or debug"))
 }
 
 /// How to reach the Docker engine.

@@ -162,6 +162,18 @@ fn search_one(dir: &Path, service: &str, query: &Query, limit: usize) -> Result<
     Ok(found.into())
 }
 
+/// One entry as a line of text: time, service, level, message (and `pic serve`'s other fields).
+pub fn describe(entry: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut message = text(&entry["fields"]["message"]);
+    if let Some(fields) = entry["fields"].as_object() {
+        for (name, value) in fields.iter().filter(|(name, _)| *name != "message") {
+            message.push_str(&format!(" {name}={}", value.as_str().map_or_else(|| value.to_string(), str::to_owned)));
+        }
+    }
+    format!("{} {:<8} {:<5} {message}", text(&entry["timestamp"]), text(&entry["service"]), text(&entry["level"]))
+}
+
 /// The level of a daemon's log line, as `pic serve`'s own lines spell it (`ERROR`, `WARN`,
 /// `INFO`, `DEBUG`): a JSON line's `level` (Caddy), else the first level word near the start
 /// (unbound's `debug:`, Postfix's `warning:`, Dovecot's `Error:`, Radicale's `[DEBUG]`, Apache's

@@ -254,6 +254,38 @@ fn migrate_prints_rewrites_and_refuses_a_newer_version() {
 }
 
 #[test]
+fn logs_of_every_service_are_searched_from_the_command_line() {
+    let cell = Cell::new();
+    cell.ok(&["init"]);
+    let logs = cell.state().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = |t: &str, level: &str, message: &str| {
+        serde_json::json!({"timestamp": t, "level": level, "fields": {"message": message}}).to_string() + "\n"
+    };
+    std::fs::write(
+        logs.join("api.log"),
+        line("2026-12-01T03:00:00Z", "INFO", "listening") + &line("2026-12-01T03:02:00Z", "WARN", "disk nearly full"),
+    )
+    .unwrap();
+    std::fs::write(logs.join("dns.log"), line("2026-12-01T03:01:00Z", "DEBUG", "debug: module config")).unwrap();
+    let all = cell.ok(&["logs"]);
+    let order: Vec<&str> = all.lines().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(order, ["api", "dns", "api"], "{all}");
+    assert!(all.lines().nth(1).unwrap().ends_with("DEBUG debug: module config"), "{all}");
+    let warnings = cell.ok(&["logs", "--level", "warn"]);
+    assert_eq!(warnings.lines().count(), 1, "{warnings}");
+    assert!(warnings.contains("disk nearly full"));
+    let dns = cell.json(&["logs", "--service", "dns", "-q", "module"]);
+    assert_eq!(dns.as_array().unwrap().len(), 1, "{dns}");
+    assert_eq!(dns[0]["service"], "dns");
+    let since = cell.ok(&["logs", "--since", "2026-12-01T03:01:30Z"]);
+    assert_eq!(since.lines().count(), 1, "{since}");
+    let loud = cell.pic(&["logs", "--level", "loud"]);
+    assert_eq!(loud.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&loud.stderr).contains("use error, warn, info or debug"));
+}
+
+#[test]
 fn render_writes_bundles_without_touching_the_store() {
     let cell = Cell::new();
     cell.ok(&["init"]);

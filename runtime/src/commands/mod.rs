@@ -196,13 +196,22 @@ pub fn run(cli: &Cli, out: &Output, file_level: Option<crate::logs::FileLevel>) 
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Logs { lines } => {
-            let path = crate::logs::dir(state.root()).join("api.log");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let all: Vec<&str> = text.lines().collect();
-            for line in &all[all.len().saturating_sub(*lines)..] {
-                println!("{line}");
-            }
+        Command::Logs { service, level, q, since, lines } => {
+            let query = crate::logs::Query {
+                service: service.clone(),
+                level: *level,
+                q: q.clone(),
+                since: *since,
+                limit: Some(*lines),
+            };
+            let dir = crate::logs::dir(state.root());
+            let entries = crate::logs::search(&dir, service.as_deref(), &query)?;
+            out.emit(&entries, |entries| {
+                if entries.is_empty() {
+                    return format!("no log entry matches (the logs are in {})", dir.display());
+                }
+                entries.iter().map(crate::logs::describe).collect::<Vec<_>>().join("\n")
+            });
         }
         Command::Containers(command) => containers::run(&state, command, out)?,
         Command::Images(command) => images::run(command, out)?,
