@@ -1,7 +1,7 @@
 // WireGuard: the VPN server every device connects to — its key, its address, the port it
 // listens on, the address devices dial, and the subnet their addresses come from. A change here
 // changes every device's config, and the page says so before saving.
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { api, errorMessage } from "../api/client";
 import { useConfigEditor } from "../config";
 import { Field } from "../components/Field";
@@ -11,14 +11,20 @@ type Server = { public_key: string; address: string; subnet: string; listen_port
 export function WireGuardPage() {
   const { config, errors, message, save } = useConfigEditor();
   const [server, setServer] = useState<Server | null>(null);
-  const [form, setForm] = useState({ listen_port: "", endpoint: "", subnet: "" });
+  const [form, setFormState] = useState({ listen_port: "", endpoint: "", subnet: "" });
+  // What the admin is typing is kept when the page reloads for a change made elsewhere.
+  const edited = useRef(false);
+  const setForm = (next: typeof form) => {
+    edited.current = true;
+    setFormState(next);
+  };
   const [keyMessage, setKeyMessage] = useState("");
   const load = useCallback(async () => {
     const { data } = await api.GET("/api/wireguard");
     const s = data as Server | undefined;
     if (!s) return;
     setServer(s);
-    setForm({ listen_port: String(s.listen_port), endpoint: s.endpoint ?? "", subnet: s.subnet });
+    if (!edited.current) setFormState({ listen_port: String(s.listen_port), endpoint: s.endpoint ?? "", subnet: s.subnet });
   }, []);
   useEffect(() => {
     void load();
@@ -32,11 +38,15 @@ export function WireGuardPage() {
       ? `Every device gets a new address in ${form.subnet}: each one needs its new config (QR code) before it connects again. Save?`
       : `Devices dial the new port or address only once they have their new config (QR code). Save?`;
     if (!window.confirm(question)) return;
-    await save((c) => {
+    const saved = await save((c) => {
       c.wireguard.listen_port = Number(form.listen_port);
       c.wireguard.endpoint = form.endpoint.trim() || undefined;
       c.wireguard.subnet = form.subnet.trim();
     }, "WireGuard settings saved.");
+    if (saved) {
+      edited.current = false;
+      await load();
+    }
   };
 
   const rotate = async () => {
