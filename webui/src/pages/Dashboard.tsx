@@ -4,7 +4,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Link } from "react-router-dom";
 import { Badge, type Tone, toneOf } from "../components/Badge";
 import { api } from "../api/client";
-import { type CellEvent, changesState, useEvents } from "../events";
+import { type CellEvent, changesState, describeEvent, useEvents } from "../events";
 import { type Stop, stoppedText } from "./Containers";
 
 type Container = { service: string; state: string; health?: string | null; restarts: number; stopped?: Stop | null };
@@ -40,7 +40,8 @@ export function DashboardPage() {
   }, [load]);
   const onEvent = useCallback(
     (event: CellEvent) => {
-      setRecent((r) => [event, ...r].slice(0, 8));
+      // Only what can be said in words: progress ticks and unnamed steps are left out.
+      if (event.step !== "progress" && describeEvent(event)) setRecent((r) => [event, ...r].slice(0, 8));
       if (changesState(event) || event.step === "disk_nearly_full" || event.step === "scheduled_backup") void load();
     },
     [load],
@@ -109,14 +110,19 @@ export function DashboardPage() {
           </tbody>
         </table>
       )}
-      <h2>Recent events</h2>
-      <ul className="events">
-        {recent.map((e, i) => (
-          <li key={i}>
-            {e.step} {typeof e.service === "string" ? e.service : ""} {typeof e.request === "string" ? e.request : ""}
-          </li>
-        ))}
-      </ul>
+      <h2>What just happened</h2>
+      {recent.length === 0 ? (
+        <p>Nothing since this page opened.</p>
+      ) : (
+        <ul className="events">
+          {recent.map((e, i) => (
+            <li key={i}>
+              {typeof e.time === "string" && <time dateTime={e.time}>{new Date(e.time).toLocaleTimeString()}</time>}{" "}
+              {describeEvent(e)?.text}
+            </li>
+          ))}
+        </ul>
+      )}
     </>
   );
 }
