@@ -126,6 +126,9 @@ pub async fn gate(
 ) -> std::collections::BTreeMap<String, String> {
     let checks = report.changed().filter_map(|s| s.spec.clone()).map(|spec| async move {
         let result = wait_healthy(engine, &spec, limit).await;
+        if let Ok(took) = &result {
+            tracing::info!(service = spec.service, seconds = took.as_secs_f64(), "healthy");
+        }
         (spec.service.clone(), result)
     });
     futures_util::future::join_all(checks)

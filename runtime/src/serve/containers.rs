@@ -189,7 +189,16 @@ impl AppState {
         containers: &Containers,
     ) -> anyhow::Result<(activation::Report, BTreeMap<String, String>)> {
         self.emit(json!({"step": "activating", "service": "containers"}));
+        let started = std::time::Instant::now();
         let report = activation::activate(engine, &self.state).await?;
+        // Where an activation's time goes (the containers made, then each service's first answer)
+        // is in the log: after a boot or setup on a slow board it is most of the wait.
+        tracing::info!(
+            generation = ?report.generation,
+            changed = report.changed().count(),
+            seconds = started.elapsed().as_secs_f64(),
+            "containers activated"
+        );
         self.emit(json!({"step": "activated", "service": "containers", "result": report}));
         if self.ports_held.load(std::sync::atomic::Ordering::SeqCst) {
             // The ports go to the containers once the proxy (made first) answers: until then
@@ -203,6 +212,12 @@ impl AppState {
         }
         let mut failures = health::gate(engine, &report, containers.health_timeout).await;
         failures.extend(report.errors.clone());
+        tracing::info!(
+            generation = ?report.generation,
+            failed = failures.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "health gate done"
+        );
         if failures.is_empty() {
             self.emit(json!({"step": "healthy", "generation": report.generation}));
         }
