@@ -117,23 +117,3 @@ fn rand_id() -> u16 {
     getrandom::fill(&mut bytes).unwrap_or_default();
     u16::from_le_bytes(bytes)
 }
-
-/// Waits for every changed service to pass its health check; returns those that did not.
-pub async fn gate(
-    engine: &Engine,
-    report: &super::activation::Report,
-    limit: Duration,
-) -> std::collections::BTreeMap<String, String> {
-    let checks = report.changed().filter_map(|s| s.spec.clone()).map(|spec| async move {
-        let result = wait_healthy(engine, &spec, limit).await;
-        if let Ok(took) = &result {
-            tracing::info!(service = spec.service, seconds = took.as_secs_f64(), "healthy");
-        }
-        (spec.service.clone(), result)
-    });
-    futures_util::future::join_all(checks)
-        .await
-        .into_iter()
-        .filter_map(|(service, result)| result.err().map(|e| (service, format!("{e:#}"))))
-        .collect()
-}

@@ -190,34 +190,30 @@ impl AppState {
     ) -> anyhow::Result<(activation::Report, BTreeMap<String, String>)> {
         self.emit(json!({"step": "activating", "service": "containers"}));
         let started = std::time::Instant::now();
-        let report = activation::activate(engine, &self.state).await?;
-        // Where an activation's time goes (the containers made, then each service's first answer)
-        // is in the log: after a boot or setup on a slow board it is most of the wait.
+        // The held ports go to the containers once the proxy (made first) answers, while the
+        // others still start: until then port 80 is the front door's, with the device's progress.
+        let app = self.clone();
+        let on_healthy = move |service: &str| {
+            if service == activation::FIRST && app.ports_held.load(std::sync::atomic::Ordering::SeqCst) {
+                let app = app.clone();
+                tokio::spawn(async move { app.publish_held_ports().await });
+            }
+        };
+        let gate = activation::Gate { limit: containers.health_timeout, on_healthy: &on_healthy };
+        let (report, failures) = activation::activate(engine, &self.state, &gate).await?;
+        // Where an activation's time goes (each container made, each service's first answer) is
+        // in the log: after a boot or setup on a slow board it is most of the wait.
         tracing::info!(
             generation = ?report.generation,
             changed = report.changed().count(),
-            seconds = started.elapsed().as_secs_f64(),
-            "containers activated"
-        );
-        self.emit(json!({"step": "activated", "service": "containers", "result": report}));
-        if self.ports_held.load(std::sync::atomic::Ordering::SeqCst) {
-            // The ports go to the containers once the proxy (made first) answers: until then
-            // port 80 is the front door's, with the device's progress.
-            if let Some(proxy) = report.services.iter().find(|s| s.service == "proxy").and_then(|s| s.spec.as_ref())
-                && let Err(error) = health::wait_healthy(engine, proxy, containers.health_timeout).await
-            {
-                tracing::warn!(error = %format!("{error:#}"), "the proxy is not healthy; publishing the ports anyway");
-            }
-            self.publish_held_ports().await;
-        }
-        let mut failures = health::gate(engine, &report, containers.health_timeout).await;
-        failures.extend(report.errors.clone());
-        tracing::info!(
-            generation = ?report.generation,
             failed = failures.len(),
             seconds = started.elapsed().as_secs_f64(),
-            "health gate done"
+            "containers activated and checked"
         );
+        self.emit(json!({"step": "activated", "service": "containers", "result": report}));
+        // Not published yet when the proxy did not answer (or was not started anew): the ruleset
+        // must not stay without its ports.
+        self.publish_held_ports().await;
         if failures.is_empty() {
             self.emit(json!({"step": "healthy", "generation": report.generation}));
         }
