@@ -90,7 +90,7 @@ pub const FIRST: &str = "proxy";
 /// each that answers (`pic serve` publishes the ports once the proxy does).
 pub struct Gate<'a> {
     pub limit: std::time::Duration,
-    pub on_healthy: &'a (dyn Fn(&str) + Sync),
+    pub on_healthy: &'a (dyn Fn(&ContainerSpec) + Sync),
 }
 
 /// The services of an activation that did not pass the health gate, with why.
@@ -179,7 +179,7 @@ async fn check(engine: &Engine, spec: &ContainerSpec, result: &Result<Action>, g
     match health::wait_healthy(engine, spec, gate.limit).await {
         Ok(took) => {
             tracing::info!(service = spec.service, seconds = took.as_secs_f64(), "healthy");
-            (gate.on_healthy)(&spec.service);
+            (gate.on_healthy)(spec);
             None
         }
         Err(error) => Some(format!("{error:#}")),

@@ -193,10 +193,18 @@ impl AppState {
         // The held ports go to the containers once the proxy (made first) answers, while the
         // others still start: until then port 80 is the front door's, with the device's progress.
         let app = self.clone();
-        let on_healthy = move |service: &str| {
-            if service == activation::FIRST && app.ports_held.load(std::sync::atomic::Ordering::SeqCst) {
-                let app = app.clone();
-                tokio::spawn(async move { app.publish_held_ports().await });
+        let limit = containers.health_timeout;
+        let on_healthy = move |spec: &docker::spec::ContainerSpec| {
+            if spec.service == activation::FIRST && app.ports_held.load(std::sync::atomic::Ordering::SeqCst) {
+                let (app, spec) = (app.clone(), spec.clone());
+                tokio::spawn(async move {
+                    // Its check is port 443; port 80 (the front door's until now) may open a
+                    // moment later, and a browser sent there must not meet a closed port.
+                    if let Err(error) = health::wait_port(&spec, 80, limit).await {
+                        tracing::warn!(error = %format!("{error:#}"), "the proxy's port 80 does not answer");
+                    }
+                    app.publish_held_ports().await
+                });
             }
         };
         let gate = activation::Gate { limit: containers.health_timeout, on_healthy: &on_healthy };
