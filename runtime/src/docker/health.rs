@@ -80,20 +80,6 @@ pub async fn wait_healthy(engine: &Engine, spec: &ContainerSpec, limit: Duration
     }
 }
 
-/// Waits until `port` of `spec`'s container accepts connections (at most `limit`): a port its
-/// health check does not look at.
-pub async fn wait_port(spec: &ContainerSpec, port: u16, limit: Duration) -> Result<()> {
-    let ip: IpAddr = spec.network.address.parse().with_context(|| format!("address of {}", spec.service))?;
-    let started = Instant::now();
-    loop {
-        match tcp(SocketAddr::new(ip, port)).await {
-            Ok(_) => return Ok(()),
-            Err(error) if started.elapsed() >= limit => return Err(error),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
 async fn tcp(addr: SocketAddr) -> Result<TcpStream> {
     timeout(PROBE_TIMEOUT, TcpStream::connect(addr))
         .await
