@@ -18,17 +18,22 @@ pub fn apply_unpublished(state: &State) -> Result<bool> {
     let Some(current) = state.current()? else { return Ok(false) };
     let manifest = state.manifest(current)?;
     let Some(entry) = manifest.services.get("firewall") else { return apply(state) };
-    let path = state.root().join(&entry.store_path).join("ruleset.nft");
-    let ruleset = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    if !ruleset.contains("map published {") {
-        return apply(state);
-    }
-    // One file, one `nft -f`, one transaction: the ruleset, then its map emptied. Never a moment
-    // with the ports sent to containers that do not run.
+    let folder = state.root().join(&entry.store_path);
+    // `unpublish.nft` deletes the map's elements (empty when nothing is published; missing in a
+    // generation built before it existed, which is loaded with its ports).
+    let unpublish_path = folder.join("unpublish.nft");
+    let unpublish = match std::fs::read_to_string(&unpublish_path) {
+        Ok(text) if !text.trim().is_empty() => text,
+        Ok(_) => return apply(state),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return apply(state),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", unpublish_path.display())),
+    };
+    // One file, one `nft -f`, one transaction: the ruleset, then its published ports taken out.
+    // Never a moment with the ports sent to containers that do not run.
     let run = state.root().join("run");
     pic_builder::fsutil::ensure_dir(&run, 0o755)?;
     let held = run.join("firewall-unpublished.nft");
-    let text = format!("include \"{}\"\nflush map inet pic published\n", path.display());
+    let text = format!("include \"{}\"\n{unpublish}", folder.join("ruleset.nft").display());
     pic_builder::fsutil::write_atomic(&held, text.as_bytes(), 0o644)?;
     command::run("nft", &["-f", held.to_str().context("the state directory's path is not UTF-8")?])?;
     std::fs::write(IP_FORWARD, "1").with_context(|| format!("writing {IP_FORWARD}"))?;

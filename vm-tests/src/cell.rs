@@ -129,7 +129,8 @@ impl Admin {
             if started.elapsed() > limit {
                 bail!("not healthy after {limit:?}: {unhealthy:?}\n{containers:#}");
             }
-            std::thread::sleep(Duration::from_secs(5));
+            // Often enough that the figure is the cell's, not the poll's.
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 }
@@ -298,6 +299,6 @@ pub fn wait_until_ready(cell: &mut Machine, limit: Duration) -> Result<()> {
             "the cell was not ready {limit:?} after setup; it said:\n{}",
             seen.join("\n")
         );
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }

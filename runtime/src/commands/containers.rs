@@ -21,21 +21,20 @@ async fn connect(args: &DockerArgs) -> Result<Engine> {
 pub fn activate(state: &State, args: &DockerArgs, health_timeout: u64, out: &Output) -> Result<bool> {
     let (report, failures) = block_on(async {
         let engine = connect(args).await?;
-        let report = activation::activate(&engine, state).await?;
-        let failures = health::gate(&engine, &report, Duration::from_secs(health_timeout)).await;
-        Ok((report, failures))
+        let gate = activation::Gate { limit: Duration::from_secs(health_timeout), on_healthy: &|_| {} };
+        activation::activate(&engine, state, &gate).await
     })?;
     out.emit(&serde_json::json!({"report": report, "unhealthy": failures}), |_| {
         let mut s = String::new();
         for service in &report.services {
             s.push_str(&format!("{:<10} {:?}\n", service.service, service.action).to_lowercase());
         }
-        for (service, error) in report.errors.iter().chain(&failures) {
+        for (service, error) in &failures {
             s.push_str(&format!("{service:<10} FAILED: {error}\n"));
         }
         s.trim_end().to_owned()
     });
-    Ok(report.errors.is_empty() && failures.is_empty())
+    Ok(failures.is_empty())
 }
 
 /// Removes the containers of `services` if the engine answers (`pic serve` makes them anew);

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::{ContainerSpec, Reload};
-use super::{Engine, LABEL_SERVICE, LABEL_SPEC, Publish, container_name, mounts, setup_proxy, stopped};
+use super::{Engine, LABEL_SERVICE, LABEL_SPEC, Publish, container_name, health, mounts, setup_proxy, stopped};
 
 /// What activation did to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -46,8 +46,6 @@ impl Action {
 pub struct ServiceActivation {
     pub service: String,
     pub action: Action,
-    #[serde(skip)]
-    pub spec: Option<ContainerSpec>,
 }
 
 /// The outcome of one activation.
@@ -85,17 +83,29 @@ pub fn desired(state: &State) -> Result<(Option<u64>, Desired)> {
 
 /// The service whose container is made or started before the others': the proxy, through which
 /// the web UI is reached.
-const FIRST: &str = "proxy";
+pub const FIRST: &str = "proxy";
 
-/// Activates the current generation's containers.
-pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
+/// The health gate an activation runs as it goes: each changed service is probed from the moment
+/// its container is made (not once the slowest is), for at most `limit`; `on_healthy` hears of
+/// each that answers (`pic serve` publishes the ports once the proxy does).
+pub struct Gate<'a> {
+    pub limit: std::time::Duration,
+    pub on_healthy: &'a (dyn Fn(&ContainerSpec) + Sync),
+}
+
+/// The services of an activation that did not pass the health gate, with why.
+pub type Failures = BTreeMap<String, String>;
+
+/// Activates the current generation's containers and waits for every changed service to pass its
+/// health check: the report, and the services that failed either (`report.errors` among them).
+pub async fn activate(engine: &Engine, state: &State, gate: &Gate<'_>) -> Result<(Report, Failures)> {
     let (generation, desired) = desired(state)?;
     let mut report = Report { generation, ..Report::default() };
     let Some(generation) = generation else {
         if engine.publish != Publish::None {
             setup_proxy::ensure(engine, state).await?;
         }
-        return Ok(report);
+        return Ok((report, Failures::new()));
     };
     let config = pic_builder::config::parse(&state.generation_config(generation)?)
         .map_err(|e| anyhow!("generation {generation}'s config: {e}"))?;
@@ -122,12 +132,25 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
     // the admin's page answers as soon as its container runs. Then every other service at once:
     // under a slow CPU a container start is seconds of Docker's and runc's work, and one service
     // does not wait for another.
+    // The proxy's health check runs while the others start.
     let (first, rest): (Vec<_>, Vec<_>) = desired.iter().partition(|(service, _)| *service == FIRST);
-    let mut results = activate_all(engine, state, &first, &stopped, &running).await;
-    results.extend(activate_all(engine, state, &rest, &stopped, &running).await);
-    for (service, spec, result) in results {
+    let made_first = activate_all(engine, state, &first, &stopped, &running).await;
+    let check_first = futures_util::future::join_all(
+        made_first
+            .iter()
+            .map(|(service, spec, result)| async move { (service.clone(), check(engine, spec, result, gate).await) }),
+    );
+    let (checked_first, made_rest) =
+        tokio::join!(check_first, activate_and_check_all(engine, state, &rest, &stopped, &running, gate));
+    let mut failures: Failures = checked_first.into_iter().filter_map(|(s, e)| Some((s, e?))).collect();
+    let mut results = made_first;
+    for (made, failure) in made_rest {
+        failures.extend(failure.map(|e| (made.0.clone(), e)));
+        results.push(made);
+    }
+    for (service, _, result) in results {
         match result {
-            Ok(action) => report.services.push(ServiceActivation { service, action, spec: Some(spec) }),
+            Ok(action) => report.services.push(ServiceActivation { service, action }),
             Err(error) => {
                 tracing::warn!(service, error = %format!("{error:#}"), "container activation failed");
                 report.errors.insert(service, format!("{error:#}"));
@@ -138,10 +161,49 @@ pub async fn activate(engine: &Engine, state: &State) -> Result<Report> {
         if !desired.contains_key(service) {
             let name = container.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_owned());
             engine.remove(&name.unwrap_or_else(|| container_name(service))).await?;
-            report.services.push(ServiceActivation { service: service.clone(), action: Action::Removed, spec: None });
+            report.services.push(ServiceActivation { service: service.clone(), action: Action::Removed });
         }
     }
-    Ok(report)
+    failures.extend(report.errors.clone());
+    Ok((report, failures))
+}
+
+/// What one service's activation gave.
+type Made = (String, ContainerSpec, Result<Action>);
+
+/// Waits for a service activated with `result` to pass its health check, if it must; why not.
+async fn check(engine: &Engine, spec: &ContainerSpec, result: &Result<Action>, gate: &Gate<'_>) -> Option<String> {
+    if !result.as_ref().is_ok_and(|action| action.needs_check()) {
+        return None;
+    }
+    match health::wait_healthy(engine, spec, gate.limit).await {
+        Ok(took) => {
+            tracing::info!(service = spec.service, seconds = took.as_secs_f64(), "healthy");
+            (gate.on_healthy)(spec);
+            None
+        }
+        Err(error) => Some(format!("{error:#}")),
+    }
+}
+
+/// Activates `services` at once, each checked as soon as it is made; the results in their order.
+async fn activate_and_check_all(
+    engine: &Engine,
+    state: &State,
+    services: &[(&String, &(ContainerSpec, pic_builder::render::Bundle))],
+    stopped: &stopped::Stopped,
+    running: &HashMap<String, bollard::models::ContainerSummary>,
+    gate: &Gate<'_>,
+) -> Vec<(Made, Option<String>)> {
+    let work = services.iter().map(|&(service, (spec, bundle))| async move {
+        let result = match stopped.contains_key(service) {
+            true => Ok(Action::KeptStopped),
+            false => activate_one(engine, state, spec, bundle, running.get(service)).await,
+        };
+        let failure = check(engine, spec, &result, gate).await;
+        ((service.clone(), spec.clone(), result), failure)
+    });
+    futures_util::future::join_all(work).await
 }
 
 /// Activates `services` at once; the results in their order.
@@ -151,7 +213,7 @@ async fn activate_all(
     services: &[(&String, &(ContainerSpec, pic_builder::render::Bundle))],
     stopped: &stopped::Stopped,
     running: &HashMap<String, bollard::models::ContainerSummary>,
-) -> Vec<(String, ContainerSpec, Result<Action>)> {
+) -> Vec<Made> {
     let work = services.iter().map(|&(service, (spec, bundle))| async move {
         let result = match stopped.contains_key(service) {
             true => Ok(Action::KeptStopped),

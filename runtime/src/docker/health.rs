@@ -17,7 +17,7 @@ use super::{Engine, container_name};
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Probes `spec`'s service once.
+/// Probes `spec`'s service once: its container runs, and it answers.
 pub async fn probe(engine: &Engine, spec: &ContainerSpec) -> Result<()> {
     let name = container_name(&spec.service);
     let inspect = engine.api().inspect_container(&name, None).await.with_context(|| format!("inspecting {name}"))?;
@@ -25,7 +25,13 @@ pub async fn probe(engine: &Engine, spec: &ContainerSpec) -> Result<()> {
     if state.running != Some(true) {
         bail!("container {name} is not running (exit code {:?})", state.exit_code);
     }
-    let ip: IpAddr = spec.network.address.parse().with_context(|| format!("address of {name}"))?;
+    answer(spec).await
+}
+
+/// Whether `spec`'s service answers on its address (a process check passes: Docker's state says
+/// whether it runs).
+async fn answer(spec: &ContainerSpec) -> Result<()> {
+    let ip: IpAddr = spec.network.address.parse().with_context(|| format!("address of {}", spec.service))?;
     let result = match &spec.health {
         Health::Dns { port, query } => dns(SocketAddr::new(ip, *port), query).await,
         Health::Tcp { port } => tcp(SocketAddr::new(ip, *port)).await.map(drop),
@@ -45,17 +51,31 @@ pub async fn starting(engine: &Engine, service: &str, grace: Duration) -> bool {
     started.is_some_and(|at| jiff::Timestamp::now().duration_since(at).unsigned_abs() < grace)
 }
 
-/// Probes until the service answers or `limit` has passed; returns how long it took.
+/// Probes until the service answers or `limit` has passed; returns how long it took. While it
+/// does not answer, only its address is tried (Docker is asked whether the container runs for a
+/// process check, and for the error at the end), at growing intervals: on a slow board the
+/// probes of services still starting would otherwise take CPU from their start.
 pub async fn wait_healthy(engine: &Engine, spec: &ContainerSpec, limit: Duration) -> Result<Duration> {
     let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = probe(engine, spec).await;
+        let attempt = match spec.health {
+            Health::Process { .. } => probe(engine, spec).await,
+            _ => answer(spec).await,
+        };
         match attempt {
             Ok(()) => return Ok(started.elapsed()),
-            Err(error) if started.elapsed() >= limit => {
-                return Err(error.context(format!("not healthy within {} s", limit.as_secs())));
+            Err(_) if started.elapsed() >= limit => {
+                // Asked once more with Docker: the error then says when the container stopped.
+                return match probe(engine, spec).await {
+                    Ok(()) => Ok(started.elapsed()),
+                    Err(error) => Err(error.context(format!("not healthy within {} s", limit.as_secs()))),
+                };
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 3 / 2).min(Duration::from_secs(1));
+            }
         }
     }
 }
@@ -116,21 +136,4 @@ fn rand_id() -> u16 {
     let mut bytes = [0u8; 2];
     getrandom::fill(&mut bytes).unwrap_or_default();
     u16::from_le_bytes(bytes)
-}
-
-/// Waits for every changed service to pass its health check; returns those that did not.
-pub async fn gate(
-    engine: &Engine,
-    report: &super::activation::Report,
-    limit: Duration,
-) -> std::collections::BTreeMap<String, String> {
-    let checks = report.changed().filter_map(|s| s.spec.clone()).map(|spec| async move {
-        let result = wait_healthy(engine, &spec, limit).await;
-        (spec.service.clone(), result)
-    });
-    futures_util::future::join_all(checks)
-        .await
-        .into_iter()
-        .filter_map(|(service, result)| result.err().map(|e| (service, format!("{e:#}"))))
-        .collect()
 }

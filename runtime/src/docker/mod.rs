@@ -226,12 +226,20 @@ impl Engine {
         };
         let name = container_name(&spec.service);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let began = std::time::Instant::now();
         let created = self
             .docker
             .create_container(Some(options), body)
             .await
             .with_context(|| format!("creating container {name} from {image}"))?;
+        let made = began.elapsed();
         self.start(&name).await?;
+        tracing::info!(
+            service = spec.service,
+            create_seconds = made.as_secs_f64(),
+            start_seconds = (began.elapsed() - made).as_secs_f64(),
+            "container made"
+        );
         Ok(created.id)
     }
 

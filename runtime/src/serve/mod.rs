@@ -164,6 +164,7 @@ impl AppState {
     /// not returned: the generation is switched either way, and the next activation retries.
     pub async fn activate(&self) {
         let _guard = self.activation.lock().await;
+        tracing::info!(generation = ?self.state.current().ok().flatten(), "activating");
         let timer = self.metrics.activation_seconds.start_timer();
         self.activate_host().await;
         self.activate_containers().await;

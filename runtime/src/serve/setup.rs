@@ -105,8 +105,17 @@ pub async fn setup(
         if state.desired_config_path().exists() {
             return Err(ApiError::new(StatusCode::CONFLICT, "setup_complete", "setup is already complete"));
         }
+        let started = std::time::Instant::now();
         state.credentials().set_password(ADMIN_USER, &setup.admin_password)?;
-        Ok(writer.build_and_switch(&config, "setup wizard")?.to)
+        let hashed = started.elapsed();
+        let generation = writer.build_and_switch(&config, "setup wizard")?.to;
+        // Setup's wait on a slow board is this, then the first activation (logged by steps).
+        tracing::info!(
+            password_seconds = hashed.as_secs_f64(),
+            build_seconds = (started.elapsed() - hashed).as_secs_f64(),
+            "setup: generation {generation} built"
+        );
+        Ok(generation)
     })
     .await?;
     Ok(Json(json!({"complete": true, "generation": generation})))
