@@ -154,6 +154,11 @@ pub fn boot_to_api(cell: &mut Machine) -> Result<f64> {
     Ok(cell.uptime())
 }
 
+/// What the guest says when port 80 stopped answering: pic serve's log (port hand-over, restarts),
+/// the containers' states, the ruleset's published ports and the sockets listening on port 80.
+const WHAT_PORT_80_MET: &str = "journalctl -b -o short-monotonic --no-pager -u pic | tail -n 40; \
+     docker ps -a --format '{{.Names}} {{.Status}}'; nft list map inet pic published; ss -tlnp 'sport = :80'";
+
 /// Polls port 80 from power-on until the web UI answers (the wizard on a first boot; after a
 /// reboot, the cell's Caddy sending the browser to the web UI over HTTPS), as a person
 /// reloading a browser would: once anything answered, every later poll must get the progress
@@ -197,10 +202,13 @@ pub fn port_80_until_the_web_ui(cell: &mut Machine, limit: Duration) -> Result<(
             }
             Ok((status, page)) => bail!("port 80 at {at:.1} s: HTTP {status}: {page}\nseen before: {seen:#?}"),
             Err(error) => {
-                ensure!(
-                    first_answer.is_none(),
-                    "port 80 stopped answering at {at:.1} s after the progress page: {error:#}\nseen before: {seen:#?}"
-                );
+                if first_answer.is_some() {
+                    let (_, inside) = cell.execute(WHAT_PORT_80_MET)?;
+                    bail!(
+                        "port 80 stopped answering at {at:.1} s after the progress page: {error:#}\n\
+                         seen before: {seen:#?}\nin the guest:\n{inside}"
+                    );
+                }
             }
         }
         cell.check_alive()?;
