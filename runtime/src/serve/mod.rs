@@ -168,12 +168,13 @@ impl AppState {
         let timer = self.metrics.activation_seconds.start_timer();
         self.activate_host().await;
         self.activate_containers().await;
-        self.publish_held_ports().await;
         timer.observe_duration();
     }
 
-    /// Publishes the ports `activate_host` held back, once (the proxy runs, or the containers
-    /// could not be started: the ruleset must not stay without its ports).
+    /// Publishes the ports `activate_host` held back, once the containers were made and checked.
+    /// Never after an activation that did not reach Docker: the ports would then lead to
+    /// containers that do not run, while the front door can still say what is going on; the
+    /// monitor's next activation tries again.
     async fn publish_held_ports(&self) {
         if self.ports_held.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.activate_service("firewall", crate::firewall::apply).await;
@@ -620,7 +621,6 @@ async fn start(app: AppState) -> anyhow::Result<()> {
         {
             let _guard = starting.activation.lock().await;
             starting.activate_containers().await;
-            starting.publish_held_ports().await;
         }
         containers::monitor(starting).await;
     });
