@@ -89,6 +89,14 @@ fn story(cell: &mut Machine, baseline: f64) -> Result<()> {
     let size = cell.succeed("df --output=size -BM /var | tail -n 1")?;
     let megabytes: u64 = size.trim().trim_end_matches('M').parse()?;
     ensure!(megabytes > 4000, "the data partition did not grow: {megabytes} MB");
+    // Slot B is not in the image: systemd-repart made it, empty, at the end of the disk.
+    let slot_b = cell.succeed("lsblk -bno SIZE /dev/disk/by-partlabel/pic-root-b")?;
+    let slot_a = cell.succeed("lsblk -bno SIZE /dev/disk/by-partlabel/pic-root-a")?;
+    ensure!(slot_b.trim() == slot_a.trim(), "slot B is {slot_b} bytes, slot A {slot_a}");
+    cell.succeed(
+        "b=$(readlink -f /dev/disk/by-partlabel/pic-root-b) d=$(findmnt -no SOURCE /var) && \
+         test \"$(cat /sys/class/block/${b##*/}/start)\" -gt \"$(cat /sys/class/block/${d##*/}/start)\"",
+    )?;
 
     // Setup through the API, every service on: generation 1, activated after the answer (the
     // answer goes out through the setup proxy that the activation replaces).

@@ -196,7 +196,7 @@ fn prepare(inputs: &Inputs<'_>) -> Result<Prepared, Error> {
     let tree = work.join("tree");
     // A copy of the cached tree, with this build's own files added.
     command::run("cp", &["-a", "--reflink=auto", &path_str(&rootfs), &path_str(&tree)])?;
-    install(inputs, &tree)?;
+    install(inputs, &def, &tree)?;
     Ok(Prepared { def, work, tree, cached_rootfs, lock_updated })
 }
 
@@ -254,7 +254,7 @@ fn bootstrap(
 
 /// Adds `pic`, the templates, the web UI, the base image's definition and Docker's image store
 /// to the tree.
-fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
+fn install(inputs: &Inputs<'_>, def: &ApplianceDef, tree: &Path) -> Result<(), Error> {
     let share = tree.join("usr/share/pic");
     fs::create_dir_all(&share).at(&share)?;
     // Without its debug information (most of a release build's size); symbols stay for backtraces.
@@ -274,7 +274,7 @@ fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
             command::run("cp", &["-a", "--reflink=auto", &path_str(&from), &path_str(&docker)])?;
         }
     }
-    identify(inputs, tree)?;
+    identify(inputs, def, tree)?;
     // Every file gets the same time, so that the file systems do not record when they were built.
     command::run(
         "find",
@@ -295,9 +295,10 @@ fn install(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
 }
 
 /// What the root says about itself: its version in os-release (`IMAGE_VERSION`, what
-/// systemd-sysupdate and `pic update` read), the key it trusts for updates, its slots, and the
-/// mount point of the ESP (where boot entries are confirmed and updates written).
-fn identify(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
+/// systemd-sysupdate and `pic update` read), the key it trusts for updates, its slots (and the
+/// definitions with which systemd-repart makes slot B on first boot), and the mount point of the
+/// ESP (where boot entries are confirmed and updates written).
+fn identify(inputs: &Inputs<'_>, def: &ApplianceDef, tree: &Path) -> Result<(), Error> {
     let os_release = tree.join("usr/lib/os-release");
     let mut text = fs::read_to_string(&os_release).at(&os_release)?;
     text.retain(|c| c != '\r');
@@ -314,6 +315,11 @@ fn identify(inputs: &Inputs<'_>, tree: &Path) -> Result<(), Error> {
     let layout = tree.join(crate::update::slots::LAYOUT.trim_start_matches('/'));
     let text = serde_json::to_string_pretty(&partitions::layout()).expect("a layout serializes");
     fs::write(&layout, text + "\n").at(&layout)?;
+    let repart = tree.join("usr/lib/repart.d");
+    fs::create_dir_all(&repart).at(&repart)?;
+    for (file, text) in partitions::device_slot_definitions(def.root_slot_mib) {
+        fs::write(repart.join(file), text).at(&repart)?;
+    }
     fs::create_dir_all(tree.join("efi")).at(tree)?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! From a root tree to a GPT disk: the EFI system partition (vfat, made with mkfs.vfat and
-//! mtools), root slot A (erofs) and an empty slot B of the same size, the data partition (ext4
-//! made from the tree's `/var`), put together by systemd-repart from those files (`CopyBlocks=`).
-//! No loop device, no mount. The GPT is final: a device never changes it, updates write slots.
+//! mtools), root slot A (erofs) and the data partition (ext4 made from the tree's `/var`), put
+//! together by systemd-repart from those files (`CopyBlocks=`). No loop device, no mount. Slot B,
+//! of A's size, is not in the image: systemd-repart makes it at the end of the disk on first
+//! boot, as the data partition grows (`device_slot_definitions`); after that the GPT is final,
+//! and updates write slots.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -81,23 +83,9 @@ pub fn assemble(tree: &Path, def: &ApplianceDef, version: &Version, work: &Path,
 
     let definitions = work.join("repart.d");
     fs::create_dir_all(&definitions).at(&definitions)?;
-    let slot = |name: &str, blocks: Option<&Path>| {
-        // Both slots the same fixed size; B holds nothing yet (sparse in the image, and
-        // systemd's auto-mounting of roots is off on the command line).
-        let mut text = format!(
-            "[Partition]\nType=root-x86-64\nLabel=pic-root-{name}\nUUID={}\nSizeMinBytes={size}M\nSizeMaxBytes={size}M\n",
-            slot_uuid(name),
-            size = def.root_slot_mib
-        );
-        if let Some(blocks) = blocks {
-            text.push_str(&format!("CopyBlocks={}\n", blocks.display()));
-        }
-        text
-    };
     for (file, text) in [
         ("10-esp.conf", format!("[Partition]\nType=esp\nLabel=pic-esp\nCopyBlocks={}\n", esp.display())),
-        ("20-root-a.conf", slot("a", Some(&root))),
-        ("21-root-b.conf", slot("b", None)),
+        ("20-root-a.conf", format!("{}CopyBlocks={}\n", slot_definition("a", def.root_slot_mib), root.display())),
         ("30-data.conf", format!("[Partition]\nType=linux-generic\nLabel=pic-data\nCopyBlocks={}\n", data.display())),
     ] {
         fs::write(definitions.join(file), text).at(&definitions)?;
@@ -115,6 +103,27 @@ pub fn assemble(tree: &Path, def: &ApplianceDef, version: &Version, work: &Path,
         ],
     )?;
     fs::rename(&tmp, output).at(output)
+}
+
+/// A root slot's partition: its label and UUID (what `layout` names), its fixed size.
+fn slot_definition(name: &str, size_mib: u64) -> String {
+    format!(
+        "[Partition]\nType=root-x86-64\nLabel=pic-root-{name}\nUUID={}\nSizeMinBytes={size_mib}M\nSizeMaxBytes={size_mib}M\n",
+        slot_uuid(name)
+    )
+}
+
+/// The device's definitions of its slots (`/usr/lib/repart.d`, beside the data partition's
+/// `50-data.conf`): systemd-repart, which runs at every boot, finds slot A as the first root
+/// partition and, on first boot, makes slot B empty after the data partition (which takes the
+/// rest of the disk). A raw image without B is 640 MiB smaller; a device flashed before still
+/// has its B, which these definitions then match.
+pub fn device_slot_definitions(size_mib: u64) -> [(&'static str, String); 2] {
+    let header = "# Written by the image build: the root slots (see pic's builder/src/disk/partitions.rs).\n";
+    [
+        ("20-root-a.conf", format!("{header}{}", slot_definition("a", size_mib))),
+        ("30-root-b.conf", format!("{header}{}", slot_definition("b", size_mib))),
+    ]
 }
 
 /// The root file system of a slot: erofs, lz4hc in 64 KiB clusters — a root 15 % smaller than

@@ -5,7 +5,7 @@
 //! slot, `loader/entries/pic-<version>[+<left>[-<done>]].conf`, whose `root=PARTUUID=` names the
 //! slot. systemd-boot counts a try by renaming the entry, `systemd-bless-boot` drops the counter
 //! once the boot is confirmed good; an entry with no tries left is sorted last, so the device
-//! boots the other slot again. The GPT is never changed on the device.
+//! boots the other slot again. An update never changes the GPT (slot B is made on first boot).
 
 use std::path::{Path, PathBuf};
 
